@@ -303,7 +303,7 @@ def inpaint_mean_fill(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch
 
 
 def _fill_level(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Harmonic fill of one pyramid level: coarse-to-fine start, then Jacobi sweeps."""
+    """Rough harmonic fill of one pyramid level (coarse-to-fine start, a few Jacobi sweeps)."""
     h, w = values.shape[-2:]
     if min(h, w) <= 4:
         # Coarsest level: start from the mean of what is known (every image has some known pixel).
@@ -321,7 +321,7 @@ def _fill_level(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         coarse = _fill_level(coarse_v, (ksum > 0).to(values.dtype))
         up = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
         filled = known * values + (1 - known) * up
-        iters = 40
+        iters = 10
     for _ in range(iters):
         p = F.pad(filled, (1, 1, 1, 1), mode="replicate")  # zero normal derivative at the image border
         avg = 0.25 * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
@@ -329,17 +329,55 @@ def _fill_level(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return filled
 
 
+def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:
+    p = F.pad(x, (1, 1, 1, 1))  # zeros: a neighbour outside the image does not exist
+    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+
+
+def _harmonic_solve(values: torch.Tensor, hidden: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+    """Solve the 5-point Laplace equation on hidden pixels, visible pixels fixed, Neumann image border.
+
+    The system ``deg * u - sum(hidden neighbours) = sum(visible neighbours)`` is symmetric positive
+    definite (every hidden region touches a visible pixel), so conjugate gradients converge; one CG per
+    image and channel, all batched. The pyramid fill is the starting point.
+    """
+    dims = (2, 3)
+    deg = _neighbour_sum(torch.ones_like(values[:1, :1]))
+    x = hidden * _fill_level(values, 1.0 - hidden)
+
+    def apply(u: torch.Tensor) -> torch.Tensor:
+        return hidden * (deg * u - _neighbour_sum(u))
+
+    b = hidden * _neighbour_sum((1.0 - hidden) * values)
+    r = b - apply(x)
+    p = r.clone()
+    rr = (r * r).sum(dims, keepdim=True)
+    limit = (tol**2) * (b * b).sum(dims, keepdim=True).clamp_min(1e-30)
+    for _ in range(4 * (values.shape[-1] + values.shape[-2]) + 100):
+        if bool((rr <= limit).all()):
+            break
+        ap = apply(p)
+        alpha = rr / (p * ap).sum(dims, keepdim=True).clamp_min(1e-30)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = (r * r).sum(dims, keepdim=True)
+        p = r + (rr_new / rr.clamp_min(1e-30)) * p
+        rr = rr_new
+    return (1.0 - hidden) * values + x
+
+
 def inpaint_harmonic(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
     """Harmonic (Laplace / membrane) fill: hidden pixels solve the discrete Laplace equation.
 
     The smoothest fill with the visible pixels as boundary values, the classical diffusion inpainting
     that OpenCV's Navier-Stokes and Telea methods approximate (Bertalmio et al. 2001; Telea 2004).
-    Solved in torch on the whole batch by a coarse-to-fine pyramid followed by Jacobi sweeps at each
-    level, so it is far cheaper than the biharmonic baseline.
+    Solved in torch for the whole batch (conjugate gradients from a coarse-to-fine start), so it runs
+    on the GPU and is far cheaper than the biharmonic baseline.
     """
     m = _check_baseline_inputs(images01, pixel_mask)
-    known = (1.0 - m).expand_as(images01).contiguous()
-    filled = _fill_level(images01, known)
+    dtype = _ssim_dtype(images01.device)
+    hidden = m.to(dtype).expand_as(images01).contiguous()
+    filled = _harmonic_solve(images01.to(dtype), hidden).to(images01.dtype)
     return (1.0 - m) * images01 + m * filled.clamp(0.0, 1.0)
 
 
