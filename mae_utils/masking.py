@@ -1,0 +1,194 @@
+"""Which patches the encoder sees.
+
+Training uses :func:`random_masking`: every image gets its own random subset, the MAE recipe (He et
+al. 2021, sec. 3: uniform random sampling, 75% hidden). Evaluation and demos use structured masks
+(center block, half face, eyes or mouth band, an explicit list); they enter the model as an
+explicit (N, L) 0/1 tensor through :func:`mask_to_indices`.
+
+Convention everywhere: ``mask`` is (N, L) float, 1 = hidden, 0 = visible; patches in row-major order.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .errors import UserError
+
+MASK_KINDS = ("random", "center", "left", "right", "eyes", "mouth", "patches")
+
+
+def num_visible(num_patches: int, mask_ratio: float) -> int:
+    """How many patches stay visible: ``int(L * (1 - ratio))``, the official rounding."""
+    if not 0.0 <= mask_ratio < 1.0:
+        raise UserError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    keep = int(num_patches * (1 - mask_ratio))
+    if keep < 1:
+        raise UserError(f"mask_ratio {mask_ratio} leaves no visible patch out of {num_patches}")
+    return keep
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Rows of tokens picked per image: x (N, L, D), ids (N, K) -> (N, K, D)."""
+    return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def _order_to_mask(ids_shuffle: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``keep`` entries of each row's order stay visible: (ids_keep, mask, ids_restore)."""
+    n, length = ids_shuffle.shape
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = torch.ones(n, length, device=ids_shuffle.device)
+    mask[:, :keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return ids_shuffle[:, :keep], mask, ids_restore
+
+
+def choose_visible(
+    n: int,
+    length: int,
+    device: torch.device | str = "cpu",
+    *,
+    mask_ratio: float = 0.75,
+    noise: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decide the visible patches: ``(ids_keep (N, K), mask (N, L) 1=hidden, ids_restore (N, L))``.
+
+    An explicit ``mask`` wins (visible patches keep their order); else ``noise`` (or fresh uniform
+    noise) decides: the ``int(L * (1 - mask_ratio))`` smallest values stay visible.
+    """
+    if mask is not None:
+        keep = check_mask(mask, n, length)
+        ids_shuffle = torch.argsort(mask.to(device), dim=1, stable=True)
+        return _order_to_mask(ids_shuffle, keep)
+    keep = num_visible(length, mask_ratio)
+    if noise is None:
+        noise = torch.rand(n, length, device=device)
+    elif noise.shape != (n, length):
+        raise UserError(f"noise must have shape (N, L) = {(n, length)}, got {tuple(noise.shape)}")
+    return _order_to_mask(torch.argsort(noise.to(device), dim=1), keep)
+
+
+def random_masking(
+    x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hide a random ``mask_ratio`` of each row's tokens.
+
+    x: (N, L, D). ``noise`` (N, L) decides the mask: the ``int(L * (1 - mask_ratio))`` tokens with the
+    smallest noise stay visible (official MAE and Hugging Face semantics), so equal noise gives an
+    equal mask. Returns ``(x_kept (N, K, D), mask (N, L) 1=hidden, ids_restore (N, L))`` where
+    ``ids_restore`` puts the [kept, hidden] order back into patch order.
+    """
+    ids_keep, mask, ids_restore = choose_visible(*x.shape[:2], x.device, mask_ratio=mask_ratio, noise=noise)
+    return gather_tokens(x, ids_keep), mask.to(x.dtype), ids_restore
+
+
+def check_mask(mask: torch.Tensor, n: int, length: int) -> int:
+    """Validate an explicit mask; return how many patches each row keeps visible."""
+    if mask.shape != (n, length):
+        raise UserError(f"mask must have shape (N, L) = {(n, length)}, got {tuple(mask.shape)}")
+    if not torch.all((mask == 0) | (mask == 1)):
+        raise UserError("mask must hold only 0 (visible) and 1 (hidden)")
+    hidden = mask.sum(dim=1)
+    if not torch.all(hidden == hidden[0]):
+        raise UserError(
+            "every row of mask must hide the same number of patches "
+            f"(got {sorted(set(int(h) for h in hidden.tolist()))})"
+        )
+    keep = length - int(hidden[0])
+    if keep < 1:
+        raise UserError("mask hides every patch: at least one must stay visible")
+    return keep
+
+
+def mask_to_indices(
+    x: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Like :func:`random_masking`, for an explicit (N, L) mask (1 = hidden); visible tokens keep their order."""
+    ids_keep, mask, ids_restore = choose_visible(*x.shape[:2], x.device, mask=mask)
+    return gather_tokens(x, ids_keep), mask.to(x.dtype), ids_restore
+
+
+# ---------------------------------------------------------------- evaluation and demo masks
+def _grid(grid: int | tuple[int, int]) -> tuple[int, int]:
+    return (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
+
+
+def _rows_mask(grid: tuple[int, int], start: float, stop: float) -> torch.Tensor:
+    rows, cols = grid
+    r0, r1 = int(round(start * rows)), max(int(round(stop * rows)), int(round(start * rows)) + 1)
+    m = torch.zeros(rows, cols)
+    m[r0:r1] = 1
+    return m
+
+
+def structured_mask(
+    kind: str,
+    grid: int | tuple[int, int],
+    *,
+    mask_ratio: float = 0.75,
+    patches: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """One (L,) mask of a named shape on a patch grid (rows, cols); 1 = hidden.
+
+    center: a centred square block covering about ``mask_ratio`` of the grid; left/right: that half
+    of the face; eyes: the band at 30-50% of the height where aligned faces have their eyes; mouth:
+    the band at 65-85%; patches: the explicit list of patch indices (row-major).
+    """
+    rows, cols = _grid(grid)
+    if kind == "center":
+        side_r = max(1, min(rows, int(round(rows * mask_ratio**0.5))))
+        side_c = max(1, min(cols, int(round(cols * mask_ratio**0.5))))
+        m = torch.zeros(rows, cols)
+        r0, c0 = (rows - side_r) // 2, (cols - side_c) // 2
+        m[r0 : r0 + side_r, c0 : c0 + side_c] = 1
+    elif kind in ("left", "right"):
+        m = torch.zeros(rows, cols)
+        half = cols // 2
+        if kind == "left":
+            m[:, :half] = 1
+        else:
+            m[:, cols - half :] = 1
+    elif kind == "eyes":
+        m = _rows_mask((rows, cols), 0.30, 0.50)
+    elif kind == "mouth":
+        m = _rows_mask((rows, cols), 0.65, 0.85)
+    elif kind == "patches":
+        if not patches:
+            raise UserError("mask kind 'patches' needs a non-empty list of patch indices")
+        bad = [p for p in patches if not 0 <= int(p) < rows * cols]
+        if bad:
+            raise UserError(f"patch indices {bad[:5]} are outside the {rows}x{cols} grid (0..{rows * cols - 1})")
+        m = torch.zeros(rows * cols)
+        m[torch.as_tensor([int(p) for p in patches])] = 1
+    elif kind == "random":
+        raise UserError("use make_mask(kind='random', ...) for random masks (they need a seed)")
+    else:
+        raise UserError(f"unknown mask kind {kind!r}; choose one of {', '.join(MASK_KINDS)}")
+    m = m.reshape(-1)
+    if m.sum() >= m.numel():
+        raise UserError(f"mask {kind!r} hides every patch of the {rows}x{cols} grid")
+    return m
+
+
+def make_mask(
+    kind: str,
+    n: int,
+    grid: int | tuple[int, int],
+    *,
+    mask_ratio: float = 0.75,
+    patches: Sequence[int] | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """(N, L) masks for ``n`` images: random ones (seeded, per image) or one structured shape repeated."""
+    rows, cols = _grid(grid)
+    if kind == "random":
+        length = rows * cols
+        keep = num_visible(length, mask_ratio)
+        noise = torch.rand(n, length, generator=torch.Generator().manual_seed(seed))
+        ids = torch.argsort(noise, dim=1)
+        mask = torch.ones(n, length)
+        mask.scatter_(1, ids[:, :keep], 0.0)
+        return mask
+    return structured_mask(kind, (rows, cols), mask_ratio=mask_ratio, patches=patches).expand(n, -1).clone()

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from mae_utils.errors import UserError
+from mae_utils.masking import choose_visible, make_mask, mask_to_indices, random_masking, structured_mask
+
+
+@pytest.mark.parametrize("length,ratio", [(16, 0.75), (64, 0.75), (49, 0.75), (196, 0.9), (10, 0.33), (64, 0.0)])
+def test_hidden_count_per_row(length, ratio):
+    x = torch.randn(5, length, 8)
+    kept, mask, ids_restore = random_masking(x, ratio)
+    expected_hidden = length - int(length * (1 - ratio))
+    assert kept.shape == (5, length - expected_hidden, 8)
+    assert torch.all(mask.sum(1) == expected_hidden)
+    assert sorted(ids_restore[0].tolist()) == list(range(length))
+
+
+def test_smallest_noise_stays_visible_and_kept_tokens_are_those():
+    x = torch.arange(8.0).reshape(1, 8, 1)
+    noise = torch.tensor([[0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6, 0.4]])
+    kept, mask, _ = random_masking(x, 0.75, noise=noise)
+    assert kept.flatten().tolist() == [1.0, 3.0]  # noise 0.1 then 0.2
+    assert mask.tolist() == [[1, 0, 1, 0, 1, 1, 1, 1]]
+
+
+def test_same_noise_same_mask():
+    x = torch.randn(3, 16, 4)
+    noise = torch.rand(3, 16)
+    a = random_masking(x, 0.75, noise=noise.clone())
+    b = random_masking(x, 0.75, noise=noise.clone())
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+
+
+def test_explicit_mask_keeps_order_and_restores():
+    x = torch.arange(6.0).reshape(1, 6, 1)
+    mask = torch.tensor([[1.0, 0, 1, 0, 0, 1]])
+    kept, out_mask, ids_restore = mask_to_indices(x, mask)
+    assert kept.flatten().tolist() == [1.0, 3.0, 4.0]
+    assert torch.equal(out_mask, mask)
+    shuffled = torch.cat([kept, torch.full((1, 3, 1), -1.0)], 1)
+    restored = torch.gather(shuffled, 1, ids_restore.unsqueeze(-1))
+    assert restored.flatten().tolist() == [-1.0, 1.0, -1.0, 3.0, 4.0, -1.0]
+
+
+def test_explicit_mask_errors():
+    with pytest.raises(UserError, match="same number"):
+        choose_visible(2, 4, mask=torch.tensor([[1.0, 0, 0, 0], [1, 1, 0, 0]]))
+    with pytest.raises(UserError, match="shape"):
+        choose_visible(2, 4, mask=torch.zeros(2, 5))
+    with pytest.raises(UserError, match="0 \\(visible\\) and 1"):
+        choose_visible(1, 4, mask=torch.tensor([[0.5, 0, 0, 1]]))
+    with pytest.raises(UserError, match="every patch"):
+        choose_visible(1, 4, mask=torch.ones(1, 4))
+    with pytest.raises(UserError, match="mask_ratio"):
+        choose_visible(1, 4, mask_ratio=1.0)
+
+
+def test_structured_masks_shapes():
+    g = 8
+    center = structured_mask("center", g, mask_ratio=0.25).reshape(g, g)
+    assert center[3:5, 3:5].all() and center.sum() == 16 and center[0].sum() == 0
+    left = structured_mask("left", g).reshape(g, g)
+    assert left[:, :4].all() and not left[:, 4:].any()
+    right = structured_mask("right", g).reshape(g, g)
+    assert right[:, 4:].all() and not right[:, :4].any()
+    eyes = structured_mask("eyes", g).reshape(g, g)
+    rows = eyes.any(1).nonzero().flatten().tolist()
+    assert rows == [2, 3]
+    mouth = structured_mask("mouth", g).reshape(g, g).any(1).nonzero().flatten().tolist()
+    assert mouth == [5, 6]
+    listed = structured_mask("patches", g, patches=[0, 9, 63])
+    assert listed.nonzero().flatten().tolist() == [0, 9, 63]
+    with pytest.raises(UserError, match="outside"):
+        structured_mask("patches", g, patches=[64])
+    with pytest.raises(UserError, match="unknown mask kind"):
+        structured_mask("stripes", g)
+
+
+def test_make_mask_random_is_seeded_and_per_image():
+    a = make_mask("random", 4, 8, mask_ratio=0.75, seed=3)
+    b = make_mask("random", 4, 8, mask_ratio=0.75, seed=3)
+    assert torch.equal(a, b)
+    assert torch.all(a.sum(1) == 48)
+    assert not torch.equal(a[0], a[1])
+    assert make_mask("left", 3, 8).shape == (3, 64)
