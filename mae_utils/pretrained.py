@@ -1,0 +1,202 @@
+"""Load published MAE weights from files the user points at (no network access).
+
+Two sources, detected from what is on disk:
+
+* the official MAE release: a ``.pth`` whose ``model`` entry holds our key names already
+  (``mae_visualize_vit_base.pth`` style, with the decoder);
+* Hugging Face ``ViTMAEForPreTraining``: a directory (or a weights file beside its ``config.json``)
+  with ``model.safetensors`` or ``pytorch_model.bin``. Three key layouts exist in the wild: the hub's
+  (transformers 4.x, ``vit.encoder.layer.N.attention.attention.query``, ``decoder.decoder_layers.N``),
+  what transformers 5 writes with ``save_pretrained`` (``decoder.decoder_encoder.layer.N``), and
+  transformers 5's in-memory names (``vit.layers.N.attention.q_proj``). All map to ours; separate
+  q/k/v projections are stacked into one ``qkv``.
+
+Everything is read without executing pickled code (``torch.load(weights_only=True)`` or safetensors).
+When the requested ``img_size`` gives another patch grid, the fixed sin-cos tables are recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+from .model import MaskedAutoencoder
+
+# Official releases do not store head counts; these are the published ViT widths' (Dosovitskiy et al.).
+_HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
+
+_HF_TOP_LEVEL = [
+    (r"^vit\.embeddings\.cls_token$", "cls_token"),
+    (r"^vit\.embeddings\.position_embeddings$", "pos_embed"),
+    (r"^vit\.embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"^vit\.layernorm\.", "norm."),
+    (r"^decoder\.mask_token$", "mask_token"),
+    (r"^decoder\.decoder_pos_embed$", "decoder_pos_embed"),
+    (r"^decoder\.(decoder_embed|decoder_norm|decoder_pred)\.", r"\1."),
+]
+_HF_LAYER_PREFIX = [
+    (r"^vit\.(?:encoder\.layer|layers)\.(\d+)\.", r"blocks.\1."),
+    (r"^decoder\.(?:decoder_layers|decoder_encoder\.layer)\.(\d+)\.", r"decoder_blocks.\1."),
+]
+_HF_IN_LAYER = [
+    (r"attention\.attention\.query\.|attention\.q_proj\.", "attn.q."),
+    (r"attention\.attention\.key\.|attention\.k_proj\.", "attn.k."),
+    (r"attention\.attention\.value\.|attention\.v_proj\.", "attn.v."),
+    (r"attention\.output\.dense\.|attention\.o_proj\.", "attn.proj."),
+    (r"intermediate\.dense\.|mlp\.fc1\.", "mlp.fc1."),
+    (r"output\.dense\.|mlp\.fc2\.", "mlp.fc2."),
+    (r"layernorm_before\.", "norm1."),
+    (r"layernorm_after\.", "norm2."),
+]
+
+
+def hf_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename any of the three Hugging Face ViTMAE layouts to ours and merge q/k/v into qkv."""
+    renamed: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        new = _rename_hf_key(key)
+        if new is None:
+            unknown.append(key)
+        else:
+            renamed[new] = value
+    if unknown:
+        raise UserError(f"unrecognised Hugging Face ViTMAE keys: {unknown[:5]} ({len(unknown)} in all)")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in renamed.items():
+        match = re.match(r"^(.*attn\.)([qkv])\.(weight|bias)$", key)
+        if not match:
+            out[key] = value
+        elif match.group(2) == "q":
+            prefix, kind = match.group(1), match.group(3)
+            parts = [renamed.get(f"{prefix}{c}.{kind}") for c in "qkv"]
+            if any(p is None for p in parts):
+                raise UserError(f"checkpoint has an incomplete query/key/value set at {prefix}")
+            out[f"{prefix}qkv.{kind}"] = torch.cat(parts, dim=0)
+    return out
+
+
+def _rename_hf_key(key: str) -> str | None:
+    for pattern, repl in _HF_TOP_LEVEL:
+        if re.match(pattern, key):
+            return re.sub(pattern, repl, key)
+    for pattern, repl in _HF_LAYER_PREFIX:
+        match = re.match(pattern, key)
+        if match:
+            rest = key[match.end() :]
+            for in_pattern, in_repl in _HF_IN_LAYER:
+                if re.match(in_pattern, rest):
+                    return re.sub(pattern, repl, key[: match.end()]) + re.sub(in_pattern, in_repl, rest, count=1)
+            return None
+    return None
+
+
+def _count_blocks(state: dict[str, torch.Tensor], prefix: str) -> int:
+    ids = {int(m.group(1)) for k in state if (m := re.match(rf"^{prefix}\.(\d+)\.", k))}
+    return max(ids) + 1 if ids else 0
+
+
+def infer_config(state: dict[str, torch.Tensor], **known) -> dict:
+    """Model constructor arguments read off an official-layout state dict (plus what is ``known``)."""
+    required = ["cls_token", "pos_embed", "patch_embed.proj.weight", "mask_token", "decoder_pred.weight"]
+    missing = [k for k in required if k not in state]
+    if missing:
+        hint = " (an encoder-only release? the decoder is needed to reconstruct)" if "mask_token" in missing else ""
+        raise UserError(f"checkpoint lacks {missing}{hint}")
+    embed_dim, decoder_dim = state["cls_token"].shape[-1], state["mask_token"].shape[-1]
+    _, in_chans, patch_size, _ = state["patch_embed.proj.weight"].shape
+    grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
+    config = dict(
+        img_size=grid * patch_size,
+        patch_size=patch_size,
+        in_chans=in_chans,
+        embed_dim=embed_dim,
+        depth=_count_blocks(state, "blocks"),
+        num_heads=_HEADS_BY_WIDTH.get(embed_dim, max(1, embed_dim // 64)),
+        decoder_embed_dim=decoder_dim,
+        decoder_depth=_count_blocks(state, "decoder_blocks"),
+        decoder_num_heads=max(1, decoder_dim // 32),
+        mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim if "blocks.0.mlp.fc1.weight" in state else 4.0,
+    )
+    config.update({k: v for k, v in known.items() if v is not None})
+    return config
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle that needs code to run, or not a torch file at all
+        raise UserError(f"cannot read {path} as plain tensors (weights_only): {exc}") from exc
+
+
+def _hf_files(path: Path) -> tuple[Path, Path] | None:
+    folder = path if path.is_dir() else path.parent
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    if path.is_file():
+        return config, path
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return config, folder / name
+    raise UserError(f"{folder} has config.json but neither model.safetensors nor pytorch_model.bin")
+
+
+def load_pretrained(
+    path: str | Path,
+    img_size: int | None = None,
+    *,
+    num_heads: int | None = None,
+    decoder_num_heads: int | None = None,
+    norm_pix_loss: bool = False,
+) -> MaskedAutoencoder:
+    """Build a :class:`MaskedAutoencoder` from an official MAE ``.pth`` or a Hugging Face ViTMAE folder/file.
+
+    ``img_size`` rebuilds the fixed position tables for another grid (e.g. 224 -> 256). Head counts
+    come from the Hugging Face config, or from the standard ViT widths for official files; pass
+    ``num_heads`` / ``decoder_num_heads`` for unusual official-layout checkpoints.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"no checkpoint at {path}")
+    hf = _hf_files(path)
+    if hf is not None:
+        config_path, weights_path = hf
+        hf_config = json.loads(config_path.read_text())
+        if hf_config.get("model_type") not in (None, "vit_mae"):
+            raise UserError(f"{config_path} describes a {hf_config.get('model_type')!r} model, not ViTMAE")
+        if hf_config.get("hidden_act", "gelu") != "gelu":
+            raise UserError(f"{config_path}: hidden_act {hf_config['hidden_act']!r} is not supported (gelu only)")
+        state = hf_to_official(_read_weights(weights_path))
+        known = dict(
+            num_heads=hf_config.get("num_attention_heads"),
+            decoder_num_heads=hf_config.get("decoder_num_attention_heads"),
+            layer_norm_eps=hf_config.get("layer_norm_eps"),
+            norm_pix_loss=hf_config.get("norm_pix_loss", norm_pix_loss),
+        )
+    else:
+        if path.is_dir():
+            raise UserError(f"{path} is a directory without config.json: not a Hugging Face ViTMAE folder")
+        state = _read_weights(path)
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise UserError(f"{path} does not hold a state dict of tensors")
+        known = dict(norm_pix_loss=norm_pix_loss)
+    known.update({k: v for k, v in dict(num_heads=num_heads, decoder_num_heads=decoder_num_heads).items() if v})
+    config = infer_config(state, **known)
+    model = MaskedAutoencoder(**config)
+    model.load_state_dict(state, strict=True)
+    if img_size is not None and img_size != model.img_size:
+        if img_size % model.patch_size:
+            raise UserError(f"img_size {img_size} is not divisible by the checkpoint's patch_size {model.patch_size}")
+        model.set_grid(img_size // model.patch_size)
+    return model
