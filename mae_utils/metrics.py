@@ -95,11 +95,12 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor, pred_name: str, target
 def _check_pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor, name: str = "pixel_mask") -> torch.Tensor:
     """Return the mask as float (N, 1, H, W) matching ``like``; accept (N, H, W) too."""
     if not isinstance(pixel_mask, torch.Tensor):
-        raise UserError(f"{name}: expected a torch.Tensor of shape (N, 1, H, W), got {type(pixel_mask).__name__}")
+        got = type(pixel_mask).__name__
+        raise UserError(f"{name}: expected a torch.Tensor of shape (N, 1, H, W), got {got}")
     if pixel_mask.dim() == 3:
         pixel_mask = pixel_mask.unsqueeze(1)
     n, _, h, w = like.shape
-    if pixel_mask.dim() != 4 or pixel_mask.shape[1] != 1 or tuple(pixel_mask.shape[2:]) != (h, w) or pixel_mask.shape[0] != n:
+    if pixel_mask.dim() != 4 or tuple(pixel_mask.shape) != (n, 1, h, w):
         raise UserError(
             f"{name}: expected shape ({n}, 1, {h}, {w}) to match the images {tuple(like.shape)}, "
             f"got {tuple(pixel_mask.shape)} (convert a patch mask with patch_mask_to_pixel_mask)"

@@ -42,7 +42,8 @@ def _structured(n: int, size: int, seed: int = 0) -> torch.Tensor:
         cx, cy, r = (torch.rand(3, generator=g) * torch.tensor([0.6, 0.6, 0.3]) + 0.2).tolist()
         disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < r * r).float()
         stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * 4 * (xx + yy))
-        out.append(torch.stack([0.6 * xx + 0.3 * disc, 0.5 * yy + 0.3 * stripes * (1 - disc), 0.2 + 0.6 * disc]))
+        red, green = 0.6 * xx + 0.3 * disc, 0.5 * yy + 0.3 * stripes * (1 - disc)
+        out.append(torch.stack([red, green, 0.2 + 0.6 * disc]))
     return torch.stack(out).clamp(0, 1)
 
 
