@@ -1,0 +1,262 @@
+"""One training configuration for the notebook, the command line and ``config.json``.
+
+:class:`TrainConfig` field names are the notebook's papermill parameters and, with dashes, the CLI
+flags (``image_size`` <-> ``--image-size``). Each field's help text lives in its metadata, so the
+``--help`` output and the docs cannot drift from the code. Validation happens once, up front
+(:meth:`TrainConfig.validate`), with messages that name the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+# Fields a resumed run may change; everything else must match the run's config.json, because it
+# defines the data, the model or the optimisation trajectory.
+RESUME_OVERRIDABLE = frozenset(
+    {"epochs", "device", "num_workers", "patience", "sample_every", "eval_every", "compile", "amp"}
+)
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting, with defaults that train a tiny MAE on synthetic faces in minutes on a CPU."""
+
+    # data
+    data_dir: str | None = _f(None, "folder of face photos (searched recursively); none = built-in synthetic faces")
+    out_dir: str = _f("runs/mae", "run directory (config.json, metrics.jsonl, checkpoints/, samples/)")
+    image_size: int = _f(64, "images are resized and center-cropped to this many pixels square")
+    max_images: int | None = _f(
+        None, "use at most this many images; none = all (synthetic faces: how many to generate, none = 2000)"
+    )
+    val_frac: float = _f(0.1, "fraction of images held out for validation")
+    test_frac: float = _f(0.1, "fraction of images held out for the final test")
+    augment: bool = _f(True, "random horizontal flips of training images")
+    cache_dir: str | None = _f(None, "where decoded uint8 images are cached; none = the data module's default")
+    # model
+    preset: str = _f("tiny", "model size", choices=("tiny", "small", "base", "large"))
+    patch_size: int = _f(8, "patch side in pixels; image_size must be a multiple of it")
+    embed_dim: int | None = _f(None, "encoder width (overrides the preset)")
+    depth: int | None = _f(None, "encoder blocks (overrides the preset)")
+    num_heads: int | None = _f(None, "encoder attention heads (overrides the preset)")
+    decoder_embed_dim: int | None = _f(None, "decoder width (overrides the preset)")
+    decoder_depth: int | None = _f(None, "decoder blocks (overrides the preset)")
+    decoder_num_heads: int | None = _f(None, "decoder attention heads (overrides the preset)")
+    norm_pix_loss: bool = _f(False, "loss on per-patch normalised pixels (MAE paper sec. 3); sharper features, odd colours")
+    mask_ratio: float = _f(0.75, "fraction of patches hidden from the encoder (paper: 0.75)")
+    # optimisation
+    epochs: int = _f(20, "passes over the training images")
+    batch_size: int = _f(
+        64, "images per step per process; the effective batch is batch_size x number of processes"
+    )
+    base_lr: float = _f(
+        1.5e-4, "peak learning rate per 256 images: lr = base_lr x effective batch / 256 (MAE paper)"
+    )
+    weight_decay: float = _f(0.05, "AdamW weight decay (not applied to biases, norms, tokens)")
+    warmup_frac: float = _f(0.1, "fraction of all steps spent warming up in the One-Cycle schedule")
+    grad_clip: float | None = _f(1.0, "clip the gradient norm to this; none = no clipping")
+    seed: int = _f(0, "seed for the split, initial weights, batch order, masks and augmentation")
+    # hardware
+    device: str = _f("auto", "where to train; auto = CUDA, then MPS, then CPU", choices=DEVICES)
+    amp: str = _f(
+        "auto", "mixed precision; auto = bf16 on GPUs that have it, else fp16 on CUDA, none on CPU/MPS",
+        choices=AMP_MODES,
+    )
+    compile: bool = _f(False, "torch.compile the model (pays off on GPUs; slow to start)")
+    num_workers: int = _f(0, "data-loading worker processes")
+    # run control
+    patience: int | None = _f(None, "stop after this many validations without a better val loss; none = never")
+    eval_every: int = _f(1, "validate every this many epochs (and always after the last)")
+    sample_every: int = _f(1, "save a reconstruction grid to samples/ every this many epochs; 0 = never")
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "TrainConfig":
+        """Check every field once; raise :class:`UserError` naming the field and the allowed values."""
+        for f in fields(self):
+            _check_type(f, getattr(self, f.name))
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise UserError(f"{f.name} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
+        _positive(self, "image_size", "patch_size", "epochs", "batch_size", "eval_every")
+        _positive(self, "max_images", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth")
+        _positive(self, "decoder_num_heads", "patience")
+        _non_negative(self, "num_workers", "sample_every", "weight_decay", "seed")
+        if self.image_size % self.patch_size:
+            raise UserError(
+                f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"
+            )
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise UserError(f"mask_ratio must be between 0 and 1 (exclusive); got {self.mask_ratio}")
+        num_patches = (self.image_size // self.patch_size) ** 2
+        if int(num_patches * (1 - self.mask_ratio)) < 1:
+            raise UserError(
+                f"mask_ratio {self.mask_ratio} leaves no visible patch of the {num_patches}; lower mask_ratio"
+            )
+        for name in ("val_frac", "test_frac"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        if self.val_frac <= 0.0:
+            raise UserError("val_frac must be > 0: validation picks the best checkpoint")
+        if self.val_frac + self.test_frac >= 1.0:
+            raise UserError(
+                f"val_frac + test_frac must leave training images; got {self.val_frac} + {self.test_frac}"
+            )
+        if not (self.base_lr > 0 and math.isfinite(self.base_lr)):
+            raise UserError(f"base_lr must be a positive number; got {self.base_lr}")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise UserError(f"warmup_frac must be in [0, 1); got {self.warmup_frac}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise UserError(f"grad_clip must be > 0 or none; got {self.grad_clip}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise UserError(f"data_dir {self.data_dir!r} is not a folder")
+        if not str(self.out_dir).strip():
+            raise UserError("out_dir must name a folder")
+        self._validate_model()
+        return self
+
+    def _validate_model(self) -> None:
+        from .model import PRESETS
+
+        arch = {**PRESETS[self.preset], **self.model_overrides()}
+        for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+            if arch[width] % arch[heads]:
+                raise UserError(f"{width} {arch[width]} must be divisible by {heads} {arch[heads]}")
+            if arch[width] % 4:
+                raise UserError(f"{width} must be a multiple of 4 (2-D sin-cos positions); got {arch[width]}")
+
+    # ------------------------------------------------------------------ helpers
+    def model_overrides(self) -> dict[str, int]:
+        """The architecture fields set explicitly (the rest come from ``preset``)."""
+        names = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+        """Build from a mapping (e.g. ``config.json``); unknown keys are an error naming them."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise UserError(f"{source}: unknown TrainConfig field(s) {', '.join(unknown)}")
+        return cls(**values)
+
+
+# ---------------------------------------------------------------------- field checks
+def _base_type(annotation: Any) -> tuple[type, bool]:
+    """(the field's scalar type, whether None is allowed) from a string or real annotation."""
+    hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation  # noqa: S307 (own literals)
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        non_none = [a for a in args if a is not type(None)]
+        return non_none[0], len(non_none) < len(args)
+    return hint, False
+
+
+def _check_type(f: dataclasses.Field, value: Any) -> None:
+    base, optional = _base_type(f.type)
+    if value is None:
+        if optional:
+            return
+        raise UserError(f"{f.name} must not be none")
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[base]
+    if not ok:
+        raise UserError(f"{f.name} must be {'a ' + base.__name__}{' or none' if optional else ''}; got {value!r}")
+    if base is float and not math.isfinite(value):
+        raise UserError(f"{f.name} must be a finite number; got {value!r}")
+
+
+def _positive(cfg: TrainConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise UserError(f"{name} must be a positive integer; got {value}")
+
+
+def _non_negative(cfg: TrainConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise UserError(f"{name} must be >= 0; got {value}")
+
+
+# ---------------------------------------------------------------------- run directories
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` stored in ``run_dir/config.json`` (written by ``fit``)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{path} not found: is {run_dir} a training run directory?")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from exc
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig.from_dict({k: v for k, v in data.items() if k in names}, source=str(path))
+
+
+# ---------------------------------------------------------------------- command line
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_optional(base: type, name: str):
+    def parse(text: str):
+        if text.strip().lower() in ("none", "null", ""):
+            return None
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {base.__name__} value: {text!r} (or 'none')") from None
+
+    parse.__name__ = base.__name__
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field, help from the field's metadata.
+
+    Defaults are ``argparse.SUPPRESS`` so the namespace holds only what the user typed; that lets
+    ``--resume`` tell an explicit override from a default.
+    """
+    group = parser.add_argument_group("training configuration (TrainConfig fields)")
+    for f in fields(TrainConfig):
+        base, optional = _base_type(f.type)
+        help_text = f"{f.metadata['help']} (default: {'none' if f.default is None else f.default})"
+        kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _parse_optional(base, f.name) if optional else base
+            kwargs["metavar"] = f.name.upper()
+            if f.metadata.get("choices"):
+                kwargs["choices"] = f.metadata["choices"]
+                kwargs.pop("metavar")
+        group.add_argument(_flag(f.name), **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields the user set on the command line."""
+    names = [f.name for f in fields(TrainConfig)]
+    return {n: getattr(args, n) for n in names if hasattr(args, n)}

@@ -1,0 +1,671 @@
+"""Training: AdamW + One-Cycle on hidden-patch MSE, on CPU, one GPU, or many through ``torchrun``.
+
+``fit(TrainConfig(...))`` is the whole loop; the notebook and ``python -m mae_utils train`` both call
+it. Choices and why:
+
+* AdamW with betas (0.9, 0.95), no weight decay on biases, norms, tokens (MAE paper, appendix A.1);
+  the peak learning rate is ``base_lr x effective batch / 256`` (the paper's linear scaling rule).
+* ``torch.optim.lr_scheduler.OneCycleLR`` stepped every iteration, warm-up ``warmup_frac``, cosine
+  decay, momentum cycling off (so beta1 stays 0.9).
+* Exact resume: the batch order comes from a sampler seeded with ``seed + epoch``; each image's mask
+  noise from a generator seeded by (seed, epoch, image index); the global RNGs are re-seeded at every
+  epoch start and also saved. So a run resumed after epoch k draws the same batches and masks as one
+  never stopped, and (on CPU) ends with identical weights. Per-image noise also makes a 2-process run
+  see exactly the masks a single process sees for the same global batch.
+* GPUs: bf16 autocast where supported, else fp16 with a grad scaler; TF32 matmuls; fused AdamW;
+  pinned memory with non-blocking copies; optional ``torch.compile``. CPU stays float32.
+* Under ``torchrun``: DistributedDataParallel (NCCL on GPUs, gloo on CPU), a ``DistributedSampler``
+  with ``set_epoch``, validation sharded and summed over ranks; rank 0 alone logs and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from . import distributed as dist_utils
+from .config import (
+    RESUME_OVERRIDABLE,
+    TrainConfig,
+    add_config_arguments,
+    config_from_args,
+    load_run_config,
+)
+from .errors import UserError
+from .model import MaskedAutoencoder, build_mae, patchify
+
+__all__ = [
+    "FitResult",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "add_cli_arguments",
+    "build_model",
+    "fit",
+    "param_groups",
+    "run_cli",
+]
+
+SYNTHETIC_DEFAULT_IMAGES = 2000
+NUM_SAMPLE_IMAGES = 6
+NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "decoder_pos_embed")
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: where the run lives and how it ended."""
+
+    run_dir: Path
+    metrics: dict[str, Any]  # the last epoch's metrics.jsonl line
+    best_val_loss: float
+    history: list[dict[str, Any]] = field(default_factory=list)  # every epoch's line
+
+
+# ---------------------------------------------------------------------- small pieces
+def _mix(*values: int) -> int:
+    """A deterministic 63-bit seed from several integers (splitmix-style, no Python hash salt)."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: decayed weight matrices, and undecayed biases, norms, tokens, positions.
+
+    Frozen parameters (the fixed sin-cos tables) are left out.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_model(config: TrainConfig) -> MaskedAutoencoder:
+    """The model a config describes (preset + explicit overrides)."""
+    return build_mae(
+        config.preset,
+        img_size=config.image_size,
+        patch_size=config.patch_size,
+        norm_pix_loss=config.norm_pix_loss,
+        **config.model_overrides(),
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA, then MPS, then CPU; an explicit choice must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device 'cuda' requested but no CUDA GPU is available; use --device auto or cpu")
+        return torch.device("cuda", dist_utils.local_rank() % torch.cuda.device_count())
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("device 'mps' requested but MPS is not available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for float32."""
+    if device.type == "cuda":
+        if amp == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+    if amp in ("auto", "none"):
+        return None
+    if amp == "bf16" and device.type == "cpu":
+        return torch.bfloat16  # allowed, though slow on CPUs without native bf16
+    raise UserError(f"amp {amp!r} is not supported on {device.type}; use --amp none (or auto)")
+
+
+class _WithNoise(Dataset):
+    """Items become (image, mask noise); the noise depends only on (seed, epoch, index).
+
+    Being a function of the image index, not of the process or the batch, the masks are the same
+    after a resume and under any number of processes. ``epoch=None`` gives fixed noise (validation).
+    """
+
+    def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int):
+        self.ds, self.num_patches, self.seed, self.salt = ds, num_patches, seed, salt
+        self.epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        item = self.ds[i]
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        g = torch.Generator().manual_seed(_mix(self.seed, self.salt, -1 if self.epoch is None else self.epoch, i))
+        return item, torch.rand(self.num_patches, generator=g)
+
+
+class _RunLog:
+    """Prints (without breaking tqdm bars) and appends to ``log.txt``; silent on ranks other than 0."""
+
+    def __init__(self, path: Path | None, echo: Callable[[str], None] | None, active: bool):
+        self.path, self.active = path, active
+        self.echo = echo or tqdm.write
+
+    def __call__(self, message: str) -> None:
+        if not self.active:
+            return
+        self.echo(message)
+        if self.path is not None:
+            with open(self.path, "a") as fh:
+                fh.write(message + "\n")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _environment(device: torch.device, amp_dtype: torch.dtype | None, world: int) -> dict[str, Any]:
+    import safetensors
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+                "safetensors": safetensors.__version__}  # fmt: skip
+    for name in ("torchvision", "transformers"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
+    env = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
+        "world_size": world,
+        "cpu_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+    return env
+
+
+# ---------------------------------------------------------------------- the loop
+@dataclass
+class _Run:
+    """Everything one training run holds; built by :func:`_setup`, used by the epoch functions."""
+
+    config: TrainConfig
+    run_dir: Path
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    world: int
+    rank: int
+    model: MaskedAutoencoder  # the plain module (weights, checkpoints, validation)
+    train_model: nn.Module  # what the step calls: maybe DDP- and compile-wrapped
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.OneCycleLR
+    scaler: torch.amp.GradScaler
+    train_set: _WithNoise
+    val_set: _WithNoise
+    steps_per_epoch: int
+    log: _RunLog
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    best_val_loss: float = math.inf
+    stale_evals: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _autocast(run: _Run):
+    if run.amp_dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=run.device.type, dtype=run.amp_dtype)
+
+
+def _train_loader(run: _Run, epoch: int) -> DataLoader:
+    run.train_set.epoch = epoch
+    sampler = DistributedSampler(
+        run.train_set, num_replicas=run.world, rank=run.rank, shuffle=True, seed=run.config.seed, drop_last=False
+    )
+    sampler.set_epoch(epoch)
+    workers = run.config.num_workers
+    return DataLoader(
+        run.train_set,
+        batch_size=run.config.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=run.device.type == "cuda",
+        generator=torch.Generator().manual_seed(_mix(run.config.seed, 11, epoch)),  # worker seeds
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def _val_loader(run: _Run) -> DataLoader:
+    shard = Subset(run.val_set, list(range(run.rank, len(run.val_set), run.world)))
+    return DataLoader(shard, batch_size=run.config.batch_size, shuffle=False,
+                      num_workers=run.config.num_workers, pin_memory=run.device.type == "cuda")  # fmt: skip
+
+
+def _check_finite(run: _Run, sums: torch.Tensor, epoch: int) -> tuple[float, float]:
+    """Global (loss sum, count) so far this epoch; stop the run on a non-finite loss."""
+    total = dist_utils.all_reduce_sum(sums.detach().clone())
+    loss_sum, count = total.tolist()
+    if not math.isfinite(loss_sum):
+        last = run.run_dir / "checkpoints" / "last"
+        kept = f"the last good checkpoint (epoch {run.epoch}) is in {last}" if run.epoch else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"training loss became {loss_sum / max(count, 1):.4g} in epoch {epoch + 1} (step {run.step}); "
+            f"stopped without saving; {kept}. Try a lower --base-lr, --grad-clip 1.0, or --amp none, then --resume"
+        )
+    return loss_sum, count
+
+
+def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
+    cfg = run.config
+    run.train_model.train()
+    loader = _train_loader(run, epoch)
+    sums = torch.zeros(2, device=run.device, dtype=torch.float64)
+    check_every = 1 if run.device.type == "cpu" else 25  # .item() syncs a GPU: not every step
+    params = [p for g in run.optimizer.param_groups for p in g["params"]]
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, position=bar_position,
+               disable=run.rank != 0, dynamic_ncols=True, unit="batch")  # fmt: skip
+    start = time.perf_counter()
+    seen = 0
+    for i, (imgs, noise) in enumerate(bar):
+        imgs = imgs.to(run.device, non_blocking=True)
+        noise = noise.to(run.device, non_blocking=True)
+        with _autocast(run):
+            loss, _, _ = run.train_model(imgs, mask_ratio=cfg.mask_ratio, noise=noise)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if cfg.grad_clip is not None:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        run.step += 1
+        n = imgs.shape[0]
+        seen += n * run.world
+        sums += torch.stack([loss.detach().double() * n, torch.tensor(float(n), device=run.device, dtype=torch.float64)])
+        if (i + 1) % check_every == 0 or i + 1 == len(loader):
+            loss_sum, count = _check_finite(run, sums, epoch)
+            rate = seen / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss_sum / count:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
+                            img_s=f"{rate:.0f}", refresh=False)  # fmt: skip
+    bar.close()
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    seconds = time.perf_counter() - start
+    loss_sum, count = _check_finite(run, sums, epoch)
+    return {"train_loss": loss_sum / count, "images_per_s": seen / seconds, "train_seconds": seconds}
+
+
+def _pixels01(model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reconstruction, original) in [0, 1]. With norm_pix_loss the prediction is in per-patch
+    normalised units; it is mapped back with each patch's true mean/std, as in the paper's figures."""
+    from .data import denormalize
+
+    pred = pred.float()
+    if model.norm_pix_loss:
+        target = patchify(imgs.float(), model.patch_size)
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        pred = pred * (var + 1.0e-6).sqrt() + mean
+    recon = denormalize(model.unpatchify(pred)).clamp(0, 1)
+    return recon, denormalize(imgs.float()).clamp(0, 1)
+
+
+@torch.no_grad()
+def _validate(run: _Run) -> dict[str, float]:
+    """Mean hidden-patch loss and mean per-image masked PSNR (dB) over the validation set."""
+    from .metrics import patch_mask_to_pixel_mask, psnr_masked
+
+    model = run.model
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=run.device)
+    for imgs, noise in _val_loader(run):
+        imgs = imgs.to(run.device, non_blocking=True)
+        noise = noise.to(run.device, non_blocking=True)
+        with _autocast(run):
+            loss, pred, mask = model(imgs, mask_ratio=run.config.mask_ratio, noise=noise)
+        recon01, orig01 = _pixels01(model, imgs, pred)
+        pixel_mask = patch_mask_to_pixel_mask(mask, model.patch_size, model.img_size)
+        n = imgs.shape[0]
+        psnr = psnr_masked(recon01, orig01, pixel_mask).to(run.device, torch.float64)
+        sums += torch.stack([loss.double() * n, psnr.sum(), torch.tensor(float(n), device=run.device, dtype=torch.float64)])
+    loss_sum, psnr_sum, count = dist_utils.all_reduce_sum(sums).tolist()
+    if count == 0:
+        raise UserError("the validation split is empty; raise --val-frac or --max-images")
+    return {"val_loss": loss_sum / count, "val_psnr_masked": psnr_sum / count}
+
+
+@torch.no_grad()
+def save_samples(run: _Run, epoch: int) -> Path:
+    """Four-panel grid of the first validation images (fixed masks) after ``epoch``."""
+    from .metrics import patch_mask_to_pixel_mask
+    from .viz import four_panel_figure, masked_image
+
+    n = min(NUM_SAMPLE_IMAGES, len(run.val_set))
+    imgs, noise = (torch.stack(t) for t in zip(*(run.val_set[i] for i in range(n))))
+    imgs, noise = imgs.to(run.device), noise.to(run.device)
+    run.model.eval()
+    with _autocast(run):
+        _, pred, mask = run.model(imgs, mask_ratio=run.config.mask_ratio, noise=noise)
+    recon01, orig01 = _pixels01(run.model, imgs, pred)
+    pixel_mask = patch_mask_to_pixel_mask(mask, run.model.patch_size, run.model.img_size)
+    pasted = recon01 * pixel_mask + orig01 * (1 - pixel_mask)
+    path = run.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png"
+    fig = four_panel_figure(orig01, masked_image(orig01, pixel_mask), recon01, pasted, path=path)
+    fig.clear()
+    return path
+
+
+def _state(run: _Run) -> dict[str, Any]:
+    return {
+        "epoch": run.epoch,
+        "step": run.step,
+        "best_val_loss": run.best_val_loss,
+        "stale_evals": run.stale_evals,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": ckpt.capture_rng(),
+        "config": run.config.to_dict(),
+        "history": run.history,
+        "world_size": run.world,
+    }
+
+
+def _save(run: _Run, name: str) -> None:
+    ckpt.save_checkpoint(run.run_dir / "checkpoints" / name, run.model.state_dict(), _state(run), run.model.config)
+
+
+def _restore(run: _Run) -> None:
+    """Load ``checkpoints/last`` into the run (weights, optimizer, schedule, counters, RNG)."""
+    last = run.run_dir / "checkpoints" / "last"
+    state = ckpt.load_state(last)
+    saved = TrainConfig.from_dict(state["config"], source=str(last / ckpt.STATE_FILE))
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name not in RESUME_OVERRIDABLE | {"out_dir"} and getattr(saved, f.name) != getattr(run.config, f.name)]  # fmt: skip
+    if changed:
+        raise UserError(
+            f"cannot resume {run.run_dir} with different {', '.join(changed)}; only "
+            f"{', '.join(sorted(RESUME_OVERRIDABLE))} may change on resume"
+        )
+    if state["world_size"] != run.world:
+        run.log(f"note: resuming a {state['world_size']}-process run with {run.world}; the effective batch changes")
+    run.model.load_state_dict(ckpt.load_model_state(last, run.device), strict=True)
+    run.optimizer.load_state_dict(state["optimizer"])
+    if saved.epochs == run.config.epochs and state["world_size"] == run.world:
+        run.scheduler.load_state_dict(state["scheduler"])
+    else:  # a longer run: the One-Cycle plan is redrawn over the new total, continued at this step
+        run.scheduler.last_epoch = state["step"] - 1
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+            warnings.simplefilter("ignore", UserWarning)
+            run.scheduler.step()
+        run.log(f"note: epochs {saved.epochs} -> {run.config.epochs}: the One-Cycle schedule now spans the new total")
+    run.scaler.load_state_dict(state["scaler"])
+    run.epoch, run.step = state["epoch"], state["step"]
+    run.best_val_loss, run.stale_evals = state["best_val_loss"], state["stale_evals"]
+    run.history = list(state["history"])
+    ckpt.restore_rng(state["rng"])
+
+
+def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    run_dir = Path(config.out_dir)
+    has_run = (run_dir / "checkpoints").exists() or (run_dir / "metrics.jsonl").exists()
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise UserError(f"cannot resume: {run_dir}/config.json not found")
+        ckpt.resolve(run_dir / "checkpoints" / "last")  # raises a UserError if missing
+    elif has_run and not overwrite:
+        raise UserError(
+            f"out_dir {run_dir} already holds a run; resume it with --resume {run_dir}, "
+            f"pick another --out-dir, or pass --overwrite"
+        )
+    return run_dir
+
+
+def _setup(config: TrainConfig, resume: bool, overwrite: bool, echo: Callable[[str], None] | None) -> _Run:
+    from .data import prepare_data
+
+    config.validate()
+    device = resolve_device(config.device)  # under torchrun: the local rank's GPU
+    dist_utils.init_from_env(device.type)
+    world, rank = dist_utils.world_size(), dist_utils.rank()
+    amp_dtype = resolve_amp(config.amp, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    run_dir = _prepare_run_dir(config, resume, overwrite) if rank == 0 else Path(config.out_dir)
+    dist_utils.barrier()
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume and overwrite:
+            for name in ("metrics.jsonl", "log.txt", "split.json"):
+                (run_dir / name).unlink(missing_ok=True)
+    log = _RunLog(run_dir / "log.txt" if rank == 0 else None, echo, rank == 0)
+    log(f"{'resuming' if resume else 'training'} {run_dir} on {device}"
+        f"{f' x {world} processes' if world > 1 else ''}, amp {amp_dtype or 'none'}")  # fmt: skip
+
+    # data: rank 0 first (it writes split.json and the cache), then the others reuse them
+    max_images = config.max_images
+    if config.data_dir is None and max_images is None:
+        max_images = SYNTHETIC_DEFAULT_IMAGES
+    splits = None
+    for turn in (0, 1):
+        if (rank == 0) == (turn == 0):
+            splits = prepare_data(
+                config.data_dir, config.image_size, max_images=max_images, val_frac=config.val_frac,
+                test_frac=config.test_frac, seed=config.seed, split_path=str(run_dir / "split.json"),
+                cache_dir=config.cache_dir, augment=config.augment, log=log if rank == 0 else (lambda _m: None),
+            )  # fmt: skip
+        dist_utils.barrier()
+    num_patches = (config.image_size // config.patch_size) ** 2
+    train_set = _WithNoise(splits.train, num_patches, config.seed, salt=1)
+    val_set = _WithNoise(splits.val, num_patches, config.seed, salt=2)
+    per_rank = math.ceil(len(train_set) / world)
+    steps_per_epoch = per_rank // config.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(
+            f"batch_size {config.batch_size} x {world} process(es) is more than the {len(train_set)} training "
+            f"images; lower --batch-size or raise --max-images"
+        )
+    if len(val_set) == 0:
+        raise UserError("the validation split is empty; raise --val-frac or --max-images")
+
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    model = build_model(config).to(device)
+    effective_batch = config.batch_size * world
+    max_lr = config.base_lr * effective_batch / 256
+    optimizer = torch.optim.AdamW(
+        param_groups(model, config.weight_decay), lr=max_lr, betas=(0.9, 0.95),
+        **({"fused": True} if device.type == "cuda" else {}),
+    )  # fmt: skip
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=config.epochs * steps_per_epoch,
+        pct_start=max(config.warmup_frac, 1e-6), anneal_strategy="cos", cycle_momentum=False,
+    )  # fmt: skip
+    scaler = torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu",
+                                  enabled=amp_dtype == torch.float16)  # fmt: skip
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        train_model = torch.compile(train_model)
+    run = _Run(config, run_dir, device, amp_dtype, world, rank, model, train_model, optimizer, scheduler,
+               scaler, train_set, val_set, steps_per_epoch, log)  # fmt: skip
+    if resume:
+        _restore(run)
+        log(f"resumed after epoch {run.epoch} (step {run.step}, best val loss {run.best_val_loss:.4f})")
+    log(f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images; "
+        f"effective batch {effective_batch}, peak lr {max_lr:.3g}, {steps_per_epoch} steps/epoch")  # fmt: skip
+    if rank == 0:
+        record = {**config.to_dict(), "model": model.config, "runtime": _environment(device, amp_dtype, world)}
+        _atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
+        _atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
+    return run
+
+
+def _run_epochs(run: _Run) -> None:
+    cfg = run.config
+    outer = tqdm(total=cfg.epochs, initial=run.epoch, desc="epochs", position=0, disable=run.rank != 0,
+                 dynamic_ncols=True, unit="epoch")  # fmt: skip
+    try:
+        for epoch in range(run.epoch, cfg.epochs):
+            if run.stale_evals and cfg.patience is not None and run.stale_evals >= cfg.patience:
+                break
+            start = time.perf_counter()
+            _seed_all(_mix(cfg.seed, 3, epoch))
+            line: dict[str, Any] = {"epoch": epoch + 1}
+            line.update(_train_epoch(run, epoch, bar_position=1))
+            last_epoch = epoch + 1 == cfg.epochs
+            validated = (epoch + 1) % cfg.eval_every == 0 or last_epoch
+            line.update(_validate(run) if validated else {"val_loss": None, "val_psnr_masked": None})
+            line["lr"] = run.scheduler.get_last_lr()[0]
+            line["step"] = run.step
+            run.epoch = epoch + 1
+            improved = validated and line["val_loss"] < run.best_val_loss
+            if improved:
+                run.best_val_loss, run.stale_evals = line["val_loss"], 0
+            elif validated:
+                run.stale_evals += 1
+            if run.rank == 0 and cfg.sample_every and ((epoch + 1) % cfg.sample_every == 0 or last_epoch):
+                save_samples(run, epoch)
+            line["seconds"] = time.perf_counter() - start
+            line.pop("train_seconds")
+            run.history.append(line)
+            if run.rank == 0:
+                if improved:
+                    _save(run, "best")
+                _save(run, "last")
+                with open(run.run_dir / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(line) + "\n")
+            dist_utils.barrier()
+            val = f"val {line['val_loss']:.4f}, masked PSNR {line['val_psnr_masked']:.2f} dB" if validated else "no val"
+            run.log(f"epoch {epoch + 1}/{cfg.epochs}: train {line['train_loss']:.4f}, {val}, "
+                    f"{line['images_per_s']:.0f} img/s, {line['seconds']:.1f} s")  # fmt: skip
+            outer.update(1)
+            outer.set_postfix(train=f"{line['train_loss']:.4f}",
+                              val=f"{line['val_loss']:.4f}" if validated else "-", refresh=False)  # fmt: skip
+            if cfg.patience is not None and run.stale_evals >= cfg.patience:
+                run.log(f"early stop: no better val loss in {run.stale_evals} validations (patience {cfg.patience})")
+                break
+    finally:
+        outer.close()
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """Train (or, with ``resume=True``, continue ``config.out_dir``); returns the run's results.
+
+    Writes ``config.json``, ``split.json``, ``metrics.jsonl``, ``log.txt``, ``checkpoints/last``
+    (every epoch), ``checkpoints/best`` (best validation loss) and ``samples/`` into ``config.out_dir``.
+    A fresh run refuses an ``out_dir`` that already holds one unless ``overwrite``. ``log`` receives
+    each progress line (default: printed above the tqdm bars).
+    """
+    started_group = not dist_utils.is_distributed()
+    try:
+        run = _setup(config, resume, overwrite, log)
+        try:
+            _run_epochs(run)
+        except NonFiniteLossError as exc:
+            run.log(f"error: {exc}")
+            raise
+        last = run.history[-1] if run.history else {}
+        return FitResult(run.run_dir, dict(last), run.best_val_loss, list(run.history))
+    finally:
+        if started_group:
+            dist_utils.cleanup()
+
+
+# ---------------------------------------------------------------------- command line
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every TrainConfig field as a flag, plus --resume and --overwrite."""
+    parser.description = (
+        "Train a Masked Autoencoder. Without --data-dir it trains on built-in synthetic faces. "
+        "The same flags work under `torchrun --nproc_per_node=N -m mae_utils train` (DistributedDataParallel)."
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue the run in RUN_DIR from checkpoints/last; settings come from its "
+                             f"config.json, and only {', '.join(sorted(RESUME_OVERRIDABLE))} may be given "
+                             "(e.g. a larger --epochs to extend it)")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh even if --out-dir already holds a run")  # fmt: skip
+
+
+def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
+    """(config, resume) from parsed CLI arguments."""
+    given = config_from_args(args)
+    if not args.resume:
+        return TrainConfig(**given), False
+    run_dir = Path(args.resume)
+    saved = load_run_config(run_dir)
+    if "out_dir" in given and Path(given["out_dir"]) != run_dir:
+        raise UserError("--out-dir cannot differ from --resume: a resumed run continues in its own folder")
+    bad = [k for k, v in given.items() if k not in RESUME_OVERRIDABLE | {"out_dir"} and getattr(saved, k) != v]
+    if bad:
+        raise UserError(
+            f"--resume takes the settings from {run_dir}/config.json; cannot change "
+            f"{', '.join('--' + b.replace('_', '-') for b in bad)} (allowed: {', '.join(sorted(RESUME_OVERRIDABLE))})"
+        )
+    return dataclasses.replace(saved, **given, out_dir=str(run_dir)), True
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    config, resume = config_for_cli(args)
+    result = fit(config, resume=resume, overwrite=args.overwrite)
+    if dist_utils.is_main():
+        m = result.metrics
+        print(f"done: {result.run_dir} (best val loss {result.best_val_loss:.4f}; last epoch "
+              f"{m.get('epoch')}: train {m.get('train_loss', float('nan')):.4f})")  # fmt: skip
+    return 0

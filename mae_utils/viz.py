@@ -1,0 +1,79 @@
+"""Figures: original / masked / reconstruction / reconstruction + visible.
+
+The four panels are the MAE paper's Figure 2 layout. Everything takes pixels in [0, 1]; the figures
+are built through matplotlib's object API (no ``pyplot`` state), so saving from a training loop or a
+headless server needs no display and leaks no open figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .errors import UserError
+
+DEFAULT_TITLES = ("original", "masked", "reconstruction", "reconstruction + visible")
+
+
+def masked_image(img01: torch.Tensor, pixel_mask: torch.Tensor, grey: float = 0.5) -> torch.Tensor:
+    """The image as the encoder sees it: hidden pixels (``pixel_mask`` 1) painted ``grey``.
+
+    ``img01`` (C, H, W) or (N, C, H, W); ``pixel_mask`` broadcastable to it, e.g. (N, 1, H, W).
+    """
+    if pixel_mask.shape[-2:] != img01.shape[-2:]:
+        raise UserError(f"pixel_mask {tuple(pixel_mask.shape)} does not match image {tuple(img01.shape)}")
+    m = pixel_mask.to(img01.dtype)
+    return img01 * (1 - m) + grey * m
+
+
+def _as_batch(x: torch.Tensor, name: str) -> torch.Tensor:
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise UserError(f"{name} must be (C, H, W) or (N, C, H, W) with 1 or 3 channels; got {tuple(x.shape)}")
+    return x.detach().float().cpu().clamp(0, 1)
+
+
+def four_panel_figure(
+    original01: torch.Tensor,
+    masked01: torch.Tensor,
+    recon01: torch.Tensor,
+    recon_plus_visible01: torch.Tensor,
+    titles: Sequence[str] = DEFAULT_TITLES,
+    path: str | Path | None = None,
+    panel_inches: float = 1.8,
+) -> Figure:
+    """One row per image, four columns; saved to ``path`` (PNG etc.) when given."""
+    panels = [
+        _as_batch(t, n)
+        for t, n in zip(
+            (original01, masked01, recon01, recon_plus_visible01),
+            ("original01", "masked01", "recon01", "recon_plus_visible01"),
+        )
+    ]
+    rows = panels[0].shape[0]
+    if any(p.shape != panels[0].shape for p in panels):
+        raise UserError(f"the four panels differ in shape: {[tuple(p.shape) for p in panels]}")
+    if len(titles) != 4:
+        raise UserError(f"titles must name the 4 panels; got {len(titles)}")
+    fig = Figure(figsize=(4 * panel_inches, rows * panel_inches + 0.3), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 4, squeeze=False)
+    for r in range(rows):
+        for c in range(4):
+            ax = axes[r][c]
+            img = panels[c][r]
+            ax.imshow(img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy(), cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=9)
+    fig.tight_layout(pad=0.3)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    return fig

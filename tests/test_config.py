@@ -1,0 +1,118 @@
+"""TrainConfig: validation names the field; CLI flags come from the dataclass fields."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import pytest
+
+from mae_utils import cli
+from mae_utils.config import TrainConfig, add_config_arguments, config_from_args, load_run_config
+from mae_utils.errors import UserError
+
+
+def test_defaults_validate():
+    cfg = TrainConfig().validate()
+    assert cfg.preset == "tiny" and cfg.data_dir is None
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("image_size", 60, "patch_size"),  # not a multiple of patch 8
+        ("image_size", 0, "image_size"),
+        ("patch_size", -8, "patch_size"),
+        ("mask_ratio", 1.0, "mask_ratio"),
+        ("mask_ratio", 0.999, "mask_ratio"),  # no visible patch left
+        ("epochs", 0, "epochs"),
+        ("batch_size", 2.5, "batch_size"),
+        ("base_lr", 0.0, "base_lr"),
+        ("base_lr", float("nan"), "base_lr"),
+        ("weight_decay", -0.1, "weight_decay"),
+        ("warmup_frac", 1.0, "warmup_frac"),
+        ("grad_clip", 0.0, "grad_clip"),
+        ("device", "tpu", "device"),
+        ("amp", "fp8", "amp"),
+        ("preset", "huge", "preset"),
+        ("val_frac", 0.0, "val_frac"),
+        ("test_frac", 0.95, "test_frac"),
+        ("num_workers", -1, "num_workers"),
+        ("max_images", 0, "max_images"),
+        ("patience", 0, "patience"),
+        ("augment", "yes", "augment"),
+        ("data_dir", "/no/such/folder/anywhere", "data_dir"),
+        ("num_heads", 5, "num_heads"),  # 192 not divisible by 5
+        ("decoder_embed_dim", 130, "decoder_embed_dim"),  # not a multiple of 4 / heads
+    ],
+)
+def test_bad_value_names_the_field(field, value, expected):
+    cfg = dataclasses.replace(TrainConfig(), **{field: value})
+    with pytest.raises(UserError, match=expected):
+        cfg.validate()
+
+
+def test_choices_listed_in_message():
+    with pytest.raises(UserError, match="auto, cpu, cuda, mps"):
+        TrainConfig(device="gpu").validate()
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(UserError, match="learning_rate"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+
+
+def test_load_run_config_ignores_extra_keys(tmp_path):
+    record = {**TrainConfig(epochs=3).to_dict(), "model": {"embed_dim": 192}, "runtime": {"device": "cpu"}}
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    assert load_run_config(tmp_path).epochs == 3
+    with pytest.raises(UserError, match="config.json"):
+        load_run_config(tmp_path / "missing")
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_flags_parse_types_and_none():
+    given = _parse(["--image-size", "48", "--max-images", "none", "--no-augment", "--grad-clip", "0.5",
+                    "--depth", "3", "--compile"])  # fmt: skip
+    assert given == {"image_size": 48, "max_images": None, "augment": False, "grad_clip": 0.5, "depth": 3,
+                     "compile": True}  # fmt: skip
+    assert _parse([]) == {}  # defaults are not injected: --resume can tell what the user typed
+
+
+def test_help_lists_every_field(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in out, flag
+    assert "--resume" in out and "synthetic" in out
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--image-size", "abc"], "--image-size"),  # argparse type error
+        (["--preset", "huge"], "--preset"),  # argparse choices
+        (["--mask-ratio", "1.5"], "mask_ratio"),  # TrainConfig.validate
+        (["--image-size", "60"], "patch_size"),
+        (["--resume", "/no/such/run"], "config.json"),
+    ],
+)
+def test_bad_cli_values_exit_2(argv, expected, capsys, tmp_path):
+    argv = ["train", "--out-dir", str(tmp_path / "run"), *argv]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error:" in err and expected in err
+    assert "Traceback" not in err

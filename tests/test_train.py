@@ -1,0 +1,142 @@
+"""fit(): the run directory, exact resume, non-finite losses, parameter groups, the train command."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from mae_utils import checkpoint as ckpt
+from mae_utils import cli
+from mae_utils import train as train_mod
+from mae_utils.model import MaskedAutoencoder, build_mae
+from mae_utils.train import FitResult, NonFiniteLossError, TrainConfig, fit, param_groups
+
+# a few seconds per epoch on 2 shared CPU cores: 32 px images, 8 px patches, a 2-block encoder
+SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=3, embed_dim=64, depth=2,
+             num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, device="cpu",
+             base_lr=1e-3, seed=5)  # fmt: skip
+
+
+def _weights(run_dir, which="last"):
+    return ckpt.load_model_state(run_dir / "checkpoints" / which)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> FitResult:
+    """Three epochs, never stopped (augmentation on: its RNG must be reproduced too)."""
+    return fit(TrainConfig(**SMALL, out_dir=str(tmp_path_factory.mktemp("full") / "run")))
+
+
+def test_run_directory_layout(full_run):
+    run = full_run.run_dir
+    for name in ("config.json", "split.json", "metrics.jsonl", "log.txt"):
+        assert (run / name).is_file(), name
+    for which in ("last", "best"):
+        assert {p.name for p in (run / "checkpoints" / which).iterdir()} == {"model.safetensors", "state.pt"}
+    assert len(list((run / "samples").glob("*.png"))) == 3
+    config = json.loads((run / "config.json").read_text())
+    assert config["image_size"] == 32 and config["model"]["embed_dim"] == 64
+    assert config["runtime"]["device"] == "cpu" and "torch" in config["runtime"]["versions"]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3] and lines == full_run.history
+    for key in ("train_loss", "val_loss", "val_psnr_masked", "lr", "images_per_s", "seconds"):
+        assert all(isinstance(x[key], float) for x in lines), key
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]  # it learns
+    assert full_run.best_val_loss == min(x["val_loss"] for x in lines)
+    assert 5.0 < lines[-1]["val_psnr_masked"] < 60.0
+    assert "epoch 3/3" in (run / "log.txt").read_text()
+    model = ckpt.load_model(run / "checkpoints" / "best")
+    assert isinstance(model, MaskedAutoencoder) and model.img_size == 32
+
+
+def test_resume_after_crash_matches_uninterrupted(full_run, tmp_path, monkeypatch):
+    cfg = TrainConfig(**SMALL, out_dir=str(tmp_path / "run"))
+    real_epoch = train_mod._train_epoch
+
+    def crash_in_third_epoch(run, epoch, **kwargs):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real_epoch(run, epoch, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_train_epoch", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg)
+    monkeypatch.undo()
+    assert ckpt.load_state(tmp_path / "run" / "checkpoints" / "last")["epoch"] == 2
+
+    resumed = fit(cfg, resume=True)
+    a, b = _weights(full_run.run_dir), _weights(resumed.run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    drop = lambda h: [{k: v for k, v in x.items() if k not in ("seconds", "images_per_s")} for x in h]  # noqa: E731
+    assert drop(resumed.history) == drop(full_run.history)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_fresh_run_refuses_existing_dir_and_resume_can_extend(full_run, tmp_path):
+    cfg = TrainConfig(**SMALL, out_dir=str(full_run.run_dir))
+    with pytest.raises(ValueError, match="already holds a run"):
+        fit(cfg)
+    with pytest.raises(ValueError, match="image_size"):
+        fit(dataclasses.replace(cfg, image_size=48), resume=True)
+    # extend by one epoch through the command line (a copy, so other tests see the original)
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    assert cli.main(["train", "--resume", str(copy), "--epochs", "4"]) == 0
+    lines = [json.loads(x) for x in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3, 4]
+    assert json.loads((copy / "config.json").read_text())["epochs"] == 4
+    assert cli.main(["train", "--resume", str(copy), "--image-size", "48"]) == 2
+
+
+def test_non_finite_loss_stops_and_keeps_last_good(tmp_path, monkeypatch):
+    real_epoch = train_mod._train_epoch
+    real_loss = MaskedAutoencoder.forward_loss
+    poisoned = {"on": False}
+
+    def epoch_hook(run, epoch, **kwargs):
+        poisoned["on"] = epoch == 1
+        return real_epoch(run, epoch, **kwargs)
+
+    def loss(self, imgs, pred, mask):
+        value = real_loss(self, imgs, pred, mask)
+        return value * float("nan") if poisoned["on"] else value
+
+    monkeypatch.setattr(train_mod, "_train_epoch", epoch_hook)
+    monkeypatch.setattr(MaskedAutoencoder, "forward_loss", loss)
+    run_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"nan.*epoch 2.*last good checkpoint \(epoch 1\)"):
+        fit(TrainConfig(**{**SMALL, "epochs": 2}, out_dir=str(run_dir)))
+    state = ckpt.load_state(run_dir / "checkpoints" / "last")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in _weights(run_dir).values())
+    assert "error: training loss became nan" in (run_dir / "log.txt").read_text()
+
+
+def test_param_groups_skip_decay_on_biases_norms_tokens():
+    model = build_mae("tiny", img_size=32, patch_size=8, depth=1, decoder_depth=1)
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    plain = {names[id(p)] for p in no_decay["params"]}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert "blocks.0.attn.qkv.weight" in decayed and "patch_embed.proj.weight" in decayed
+    assert {"cls_token", "mask_token", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias"} <= plain
+    assert not any(n.endswith("bias") or "norm" in n for n in decayed)
+    assert "pos_embed" not in decayed | plain  # frozen sin-cos table: not optimised at all
+    assert len(decayed | plain) == sum(p.requires_grad for p in model.parameters())
+
+
+def test_device_and_amp_resolution():
+    assert train_mod.resolve_amp("auto", torch.device("cpu")) is None
+    with pytest.raises(ValueError, match="amp"):
+        train_mod.resolve_amp("fp16", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            train_mod.resolve_device("cuda")
