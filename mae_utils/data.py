@@ -1,0 +1,805 @@
+"""Face data: photo folders, built-in synthetic faces, reproducible splits, a fast uint8 cache, loaders.
+
+* :class:`FaceFolder` scans a folder recursively for images (:data:`IMAGE_EXTENSIONS`, any case), in
+  sorted order, decodes each one correctly to RGB (:mod:`mae_utils.image_io`), resizes the shorter
+  side and center-crops to ``image_size``. Files that cannot be decoded (empty, truncated, corrupt,
+  not an image) are found once, excluded and listed in ``ds.skipped``; other files are ignored.
+* The cache: each image is decoded and resized once into a memory-mapped uint8 ``.npy`` file keyed
+  by the file list (with sizes and modification times) and the image size, rebuilt when those
+  change, written atomically. Later epochs and later runs read it instead of decoding JPEGs.
+* :class:`SyntheticFaces` is the default data set when no folder is given
+  (:mod:`mae_utils.synthetic` draws the faces; here they become a Dataset with the same contract).
+* :func:`prepare_data` makes the train / val / test split (``sklearn`` ``train_test_split``,
+  seeded; saved to and reused from ``split.json``) and the three datasets; :func:`build_loader`
+  makes the loaders (seeded shuffling, pinned memory on CUDA, DistributedSampler under torchrun).
+
+Normalisation uses the ImageNet mean/std (:data:`MEAN`, :data:`STD`): the official MAE and the
+Hugging Face ViTMAE checkpoints were trained on inputs normalised that way, so a pretrained model
+loaded with :mod:`mae_utils.pretrained` sees faces the way it saw its training images, and models
+trained here can be compared with it on equal terms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import UserError
+from .image_io import IMAGE_EXTENSIONS, ImageDecodeError, load_image, load_rgb
+from .synthetic import generate_faces
+
+__all__ = [
+    "MEAN",
+    "STD",
+    "IMAGE_EXTENSIONS",
+    "SYNTHETIC_DEFAULT_IMAGES",
+    "Augment",
+    "DataSplits",
+    "FaceFolder",
+    "SyntheticFaces",
+    "build_loader",
+    "default_cache_dir",
+    "denormalize",
+    "load_face",
+    "normalize",
+    "prepare_data",
+    "scan_images",
+    "split_names",
+]
+
+#: Per-channel mean and std of the normalisation (ImageNet's; see the module docstring for why).
+MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: How many synthetic faces :func:`prepare_data` generates when ``max_images`` is not given.
+SYNTHETIC_DEFAULT_IMAGES = 2000
+
+#: Environment variable that moves the default cache folder (``off`` disables the cache).
+CACHE_ENV = "MASKAE_CACHE_DIR"
+
+_CACHE_VERSION = 1
+_SKIPPED_SHOWN = 5  # how many skipped file names a log line shows
+
+CacheDir = str | Path | None | Literal[False]
+
+
+# --- normalisation and transforms ------------------------------------------------------------------
+
+
+def _stats_like(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(MEAN, dtype=t.dtype, device=t.device).view(3, 1, 1)
+    std = torch.tensor(STD, dtype=t.dtype, device=t.device).view(3, 1, 1)
+    return mean, std
+
+
+def normalize(x01: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1], shaped (..., 3, H, W) -> the model's input scale ((x - MEAN) / STD)."""
+    if x01.ndim < 3 or x01.shape[-3] != 3:
+        raise UserError(f"normalize expects (..., 3, H, W), got shape {tuple(x01.shape)}")
+    mean, std = _stats_like(x01 if x01.is_floating_point() else x01.float())
+    return (x01 - mean) / std
+
+
+def denormalize(t: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize`, clamped to [0, 1]; works on (3, H, W) and (N, 3, H, W)."""
+    if t.ndim < 3 or t.shape[-3] != 3:
+        raise UserError(f"denormalize expects (..., 3, H, W), got shape {tuple(t.shape)}")
+    mean, std = _stats_like(t if t.is_floating_point() else t.float())
+    return (t * std + mean).clamp(0.0, 1.0)
+
+
+def to_unit_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation for aligned faces: a light random resized crop and a horizontal flip.
+
+    Faces in these data sets are centred and aligned, so the crop stays close to the full image
+    (``crop_scale`` near 1) instead of the ImageNet-style 0.2..1 that MAE uses on scenes.
+    """
+
+    crop_scale: tuple[float, float] = (0.85, 1.0)
+    crop_ratio: tuple[float, float] = (0.95, 1.0 / 0.95)
+    hflip: float = 0.5
+
+    def __post_init__(self) -> None:
+        lo, hi = self.crop_scale
+        if not (0 < lo <= hi <= 1):
+            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        rlo, rhi = self.crop_ratio
+        if not (0 < rlo <= rhi):
+            raise UserError(f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
+        if not (0 <= self.hflip <= 1):
+            raise UserError(f"Augment.hflip must be a probability in [0, 1], got {self.hflip}")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment one (3, H, W) float image, drawing from torch's RNG (seeded per DataLoader worker)."""
+        _, H, W = x.shape
+        area = H * W
+        scale = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * torch.rand(()).item()
+        log_r = math.log(self.crop_ratio[0]) + (math.log(self.crop_ratio[1]) - math.log(self.crop_ratio[0])) * torch.rand(()).item()
+        ratio = math.exp(log_r)
+        w = min(W, max(1, round(math.sqrt(area * scale * ratio))))
+        h = min(H, max(1, round(math.sqrt(area * scale / ratio))))
+        top = int(torch.randint(0, H - h + 1, ()).item())
+        left = int(torch.randint(0, W - w + 1, ()).item())
+        if (h, w) != (H, W):
+            crop = x[:, top : top + h, left : left + w]
+            x = F.interpolate(crop[None], size=(H, W), mode="bilinear", align_corners=False)[0]
+        if self.hflip > 0 and torch.rand(()).item() < self.hflip:
+            x = x.flip(-1)
+        return x
+
+
+def _as_augment(augment: bool | Augment | None) -> Augment | None:
+    if augment is True:
+        return Augment()
+    if augment is False or augment is None:
+        return None
+    if isinstance(augment, Augment):
+        return augment
+    raise UserError(f"augment must be True, False or an Augment, got {augment!r}")
+
+
+class _ImageDataset(Dataset):
+    """Shared item contract: uint8 (H, W, 3) source image -> normalised float (3, S, S)."""
+
+    image_size: int
+    augment: Augment | None
+
+    def _uint8(self, i: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} images")
+        x = to_unit_tensor(self._uint8(i % len(self)))
+        if self.augment is not None:
+            x = self.augment(x)
+        return normalize(x)
+
+    def uint8(self, i: int) -> np.ndarray:
+        """The stored (decoded, resized, not augmented) pixels of item ``i``: uint8 (S, S, 3)."""
+        return np.array(self._uint8(i))
+
+
+# --- scanning ------------------------------------------------------------------------------------
+
+
+def _check_root(root: str | Path, what: str = "data_dir") -> Path:
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if not path.is_dir():
+        raise UserError(f"{what} {path} is not a directory")
+    return path
+
+
+def scan_images(root: str | Path) -> tuple[list[str], int]:
+    """Image files under ``root`` (recursive, sorted, relative posix paths) and how many other files were ignored.
+
+    Hidden files and folders (names starting with '.') are skipped, as are files without one of
+    :data:`IMAGE_EXTENSIONS`; the order does not depend on the file system.
+    """
+    root = _check_root(root)
+    found: list[str] = []
+    ignored = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel_dir = Path(dirpath).relative_to(root)
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append((rel_dir / name).as_posix())
+            else:
+                ignored += 1
+    return sorted(found), ignored
+
+
+def _fmt_skipped(skipped: Sequence[tuple[Any, str]], shown: int = _SKIPPED_SHOWN) -> str:
+    parts = [f"{Path(p).as_posix() if not isinstance(p, str) else p} ({reason})" for p, reason in skipped[:shown]]
+    more = f", ... and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return ", ".join(parts) + more
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path | None:
+    """``$MASKAE_CACHE_DIR`` if set (``off`` / ``none`` / empty disables caching), else ``./data/cache``."""
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        if env.strip().lower() in ("", "off", "none", "0", "false"):
+            return None
+        return Path(env).expanduser()
+    return Path("data") / "cache"
+
+
+def _resolve_cache_dir(cache_dir: CacheDir) -> Path | None:
+    if cache_dir is False:
+        return None
+    if cache_dir is None:
+        return default_cache_dir()
+    if isinstance(cache_dir, str) and cache_dir.strip().lower() in ("off", "none"):
+        return None
+    return Path(cache_dir).expanduser()
+
+
+def _cache_key(root: Path, rel_files: Sequence[str], image_size: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": _CACHE_VERSION, "root": str(root.resolve()), "size": image_size}).encode())
+    for rel in rel_files:
+        try:
+            st = (root / rel).stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"\n{rel}\t{stamp}".encode())
+    return h.hexdigest()[:20]
+
+
+def _decode_one(args: tuple[Path, int]) -> tuple[np.ndarray | None, str | None]:
+    path, size = args
+    try:
+        return load_image(path, size), None
+    except ImageDecodeError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bad file must never stop a run
+        return None, f"unreadable: {type(exc).__name__}: {exc}"
+
+
+def _check_one(path: Path) -> str | None:
+    try:
+        load_rgb(path)
+        return None
+    except ImageDecodeError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001
+        return f"unreadable: {type(exc).__name__}: {exc}"
+
+
+def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, progress: bool, desc: str) -> Iterator[Any]:
+    """``map(fn, items)`` in order on a thread pool (Pillow decodes without holding the GIL)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress)
+    try:
+        if workers <= 1:
+            for item in items:
+                yield fn(item)
+                bar.update(1)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for out in pool.map(fn, items, chunksize=1):
+                    yield out
+                    bar.update(1)
+    finally:
+        bar.close()
+
+
+def _default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- FaceFolder ----------------------------------------------------------------------------------
+
+
+class FaceFolder(_ImageDataset):
+    """A folder of face photos as a Dataset of normalised (3, image_size, image_size) tensors.
+
+    ``files``: paths (relative to ``root`` or absolute under it) to use instead of scanning.
+    ``cache_dir``: where the uint8 cache lives; ``None`` = :func:`default_cache_dir`, ``False`` =
+    no cache (decode every access; bad files are still found once, up front).
+    ``augment``: ``True`` for the default :class:`Augment`, or an :class:`Augment`.
+    Attributes: ``files`` (absolute paths used, in order), ``rel_files`` (the same relative to
+    ``root``), ``skipped`` ((path, reason) of excluded files), ``cache_path`` and ``cache_status``
+    ('built', 'reused' or None).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        image_size: int,
+        *,
+        files: Iterable[str | Path] | None = None,
+        augment: bool | Augment = False,
+        cache_dir: CacheDir = None,
+        progress: bool = True,
+        workers: int | None = None,
+    ) -> None:
+        self.root = _check_root(root)
+        self.image_size = _check_size(image_size)
+        self.augment = _as_augment(augment)
+        self.progress = progress
+        workers = _default_workers() if workers is None else max(1, int(workers))
+        n_other = 0
+        if files is None:
+            candidates, n_other = scan_images(self.root)
+        else:
+            candidates = sorted({self._relative(f) for f in files})
+        if not candidates:
+            raise UserError(
+                f"no image files in {self.root} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)}; "
+                f"{n_other} other file(s) ignored)"
+            )
+        self.candidates = candidates
+        self.cache_path: Path | None = None
+        self.cache_status: str | None = None
+        self._array: np.ndarray | None = None
+        cache = _resolve_cache_dir(cache_dir)
+        if cache is not None:
+            good, skipped = self._load_or_build_cache(cache, candidates, workers)
+        else:
+            good, skipped = self._validate(candidates, workers)
+        self.skipped: list[tuple[Path, str]] = [(self.root / rel, reason) for rel, reason in skipped]
+        if not good:
+            raise UserError(
+                f"no usable images in {self.root}: all {len(candidates)} file(s) with accepted extensions "
+                f"({', '.join(IMAGE_EXTENSIONS)}) were rejected: {_fmt_skipped(skipped)}"
+            )
+        self.rel_files: list[str] = good
+        self.files: list[Path] = [self.root / rel for rel in good]
+        self._rows = np.arange(len(good))  # row of each item in the cache array
+
+    # --- construction helpers ---
+    def _relative(self, f: str | Path) -> str:
+        p = Path(f)
+        if p.is_absolute():
+            try:
+                p = p.resolve().relative_to(self.root.resolve())
+            except ValueError:
+                raise UserError(f"file {f} is not inside the data folder {self.root}") from None
+        return p.as_posix()
+
+    def _validate(self, candidates: list[str], workers: int) -> tuple[list[str], list[tuple[str, str]]]:
+        paths = [self.root / rel for rel in candidates]
+        reasons = _pool_map(_check_one, paths, workers, self.progress, f"checking images in {self.root.name}")
+        good: list[str] = []
+        skipped: list[tuple[str, str]] = []
+        for rel, reason in zip(candidates, reasons):
+            (good.append(rel) if reason is None else skipped.append((rel, reason)))
+        return good, skipped
+
+    def _load_or_build_cache(
+        self, cache: Path, candidates: list[str], workers: int
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        key = _cache_key(self.root, candidates, self.image_size)
+        stem = f"faces_{self.image_size}px_{key}"
+        npy, meta_path = cache / f"{stem}.cache.npy", cache / f"{stem}.json"
+        meta = _read_cache_meta(meta_path, npy, key, self.image_size)
+        if meta is None:
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create cache_dir {cache}: {exc.strerror or exc}") from None
+            if not os.access(cache, os.W_OK):
+                raise UserError(f"cache_dir {cache} is not writable (pass another cache_dir, or False to disable)")
+            meta = self._build_cache(npy, meta_path, key, candidates, workers)
+            self.cache_status = "built"
+        else:
+            self.cache_status = "reused"
+        self.cache_path = npy
+        self._count = int(meta["count"])
+        return list(meta["files"]), [(p, r) for p, r in meta["skipped"]]
+
+    def _build_cache(
+        self, npy: Path, meta_path: Path, key: str, candidates: list[str], workers: int
+    ) -> dict[str, Any]:
+        S = self.image_size
+        tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(candidates), S, S, 3))
+        good: list[str] = []
+        skipped: list[tuple[str, str]] = []
+        try:
+            jobs = [(self.root / rel, S) for rel in candidates]
+            results = _pool_map(_decode_one, jobs, workers, self.progress, f"caching {self.root.name} at {S}px")
+            for rel, (img, reason) in zip(candidates, results):
+                if img is None:
+                    skipped.append((rel, reason or "unreadable"))
+                else:
+                    arr[len(good)] = img
+                    good.append(rel)
+            arr.flush()
+            del arr
+            os.replace(tmp, npy)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        meta = {
+            "version": _CACHE_VERSION,
+            "key": key,
+            "root": str(self.root.resolve()),
+            "image_size": S,
+            "count": len(good),
+            "files": good,
+            "skipped": skipped,
+        }
+        _atomic_write_text(meta_path, json.dumps(meta))
+        return meta
+
+    # --- access ---
+    def _images(self) -> np.ndarray:
+        if self._array is None:  # opened lazily, so each DataLoader worker maps the file itself
+            self._array = np.load(self.cache_path, mmap_mode="r")
+        return self._array
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_array"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _uint8(self, i: int) -> np.ndarray:
+        row = int(self._rows[i])
+        if self.cache_path is not None:
+            return self._images()[row]
+        return load_image(self.root / self.rel_files[row], self.image_size)
+
+    def subset(self, rel_files: Sequence[str], *, augment: bool | Augment = False) -> "FaceFolder":
+        """A view on some of this folder's images (sharing its cache), e.g. one split."""
+        index = {rel: i for i, rel in enumerate(self.rel_files)}
+        missing = [r for r in rel_files if r not in index]
+        if missing:
+            raise UserError(
+                f"{len(missing)} requested file(s) are missing from {self.root} or unreadable: "
+                f"{', '.join(missing[:_SKIPPED_SHOWN])}"
+            )
+        view = object.__new__(FaceFolder)
+        view.__dict__.update(self.__getstate__())
+        view.augment = _as_augment(augment)
+        # keep the cache rows of the full set but expose only the chosen files
+        view._rows = np.array([self._rows[index[r]] for r in rel_files], dtype=np.int64)
+        view.rel_files = [self.rel_files[index[r]] for r in rel_files]
+        view.files = [self.root / r for r in view.rel_files]
+        if self.cache_path is None:
+            # without a cache, rows index rel_files directly: rebase them on the view's own list
+            view._rows = np.arange(len(view.rel_files))
+        return view
+
+    def __repr__(self) -> str:
+        cache = f", cache={self.cache_path}" if self.cache_path else ", no cache"
+        return f"FaceFolder({str(self.root)!r}, image_size={self.image_size}, {len(self)} images, {len(self.skipped)} skipped{cache})"
+
+
+def _read_cache_meta(meta_path: Path, npy: Path, key: str, image_size: int) -> dict[str, Any] | None:
+    """The cache's metadata if it is complete and matches ``key``; None means (re)build it."""
+    if not (meta_path.exists() and npy.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("version") != _CACHE_VERSION or meta.get("key") != key or meta.get("image_size") != image_size:
+            return None
+        arr = np.load(npy, mmap_mode="r")
+        if arr.dtype != np.uint8 or arr.shape[1:] != (image_size, image_size, 3) or arr.shape[0] < meta["count"]:
+            return None
+        if len(meta["files"]) != meta["count"]:
+            return None
+        return meta
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_size(image_size: int) -> int:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
+        raise UserError(f"image_size must be an integer of at least 8 pixels, got {image_size!r}")
+    return int(image_size)
+
+
+def load_face(path: str | Path, image_size: int) -> torch.Tensor:
+    """One image file -> normalised float (3, image_size, image_size), as the datasets prepare it.
+
+    For a user's own photos (e.g. the reconstruct command); raises UserError naming the file.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"image {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"image {path} is a directory, not an image file")
+    try:
+        arr = load_image(path, _check_size(image_size))
+    except ImageDecodeError as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
+    return normalize(to_unit_tensor(arr))
+
+
+# --- synthetic faces -----------------------------------------------------------------------------
+
+
+class SyntheticFaces(_ImageDataset):
+    """Built-in synthetic faces (:mod:`mae_utils.synthetic`) with the FaceFolder item contract.
+
+    Face ``k`` of generator ``seed`` is the same image whatever ``n`` or ``indices`` are;
+    ``indices`` picks which of the ``n`` faces this dataset holds (one split). Images are drawn
+    once, into memory as uint8, so epochs cost no drawing.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        image_size: int,
+        seed: int = 0,
+        *,
+        augment: bool | Augment = False,
+        indices: Sequence[int] | np.ndarray | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise UserError(f"n (number of synthetic faces) must be a positive integer, got {n!r}")
+        self.n = int(n)
+        self.image_size = _check_size(image_size)
+        self.seed = int(seed)
+        self.augment = _as_augment(augment)
+        idx = np.arange(self.n) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise UserError(f"synthetic face indices must lie in [0, {self.n}), got {int(idx.min())}..{int(idx.max())}")
+        self.indices = idx
+        self.names = [f"synthetic/{int(i):06d}" for i in idx]
+        show = len(idx) >= 500 if progress is None else progress
+        self.images = generate_faces(size=self.image_size, seed=self.seed, indices=idx, progress=show,
+                                     desc=f"drawing synthetic faces at {self.image_size}px")  # fmt: skip
+        self.skipped: list[tuple[Path, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _uint8(self, i: int) -> np.ndarray:
+        return self.images[i]
+
+    def __repr__(self) -> str:
+        return f"SyntheticFaces({len(self)} of {self.n}, image_size={self.image_size}, seed={self.seed})"
+
+
+# --- splits --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataSplits:
+    """The three datasets plus what a run records about them."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    split: dict[str, list[str]]  # {"train": [...], "val": [...], "test": [...]}: relative paths or synthetic names
+    root: str | None  # the data folder, or None for synthetic faces
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+
+
+def _check_fracs(val_frac: float, test_frac: float) -> None:
+    for name, v in (("val_frac", val_frac), ("test_frac", test_frac)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0.0 <= v < 1.0):
+            raise UserError(f"{name} must be a fraction in [0, 1), got {v!r}")
+    if val_frac + test_frac >= 1.0:
+        raise UserError(f"val_frac + test_frac must be below 1 to leave training images, got {val_frac} + {test_frac}")
+
+
+def split_names(
+    names: Sequence[str], val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, *, source: str = "the data"
+) -> dict[str, list[str]]:
+    """Split ``names`` into train / val / test with ``sklearn.model_selection.train_test_split``.
+
+    The result depends only on the set of names, the fractions and the seed (names are sorted
+    first), so the same files give the same split on any machine. A non-zero fraction gets at
+    least one image; each list comes back sorted.
+    """
+    from sklearn.model_selection import train_test_split
+
+    _check_fracs(val_frac, test_frac)
+    names = sorted(set(names))
+    n = len(names)
+    n_val = max(1, round(n * val_frac)) if val_frac > 0 else 0
+    n_test = max(1, round(n * test_frac)) if test_frac > 0 else 0
+    if n - n_val - n_test < 1:
+        need = (1 if val_frac > 0 else 0) + (1 if test_frac > 0 else 0) + 1
+        raise UserError(
+            f"{source} has {n} usable image(s): too few for a train/val/test split with val_frac={val_frac} "
+            f"and test_frac={test_frac} (need at least {need}, and more for useful training)"
+        )
+    rest, test = (train_test_split(names, test_size=n_test, random_state=seed, shuffle=True) if n_test else (names, []))
+    train, val = (train_test_split(rest, test_size=n_val, random_state=seed, shuffle=True) if n_val else (rest, []))
+    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+
+
+def _read_split(path: Path) -> dict[str, list[str]]:
+    try:
+        data = json.loads(path.read_text())
+        split = {k: [str(x) for x in data[k]] for k in ("train", "val", "test")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"split file {path} is not a valid split.json ({exc})") from None
+    return split
+
+
+def _write_split(path: Path, split: dict[str, list[str]], skipped: Sequence[tuple[str, str]], root: str | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {**split, "root": root, "skipped": [list(s) for s in skipped]}
+    _atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+
+
+def _synthetic_index(name: str, split_path: Path) -> int:
+    prefix = "synthetic/"
+    if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
+        raise UserError(
+            f"split file {split_path} lists {name!r}, which is not a synthetic face: it belongs to a photo "
+            f"folder run; pass that run's data_dir"
+        )
+    return int(name[len(prefix) :])
+
+
+def prepare_data(
+    data_dir: str | Path | None,
+    image_size: int,
+    *,
+    max_images: int | None = None,
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    seed: int = 0,
+    split_path: str | Path | None = None,
+    cache_dir: CacheDir = None,
+    augment: bool | Augment = True,
+    log: Callable[[str], None] = print,
+) -> DataSplits:
+    """Build the train / val / test datasets for a run (only train augments).
+
+    ``data_dir=None`` means synthetic faces (``max_images`` of them, default
+    :data:`SYNTHETIC_DEFAULT_IMAGES`). For a folder, ``max_images`` keeps a seeded random subset of
+    the image files. If ``split_path`` exists its split is reused (a resumed run); otherwise the
+    split is computed and written there. ``cache_dir``: see :class:`FaceFolder`.
+    """
+    image_size = _check_size(image_size)
+    _check_fracs(val_frac, test_frac)
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1):
+        raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
+    split_file = Path(split_path) if split_path is not None else None
+    saved = _read_split(split_file) if split_file is not None and split_file.exists() else None
+    train_aug = _as_augment(augment)
+
+    if data_dir is None:
+        n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
+        if saved is not None:
+            split = saved
+            n = max([n] + [_synthetic_index(s, split_file) + 1 for part in split.values() for s in part])
+        else:
+            names = [f"synthetic/{i:06d}" for i in range(n)]
+            split = split_names(names, val_frac, test_frac, seed, source=f"synthetic data ({n} faces)")
+        idx = {k: [_synthetic_index(s, split_file or Path("split.json")) for s in v] for k, v in split.items()}
+        t0 = time.perf_counter()
+        train = SyntheticFaces(n, image_size, seed, augment=train_aug or False, indices=idx["train"])
+        val = SyntheticFaces(n, image_size, seed, indices=idx["val"])
+        test = SyntheticFaces(n, image_size, seed, indices=idx["test"])
+        log(f"data: {n} synthetic faces at {image_size}px (seed {seed}), drawn in {time.perf_counter() - t0:.1f} s")
+        _log_split(log, split, saved is not None, split_file, seed)
+        if saved is None and split_file is not None:
+            _write_split(split_file, split, [], None)
+        return DataSplits(train, val, test, split, None, [])
+
+    root = _check_root(data_dir)
+    candidates, n_other = scan_images(root)
+    if saved is not None:
+        needed = sorted({s for part in saved.values() for s in part})
+        if not set(needed) <= set(candidates):
+            missing = sorted(set(needed) - set(candidates))
+            raise UserError(
+                f"split file {split_file} lists {len(missing)} image(s) no longer in {root}: "
+                f"{', '.join(missing[:_SKIPPED_SHOWN])}{' ...' if len(missing) > _SKIPPED_SHOWN else ''}"
+            )
+    if max_images is not None and len(candidates) > max_images:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(len(candidates), size=int(max_images), replace=False))
+        chosen = [candidates[i] for i in keep]
+        if saved is not None:  # a resumed run must find all of its split's files
+            chosen = sorted(set(chosen) | set(needed))
+        log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} (max_images={max_images}, seed {seed})")
+        candidates = chosen
+    if not candidates:
+        raise UserError(
+            f"no image files in {root} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)}; "
+            f"{n_other} other file(s) ignored)"
+        )
+    t0 = time.perf_counter()
+    full = FaceFolder(root, image_size, files=candidates, cache_dir=cache_dir)
+    skipped = [(Path(p).relative_to(root).as_posix(), r) for p, r in full.skipped]
+    cache_note = (
+        f"cache {full.cache_path} ({full.cache_status}, {time.perf_counter() - t0:.1f} s)" if full.cache_path else "no cache"
+    )
+    log(f"data: {root}: {len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped; {cache_note}")
+    if skipped:
+        log(f"data: skipped {len(skipped)} unreadable file(s): {_fmt_skipped(skipped)}")
+    if saved is not None:
+        split = saved
+        unusable = [s for part in split.values() for s in part if s not in set(full.rel_files)]
+        if unusable:
+            raise UserError(
+                f"split file {split_file} lists {len(unusable)} image(s) that can no longer be read in {root}: "
+                f"{', '.join(unusable[:_SKIPPED_SHOWN])}"
+            )
+    else:
+        split = split_names(full.rel_files, val_frac, test_frac, seed, source=str(root))
+    train = full.subset(split["train"], augment=train_aug or False)
+    val = full.subset(split["val"])
+    test = full.subset(split["test"])
+    _log_split(log, split, saved is not None, split_file, seed)
+    if saved is None and split_file is not None:
+        _write_split(split_file, split, skipped, str(root))
+    return DataSplits(train, val, test, split, str(root), skipped)
+
+
+def _log_split(log: Callable[[str], None], split: dict[str, list[str]], reused: bool, path: Path | None, seed: int) -> None:
+    where = f"reused from {path}" if reused else (f"seed {seed}, written to {path}" if path else f"seed {seed}")
+    log(f"split: {len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test ({where})")
+
+
+# --- loaders -------------------------------------------------------------------------------------
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker from the loader's generator; numpy and random follow it
+    import random
+
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def build_loader(
+    ds: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader with seeded shuffling and augmentation, pinned memory on CUDA, persistent workers.
+
+    Under ``torch.distributed`` (torchrun) it uses a ``DistributedSampler(shuffle, seed)``; call
+    ``loader.sampler.set_epoch(epoch)`` each epoch so every epoch gets a new order.
+    """
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    if num_workers < 0:
+        raise UserError(f"num_workers must be >= 0, got {num_workers}")
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    sampler = None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(ds, shuffle=shuffle, seed=int(seed), drop_last=drop_last)
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(persistent_workers=True, worker_init_fn=_seed_worker, prefetch_factor=4)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=torch.device(device).type == "cuda",
+        drop_last=drop_last,
+        generator=generator,
+        **kwargs,
+    )
