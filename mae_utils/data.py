@@ -102,7 +102,7 @@ def denormalize(t: torch.Tensor) -> torch.Tensor:
 
 def to_unit_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
 @dataclass(frozen=True)

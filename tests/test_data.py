@@ -1,0 +1,382 @@
+"""Face data: decoding every image mode, bad files, errors, splits, the cache, loaders, transforms."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mae_utils.data import (
+    IMAGE_EXTENSIONS,
+    MEAN,
+    STD,
+    Augment,
+    FaceFolder,
+    SyntheticFaces,
+    build_loader,
+    default_cache_dir,
+    denormalize,
+    load_face,
+    normalize,
+    prepare_data,
+    scan_images,
+    split_names,
+)
+from mae_utils.errors import UserError
+from mae_utils.image_io import BACKGROUND, load_image
+
+S = 16  # image size used throughout: sources are made S x S so resizing is the identity
+
+
+def _grad(w: int = S, h: int = S, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def _smooth() -> np.ndarray:
+    """A smooth colour gradient: JPEG keeps it to within a few levels."""
+    yy, xx = np.mgrid[0:S, 0:S]
+    return np.stack([xx * 255 // (S - 1), yy * 255 // (S - 1), np.full_like(xx, 128)], axis=2).astype(np.uint8)
+
+
+def _exif_rotated(path: Path) -> None:
+    """A 32x16 (w x h) JPEG, left half red / right half blue, tagged 'rotate 90 CW to display'."""
+    arr = np.zeros((S, 2 * S, 3), dtype=np.uint8)
+    arr[:, :S] = (255, 0, 0)
+    arr[:, S:] = (0, 0, 255)
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(path, quality=95, exif=exif.tobytes())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A folder holding good images in every mode, bad files with image names, and other files."""
+    root = tmp_path_factory.mktemp("faces")
+    exp: dict[str, np.ndarray] = {}  # relative path -> exact expected uint8 (S, S, 3)
+    rgb = _grad()
+    Image.fromarray(rgb).save(root / "rgb.png")
+    exp["rgb.png"] = rgb
+    gray = _grad()[..., 0]
+    Image.fromarray(gray, mode="L").save(root / "gray.png")
+    exp["gray.png"] = np.repeat(gray[..., None], 3, axis=2)
+    rgba = np.zeros((S, S, 4), dtype=np.uint8)
+    rgba[:, S // 2 :] = (200, 10, 20, 255)  # right half opaque red, left half fully transparent black
+    Image.fromarray(rgba, mode="RGBA").save(root / "rgba.png")
+    e = np.zeros((S, S, 3), dtype=np.uint8)
+    e[:, : S // 2] = BACKGROUND
+    e[:, S // 2 :] = (200, 10, 20)
+    exp["rgba.png"] = e
+    la = np.zeros((S, S, 2), dtype=np.uint8)
+    la[..., 0] = 250
+    la[: S // 2, :, 1] = 255  # top half opaque near-white, bottom transparent
+    Image.fromarray(la, mode="LA").save(root / "la.png")
+    e = np.full((S, S, 3), BACKGROUND, dtype=np.uint8)
+    e[: S // 2] = 250
+    exp["la.png"] = e
+    pal = Image.new("P", (S, S))
+    pal.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 9))
+    idx = (np.arange(S * S).reshape(S, S) % 3).astype(np.uint8)
+    pal.putdata(idx.reshape(-1).tolist())
+    pal.save(root / "palette.png")
+    exp["palette.png"] = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)[idx]
+    pal_t = pal.copy()
+    pal_t.info["transparency"] = 0  # index 0 (red) is transparent
+    pal_t.save(root / "palette_transparent.png", transparency=0)
+    e = exp["palette.png"].copy()
+    e[idx == 0] = BACKGROUND
+    exp["palette_transparent.png"] = e
+    cmyk = np.zeros((S, S, 4), dtype=np.uint8)
+    cmyk[..., 0] = 255  # pure cyan ink -> RGB (0, 255, 255)
+    Image.fromarray(cmyk, mode="CMYK").save(root / "cmyk.tif")
+    exp["cmyk.tif"] = np.tile(np.array([0, 255, 255], dtype=np.uint8), (S, S, 1))
+    g16 = (_grad()[..., 1].astype(np.uint16) * 257)
+    Image.fromarray(g16).save(root / "gray16.png")  # 16-bit grayscale PNG
+    exp["gray16.png"] = np.repeat((g16 // 257).astype(np.uint8)[..., None], 3, axis=2)
+    Image.fromarray(rgb).save(root / "bitmap.bmp")
+    exp["bitmap.bmp"] = rgb
+    Image.fromarray(rgb).save(root / "netpbm.ppm")
+    exp["netpbm.ppm"] = rgb
+    Image.fromarray(gray, mode="L").save(root / "netpbm.pgm")
+    exp["netpbm.pgm"] = exp["gray.png"]
+    Image.fromarray(rgb).save(root / "lossless.webp", lossless=True)
+    exp["lossless.webp"] = rgb
+    wide = np.zeros((S, 2 * S, 3), dtype=np.uint8)  # 32 x 16: green | red (middle 16) | blue
+    wide[:, : S // 2] = (0, 255, 0)
+    wide[:, S // 2 : S // 2 + S] = (255, 0, 0)
+    wide[:, S // 2 + S :] = (0, 0, 255)
+    (root / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(wide).save(root / "sub" / "deeper" / "wide.PNG")  # upper-case extension, nested
+    exp["sub/deeper/wide.PNG"] = np.tile(np.array([255, 0, 0], dtype=np.uint8), (S, S, 1))
+    Image.fromarray(_smooth()).save(root / "sub" / "photo.JPG", quality=95)
+    _exif_rotated(root / "sub" / "rotated.jpg")
+    # bad files with image extensions
+    (root / "empty.jpg").write_bytes(b"")
+    buf = root / "full.tmp"
+    Image.fromarray(_grad(64, 64, seed=3)).save(buf, format="PNG")
+    data = buf.read_bytes()
+    buf.unlink()
+    (root / "truncated.png").write_bytes(data[: len(data) // 2])
+    (root / "notes.jpg").write_text("this is not a picture\n")
+    # other files: ignored silently
+    (root / "readme.txt").write_text("hello")
+    (root / "labels.csv").write_text("a,b\n")
+    Image.fromarray(rgb).save(root / ".hidden.png")
+    (root / ".cache").mkdir()
+    Image.fromarray(rgb).save(root / ".cache" / "x.png")
+    good = sorted(list(exp) + ["sub/photo.JPG", "sub/rotated.jpg"])
+    bad = ["empty.jpg", "notes.jpg", "truncated.png"]
+    return {"root": root, "exp": exp, "good": good, "bad": bad}
+
+
+def test_scan_finds_images_recursively_and_ignores_other_files(folder: dict) -> None:
+    files, ignored = scan_images(folder["root"])
+    assert files == sorted(folder["good"] + folder["bad"])
+    assert ignored == 2  # readme.txt, labels.csv; hidden files and folders are not even counted
+    assert all(Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in files)
+
+
+@pytest.mark.parametrize("cache", [False, "tmp"])
+def test_every_mode_decodes_to_the_right_rgb(folder: dict, tmp_path: Path, cache) -> None:
+    ds = FaceFolder(folder["root"], S, cache_dir=tmp_path / "c" if cache else False, progress=False)
+    assert ds.rel_files == folder["good"]
+    assert len(ds) == len(folder["good"])
+    for rel, expected in folder["exp"].items():
+        got = ds.uint8(ds.rel_files.index(rel))
+        np.testing.assert_array_equal(got, expected, err_msg=rel)
+    # lossy JPEGs: close, not exact
+    photo = ds.uint8(ds.rel_files.index("sub/photo.JPG")).astype(int)
+    assert np.abs(photo - _smooth().astype(int)).mean() < 6
+    # EXIF orientation 6: the stored left (red) half ends up on top, blue at the bottom
+    rot = ds.uint8(ds.rel_files.index("sub/rotated.jpg")).astype(int)
+    top, bottom = rot[: S // 2 - 2].mean(axis=(0, 1)), rot[S // 2 + 2 :].mean(axis=(0, 1))
+    assert top[0] > 200 and top[2] < 60, top
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+def test_tensors_are_normalised_and_invert(folder: dict) -> None:
+    ds = FaceFolder(folder["root"], S, cache_dir=False, progress=False)
+    i = ds.rel_files.index("rgb.png")
+    x = ds[i]
+    assert x.shape == (3, S, S) and x.dtype == torch.float32
+    expected01 = torch.from_numpy(folder["exp"]["rgb.png"]).permute(2, 0, 1).float() / 255
+    mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    torch.testing.assert_close(x, (expected01 - mean) / std)
+    torch.testing.assert_close(denormalize(x), expected01)
+    batch = torch.stack([x, x])
+    torch.testing.assert_close(denormalize(batch), torch.stack([expected01, expected01]))
+    assert denormalize(torch.full((3, 2, 2), 100.0)).max() == 1.0  # clamped
+    torch.testing.assert_close(denormalize(normalize(expected01)), expected01)
+    with pytest.raises(UserError, match="3, H, W"):
+        normalize(torch.zeros(4, 8, 8))
+
+
+def test_bad_files_are_excluded_counted_and_named(folder: dict, tmp_path: Path) -> None:
+    ds = FaceFolder(folder["root"], S, cache_dir=tmp_path, progress=False)
+    skipped = {p.relative_to(folder["root"]).as_posix(): reason for p, reason in ds.skipped}
+    assert sorted(skipped) == folder["bad"]
+    assert "empty" in skipped["empty.jpg"]
+    assert "not a recognised image" in skipped["notes.jpg"]
+    assert "truncated" in skipped["truncated.png"] or "corrupt" in skipped["truncated.png"]
+    lines: list[str] = []
+    splits = prepare_data(folder["root"], S, cache_dir=tmp_path, val_frac=0.2, test_frac=0.2, log=lines.append)
+    text = "\n".join(lines)
+    assert f"{len(folder['good']) + 3} image files, {len(folder['good'])} usable, 3 skipped" in text
+    assert "skipped 3 unreadable file(s)" in text and "empty.jpg (empty file" in text and "notes.jpg" in text
+    assert sorted(p for p, _ in splits.skipped) == folder["bad"]
+
+
+def test_antialiased_resize_and_center_crop(tmp_path: Path) -> None:
+    checker = ((np.indices((64, 96)).sum(axis=0) % 2) * 255).astype(np.uint8)  # 1-px checkerboard, 96 wide
+    Image.fromarray(checker, mode="L").save(tmp_path / "checker.png")
+    out = load_image(tmp_path / "checker.png", 16)
+    assert out.shape == (16, 16, 3)
+    # antialiased: every output pixel averages many black and white pixels (nearest would give 0/255)
+    assert np.abs(out.astype(int) - 127.5).max() < 20
+
+
+def test_missing_empty_and_not_a_directory_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=f"{tmp_path / 'nope'} does not exist"):
+        FaceFolder(tmp_path / "nope", S)
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    with pytest.raises(UserError, match="is not a directory"):
+        prepare_data(tmp_path / "file.jpg", S)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    with pytest.raises(UserError, match=r"no image files in .*empty.*\.jpg.*1 other file"):
+        prepare_data(empty, S, cache_dir=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"")
+    (bad / "b.png").write_text("text")
+    with pytest.raises(UserError, match=r"no usable images in .*bad: all 2 file\(s\).*\.jpeg.*a\.jpg \(empty"):
+        FaceFolder(bad, S, cache_dir=tmp_path / "c", progress=False)
+
+
+def test_too_few_images_for_the_split(tmp_path: Path) -> None:
+    for i in range(2):
+        Image.fromarray(_grad(seed=i)).save(tmp_path / f"{i}.png")
+    with pytest.raises(UserError, match=rf"{tmp_path} has 2 usable image\(s\): too few"):
+        prepare_data(tmp_path, S, cache_dir=False, log=lambda m: None)
+    with pytest.raises(UserError, match="val_frac"):
+        prepare_data(tmp_path, S, val_frac=1.5, cache_dir=False)
+
+
+def test_split_names_reproducible_disjoint_and_complete() -> None:
+    names = [f"img_{i:03d}.jpg" for i in range(200)]
+    a = split_names(names, 0.1, 0.15, seed=3)
+    b = split_names(list(reversed(names)), 0.1, 0.15, seed=3)  # input order does not matter
+    assert a == b
+    assert (len(a["train"]), len(a["val"]), len(a["test"])) == (150, 20, 30)
+    sets = [set(a[k]) for k in ("train", "val", "test")]
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    assert set().union(*sets) == set(names)
+    assert split_names(names, 0.1, 0.15, seed=4) != a
+    none = split_names(names, 0.0, 0.0, seed=0)
+    assert none["val"] == [] and none["test"] == [] and len(none["train"]) == 200
+
+
+def test_prepare_data_writes_and_reuses_split(folder: dict, tmp_path: Path) -> None:
+    split_path = tmp_path / "run" / "split.json"
+    first = prepare_data(folder["root"], S, cache_dir=tmp_path / "c", split_path=split_path, val_frac=0.2,
+                         test_frac=0.2, seed=1, log=lambda m: None)  # fmt: skip
+    saved = json.loads(split_path.read_text())
+    assert {k: saved[k] for k in ("train", "val", "test")} == first.split
+    assert first.root == str(folder["root"])
+    assert sorted(first.split["train"] + first.split["val"] + first.split["test"]) == folder["good"]
+    assert len(first.train) == len(first.split["train"]) and len(first.val) == len(first.split["val"])
+    assert first.train.rel_files == first.split["train"]
+    # a resumed run reuses the saved split even with another seed; edit it to prove it is read
+    custom = {"train": folder["good"][:-2], "val": [folder["good"][-2]], "test": [folder["good"][-1]]}
+    split_path.write_text(json.dumps(custom))
+    lines: list[str] = []
+    again = prepare_data(folder["root"], S, cache_dir=tmp_path / "c", split_path=split_path, seed=99, log=lines.append)
+    assert again.split == custom
+    assert "reused from" in "\n".join(lines)
+    np.testing.assert_array_equal(again.test.uint8(0), FaceFolder(folder["root"], S, files=custom["test"],
+                                                                  cache_dir=False, progress=False).uint8(0))  # fmt: skip
+    split_path.write_text(json.dumps({"train": ["gone.jpg"], "val": [], "test": []}))
+    with pytest.raises(UserError, match="no longer in"):
+        prepare_data(folder["root"], S, cache_dir=tmp_path / "c", split_path=split_path, log=lambda m: None)
+
+
+def test_only_train_augments(folder: dict, tmp_path: Path) -> None:
+    splits = prepare_data(folder["root"], S, cache_dir=tmp_path, val_frac=0.2, test_frac=0.2, log=lambda m: None)
+    assert splits.train.augment is not None and splits.val.augment is None and splits.test.augment is None
+    torch.testing.assert_close(splits.val[0], splits.val[0])
+    torch.manual_seed(0)
+    draws = torch.stack([splits.train[0] for _ in range(8)])
+    assert (draws - draws[0]).abs().amax() > 0.01  # random crops/flips differ
+
+
+def test_cache_matches_decoding_and_rebuilds_when_files_change(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(5):
+        Image.fromarray(_grad(24, 20, seed=i)).save(root / f"{i}.png")
+    Image.fromarray(_grad(30, 30, seed=9)).save(root / "x.jpg", quality=90)
+    cache = tmp_path / "cache"
+    plain = FaceFolder(root, S, cache_dir=False, progress=False)
+    built = FaceFolder(root, S, cache_dir=cache, progress=False)
+    assert built.cache_status == "built" and built.cache_path.parent == cache
+    for i in range(len(plain)):
+        np.testing.assert_array_equal(built.uint8(i), plain.uint8(i))
+        torch.testing.assert_close(built[i], plain[i], rtol=0, atol=0)
+    reused = FaceFolder(root, S, cache_dir=cache, progress=False)
+    assert reused.cache_status == "reused" and reused.cache_path == built.cache_path
+    assert not list(cache.glob(".*.tmp"))  # the temporary file was renamed into place
+    # another image size, an added file, a rewritten file: each gives a new cache
+    assert FaceFolder(root, 8, cache_dir=cache, progress=False).cache_status == "built"
+    Image.fromarray(_grad(24, 20, seed=7)).save(root / "new.png")
+    added = FaceFolder(root, S, cache_dir=cache, progress=False)
+    assert added.cache_status == "built" and added.cache_path != built.cache_path and len(added) == 7
+    Image.fromarray(_grad(24, 20, seed=8)).save(root / "0.png")
+    os.utime(root / "0.png", ns=(1, 1))
+    changed = FaceFolder(root, S, cache_dir=cache, progress=False)
+    assert changed.cache_status == "built"
+    np.testing.assert_array_equal(changed.uint8(0), load_image(root / "0.png", S))
+    # a cache whose metadata is broken is rebuilt, not trusted
+    meta = changed.cache_path.with_name(changed.cache_path.name.replace(".cache.npy", ".json"))
+    meta.write_text("{broken")
+    assert FaceFolder(root, S, cache_dir=cache, progress=False).cache_status == "built"
+
+
+def test_default_cache_dir_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MASKAE_CACHE_DIR", raising=False)
+    assert default_cache_dir() == Path("data") / "cache"
+    monkeypatch.setenv("MASKAE_CACHE_DIR", str(tmp_path / "envcache"))
+    assert default_cache_dir() == tmp_path / "envcache"
+    Image.fromarray(_grad()).save(tmp_path / "a.png")
+    ds = FaceFolder(tmp_path, S, progress=False)
+    assert ds.cache_path is not None and ds.cache_path.parent == tmp_path / "envcache"
+    monkeypatch.setenv("MASKAE_CACHE_DIR", "off")
+    assert default_cache_dir() is None
+
+
+def test_loaders_with_workers_match_and_shuffle_reproducibly(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(12):
+        Image.fromarray(_grad(seed=i)).save(root / f"{i:02d}.png")
+    ds = FaceFolder(root, S, cache_dir=tmp_path / "cache", progress=False)
+    ds._images()  # opened in the parent: workers must still work (they reopen it)
+    ref = torch.cat(list(build_loader(ds, 5, shuffle=False)))
+    par = torch.cat(list(build_loader(ds, 5, shuffle=False, num_workers=2)))
+    torch.testing.assert_close(par, ref, rtol=0, atol=0)
+    torch.testing.assert_close(ref, torch.stack([ds[i] for i in range(len(ds))]))
+    first = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=5)))
+    second = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=5)))
+    other = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=6)))
+    torch.testing.assert_close(first, second)
+    assert not torch.equal(first, other)
+    loader = build_loader(ds, 4, shuffle=True, drop_last=True, device="cpu", num_workers=1)
+    assert loader.persistent_workers and not loader.pin_memory and len(loader) == 3
+
+
+def test_augment_is_seeded_and_exact_when_trivial() -> None:
+    x = torch.rand(3, S, S)
+    flip = Augment(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=1.0)
+    torch.testing.assert_close(flip(x), x.flip(-1))
+    aug = Augment()
+    torch.manual_seed(3)
+    a = aug(x)
+    torch.manual_seed(3)
+    assert torch.equal(aug(x), a) and a.shape == x.shape
+    with pytest.raises(UserError, match="crop_scale"):
+        Augment(crop_scale=(0.5, 1.5))
+
+
+def test_load_face_for_single_photos(folder: dict, tmp_path: Path) -> None:
+    t = load_face(folder["root"] / "rgb.png", S)
+    torch.testing.assert_close(denormalize(t), torch.from_numpy(folder["exp"]["rgb.png"]).permute(2, 0, 1) / 255)
+    with pytest.raises(UserError, match="does not exist"):
+        load_face(tmp_path / "none.jpg", S)
+    with pytest.raises(UserError, match=r"cannot read image .*notes\.jpg"):
+        load_face(folder["root"] / "notes.jpg", S)
+
+
+def test_synthetic_prepare_data_and_resume(tmp_path: Path) -> None:
+    split_path = tmp_path / "split.json"
+    lines: list[str] = []
+    a = prepare_data(None, 16, max_images=40, seed=2, split_path=split_path, log=lines.append)
+    assert a.root is None and a.skipped == []
+    assert (len(a.train), len(a.val), len(a.test)) == (32, 4, 4)
+    assert all(n.startswith("synthetic/") for part in a.split.values() for n in part)
+    assert isinstance(a.train, SyntheticFaces) and a.train.augment is not None and a.val.augment is None
+    assert "40 synthetic faces" in "\n".join(lines)
+    b = prepare_data(None, 16, max_images=40, seed=2, split_path=split_path, log=lambda m: None)
+    assert b.split == a.split
+    np.testing.assert_array_equal(b.val.uint8(1), a.val.uint8(1))
+    # an item of a split is the same face as in the full generator
+    k = int(a.test.names[0].split("/")[1])
+    np.testing.assert_array_equal(a.test.uint8(0), SyntheticFaces(40, 16, seed=2).uint8(k))
+    with pytest.raises(UserError, match="not a synthetic face"):
+        split_path.write_text(json.dumps({"train": ["a.jpg"], "val": [], "test": []}))
+        prepare_data(None, 16, split_path=split_path, log=lambda m: None)
