@@ -84,6 +84,10 @@ def _stats_like(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
+_SCALE = (1.0 / (255.0 * torch.tensor(STD, dtype=torch.float64))).float().view(3, 1, 1)
+_NEG_SHIFT = (-torch.tensor(MEAN, dtype=torch.float64) / torch.tensor(STD, dtype=torch.float64)).float().view(3, 1, 1)
+
+
 def normalize(x01: torch.Tensor) -> torch.Tensor:
     """Pixels in [0, 1], shaped (..., 3, H, W) -> the model's input scale ((x - MEAN) / STD)."""
     if x01.ndim < 3 or x01.shape[-3] != 3:
@@ -168,10 +172,12 @@ class _ImageDataset(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} images")
-        x = to_unit_tensor(self._uint8(i % len(self)))
+        img = self._uint8(i % len(self))
         if self.augment is not None:
-            x = self.augment(x)
-        return normalize(x)
+            return normalize(self.augment(to_unit_tensor(img)))
+        # one fused multiply-add: uint8 * 1/(255 std) - mean/std == normalize(img / 255)
+        u8 = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+        return torch.addcmul(_NEG_SHIFT, u8.float(), _SCALE)
 
     def uint8(self, i: int) -> np.ndarray:
         """The stored (decoded, resized, not augmented) pixels of item ``i``: uint8 (S, S, 3)."""
