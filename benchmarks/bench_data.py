@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0: one process)")
-    p.add_argument("--cache-dir", default=None, help="where to build the caches (default: a temporary folder, removed after)")
+    p.add_argument("--cache-dir", default=None, help="where to build the caches (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
@@ -96,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     synth = _synthetic_rate()
     print()
-    print("| size | images | decode every epoch (img/s) | cached epoch (img/s) | cached, 2nd epoch (img/s) | cached / decode | cache build (s) | cache size (MiB) |")
+    print(
+        "| size | images | decode every epoch (img/s) | cached epoch (img/s) | cached, 2nd epoch (img/s) "
+        "| cached / decode | cache build (s) | cache size (MiB) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['size']} | {r['images']} | {r['decode_img_s']:.0f} | {r['cache_img_s']:.0f} | {r['cache_warm_img_s']:.0f} "
+            f"| {r['size']} | {r['images']} | {r['decode_img_s']:.0f} | {r['cache_img_s']:.0f} "
+            f"| {r['cache_warm_img_s']:.0f} "
             f"| {r['speedup']:.1f}x | {r['cache_build_s']:.1f} | {r['cache_mb']:.0f} |"
         )
     print(f"\nsynthetic faces at 64 px: {synth:.0f} img/s (one process)")

@@ -136,7 +136,8 @@ class Augment:
         _, H, W = x.shape
         area = H * W
         scale = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * torch.rand(()).item()
-        log_r = math.log(self.crop_ratio[0]) + (math.log(self.crop_ratio[1]) - math.log(self.crop_ratio[0])) * torch.rand(()).item()
+        lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+        log_r = lo + (hi - lo) * torch.rand(()).item()
         ratio = math.exp(log_r)
         w = min(W, max(1, round(math.sqrt(area * scale * ratio))))
         h = min(H, max(1, round(math.sqrt(area * scale / ratio))))
@@ -488,7 +489,10 @@ class FaceFolder(_ImageDataset):
 
     def __repr__(self) -> str:
         cache = f", cache={self.cache_path}" if self.cache_path else ", no cache"
-        return f"FaceFolder({str(self.root)!r}, image_size={self.image_size}, {len(self)} images, {len(self.skipped)} skipped{cache})"
+        return (
+            f"FaceFolder({str(self.root)!r}, image_size={self.image_size}, {len(self)} images, "
+            f"{len(self.skipped)} skipped{cache})"
+        )
 
 
 def _read_cache_meta(meta_path: Path, npy: Path, key: str, image_size: int) -> dict[str, Any] | None:
@@ -676,7 +680,8 @@ def prepare_data(
     """
     image_size = _check_size(image_size)
     _check_fracs(val_frac, test_frac)
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1):
+    bad_max = isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1
+    if max_images is not None and bad_max:
         raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
     split_file = Path(split_path) if split_path is not None else None
     saved = _read_split(split_file) if split_file is not None and split_file.exists() else None
@@ -717,7 +722,8 @@ def prepare_data(
         chosen = [candidates[i] for i in keep]
         if saved is not None:  # a resumed run must find all of its split's files
             chosen = sorted(set(chosen) | set(needed))
-        log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} (max_images={max_images}, seed {seed})")
+        log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
+            f"(max_images={max_images}, seed {seed})")  # fmt: skip
         candidates = chosen
     if not candidates:
         raise UserError(
@@ -727,9 +733,8 @@ def prepare_data(
     t0 = time.perf_counter()
     full = FaceFolder(root, image_size, files=candidates, cache_dir=cache_dir)
     skipped = [(Path(p).relative_to(root).as_posix(), r) for p, r in full.skipped]
-    cache_note = (
-        f"cache {full.cache_path} ({full.cache_status}, {time.perf_counter() - t0:.1f} s)" if full.cache_path else "no cache"
-    )
+    seconds = time.perf_counter() - t0
+    cache_note = f"cache {full.cache_path} ({full.cache_status}, {seconds:.1f} s)" if full.cache_path else "no cache"
     log(f"data: {root}: {len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped; {cache_note}")
     if skipped:
         log(f"data: skipped {len(skipped)} unreadable file(s): {_fmt_skipped(skipped)}")
@@ -752,7 +757,9 @@ def prepare_data(
     return DataSplits(train, val, test, split, str(root), skipped)
 
 
-def _log_split(log: Callable[[str], None], split: dict[str, list[str]], reused: bool, path: Path | None, seed: int) -> None:
+def _log_split(
+    log: Callable[[str], None], split: dict[str, list[str]], reused: bool, path: Path | None, seed: int
+) -> None:
     where = f"reused from {path}" if reused else (f"seed {seed}, written to {path}" if path else f"seed {seed}")
     log(f"split: {len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test ({where})")
 

@@ -268,7 +268,8 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     hair_freq = d.u(70, 120)
     curly = (style == _CURLY).astype(np.float32)
     # --- hair behind the head -----------------------------------------------------------------
-    long_len = np.where(style == _LONG, d.u(0.45, 0.95), np.where(style == _BOB, d.u(0.18, 0.34), -10.0)).astype(np.float32)
+    long_len = np.where(style == _LONG, d.u(0.45, 0.95), np.where(style == _BOB, d.u(0.18, 0.34), -10.0))
+    long_len = long_len.astype(np.float32)
     bulk = d.u(0.05, 0.14)
     need_back = (long_len > -1).any() or (style == _CURLY).any() or (style == _BUN).any()
     if need_back:
@@ -353,7 +354,8 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         eh = eye_h * (1.0 + side * 0.06 * yaw)
         socket = np.clip(1.0 - _ellipse_r(W.X, W.Y, ecx, eye_y - 0.01, ew * 1.45, eh * 2.3), 0, 1)
         _paint(W.canvas, socket * 0.35, W.skin(0.72))
-        crease = _soft(np.abs(_ellipse_r(W.X, W.Y, ecx, eye_y + eh * 0.15, ew * 1.08, eh * 1.9) - 1.0) * eh * 1.9 - 0.004, W.pw)
+        r_crease = _ellipse_r(W.X, W.Y, ecx, eye_y + eh * 0.15, ew * 1.08, eh * 1.9)
+        crease = _soft(np.abs(r_crease - 1.0) * eh * 1.9 - 0.004, W.pw)
         _paint(W.canvas, crease * _soft(W.Y - eye_y, W.pw) * 0.35, W.skin(0.6))
         # almond eye: an ellipse pinched towards the corners
         tx = (W.X - ecx) / ew
@@ -367,7 +369,8 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         iris_col = iris * (1.25 - 0.55 * np.minimum(ri, 1.0) ** 2)[None]
         _paint(W.canvas, _soft((ri - 1.0) * iris_r, W.pw) * white, iris_col)
         _paint(W.canvas, _soft((ri - 0.45) * iris_r, W.pw) * white, np.float32(0.03))
-        hl = _ellipse(W.X, W.Y, icx - iris_r * 0.35 * (lx + 0.3), icy - iris_r * 0.4, iris_r * 0.22, iris_r * 0.22, W.pw)
+        hx, hy = icx - iris_r * 0.35 * (lx + 0.3), icy - iris_r * 0.4
+        hl = _ellipse(W.X, W.Y, hx, hy, iris_r * 0.22, iris_r * 0.22, W.pw)
         _paint(W.canvas, hl * white * 0.9, np.float32(1.0))
         # upper-lid shadow on the eyeball and the lash line
         lid = white * np.clip((eye_y - eh * 0.45 - W.Y) / (eh * 0.6), 0, 1)
@@ -395,14 +398,16 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     M = b.window(-0.42, 0.42, -0.12, 0.58)
     side_dark = np.where(lx > 0, -1.0, 1.0).astype(np.float32)
     bridge_x = ncx + side_dark * nose_w * 0.55
-    bridge = np.clip(1.0 - np.abs(M.X - bridge_x) / 0.03, 0, 1) * _soft(eye_y + 0.02 - M.Y, 0.03) * _soft(M.Y - nose_y, 0.02)
+    bridge = np.clip(1.0 - np.abs(M.X - bridge_x) / 0.03, 0, 1)
+    bridge *= _soft(eye_y + 0.02 - M.Y, 0.03) * _soft(M.Y - nose_y, 0.02)
     _paint(M.canvas, bridge * 0.35, M.skin(0.72))
     tip = np.clip(1.0 - _ellipse_r(M.X, M.Y, ncx - lx * 0.01, nose_y - 0.02, nose_w * 0.55, 0.04), 0, 1)
     _paint(M.canvas, tip * 0.5, M.skin(1.12))
     under = np.clip(1.0 - _ellipse_r(M.X, M.Y, ncx, nose_y + 0.035, nose_w * 1.1, 0.028), 0, 1)
     _paint(M.canvas, under * 0.5, M.skin(0.68))
     for side in (-1.0, 1.0):
-        ala = _soft(np.abs(_ellipse_r(M.X, M.Y, ncx + side * nose_w * 0.72, nose_y, 0.026, 0.032) - 1.0) * 0.026 - 0.003, M.pw)
+        r_ala = _ellipse_r(M.X, M.Y, ncx + side * nose_w * 0.72, nose_y, 0.026, 0.032)
+        ala = _soft(np.abs(r_ala - 1.0) * 0.026 - 0.003, M.pw)
         _paint(M.canvas, ala * _soft(M.Y - nose_y - 0.02, M.pw) * 0.3, M.skin(0.6))
         nostril = _ellipse(M.X, M.Y, ncx + side * nose_w * 0.42, nose_y + 0.022, 0.02, 0.011, M.pw)
         _paint(M.canvas, nostril * 0.85, M.skin(0.4))
@@ -420,7 +425,8 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         L = b.window(-0.65, 0.65, -0.4, 0.9)
         beard_field = hair * _hair_texture(L.X, L.Y, hair_freq, np.float32(1.0))[None]
         top = mouth_y - 0.08 - 0.4 * (L.X / a_head) ** 4
-        region = _soft((r_head[:, L.rows, L.cols] - 1.0 - beard_len * beard) * b_head, L.pw) * _soft(top - L.Y, L.pw * 2)
+        region = _soft((r_head[:, L.rows, L.cols] - 1.0 - beard_len * beard) * b_head, L.pw)
+        region *= _soft(top - L.Y, L.pw * 2)
         _paint(L.canvas, region * beard * 0.95, beard_field * 0.75)
 
     # --- mouth --------------------------------------------------------------------------------
@@ -491,7 +497,8 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
             arm = _soft(np.abs(G.Y - (gy - gh * 0.45)) - g_t * 0.4, G.pw)
             arm = arm * _soft(side * (arm_x0 - G.X), G.pw) * _soft(side * (G.X - side * a_head * 1.02), G.pw)
             _paint(G.canvas, arm * glasses, frame)
-        bridge_g = _soft(np.abs(G.Y - (gy - gh * 0.3)) - g_t * 0.45, G.pw) * _soft(np.abs(G.X - yaw_off) - (eye_x - gw), G.pw)
+        bridge_g = _soft(np.abs(G.Y - (gy - gh * 0.3)) - g_t * 0.45, G.pw)
+        bridge_g *= _soft(np.abs(G.X - yaw_off) - (eye_x - gw), G.pw)
         _paint(G.canvas, bridge_g * glasses, frame)
 
     # --- global light and exposure -----------------------------------------------------------

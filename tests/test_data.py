@@ -260,8 +260,8 @@ def test_prepare_data_writes_and_reuses_split(folder: dict, tmp_path: Path) -> N
     again = prepare_data(folder["root"], S, cache_dir=tmp_path / "c", split_path=split_path, seed=99, log=lines.append)
     assert again.split == custom
     assert "reused from" in "\n".join(lines)
-    np.testing.assert_array_equal(again.test.uint8(0), FaceFolder(folder["root"], S, files=custom["test"],
-                                                                  cache_dir=False, progress=False).uint8(0))  # fmt: skip
+    alone = FaceFolder(folder["root"], S, files=custom["test"], cache_dir=False, progress=False)
+    np.testing.assert_array_equal(again.test.uint8(0), alone.uint8(0))
     split_path.write_text(json.dumps({"train": ["gone.jpg"], "val": [], "test": []}))
     with pytest.raises(UserError, match="no longer in"):
         prepare_data(folder["root"], S, cache_dir=tmp_path / "c", split_path=split_path, log=lambda m: None)

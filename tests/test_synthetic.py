@@ -34,7 +34,8 @@ def test_any_size(size: int) -> None:
 def test_same_face_at_different_sizes() -> None:
     small = generate_faces(4, 32, seed=1).astype(float)
     big = generate_faces(4, 128, seed=1)
-    down = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.Resampling.BOX)) for im in big]).astype(float)
+    down = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.Resampling.BOX)) for im in big])
+    down = down.astype(float)
     assert np.abs(small - down).mean() < 8  # the same drawing, only the resolution differs
     other = generate_faces(size=32, seed=1, indices=[4, 5, 6, 7]).astype(float)
     assert np.abs(other - down).mean() > 2 * np.abs(small - down).mean()
