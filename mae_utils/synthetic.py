@@ -173,18 +173,40 @@ def _paint(canvas: np.ndarray, alpha: np.ndarray, color: Any) -> None:
 
 
 class _Frame:
-    """Local face coordinates (and views of the canvas) inside one pixel window of a batch."""
+    """Local face coordinates and the canvas inside one pixel window of a batch.
 
-    def __init__(self, ctx: "_Batch", rows: slice, cols: slice) -> None:
-        self.X = ctx.X[:, rows, cols]
-        self.Y = ctx.Y[:, rows, cols]
-        self.canvas = ctx.canvas[:, :, rows, cols]
-        self.pw = ctx.pw
-        self.rows, self.cols = rows, cols
-        self.ctx = ctx
+    Without ``sel`` it holds views of every face. With ``sel`` (indices of some faces, for features
+    only some faces have) it holds copies for those faces: pick their parameters with :meth:`p`
+    and write the drawing back with :meth:`commit`.
+    """
+
+    def __init__(self, ctx: "_Batch", rows: slice, cols: slice, sel: np.ndarray | None = None) -> None:
+        self.ctx, self.rows, self.cols, self.sel = ctx, rows, cols, sel
+        if sel is None:
+            self.X = ctx.X[:, rows, cols]
+            self.Y = ctx.Y[:, rows, cols]
+            self.canvas = ctx.canvas[:, :, rows, cols]
+            self.pw = ctx.pw
+        else:
+            self.X = ctx.X[sel, rows, cols]
+            self.Y = ctx.Y[sel, rows, cols]
+            self.canvas = ctx.canvas[:, sel, rows, cols]
+            self.pw = ctx.pw[sel]
+
+    def p(self, v: Any) -> Any:
+        """A per-face parameter ((N,1,1) or colour (3,N,1,1)) restricted to this frame's faces."""
+        if self.sel is None or np.ndim(v) < 3:
+            return v
+        return v[self.sel] if np.ndim(v) == 3 else v[:, self.sel]
 
     def skin(self, factor: Any = 1.0) -> np.ndarray:
-        return self.ctx.skin_field[:, :, self.rows, self.cols] * factor
+        if self.sel is None:
+            return self.ctx.skin_field[:, :, self.rows, self.cols] * factor
+        return self.ctx.skin_field[:, self.sel, self.rows, self.cols] * factor
+
+    def commit(self) -> None:
+        if self.sel is not None:
+            self.ctx.canvas[:, self.sel, self.rows, self.cols] = self.canvas
 
 
 class _Batch:
@@ -205,13 +227,14 @@ class _Batch:
     def full(self) -> _Frame:
         return _Frame(self, slice(None), slice(None))
 
-    def window(self, x0: float, x1: float, y0: float, y1: float) -> _Frame:
-        """The pixel window holding the local box [x0,x1]x[y0,y1] for every face of the batch."""
+    def window(self, x0: float, x1: float, y0: float, y1: float, sel: np.ndarray | None = None) -> _Frame:
+        """The pixel window holding the local box [x0,x1]x[y0,y1] for every face (or faces ``sel``)."""
         corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float32)
-        cos, sin, s = self.cos.reshape(-1, 1), self.sin.reshape(-1, 1), self.scale.reshape(-1, 1)
+        k = slice(None) if sel is None else sel
+        cos, sin, s = self.cos[k].reshape(-1, 1), self.sin[k].reshape(-1, 1), self.scale[k].reshape(-1, 1)
         X, Y = corners[None, :, 0], corners[None, :, 1]
-        xs = self.cx.reshape(-1, 1) + s * (cos * X - sin * Y)
-        ys = self.cy.reshape(-1, 1) + s * (sin * X + cos * Y)
+        xs = self.cx[k].reshape(-1, 1) + s * (cos * X - sin * Y)
+        ys = self.cy[k].reshape(-1, 1) + s * (sin * X + cos * Y)
         S = self.size
 
         def span(lo: float, hi: float) -> slice:
@@ -219,11 +242,15 @@ class _Batch:
             b = int(math.ceil((hi + 1.0) * 0.5 * S)) + 2
             return slice(max(a, 0), max(min(b, S), 0))
 
-        return _Frame(self, span(float(ys.min()), float(ys.max())), span(float(xs.min()), float(xs.max())))
+        return _Frame(self, span(float(ys.min()), float(ys.max())), span(float(xs.min()), float(xs.max())), sel)
 
 
-def _hair_texture(X: np.ndarray, Y: np.ndarray, freq: np.ndarray, curly: np.ndarray) -> np.ndarray:
-    """A multiplicative strand pattern: wavy vertical strands, or blobs for curly hair."""
+def _hair_texture(X: np.ndarray, Y: np.ndarray, freq: np.ndarray, curly: Any) -> np.ndarray:
+    """A multiplicative strand pattern: wavy vertical strands, or blobs where ``curly`` is 1."""
+    if np.ndim(curly) == 0:  # one kind for all faces: compute only that one
+        if curly:
+            return 1.0 + 0.06 * (np.sin(freq * X) * np.sin(freq * Y))
+        return 1.0 + 0.06 * np.sin(freq * X + 4.0 * np.sin(7.0 * Y))
     straight = np.sin(freq * X + 4.0 * np.sin(7.0 * Y))
     curls = np.sin(freq * X) * np.sin(freq * Y)
     return 1.0 + 0.06 * (straight + curly * (curls - straight))
@@ -271,29 +298,34 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     long_len = np.where(style == _LONG, d.u(0.45, 0.95), np.where(style == _BOB, d.u(0.18, 0.34), -10.0))
     long_len = long_len.astype(np.float32)
     bulk = d.u(0.05, 0.14)
-    need_back = (long_len > -1).any() or (style == _CURLY).any() or (style == _BUN).any()
-    if need_back:
-        hair_field = hair * _hair_texture(X, Y, hair_freq, curly)[None]
-        back = np.zeros_like(X)
-        if (long_len > -1).any():
-            wide = a_head + bulk + 0.04
-            dome = _ellipse(X, Y, 0, hc - 0.02, wide, b_head + bulk, pw)
-            curtain = _soft(np.abs(X) - wide * (1.0 - 0.25 * np.clip(Y - hc, 0, None)), pw) * _soft(hc - Y, pw)
-            curtain = curtain * _soft(Y - long_len - 0.04 * np.sin(20 * X), pw * 1.5)
-            back = np.maximum(back, np.where(long_len > -1, np.maximum(dome, curtain), 0.0))
-        if (style == _CURLY).any():
-            rad = a_head + bulk + 0.14
-            bumps = 0.025 * np.sin(23 * X) * np.sin(23 * Y)
-            afro = _soft((_ellipse_r(X, Y, 0, hc - 0.12, rad, rad * 1.05) - 1.0) * rad + bumps, pw)
-            back = np.maximum(back, np.where(style == _CURLY, afro, 0.0))
-        bun_r = d.u(0.13, 0.19)
-        if (style == _BUN).any():
-            bun = _ellipse(X, Y, 0, hc - b_head - bun_r * 0.4, bun_r, bun_r * 0.9, pw)
-            back = np.maximum(back, np.where(style == _BUN, bun, 0.0))
-        _paint(b.canvas, back, hair_field * 0.85)
-    else:
-        d.u()  # keep the draw budget identical whichever branch runs
-        hair_field = None
+    bun_r = d.u(0.13, 0.19)
+    # each style is drawn only for the faces that have it
+    groups = (
+        (style.reshape(-1) == _LONG) | (style.reshape(-1) == _BOB),
+        style.reshape(-1) == _CURLY,
+        style.reshape(-1) == _BUN,
+    )
+    for kind, mask in enumerate(groups):
+        if not mask.any():
+            continue
+        G = b.window(-1.6, 1.6, -1.6, 1.6, sel=np.nonzero(mask)[0])
+        gX, gY, gpw, ga, gb, gbulk = G.X, G.Y, G.pw, G.p(a_head), G.p(b_head), G.p(bulk)
+        if kind == 0:
+            wide = ga + gbulk + 0.04
+            dome = _ellipse(gX, gY, 0, hc - 0.02, wide, gb + gbulk, gpw)
+            curtain = _soft(np.abs(gX) - wide * (1.0 - 0.25 * np.clip(gY - hc, 0, None)), gpw) * _soft(hc - gY, gpw)
+            curtain *= _soft(gY - G.p(long_len) - 0.04 * np.sin(20 * gX), gpw * 1.5)
+            back = np.maximum(dome, curtain)
+        elif kind == 1:
+            rad = ga + gbulk + 0.14
+            bumps = 0.025 * np.sin(23 * gX) * np.sin(23 * gY)
+            back = _soft((_ellipse_r(gX, gY, 0, hc - 0.12, rad, rad * 1.05) - 1.0) * rad + bumps, gpw)
+        else:
+            r = G.p(bun_r)
+            back = _ellipse(gX, gY, 0, hc - gb - r * 0.4, r, r * 0.9, gpw)
+        tex = _hair_texture(gX, gY, G.p(hair_freq), np.float32(kind == 1))
+        _paint(G.canvas, back, G.p(hair) * tex[None] * 0.85)
+        G.commit()
 
     # --- neck, clothes ------------------------------------------------------------------------
     shade = 1.0 + light_k * ((X / a_head) * lx + ((Y - hc) / b_head) * ly)
@@ -316,8 +348,8 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     # --- ears ---------------------------------------------------------------------------------
     ear_y, ear_w, ear_h = d.u(-0.07, 0.03), d.u(0.055, 0.08), d.u(0.10, 0.14)
     ear_show = 1.0 - (style == _LONG) * d.flag(0.7) - (style == _CURLY) * 1.0
-    E = b.window(-0.75, 0.75, -0.3, 0.25)
     for side in (-1.0, 1.0):
+        E = b.window(min(side * 0.25, side * 0.68), max(side * 0.25, side * 0.68), -0.3, 0.25)
         ex = side * (a_head * 0.97) + yaw_off * 0.3 - side * yaw * side * 0.02
         outer = _ellipse(E.X, E.Y, ex, ear_y, ear_w, ear_h, E.pw)
         inner = _ellipse(E.X, E.Y, ex + side * 0.012, ear_y, ear_w * 0.5, ear_h * 0.6, E.pw * 2)
@@ -347,8 +379,8 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     gaze_x, gaze_y = d.u(-0.35, 0.35), d.u(-0.2, 0.15)
     liner = d.u(0.4, 1.0)
     sclera = _rgb(0.95, 0.94, 0.91)
-    W = b.window(-0.48, 0.48, -0.34, 0.06)
     for side in (-1.0, 1.0):
+        W = b.window(min(side * -0.08, side * 0.46), max(side * -0.08, side * 0.46), -0.32, 0.16)
         ecx = side * eye_x + yaw_off
         ew = eye_w * (1.0 + side * 0.12 * yaw)
         eh = eye_h * (1.0 + side * 0.06 * yaw)
@@ -385,6 +417,7 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     arch, tilt = d.u(0.0, 0.04), d.u(-0.25, 0.3)
     brow_col = np.where(style == _BALD, np.float32(0.25) * skin, hair * 0.75)
     for side in (-1.0, 1.0):
+        W = b.window(min(side * -0.06, side * 0.43), max(side * -0.06, side * 0.43), -0.43, -0.04)
         bcx = side * (eye_x + 0.01) + yaw_off
         t_b = (W.X - bcx) / brow_w
         yb = eye_y - eye_h - brow_gap - arch * (1.0 - t_b * t_b) - tilt * side * (W.X - bcx)
@@ -395,7 +428,7 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     # --- nose ---------------------------------------------------------------------------------
     nose_y, nose_w = d.u(0.08, 0.17), d.u(0.05, 0.085)
     ncx = yaw_off * 1.6
-    M = b.window(-0.42, 0.42, -0.12, 0.58)
+    M = b.window(-0.21, 0.21, -0.17, 0.27)
     side_dark = np.where(lx > 0, -1.0, 1.0).astype(np.float32)
     bridge_x = ncx + side_dark * nose_w * 0.55
     bridge = np.clip(1.0 - np.abs(M.X - bridge_x) / 0.03, 0, 1)
@@ -414,31 +447,43 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
 
     # --- blush --------------------------------------------------------------------------------
     blush = d.flag(0.3) * d.u(0.12, 0.3)
-    for side in (-1.0, 1.0):
-        spot = np.clip(1.0 - _ellipse_r(M.X, M.Y, side * 0.25 + yaw_off, nose_y + 0.02, 0.1, 0.07), 0, 1) ** 2
-        _paint(M.canvas, spot * blush, _rgb(0.9, 0.45, 0.45))
+    if (blush > 0).any():
+        for side in (-1.0, 1.0):
+            B = b.window(min(side * 0.07, side * 0.43), max(side * 0.07, side * 0.43), -0.01, 0.29,
+                         sel=np.nonzero(blush.reshape(-1) > 0)[0])  # fmt: skip
+            r_spot = _ellipse_r(B.X, B.Y, side * 0.25 + B.p(yaw_off), B.p(nose_y) + 0.02, 0.1, 0.07)
+            _paint(B.canvas, np.clip(1.0 - r_spot, 0, 1) ** 2 * B.p(blush), _rgb(0.9, 0.45, 0.45))
+            B.commit()
 
     # --- beard (under the mouth) --------------------------------------------------------------
     beard, beard_len = d.flag(0.18), d.u(0.0, 0.12)
     mouth_y, mouth_w = d.u(0.27, 0.35), d.u(0.095, 0.155)
     if (beard > 0).any():
-        L = b.window(-0.65, 0.65, -0.4, 0.9)
-        beard_field = hair * _hair_texture(L.X, L.Y, hair_freq, np.float32(1.0))[None]
-        top = mouth_y - 0.08 - 0.4 * (L.X / a_head) ** 4
-        region = _soft((r_head[:, L.rows, L.cols] - 1.0 - beard_len * beard) * b_head, L.pw)
+        sel = np.nonzero(beard.reshape(-1) > 0)[0]
+        L = b.window(-0.65, 0.65, -0.4, 0.9, sel=sel)
+        beard_field = L.p(hair) * _hair_texture(L.X, L.Y, L.p(hair_freq), np.float32(1.0))[None]
+        top = L.p(mouth_y) - 0.08 - 0.4 * (L.X / L.p(a_head)) ** 4
+        region = _soft((r_head[sel, L.rows, L.cols] - 1.0 - L.p(beard_len)) * L.p(b_head), L.pw)
         region *= _soft(top - L.Y, L.pw * 2)
-        _paint(L.canvas, region * beard * 0.95, beard_field * 0.75)
+        _paint(L.canvas, region * 0.95, beard_field * 0.75)
+        L.commit()
 
     # --- mouth --------------------------------------------------------------------------------
     smile, open_m = d.u(-0.4, 1.0), d.flag(0.25) * d.u(0.015, 0.05)
     upper_t, lower_t = d.u(0.011, 0.024), d.u(0.016, 0.034)
     lipstick = d.flag(0.2)
     mcx = yaw_off * 1.2
-    tm = (M.X - mcx) / mouth_w
-    taper = np.sqrt(np.clip(1.0 - tm * tm, 0, 1))
-    ym = mouth_y - smile * 0.045 * tm * tm + smile * 0.012
+
+    def mouth_shape(M: _Frame) -> tuple[np.ndarray, ...]:
+        """Mouth coordinates in frame M: (t across the mouth, lip taper, mid line, opening top/bottom)."""
+        tm = (M.X - M.p(mcx)) / M.p(mouth_w)
+        taper = np.sqrt(np.clip(1.0 - tm * tm, 0, 1))
+        ym = M.p(mouth_y) - M.p(smile) * 0.045 * tm * tm + M.p(smile) * 0.012
+        return tm, taper, ym, ym - M.p(open_m) * 0.4 * taper, ym + M.p(open_m) * 0.6 * taper
+
+    M = b.window(-0.28, 0.28, 0.09, 0.51)
+    tm, taper, ym, o_up, o_lo = mouth_shape(M)
     inside = _soft(np.abs(M.X - mcx) - mouth_w, M.pw)
-    o_up, o_lo = ym - open_m * 0.4 * taper, ym + open_m * 0.6 * taper
     lip_col = skin * _rgb(0.82, 0.55, 0.55) + _rgb(0.1, 0.02, 0.02)
     lip_col = np.where(lipstick > 0, _rgb(0.7, 0.08, 0.15), lip_col)
     upper = inside * _soft(o_up - upper_t * taper - M.Y, M.pw) * _soft(M.Y - o_up, M.pw)
@@ -453,20 +498,21 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     _paint(M.canvas, seam * 0.8, lip_col * 0.45)
     moustache = np.maximum(beard, d.flag(0.06))
     if (moustache > 0).any():
-        hf = hair * _hair_texture(M.X, M.Y, hair_freq, curly)[None]
-        must = _soft(np.abs(M.X - mcx) - mouth_w * 1.15, M.pw) * _soft(M.Y - (o_up - upper_t * taper * 0.6), M.pw)
-        must = must * _soft(o_up - 0.055 + 0.02 * tm * tm - M.Y, M.pw)
-        _paint(M.canvas, must * moustache, hf * 0.8)
+        M = b.window(-0.28, 0.28, 0.09, 0.51, sel=np.nonzero(moustache.reshape(-1) > 0)[0])
+        tm, taper, ym, o_up, o_lo = mouth_shape(M)
+        hf = M.p(hair) * _hair_texture(M.X, M.Y, M.p(hair_freq), M.p(curly))[None]
+        must = _soft(np.abs(M.X - M.p(mcx)) - M.p(mouth_w) * 1.15, M.pw)
+        must *= _soft(M.Y - (o_up - M.p(upper_t) * taper * 0.6), M.pw)
+        must *= _soft(o_up - 0.055 + 0.02 * tm * tm - M.Y, M.pw)
+        _paint(M.canvas, must, hf * 0.8)
+        M.commit()
 
     # --- hair on top of the head --------------------------------------------------------------
     hairline0 = np.where(style == _FRINGE, d.u(-0.3, -0.18), d.u(-0.44, -0.3)).astype(np.float32)
     temple_k, part = d.u(0.6, 1.8), d.u(-0.25, 0.25)
     if (style != _BALD).any():
         L = b.window(-0.75, 0.75, -1.0, 0.5)
-        if hair_field is None:
-            hf = hair * _hair_texture(L.X, L.Y, hair_freq, curly)[None]
-        else:
-            hf = hair_field[:, :, L.rows, L.cols]
+        hf = hair * _hair_texture(L.X, L.Y, hair_freq, curly)[None]
         hl = hc + hairline0 + temple_k * L.X * L.X + part * L.X
         r_l = r_head[:, L.rows, L.cols]
         # short hair hugs the head; other styles keep their bulk
@@ -480,26 +526,26 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     g_w, g_h, g_t, g_sq = d.u(1.35, 1.75), d.u(0.65, 0.95), d.u(0.010, 0.022), d.u(0.0, 1.0)
     sun = d.flag(0.12)
     if (glasses > 0).any():
-        G = b.window(-0.6, 0.6, -0.36, 0.12)
-        gw = eye_w * g_w
-        gh = gw * g_h
-        gy = eye_y + 0.005
+        G = b.window(-0.6, 0.6, -0.32, 0.18, sel=np.nonzero(glasses.reshape(-1) > 0)[0])
+        g_frame, g_thick, g_ex, g_yaw = G.p(frame), G.p(g_t), G.p(eye_x), G.p(yaw_off)
+        gw = G.p(eye_w) * G.p(g_w)
+        gh = gw * G.p(g_h)
+        gy = G.p(eye_y) + 0.005
+        sq = G.p(g_sq)
         for side in (-1.0, 1.0):
-            gcx = side * eye_x + yaw_off
+            gcx = side * g_ex + g_yaw
             u2g, v2g = ((G.X - gcx) / gw) ** 2, ((G.Y - gy) / gh) ** 2
-            rg = (1 - g_sq) * np.sqrt(u2g + v2g) + g_sq * np.sqrt(np.sqrt(u2g * u2g + v2g * v2g))
+            rg = (1 - sq) * np.sqrt(u2g + v2g) + sq * np.sqrt(np.sqrt(u2g * u2g + v2g * v2g))
             dg = (rg - 1.0) * gh
-            lens = _soft(dg, G.pw)
-            _paint(G.canvas, lens * glasses * (0.1 + 0.75 * sun), np.float32(0.05) + frame * 0.3)
-            ring = _soft(np.abs(dg) - g_t * 0.5, G.pw)
-            _paint(G.canvas, ring * glasses, frame)
-            arm_x0 = gcx + side * gw
-            arm = _soft(np.abs(G.Y - (gy - gh * 0.45)) - g_t * 0.4, G.pw)
-            arm = arm * _soft(side * (arm_x0 - G.X), G.pw) * _soft(side * (G.X - side * a_head * 1.02), G.pw)
-            _paint(G.canvas, arm * glasses, frame)
-        bridge_g = _soft(np.abs(G.Y - (gy - gh * 0.3)) - g_t * 0.45, G.pw)
-        bridge_g *= _soft(np.abs(G.X - yaw_off) - (eye_x - gw), G.pw)
-        _paint(G.canvas, bridge_g * glasses, frame)
+            _paint(G.canvas, _soft(dg, G.pw) * (0.1 + 0.75 * G.p(sun)), np.float32(0.05) + g_frame * 0.3)
+            _paint(G.canvas, _soft(np.abs(dg) - g_thick * 0.5, G.pw), g_frame)
+            arm = _soft(np.abs(G.Y - (gy - gh * 0.45)) - g_thick * 0.4, G.pw)
+            arm *= _soft(side * (gcx + side * gw - G.X), G.pw) * _soft(side * (G.X - side * G.p(a_head) * 1.02), G.pw)
+            _paint(G.canvas, arm, g_frame)
+        bridge_g = _soft(np.abs(G.Y - (gy - gh * 0.3)) - g_thick * 0.45, G.pw)
+        bridge_g *= _soft(np.abs(G.X - g_yaw) - (g_ex - gw), G.pw)
+        _paint(G.canvas, bridge_g, g_frame)
+        G.commit()
 
     # --- global light and exposure -----------------------------------------------------------
     gain = d.u(0.85, 1.12)
