@@ -1,0 +1,385 @@
+"""Small helpers the tutorial notebooks call, so that every notebook cell stays a few lines long.
+
+Each function makes one visible result (a figure, a table, a list of shapes) from the package's real
+objects: the shapes come from hooks on a real forward pass, the learning-rate curve from the run's
+own ``config.json`` and One-Cycle settings, the loss curves from ``metrics.jsonl``. Figures are built
+through matplotlib's object API (as in :mod:`mae_utils.viz`), so they display inline in Jupyter and
+leak no global pyplot state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .config import TrainConfig, load_run_config
+from .errors import UserError
+from .metrics import patch_mask_to_pixel_mask
+from .viz import masked_image
+
+__all__ = [
+    "config_from_params",
+    "demo_photos",
+    "ensure_run",
+    "face_grid_figure",
+    "format_shapes",
+    "has_trained_model",
+    "lr_schedule",
+    "masking_figure",
+    "parameter_counts",
+    "patch_grid_figure",
+    "position_table_figure",
+    "read_metrics",
+    "relative",
+    "trace_shapes",
+    "training_figure",
+]
+
+
+# ---------------------------------------------------------------------- configuration and paths
+def config_from_params(params: Mapping[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` whose fields are taken from ``params`` (e.g. a notebook's ``globals()``).
+
+    The notebook's papermill parameters are the config's field names; fields not in ``params`` keep
+    their defaults. The config is validated here, so a bad parameter fails in the cell that set it.
+    """
+    values = {f.name: params[f.name] for f in fields(TrainConfig) if f.name in params}
+    return TrainConfig(**values).validate()
+
+
+def relative(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the working directory when it lies below it: outputs print no machine paths."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _hwc(img01: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, C) numpy for imshow."""
+    if img01.ndim != 3 or img01.shape[0] not in (1, 3):
+        raise UserError(f"expected one (C, H, W) image with 1 or 3 channels; got {tuple(img01.shape)}")
+    return img01.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy().squeeze()
+
+
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# ---------------------------------------------------------------------- data and masks
+def face_grid_figure(images01: torch.Tensor, cols: int = 8, title: str | None = None, inches: float = 1.0) -> Figure:
+    """A grid of (N, C, H, W) images in [0, 1]."""
+    if images01.ndim != 4 or len(images01) == 0:
+        raise UserError(f"images01 must be a non-empty (N, C, H, W) batch; got {tuple(images01.shape)}")
+    n = len(images01)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig = _figure(cols * inches, rows * inches + (0.3 if title else 0))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        _bare(ax)
+        if i < n:
+            ax.imshow(_hwc(images01[i]))
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def _draw_grid(ax, size: int, patch_size: int, color: str = "white") -> None:
+    for k in range(0, size + 1, patch_size):
+        ax.axhline(k - 0.5, color=color, lw=0.6)
+        ax.axvline(k - 0.5, color=color, lw=0.6)
+
+
+def patch_grid_figure(img01: torch.Tensor, patch_size: int, inches: float = 4.0) -> Figure:
+    """One face cut into its patch grid, each patch numbered in the row-major order the model uses."""
+    size = img01.shape[-1]
+    grid = size // patch_size
+    fig = _figure(inches, inches)
+    ax = fig.subplots()
+    ax.imshow(_hwc(img01))
+    _draw_grid(ax, size, patch_size)
+    fontsize = max(4.0, min(9.0, 90.0 / grid))
+    if grid <= 16:
+        for k in range(grid * grid):
+            r, c = divmod(k, grid)
+            ax.text(c * patch_size + patch_size / 2 - 0.5, r * patch_size + patch_size / 2 - 0.5, str(k),
+                    ha="center", va="center", fontsize=fontsize, color="white",
+                    bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.35, lw=0))  # fmt: skip
+    ax.set_title(f"{grid} x {grid} = {grid * grid} patches of {patch_size} x {patch_size} px", fontsize=9)
+    _bare(ax)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def masking_figure(img01: torch.Tensor, masks: torch.Tensor, patch_size: int, inches: float = 2.2) -> Figure:
+    """The face, the face with mask 1 applied, mask 1 as a picture, then each further mask applied.
+
+    ``masks``: (M, L) patch masks, 1 = hidden. The mask picture shows hidden patches black and
+    visible ones white on the patch grid: what the encoder is told to ignore.
+    """
+    if masks.ndim != 2 or len(masks) == 0:
+        raise UserError(f"masks must be (M, L) with M >= 1; got {tuple(masks.shape)}")
+    size = img01.shape[-1]
+    grid = size // patch_size
+    pixel = patch_mask_to_pixel_mask(masks.float(), patch_size, size)
+    panels = [("original", _hwc(img01), None)]
+    ratio = float(masks[0].mean())
+    panels.append((f"mask 1: {ratio:.0%} hidden", _hwc(masked_image(img01, pixel[0])), None))
+    panels.append(("mask 1 (black = hidden)", (1 - masks[0].reshape(grid, grid)).numpy(), "gray"))
+    for i in range(1, len(masks)):
+        panels.append((f"mask {i + 1}: another draw", _hwc(masked_image(img01, pixel[i])), None))
+    fig = _figure(len(panels) * inches, inches + 0.45)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, img, cmap) in zip(axes, panels):
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        _bare(ax)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------------- the model
+def position_table_figure(pos_embed: torch.Tensor, grid_size: int, max_maps: int = 8) -> Figure:
+    """Left: the fixed sin-cos table as a heat map (patch x channel). Right: how similar each patch's
+    position vector is to every other one (cosine), one small map per patch: a bright spot at the
+    patch itself and fading with distance, so attention can tell near from far.
+
+    ``pos_embed``: (L [+1], D), the model's ``pos_embed[0]`` (the class-token row, if present, is dropped).
+    At most ``max_maps`` x ``max_maps`` similarity maps are drawn (evenly spaced rows/columns).
+    """
+    table = pos_embed.detach().float().cpu()
+    if table.ndim == 3:
+        table = table[0]
+    length = grid_size * grid_size
+    if table.shape[0] == length + 1:
+        table = table[1:]
+    if table.shape[0] != length:
+        raise UserError(f"pos_embed has {table.shape[0]} rows; a {grid_size}x{grid_size} grid needs {length} (+1)")
+    unit = table / table.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    sim = (unit @ unit.T).reshape(grid_size, grid_size, grid_size, grid_size)
+    picks = np.unique(np.linspace(0, grid_size - 1, min(grid_size, max_maps)).round().astype(int))
+    k = len(picks)
+    low = float(sim.min())
+    fig = _figure(11, 4.6)
+    left, right = fig.subfigures(1, 2, width_ratios=[1.15, 1])
+    ax = left.subplots()
+    im = ax.imshow(table.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xlabel("channel (first half: column, second half: row)", fontsize=9)
+    ax.set_ylabel("patch index (row-major)", fontsize=9)
+    ax.set_title(f"sin-cos position table, {length} patches x {table.shape[1]} channels", fontsize=10)
+    left.colorbar(im, ax=ax, shrink=0.8)
+    axes = right.subplots(k, k, squeeze=False)
+    for i, r in enumerate(picks):
+        for j, c in enumerate(picks):
+            axes[i][j].imshow(sim[r, c].numpy(), cmap="viridis", vmin=low, vmax=1)
+            _bare(axes[i][j])
+            if j == 0:
+                axes[i][j].set_ylabel(str(r), fontsize=7, rotation=0, labelpad=6)
+            if i == k - 1:
+                axes[i][j].set_xlabel(str(c), fontsize=7)
+    right.suptitle(f"cosine similarity of patch (row, col) to all patches\n(colour scale {low:.2f} to 1)", fontsize=10)
+    return fig
+
+
+def trace_shapes(
+    model: torch.nn.Module,
+    imgs: torch.Tensor,
+    mask_ratio: float = 0.75,
+    noise: torch.Tensor | None = None,
+) -> list[tuple[str, tuple[int, ...]]]:
+    """Shapes as data flows through one real ``model(imgs)`` call, recorded by forward hooks.
+
+    Nothing is re-implemented here: hooks on the model's own modules report what they received and
+    returned, so the list stays true if the model changes.
+    """
+    trace: list[tuple[str, tuple[int, ...]]] = [("images", tuple(imgs.shape))]
+    hooks = []
+
+    def on(module: torch.nn.Module, label_in: str | None, label_out: str) -> None:
+        def hook(_m, inputs, output):
+            if label_in is not None:
+                trace.append((label_in, tuple(inputs[0].shape)))
+            trace.append((label_out, tuple(output.shape)))
+
+        hooks.append(module.register_forward_hook(hook))
+
+    p = model.patch_embed.patch_size
+    on(model.patch_embed, f"visible patches, flattened ({p}x{p}x{model.in_chans} pixels each)",
+       "visible patches embedded (position added next)")  # fmt: skip
+    on(model.blocks[0], "encoder input: class token + visible tokens", "after encoder block 1")
+    on(model.norm, None, f"encoder output (after {len(model.blocks)} blocks + norm)")
+    on(model.decoder_embed, None, "projected to the decoder width")
+    on(model.decoder_blocks[0], "decoder input: mask tokens fill the hidden slots", "after decoder block 1")
+    on(model.decoder_pred, None, "predicted pixels, every patch (class token dropped)")
+    try:
+        with torch.no_grad():
+            _, pred, mask = model(imgs, mask_ratio=mask_ratio, noise=noise)
+    finally:
+        for h in hooks:
+            h.remove()
+    trace.append(("mask (1 = hidden)", tuple(mask.shape)))
+    trace.append(("unpatchified reconstruction", tuple(model.unpatchify(pred).shape)))
+    return trace
+
+
+def format_shapes(trace: Sequence[tuple[str, tuple[int, ...]]]) -> str:
+    """The trace as aligned text lines: ``label .... (N, T, D)``."""
+    width = max(len(label) for label, _ in trace)
+    return "\n".join(f"{label:<{width}}  {tuple(shape)}" for label, shape in trace)
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameters of the encoder and decoder, the fixed position tables, and the total."""
+    counts = {"encoder": 0, "decoder": 0, "fixed (sin-cos tables)": 0}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            counts["fixed (sin-cos tables)"] += p.numel()
+        elif name.startswith("decoder") or name == "mask_token":
+            counts["decoder"] += p.numel()
+        else:
+            counts["encoder"] += p.numel()
+    counts["trainable"] = counts["encoder"] + counts["decoder"]
+    counts["total"] = counts["trainable"] + counts["fixed (sin-cos tables)"]
+    return counts
+
+
+# ---------------------------------------------------------------------- training curves
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The per-epoch lines of ``run_dir/metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"{relative(path)} not found: has {relative(run_dir)} been trained?")
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"{relative(path)} is empty: no epoch has finished yet")
+    return lines
+
+
+def lr_schedule(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(step k, learning rate after k optimiser steps) for k = 0 .. all steps, replayed from the config.
+
+    Builds the same ``OneCycleLR`` that :func:`mae_utils.train.fit` builds (peak ``base_lr x effective
+    batch / 256``, warm-up ``warmup_frac``, cosine decay) on a dummy parameter and steps it as often
+    as the run did; the rates the run logged after each epoch (its ``lr`` and ``step``) lie on this curve.
+    """
+    config = load_run_config(run_dir)
+    history = read_metrics(run_dir)
+    runtime = json.loads((Path(run_dir) / "config.json").read_text()).get("runtime", {})
+    world = int(runtime.get("world_size", 1))
+    steps_per_epoch = history[0]["step"] // history[0]["epoch"]
+    total = config.epochs * steps_per_epoch
+    max_lr = config.base_lr * config.batch_size * world / 256
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=max_lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=max_lr, total_steps=total, pct_start=max(config.warmup_frac, 1e-6),
+        anneal_strategy="cos", cycle_momentum=False,
+    )  # fmt: skip
+    lrs = [sched.get_last_lr()[0]]
+    for _ in range(total):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    return np.arange(total + 1), np.asarray(lrs)
+
+
+def training_figure(run_dir: str | os.PathLike[str]) -> Figure:
+    """Loss curves (train and validation, hidden patches) and validation masked PSNR per epoch, and
+    the learning rate of every step with the rates the run logged at each epoch's end."""
+    history = read_metrics(run_dir)
+    epochs = [h["epoch"] for h in history]
+    fig = _figure(12, 3.4)
+    ax_loss, ax_psnr, ax_lr = fig.subplots(1, 3)
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    val = [(h["epoch"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
+    if val:
+        ax_loss.plot(*zip(*val), "s-", label="validation")
+        ax_psnr.plot(*zip(*[(h["epoch"], h["val_psnr_masked"]) for h in history if h.get("val_psnr_masked") is not None]),
+                     "s-", color="C2")  # fmt: skip
+    ax_loss.set_title("loss: MSE on hidden patches", fontsize=10)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.legend()
+    ax_psnr.set_title("validation PSNR on hidden pixels (dB)", fontsize=10)
+    ax_psnr.set_xlabel("epoch")
+    steps, lrs = lr_schedule(run_dir)
+    ax_lr.plot(steps, lrs, color="C3", label="One-Cycle schedule")
+    ax_lr.plot([h["step"] for h in history], [h["lr"] for h in history], "k.", label="logged at epoch end")
+    ax_lr.set_title("learning rate", fontsize=10)
+    ax_lr.set_xlabel("optimiser step")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax_lr.legend(fontsize=8)
+    for ax in (ax_loss, ax_psnr, ax_lr):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+
+# ---------------------------------------------------------------------- the photos notebook
+def has_trained_model(run_dir: str | os.PathLike[str], which: str = "best") -> bool:
+    """Whether ``run_dir`` holds a finished checkpoint (``checkpoints/<which>``) and its ``config.json``."""
+    from .checkpoint import resolve
+
+    run = Path(run_dir)
+    try:
+        resolve(run / "checkpoints" / which)
+    except UserError:
+        return False
+    return (run / "config.json").is_file()
+
+
+def ensure_run(run_dir: str | os.PathLike[str], quick: TrainConfig, which: str = "best") -> Path:
+    """``run_dir`` if it holds a trained model; else train ``quick`` (a fast config) and return its folder.
+
+    Lets a notebook that needs a model run anywhere: it reuses the main notebook's run when there is
+    one, and otherwise pays a minute for a small model of its own.
+    """
+    from .train import fit
+
+    if has_trained_model(run_dir, which):
+        print(f"using the trained model in {relative(run_dir)}")
+        return Path(run_dir)
+    if has_trained_model(quick.out_dir, which):
+        print(f"{relative(run_dir)} holds no trained model; using the quick model in {relative(quick.out_dir)}")
+        return Path(quick.out_dir)
+    print(f"{relative(run_dir)} holds no trained model; training a quick one in {relative(quick.out_dir)}")
+    return Path(fit(quick, overwrite=True).run_dir)
+
+
+def demo_photos(folder: str | os.PathLike[str], n: int = 4, size: int = 128, seed: int = 1234) -> list[str]:
+    """Write ``n`` synthetic faces as PNG files (a generator seed no training run uses by default) and
+    return their paths: stand-ins for your own photos, so the notebook runs without any."""
+    from PIL import Image
+
+    from .synthetic import generate_faces
+
+    if n < 1:
+        raise UserError(f"n must be at least 1, got {n}")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(generate_faces(n, size=size, seed=seed)):
+        path = out / f"face_{i}.png"
+        Image.fromarray(img).save(path)
+        paths.append(str(path))
+    return paths
