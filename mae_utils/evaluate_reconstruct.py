@@ -1,0 +1,236 @@
+"""Reconstruct any photos with a trained MAE: ``python -m mae_utils reconstruct``.
+
+:func:`reconstruct_images` is the one code path that the command, ``notebooks/evaluate.ipynb`` and
+``notebooks/reconstruct_your_photos.ipynb`` share: photos are decoded exactly as the training data
+were (:func:`mae_utils.data.load_face`: EXIF-upright RGB, shorter side resized, center crop), a mask
+is drawn (:func:`mae_utils.masking.make_mask`), the model predicts the hidden patches, and the result
+comes back in [0, 1] as the four panels of the MAE paper's Figure 2 (original, masked,
+reconstruction, reconstruction with the visible patches pasted back).
+
+:func:`model_reconstruction` is the lower-level step (normalised batch + explicit mask -> pixels in
+[0, 1]); :mod:`mae_utils.evaluate` uses it too, so what is scored is what is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+from .masking import MASK_KINDS, make_mask
+
+__all__ = [
+    "add_cli_arguments",
+    "add_mask_arguments",
+    "model_reconstruction",
+    "prepare_images",
+    "reconstruct_images",
+    "run_cli",
+]
+
+ImageInput = str | Path | torch.Tensor | np.ndarray | Any  # Any: a PIL image
+
+
+# ---------------------------------------------------------------------- the core step
+@torch.no_grad()
+def model_reconstruction(model: torch.nn.Module, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The model's reconstruction of every patch, as pixels in [0, 1]: (N, 3, H, W).
+
+    ``imgs`` are normalised (as the data module normalises), ``mask`` (N, L) with 1 = hidden. With a
+    ``norm_pix_loss`` model the prediction is in per-patch normalised units; it is mapped back with
+    each patch's *true* mean and std (the paper's figures do the same). That uses information from
+    the hidden patches, so such numbers are not a fair comparison with the baselines; evaluate marks
+    them.
+    """
+    from .data import denormalize
+    from .model import patchify
+
+    model.eval()
+    mask = mask.to(imgs.device, imgs.dtype)
+    _, pred, _ = model(imgs, mask=mask)
+    pred = pred.float()
+    if getattr(model, "norm_pix_loss", False):
+        target = patchify(imgs.float(), model.patch_size)
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        pred = pred * (var + 1.0e-6).sqrt() + mean
+    return denormalize(model.unpatchify(pred))
+
+
+# ---------------------------------------------------------------------- inputs
+def _resize_center_crop01(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, h, w) in [0, 1] -> (3, size, size): shorter side to ``size`` (antialiased), center crop."""
+    _, h, w = x.shape
+    if (h, w) == (size, size):
+        return x
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    y = F.interpolate(x[None].float(), size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)[0]
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return y[:, top : top + size, left : left + size].clamp(0.0, 1.0)
+
+
+def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
+    """One input -> normalised (3, size, size)."""
+    from .data import load_face, normalize, to_unit_tensor
+
+    if isinstance(item, (str, Path)):
+        return load_face(item, size)
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[-1] != 3:
+            raise UserError(f"{where}: a numpy image must be (H, W, 3), got shape {item.shape}")
+        if item.dtype == np.uint8:
+            item = to_unit_tensor(item)
+        else:
+            item = torch.from_numpy(np.ascontiguousarray(item, dtype=np.float32)).permute(2, 0, 1)
+    if isinstance(item, torch.Tensor):
+        if item.ndim != 3 or item.shape[0] != 3:
+            raise UserError(f"{where}: an image tensor must be (3, H, W) in [0, 1], got shape {tuple(item.shape)}")
+        if not item.is_floating_point():
+            raise UserError(f"{where}: an image tensor must hold floats in [0, 1], got dtype {item.dtype}")
+        lo, hi = float(item.min()), float(item.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise UserError(
+                f"{where}: pixel values span [{lo:.3f}, {hi:.3f}]; pass images in [0, 1] "
+                "(undo the normalisation with mae_utils.data.denormalize)"
+            )
+        return normalize(_resize_center_crop01(item.detach().cpu().float().clamp(0, 1), size))
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a requirement
+        Image = None
+    if Image is not None and isinstance(item, Image.Image):
+        from .image_io import resize_center_crop, to_rgb
+
+        return normalize(to_unit_tensor(resize_center_crop(to_rgb(item), size)))
+    raise UserError(f"{where}: expected a file path, a PIL image, or a (3, H, W) tensor in [0, 1]; got {type(item).__name__}")
+
+
+def prepare_images(images: ImageInput | Sequence[ImageInput], image_size: int) -> torch.Tensor:
+    """Paths, PIL images, (3, H, W) or (N, 3, H, W) tensors in [0, 1] -> a normalised (N, 3, S, S) batch.
+
+    Files go through the data module's decoder (any mode, EXIF orientation, resize + center crop), so
+    a photo looks to the model exactly as a training image did.
+    """
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        items: list[ImageInput] = list(images)
+    elif isinstance(images, (str, Path, torch.Tensor, np.ndarray)) or not isinstance(images, Sequence):
+        items = [images]
+    else:
+        items = list(images)
+    if not items:
+        raise UserError("images: got an empty list; give at least one image")
+    return torch.stack([_one_image(x, image_size, f"images[{i}]" if len(items) > 1 else "image") for i, x in enumerate(items)])
+
+
+# ---------------------------------------------------------------------- the library function
+def reconstruct_images(
+    model: torch.nn.Module,
+    images: ImageInput | Sequence[ImageInput],
+    mask_kind: str = "random",
+    *,
+    mask_ratio: float = 0.75,
+    patches: Sequence[int] | None = None,
+    mask: torch.Tensor | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> dict[str, torch.Tensor]:
+    """Mask and reconstruct images; the four panels plus the mask and per-image scores.
+
+    ``images``: file paths, PIL images, or tensors in [0, 1] (resized and center-cropped to the
+    model's size). ``mask_kind`` is one of :data:`~mae_utils.masking.MASK_KINDS` (``patches`` needs
+    ``patches``, a list of row-major patch indices); an explicit (N, L) ``mask`` overrides it.
+    ``seed`` makes random masks reproducible.
+
+    Returns CPU tensors: ``original``, ``masked`` (hidden patches grey), ``recon`` (the model's
+    output everywhere), ``recon_visible`` (the visible patches pasted back, what a user keeps), all
+    (N, 3, H, W) in [0, 1]; ``mask`` (N, L) and ``pixel_mask`` (N, 1, H, W), 1 = hidden;
+    ``psnr_masked`` and ``ssim_masked`` (N,) over the hidden region.
+    """
+    from .metrics import evaluate_batch, patch_mask_to_pixel_mask
+    from .viz import masked_image
+
+    size, p = int(model.img_size), int(model.patch_size)
+    batch = prepare_images(images, size)
+    n, grid = batch.shape[0], size // p
+    if mask is None:
+        mask = make_mask(mask_kind, n, grid, mask_ratio=mask_ratio, patches=patches, seed=seed)
+    elif tuple(mask.shape) != (n, grid * grid):
+        raise UserError(f"mask must have shape (N, L) = {(n, grid * grid)}, got {tuple(mask.shape)}")
+    if device is None:
+        device = next(model.parameters()).device
+    model_device = next(model.parameters()).device
+    if torch.device(device) != model_device:
+        model = model.to(device)
+    recon = model_reconstruction(model, batch.to(device), mask.float().to(device)).cpu()
+    from .data import denormalize
+
+    original = denormalize(batch)
+    mask = mask.float().cpu()
+    pixel_mask = patch_mask_to_pixel_mask(mask, p, size)
+    recon_visible = pixel_mask * recon + (1 - pixel_mask) * original
+    scores = evaluate_batch(original, recon, mask, p)
+    return {
+        "original": original,
+        "masked": masked_image(original, pixel_mask),
+        "recon": recon,
+        "recon_visible": recon_visible,
+        "mask": mask,
+        "pixel_mask": pixel_mask,
+        "psnr_masked": scores["psnr_masked"],
+        "ssim_masked": scores["ssim_masked"],
+    }
+
+
+# ---------------------------------------------------------------------- command line
+def add_mask_arguments(parser: argparse.ArgumentParser, default_kind: str = "random") -> None:
+    """--mask, --mask-ratio, --patches, --seed (shared with the evaluate command)."""
+    parser.add_argument("--mask", default=default_kind, choices=MASK_KINDS,
+                        help="which patches to hide: random (at --mask-ratio), center block, left/right half, "
+                             f"eyes or mouth band, or an explicit --patches list (default: {default_kind})")  # fmt: skip
+    parser.add_argument("--mask-ratio", type=float, default=0.75,
+                        help="fraction hidden for random masks; area of the center block (default: 0.75)")  # fmt: skip
+    parser.add_argument("--patches", type=int, nargs="+", default=None, metavar="K",
+                        help="patch indices (row-major, from 0) to hide with --mask patches")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random masks (default: 0)")
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Make the four-panel figure (original, masked, reconstruction, reconstruction + visible) "
+        "for any photos with a trained run's model."
+    )
+    parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a training run directory (runs/NAME)")
+    parser.add_argument("--images", required=True, nargs="+", metavar="IMAGE", help="photo files to reconstruct")
+    parser.add_argument("--out", required=True, metavar="PNG", help="where to save the figure (e.g. out.png)")
+    add_mask_arguments(parser)
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                        help="which checkpoint of the run (default: best)")  # fmt: skip
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where to run the model (default: auto)")  # fmt: skip
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model_from_run
+    from .train import resolve_device
+    from .viz import four_panel_figure
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
+        raise UserError(f"--out {out}: give a figure file name ending in .png, .jpg, .pdf or .svg")
+    device = resolve_device(args.device)
+    model, _ = load_model_from_run(args.run, args.checkpoint, device)
+    result = reconstruct_images(model, args.images, args.mask, mask_ratio=args.mask_ratio,
+                                patches=args.patches, seed=args.seed, device=device)  # fmt: skip
+    fig = four_panel_figure(result["original"], result["masked"], result["recon"], result["recon_visible"], path=out)
+    fig.clear()
+    hidden = float(result["mask"].mean())
+    print(f"{args.mask} mask, {hidden:.0%} of patches hidden; masked-region PSNR / SSIM per image:")
+    for path, psnr, ssim in zip(args.images, result["psnr_masked"].tolist(), result["ssim_masked"].tolist()):
+        print(f"  {path}: {psnr:.2f} dB / {ssim:.3f}")
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,227 @@
+"""The evaluate and reconstruct commands: which images are scored, that every method sees the same
+mask, that numbers match an independent computation, and the command-line behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from mae_utils import cli
+from mae_utils.data import SyntheticFaces, denormalize
+from mae_utils.errors import UserError
+from mae_utils.evaluate import evaluate_model, evaluate_run, format_table
+from mae_utils.evaluate_reconstruct import prepare_images, reconstruct_images
+from mae_utils.masking import make_mask
+from mae_utils.metrics import PSNR_MAX_DB, inpaint_mean_fill, patch_mask_to_pixel_mask, psnr_masked
+from mae_utils.model import patchify, unpatchify
+from mae_utils.synthetic import generate_faces
+from mae_utils.train import TrainConfig, fit
+
+# one quick epoch on 2 shared CPU cores: 32 px images, 8 px patches (16 patches), a 1-block encoder
+SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=1, embed_dim=32, depth=1,
+             num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, device="cpu",
+             base_lr=1e-3, seed=3, sample_every=0)  # fmt: skip
+FAST = ("mean_fill", "harmonic")  # biharmonic is checked once, it is the slow one
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return fit(TrainConfig(**SMALL, out_dir=str(tmp_path_factory.mktemp("ev") / "run")), log=lambda _m: None).run_dir
+
+
+class Oracle(nn.Module):
+    """Predicts every patch exactly (the input's own pixels): the pipeline must then score 100 dB."""
+
+    def __init__(self, img_size: int = 32, patch_size: int = 8):
+        super().__init__()
+        self.img_size, self.patch_size, self.in_chans, self.norm_pix_loss = img_size, patch_size, 3, False
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.calls: list[torch.Tensor] = []
+
+    def forward(self, imgs, mask_ratio=0.75, noise=None, mask=None):
+        self.calls.append(mask.clone())
+        return torch.zeros(()), patchify(imgs, self.patch_size), mask
+
+    def unpatchify(self, pred):
+        return unpatchify(pred, self.patch_size, self.img_size)
+
+
+def _faces(n: int = 5, size: int = 32, seed: int = 9) -> SyntheticFaces:
+    return SyntheticFaces(n, size, seed, progress=False)
+
+
+# ---------------------------------------------------------------------- evaluate_model
+def test_oracle_scores_perfectly_and_baselines_see_the_same_masks():
+    ds, model = _faces(), Oracle()
+    res = evaluate_model(model, ds, baselines=FAST, batch_size=3, seed=4, progress=False, keep_images=True)
+    assert res["n_images"] == 5 and res["hidden_fraction"] == 0.75
+    assert torch.allclose(res["per_image"]["model"]["psnr_masked"], torch.full((5,), PSNR_MAX_DB), atol=0.5)
+    assert torch.equal(torch.cat(model.calls), res["masks"])  # the model got exactly the recorded masks
+    assert torch.equal(res["masks"], make_mask("random", 5, 4, mask_ratio=0.75, seed=4))
+    # mean fill recomputed independently on those masks
+    orig = denormalize(torch.stack([ds[i] for i in range(5)]))
+    pm = patch_mask_to_pixel_mask(res["masks"], 8, 32)
+    expected = psnr_masked(inpaint_mean_fill(orig, pm), orig, pm)
+    assert torch.allclose(res["per_image"]["mean_fill"]["psnr_masked"], expected, atol=1e-4)
+    assert torch.allclose(res["images"]["mean_fill"], inpaint_mean_fill(orig, pm), atol=1e-6)
+    # summary and paired difference follow from the per-image values
+    diff = res["per_image"]["model"]["psnr_masked"].double() - expected.double()
+    assert res["paired"]["mean_fill"]["mean"] == pytest.approx(float(diff.mean()), abs=1e-3)
+    assert res["summary"]["harmonic"]["psnr_masked"]["mean"] == pytest.approx(
+        float(res["per_image"]["harmonic"]["psnr_masked"].double().mean()), abs=1e-5
+    )
+
+
+def test_results_do_not_depend_on_batch_size_and_limit_is_a_seeded_subset():
+    ds = _faces(7)
+    a = evaluate_model(Oracle(), ds, baselines=("mean_fill",), batch_size=1, progress=False)
+    b = evaluate_model(Oracle(), ds, baselines=("mean_fill",), batch_size=64, progress=False)
+    assert torch.equal(a["masks"], b["masks"])
+    assert torch.allclose(a["per_image"]["mean_fill"]["psnr_masked"], b["per_image"]["mean_fill"]["psnr_masked"])
+    c = evaluate_model(Oracle(), ds, baselines=(), limit=3, seed=1, progress=False)
+    d = evaluate_model(Oracle(), ds, baselines=(), limit=3, seed=1, progress=False)
+    e = evaluate_model(Oracle(), ds, baselines=(), limit=3, seed=2, progress=False)
+    assert c["indices"] == d["indices"] and len(c["indices"]) == 3 and c["indices"] == sorted(c["indices"])
+    assert c["indices"] != e["indices"]  # the seed picks the subset (not simply the first three)
+    assert c["names"] == [ds.names[i] for i in c["indices"]]
+
+
+def test_structured_mask_is_the_same_for_every_image_and_bad_input_is_refused():
+    res = evaluate_model(Oracle(), _faces(3), mask="left", baselines=FAST, progress=False)
+    assert torch.equal(res["masks"], make_mask("left", 3, 4))
+    assert res["hidden_fraction"] == 0.5
+    with pytest.raises(UserError, match="unknown baseline"):
+        evaluate_model(Oracle(), _faces(2), baselines=("telea",), progress=False)
+    with pytest.raises(UserError, match="mask kind"):
+        evaluate_model(Oracle(), _faces(2), mask="nose", progress=False)
+    with pytest.raises(UserError, match="patch indices"):
+        evaluate_model(Oracle(), _faces(2), mask="patches", patches=[99], progress=False)
+
+
+def test_trained_model_scores_match_an_independent_forward_pass(run_dir):
+    from mae_utils.checkpoint import load_model_from_run
+
+    model, _ = load_model_from_run(run_dir)
+    ds = _faces(4)
+    res = evaluate_model(model, ds, baselines=(), seed=2, progress=False)
+    imgs = torch.stack([ds[i] for i in range(4)])
+    with torch.no_grad():
+        _, pred, _ = model(imgs, mask=res["masks"])
+    recon = denormalize(model.unpatchify(pred))
+    orig = denormalize(imgs)
+    pm = patch_mask_to_pixel_mask(res["masks"], 8, 32)
+    expected = psnr_masked(recon, orig, pm)
+    assert torch.allclose(res["per_image"]["model"]["psnr_masked"], expected, atol=1e-4)
+    assert (expected < 60).all()  # a real, imperfect model
+
+
+# ---------------------------------------------------------------------- evaluate_run and the command
+def test_evaluate_run_scores_the_held_out_split_and_writes_json_and_figure(run_dir):
+    res = evaluate_run(run_dir, baselines=("mean_fill", "harmonic", "biharmonic"), progress=False)
+    split = json.loads((run_dir / "split.json").read_text())
+    assert res["names"] == split["test"] and res["data"]["split"] == "test"
+    assert not set(res["names"]) & set(split["train"])
+    record = json.loads(res["json_path"].read_text())
+    assert res["json_path"].name == "test_random75_best.json" and res["figure_path"].is_file()
+    assert set(record["summary"]) == {"model", "mean_fill", "harmonic", "biharmonic"}
+    assert record["names"] == split["test"] and record["data"]["n_images"] == len(split["test"])
+    vals = record["per_image"]["biharmonic"]["psnr_masked"]
+    assert record["summary"]["biharmonic"]["psnr_masked"]["mean"] == pytest.approx(np.mean(vals), abs=1e-3)
+    assert record["best_baseline"] in ("mean_fill", "harmonic", "biharmonic")
+    assert "images" not in res  # only kept when asked
+    for method in ("model", "mean_fill", "harmonic", "biharmonic"):
+        assert any(line.startswith(method) for line in res["table"].splitlines())
+    val = evaluate_run(run_dir, split="val", mask="center", baselines=FAST, write=False, progress=False)
+    assert val["names"] == split["val"] and "json_path" not in val
+
+
+def test_evaluate_on_another_folder_uses_all_its_images(run_dir, tmp_path):
+    folder = tmp_path / "other_faces"
+    folder.mkdir()
+    for i, img in enumerate(generate_faces(size=40, seed=77, indices=np.arange(6), progress=False)):
+        Image.fromarray(img).save(folder / f"face_{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    res = evaluate_run(run_dir, data_dir=folder, baselines=("mean_fill",), progress=False,
+                       mask="eyes", name="other")  # fmt: skip
+    assert res["n_images"] == 6 and res["data"]["source"] == "folder" and res["data"]["split"] == "all"
+    assert sorted(res["names"]) == [f"face_{i}.png" for i in range(6)]
+    assert (run_dir / "eval" / "other.json").is_file()
+
+
+def test_evaluate_cli_prints_the_table_and_reports_user_errors(run_dir, tmp_path, capsys):
+    assert cli.main(["evaluate", "--run", str(run_dir), "--limit", "3", "--baselines", "mean_fill",
+                     "--mask", "mouth", "--name", "cli"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "PSNR masked (dB)" in out and "mean_fill" in out and "model - mean_fill" in out
+    assert json.loads((run_dir / "eval" / "cli.json").read_text())["data"]["n_images"] == 3
+    assert cli.main(["evaluate", "--run", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--run", str(run_dir), "--limit", "0"]) == 2
+    assert "--limit" in capsys.readouterr().err
+
+
+def test_format_table_handles_a_single_image():
+    res = evaluate_model(Oracle(), _faces(1), baselines=("mean_fill",), progress=False)
+    text = format_table(res, "one")
+    assert "n/a" in text and text.splitlines()[0] == "one"
+
+
+# ---------------------------------------------------------------------- reconstruct
+def _write_photos(folder, n=2, size=48):
+    paths = []
+    for i, img in enumerate(generate_faces(size=size, seed=5, indices=np.arange(n), progress=False)):
+        path = folder / f"p{i}.png"
+        Image.fromarray(img).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_reconstruct_images_panels_are_consistent(tmp_path):
+    paths = _write_photos(tmp_path)
+    res = reconstruct_images(Oracle(), paths, "center", mask_ratio=0.5)
+    pm = res["pixel_mask"]
+    assert res["original"].shape == (2, 3, 32, 32) and res["mask"].shape == (2, 16)
+    assert torch.equal(res["mask"], make_mask("center", 2, 4, mask_ratio=0.5))
+    # an oracle reconstructs the original; visible pixels are pasted; hidden ones are grey in "masked"
+    assert torch.allclose(res["recon"], res["original"], atol=1e-5)
+    assert torch.equal(res["recon_visible"][pm.expand_as(res["original"]) == 0],
+                       res["original"][pm.expand_as(res["original"]) == 0])  # fmt: skip
+    assert torch.all(res["masked"][pm.expand_as(res["masked"]) == 1] == 0.5)
+    assert (res["psnr_masked"] > 90).all()
+    # the file is decoded like training data: PIL image and [0, 1] tensor inputs give the same batch
+    pil = Image.open(paths[0])
+    t01 = torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255
+    a, b, c = prepare_images([paths[0]], 32), prepare_images(pil, 32), prepare_images(t01, 32)
+    assert torch.equal(a, b) and a.shape == c.shape == (1, 3, 32, 32)
+    assert (denormalize(a) - denormalize(c)).abs().mean() < 0.02  # same picture, a different resampler
+
+
+def test_reconstruct_refuses_bad_inputs(tmp_path):
+    with pytest.raises(UserError, match="missing.png"):
+        reconstruct_images(Oracle(), [tmp_path / "missing.png"])
+    with pytest.raises(UserError, match=r"\[0, 1\]"):
+        prepare_images(torch.full((3, 32, 32), 2.0), 32)
+    with pytest.raises(UserError, match="empty"):
+        prepare_images([], 32)
+    with pytest.raises(UserError, match="shape"):
+        reconstruct_images(Oracle(), torch.rand(2, 3, 32, 32), mask=torch.zeros(2, 5))
+
+
+def test_reconstruct_cli_writes_the_figure(run_dir, tmp_path, capsys):
+    paths = _write_photos(tmp_path)
+    out = tmp_path / "fig" / "out.png"
+    argv = ["reconstruct", "--run", str(run_dir), "--images", *map(str, paths), "--out", str(out), "--mask", "eyes"]
+    assert cli.main(argv) == 0
+    assert out.is_file() and out.stat().st_size > 1000
+    assert "p0.png" in capsys.readouterr().out
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert cli.main(["reconstruct", "--run", str(run_dir), "--images", str(bad), "--out", str(out)]) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+    assert cli.main(["reconstruct", "--run", str(run_dir), "--images", str(paths[0]), "--out", str(tmp_path / "x.txt")]) == 2
+    assert "--out" in capsys.readouterr().err
