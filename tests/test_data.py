@@ -341,14 +341,19 @@ def test_loaders_with_workers_match_and_shuffle_reproducibly(tmp_path: Path) -> 
 
 
 def test_augment_is_seeded_and_exact_when_trivial() -> None:
-    x = torch.rand(3, S, S)
+    img = _grad()
     flip = Augment(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=1.0)
-    torch.testing.assert_close(flip(x), x.flip(-1))
-    aug = Augment()
+    np.testing.assert_array_equal(flip(img), img[:, ::-1])
+    aug = Augment(crop_scale=(0.7, 0.8), hflip=0.0)
     torch.manual_seed(3)
-    a = aug(x)
+    a = aug(img)
     torch.manual_seed(3)
-    assert torch.equal(aug(x), a) and a.shape == x.shape
+    np.testing.assert_array_equal(aug(img), a)
+    assert a.shape == img.shape and a.dtype == np.uint8 and not np.array_equal(a, img)
+    # a zoomed crop of a smooth image stays close to it (no wrap-around, no mirrored axes)
+    smooth = _smooth()
+    torch.manual_seed(0)
+    assert np.abs(Augment(hflip=0.0)(smooth).astype(int) - smooth.astype(int)).mean() < 20
     with pytest.raises(UserError, match="crop_scale"):
         Augment(crop_scale=(0.5, 1.5))
 
