@@ -60,6 +60,7 @@ __all__ = [
     "add_cli_arguments",
     "build_model",
     "fit",
+    "make_adamw",
     "param_groups",
     "run_cli",
 ]
@@ -116,6 +117,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
+    """AdamW with the MAE betas (0.9, 0.95); the fused kernel where this PyTorch has one for the
+    parameters' device (CUDA; CPU since 2.4: about 2x faster steps here than the foreach default)."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
 
 def build_model(config: TrainConfig) -> MaskedAutoencoder:
@@ -519,10 +529,7 @@ def _setup(config: TrainConfig, resume: bool, overwrite: bool, echo: Callable[[s
     model = build_model(config).to(device)
     effective_batch = config.batch_size * world
     max_lr = config.base_lr * effective_batch / 256
-    optimizer = torch.optim.AdamW(
-        param_groups(model, config.weight_decay), lr=max_lr, betas=(0.9, 0.95),
-        **({"fused": True} if device.type == "cuda" else {}),
-    )  # fmt: skip
+    optimizer = make_adamw(param_groups(model, config.weight_decay), max_lr)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=max_lr, total_steps=config.epochs * steps_per_epoch,
         pct_start=max(config.warmup_frac, 1e-6), anneal_strategy="cos", cycle_momentum=False,
