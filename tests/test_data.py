@@ -385,3 +385,20 @@ def test_synthetic_prepare_data_and_resume(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a synthetic face"):
         split_path.write_text(json.dumps({"train": ["a.jpg"], "val": [], "test": []}))
         prepare_data(None, 16, split_path=split_path, log=lambda m: None)
+
+
+def test_loader_uses_a_distributed_sampler_under_torch_distributed(tmp_path: Path) -> None:
+    import torch.distributed as dist
+    from torch.utils.data.distributed import DistributedSampler
+
+    ds = SyntheticFaces(10, 8, seed=0)
+    assert not isinstance(build_loader(ds, 2, shuffle=True).sampler, DistributedSampler)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        loader = build_loader(ds, 2, shuffle=True, seed=7)
+        assert isinstance(loader.sampler, DistributedSampler)
+        assert loader.sampler.shuffle and loader.sampler.seed == 7
+        loader.sampler.set_epoch(1)
+        assert sum(len(b) for b in loader) == 10
+    finally:
+        dist.destroy_process_group()
