@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 import warnings
@@ -262,6 +263,11 @@ class _Run:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _acc_dtype(device: torch.device) -> torch.dtype:
+    """Loss sums accumulate in float64, except on MPS, which has none."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _autocast(run: _Run):
     if run.amp_dtype is None:
         return nullcontext()
@@ -294,10 +300,10 @@ def _val_loader(run: _Run) -> DataLoader:
                       num_workers=run.config.num_workers, pin_memory=run.device.type == "cuda")  # fmt: skip
 
 
-def _check_finite(run: _Run, sums: torch.Tensor, epoch: int) -> tuple[float, float]:
-    """Global (loss sum, count) so far this epoch; stop the run on a non-finite loss."""
-    total = dist_utils.all_reduce_sum(sums.detach().clone())
-    loss_sum, count = total.tolist()
+def _check_finite(run: _Run, loss_sum: torch.Tensor, count: int, epoch: int) -> tuple[float, float]:
+    """Global (loss sum, image count) so far this epoch; stop the run on a non-finite loss."""
+    total = torch.stack([loss_sum.detach(), torch.full_like(loss_sum, count)])
+    loss_sum, count = dist_utils.all_reduce_sum(total).tolist()
     if not math.isfinite(loss_sum):
         last = run.run_dir / "checkpoints" / "last"
         kept = f"the last good checkpoint (epoch {run.epoch}) is in {last}" if run.epoch else "no checkpoint was written yet"
@@ -312,13 +318,13 @@ def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
     cfg = run.config
     run.train_model.train()
     loader = _train_loader(run, epoch)
-    sums = torch.zeros(2, device=run.device, dtype=torch.float64)
+    loss_sum = torch.zeros((), device=run.device, dtype=_acc_dtype(run.device))  # stays on the device: no sync
     check_every = 1 if run.device.type == "cpu" else 25  # .item() syncs a GPU: not every step
     params = [p for g in run.optimizer.param_groups for p in g["params"]]
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, position=bar_position,
                disable=run.rank != 0, dynamic_ncols=True, unit="batch")  # fmt: skip
     start = time.perf_counter()
-    seen = 0
+    seen = count = 0
     for i, (imgs, noise) in enumerate(bar):
         imgs = imgs.to(run.device, non_blocking=True)
         noise = noise.to(run.device, non_blocking=True)
@@ -335,18 +341,19 @@ def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
         run.step += 1
         n = imgs.shape[0]
         seen += n * run.world
-        sums += torch.stack([loss.detach().double() * n, torch.tensor(float(n), device=run.device, dtype=torch.float64)])
+        loss_sum += loss.detach().to(loss_sum.dtype) * n
+        count += n
         if (i + 1) % check_every == 0 or i + 1 == len(loader):
-            loss_sum, count = _check_finite(run, sums, epoch)
+            total, images = _check_finite(run, loss_sum, count, epoch)
             rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{loss_sum / count:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
+            bar.set_postfix(loss=f"{total / images:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
                             img_s=f"{rate:.0f}", refresh=False)  # fmt: skip
     bar.close()
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     seconds = time.perf_counter() - start
-    loss_sum, count = _check_finite(run, sums, epoch)
-    return {"train_loss": loss_sum / count, "images_per_s": seen / seconds, "train_seconds": seconds}
+    total, images = _check_finite(run, loss_sum, count, epoch)
+    return {"train_loss": total / images, "images_per_s": seen / seconds, "train_seconds": seconds}
 
 
 def _pixels01(model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -370,7 +377,7 @@ def _validate(run: _Run) -> dict[str, float]:
 
     model = run.model
     model.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=run.device)
+    sums = torch.zeros(3, dtype=_acc_dtype(run.device), device=run.device)
     for imgs, noise in _val_loader(run):
         imgs = imgs.to(run.device, non_blocking=True)
         noise = noise.to(run.device, non_blocking=True)
@@ -379,8 +386,10 @@ def _validate(run: _Run) -> dict[str, float]:
         recon01, orig01 = _pixels01(model, imgs, pred)
         pixel_mask = patch_mask_to_pixel_mask(mask, model.patch_size, model.img_size)
         n = imgs.shape[0]
-        psnr = psnr_masked(recon01, orig01, pixel_mask).to(run.device, torch.float64)
-        sums += torch.stack([loss.double() * n, psnr.sum(), torch.tensor(float(n), device=run.device, dtype=torch.float64)])
+        if run.device.type == "mps":  # the PSNR is computed in float64, which MPS lacks
+            recon01, orig01, pixel_mask = recon01.cpu(), orig01.cpu(), pixel_mask.cpu()
+        psnr = psnr_masked(recon01, orig01, pixel_mask).to(run.device, _acc_dtype(run.device))
+        sums += torch.stack([loss.to(sums.dtype) * n, psnr.sum(), torch.full_like(psnr[0], n)])
     loss_sum, psnr_sum, count = dist_utils.all_reduce_sum(sums).tolist()
     if count == 0:
         raise UserError("the validation split is empty; raise --val-frac or --max-images")
@@ -492,9 +501,11 @@ def _setup(config: TrainConfig, resume: bool, overwrite: bool, echo: Callable[[s
     dist_utils.barrier()
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and overwrite:
-            for name in ("metrics.jsonl", "log.txt", "split.json"):
+        if not resume and overwrite:  # nothing of the old run may mix with the new one
+            for name in ("metrics.jsonl", "log.txt", "split.json", "config.json"):
                 (run_dir / name).unlink(missing_ok=True)
+            for name in ("checkpoints", "samples"):
+                shutil.rmtree(run_dir / name, ignore_errors=True)
     log = _RunLog(run_dir / "log.txt" if rank == 0 else None, echo, rank == 0)
     log(f"{'resuming' if resume else 'training'} {run_dir} on {device}"
         f"{f' x {world} processes' if world > 1 else ''}, amp {amp_dtype or 'none'}")  # fmt: skip
