@@ -47,7 +47,7 @@ class TrainConfig:
     )
     val_frac: float = _f(0.1, "fraction of images held out for validation")
     test_frac: float = _f(0.1, "fraction of images held out for the final test")
-    augment: bool = _f(True, "random horizontal flips of training images")
+    augment: bool = _f(True, "light random resized crops and horizontal flips of training images")
     cache_dir: str | None = _f(None, "where decoded uint8 images are cached; none = the data module's default")
     # model
     preset: str = _f("tiny", "model size", choices=("tiny", "small", "base", "large"))
@@ -249,7 +249,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _parse_optional(base, f.name) if optional else base
-            kwargs["metavar"] = f.name.upper()
+            kwargs["metavar"] = "DIR" if f.name.endswith("_dir") else {int: "N", float: "X"}.get(base, "TEXT")
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
                 kwargs.pop("metavar")
