@@ -30,6 +30,7 @@ def full_run(tmp_path_factory) -> FitResult:
     return fit(TrainConfig(**SMALL, out_dir=str(tmp_path_factory.mktemp("full") / "run")))
 
 
+@pytest.mark.slow
 def test_run_directory_layout(full_run):
     run = full_run.run_dir
     for name in ("config.json", "split.json", "metrics.jsonl", "log.txt"):
@@ -52,6 +53,7 @@ def test_run_directory_layout(full_run):
     assert isinstance(model, MaskedAutoencoder) and model.img_size == 32
 
 
+@pytest.mark.slow
 def test_resume_after_crash_matches_uninterrupted(full_run, tmp_path, monkeypatch):
     cfg = TrainConfig(**SMALL, out_dir=str(tmp_path / "run"))
     real_epoch = train_mod._train_epoch
@@ -77,6 +79,7 @@ def test_resume_after_crash_matches_uninterrupted(full_run, tmp_path, monkeypatc
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_fresh_run_refuses_existing_dir_and_resume_can_extend(full_run, tmp_path):
     cfg = TrainConfig(**SMALL, out_dir=str(full_run.run_dir))
     with pytest.raises(ValueError, match="already holds a run"):
@@ -95,6 +98,7 @@ def test_fresh_run_refuses_existing_dir_and_resume_can_extend(full_run, tmp_path
     assert cli.main(["train", "--resume", str(copy), "--image-size", "48"]) == 2
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good(tmp_path, monkeypatch):
     real_epoch = train_mod._train_epoch
     real_loss = MaskedAutoencoder.forward_loss
