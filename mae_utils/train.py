@@ -452,10 +452,14 @@ def _restore(run: _Run) -> None:
     if state["world_size"] != run.world:
         run.log(f"note: resuming a {state['world_size']}-process run with {run.world}; the effective batch changes")
     run.model.load_state_dict(ckpt.load_model_state(last, run.device), strict=True)
+    plan = ("initial_lr", "max_lr", "min_lr")  # the new schedule's, if it differs from the saved one
+    fresh = [{k: g[k] for k in plan if k in g} for g in run.optimizer.param_groups]
     run.optimizer.load_state_dict(state["optimizer"])
     if saved.epochs == run.config.epochs and state["world_size"] == run.world:
         run.scheduler.load_state_dict(state["scheduler"])
-    else:  # a longer run: the One-Cycle plan is redrawn over the new total, continued at this step
+    else:  # more epochs or another world size: the One-Cycle plan is redrawn, continued at this step
+        for group, values in zip(run.optimizer.param_groups, fresh):
+            group.update(values)
         run.scheduler.last_epoch = state["step"] - 1
         with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
             warnings.simplefilter("ignore", UserWarning)
