@@ -1,17 +1,25 @@
 """maskAE: a Masked Autoencoder (He et al. 2021) for reconstructing faces.
 
-The package holds the code the notebooks teach; see DESIGN.md in the README for the map.
+The package holds the code the notebooks teach; the README maps its modules.
 """
 
 from .errors import UserError
 from .masking import make_mask, random_masking
 from .model import PRESETS, MaskedAutoencoder, build_mae, patchify, unpatchify
+from .config import TrainConfig
+from .checkpoint import load_model_from_run
+from .pretrained import load_pretrained
+from .train import fit
 
 __all__ = [
     "MaskedAutoencoder",
     "PRESETS",
+    "TrainConfig",
     "UserError",
     "build_mae",
+    "fit",
+    "load_model_from_run",
+    "load_pretrained",
     "make_mask",
     "patchify",
     "random_masking",
