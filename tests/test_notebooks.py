@@ -17,14 +17,13 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import papermill
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "maskAE.ipynb"
 NOTEBOOK_ONLY_PARAMS = {"overwrite", "num_show"}
 MACHINE_PATHS = re.compile(r"(/work/|/root/|/tmp/|/home/|[A-Z]:\\\\Users)")
-
-papermill = pytest.importorskip("papermill")
 
 
 def _outputs_text(nb: dict) -> str:
