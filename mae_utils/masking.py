@@ -123,6 +123,15 @@ def _rows_mask(grid: tuple[int, int], start: float, stop: float) -> torch.Tensor
     return m
 
 
+def _centred_side(n: int, mask_ratio: float) -> int:
+    """Side of a block that sits exactly in the middle of ``n`` patches (same parity as ``n``), its
+    area closest to ``mask_ratio``, and never the whole grid: a block of odd side cannot be centred
+    on an even grid (a 7x7 block on 8x8 would hug a corner)."""
+    target = n * mask_ratio**0.5
+    sides = [s for s in range(n % 2 or 2, n, 2)] or [n]
+    return min(sides, key=lambda s: abs(s - target))
+
+
 def structured_mask(
     kind: str,
     grid: int | tuple[int, int],
@@ -132,14 +141,13 @@ def structured_mask(
 ) -> torch.Tensor:
     """One (L,) mask of a named shape on a patch grid (rows, cols); 1 = hidden.
 
-    center: a centred square block covering about ``mask_ratio`` of the grid; left/right: that half
+    center: a block exactly in the middle, its area as close to ``mask_ratio`` as a centred block allows; left/right: that half
     of the face; eyes: the band at 30-50% of the height where aligned faces have their eyes; mouth:
     the band at 65-85%; patches: the explicit list of patch indices (row-major).
     """
     rows, cols = _grid(grid)
     if kind == "center":
-        side_r = max(1, min(rows, int(round(rows * mask_ratio**0.5))))
-        side_c = max(1, min(cols, int(round(cols * mask_ratio**0.5))))
+        side_r, side_c = _centred_side(rows, mask_ratio), _centred_side(cols, mask_ratio)
         m = torch.zeros(rows, cols)
         r0, c0 = (rows - side_r) // 2, (cols - side_c) // 2
         m[r0 : r0 + side_r, c0 : c0 + side_c] = 1

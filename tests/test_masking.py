@@ -69,6 +69,12 @@ def test_structured_masks_shapes():
     assert rows == [2, 3]
     mouth = structured_mask("mouth", g).reshape(g, g).any(1).nonzero().flatten().tolist()
     assert mouth == [5, 6]
+    for grid, ratio, side in ((8, 0.75, 6), (16, 0.75, 14), (7, 0.75, 5), (8, 0.25, 4)):
+        block = structured_mask("center", grid, mask_ratio=ratio).reshape(grid, grid)
+        rows = block.any(1).nonzero().flatten().tolist()
+        cols = block.any(0).nonzero().flatten().tolist()
+        assert len(rows) == len(cols) == side, (grid, ratio)
+        assert rows[0] == grid - 1 - rows[-1] and cols[0] == grid - 1 - cols[-1]  # centred
     listed = structured_mask("patches", g, patches=[0, 9, 63])
     assert listed.nonzero().flatten().tolist() == [0, 9, 63]
     with pytest.raises(UserError, match="outside"):
