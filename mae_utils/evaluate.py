@@ -242,7 +242,8 @@ def format_table(result: dict[str, Any], title: str | None = None) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [title] if title else []
     for j, r in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))))
+        cells = (cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+        lines.append("  ".join(cells))
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     best = best_baseline(result)
@@ -253,7 +254,9 @@ def format_table(result: dict[str, Any], title: str | None = None) -> str:
             f"(paired 95% CI ± {d['ci95']:.2f}, {d['n']} images)"
         )
     if result.get("norm_pix_loss"):
-        lines.append("note: norm_pix_loss model: its pixels use the hidden patches' true mean/std (not a fair comparison)")
+        lines.append(
+            "note: norm_pix_loss model: its pixels use the hidden patches' true mean/std (not a fair comparison)"
+        )
     return "\n".join(lines)
 
 
@@ -309,9 +312,13 @@ def _json_ready(result: dict[str, Any]) -> dict[str, Any]:
     def clean(x: float) -> float | None:
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
-    summary = {m: {k: {kk: clean(vv) for kk, vv in s.items()} for k, s in d.items()} for m, d in result["summary"].items()}
+    summary = {
+        m: {k: {kk: clean(vv) for kk, vv in s.items()} for k, s in d.items()} for m, d in result["summary"].items()
+    }
     paired = {b: {k: clean(v) for k, v in d.items()} for b, d in result["paired"].items()}
-    per_image = {m: {k: [round(float(x), 5) for x in v.tolist()] for k, v in d.items()} for m, d in result["per_image"].items()}
+    per_image = {
+        m: {k: [round(float(x), 5) for x in v.tolist()] for k, v in d.items()} for m, d in result["per_image"].items()
+    }
     return {"summary": summary, "paired_model_minus_baseline_psnr_masked": paired, "per_image": per_image}
 
 

@@ -76,15 +76,17 @@ def _resize_center_crop01(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
     """One input -> normalised (3, size, size)."""
-    from .data import load_face, normalize, to_unit_tensor
+    from .data import load_face, normalize
 
     if isinstance(item, (str, Path)):
         return load_face(item, size)
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[-1] != 3:
             raise UserError(f"{where}: a numpy image must be (H, W, 3), got shape {item.shape}")
-        if item.dtype == np.uint8:
-            item = to_unit_tensor(item)
+        if item.dtype == np.uint8:  # as a photo: Pillow's resize + crop, like a file
+            from PIL import Image
+
+            item = Image.fromarray(item)
         else:
             item = torch.from_numpy(np.ascontiguousarray(item, dtype=np.float32)).permute(2, 0, 1)
     if isinstance(item, torch.Tensor):
@@ -104,10 +106,13 @@ def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
     except ImportError:  # pragma: no cover - pillow is a requirement
         Image = None
     if Image is not None and isinstance(item, Image.Image):
+        from .data import normalize_uint8
         from .image_io import resize_center_crop, to_rgb
 
-        return normalize(to_unit_tensor(resize_center_crop(to_rgb(item), size)))
-    raise UserError(f"{where}: expected a file path, a PIL image, or a (3, H, W) tensor in [0, 1]; got {type(item).__name__}")
+        return normalize_uint8(resize_center_crop(to_rgb(item), size))
+    raise UserError(
+        f"{where}: expected a file path, a PIL image, or a (3, H, W) tensor in [0, 1]; got {type(item).__name__}"
+    )
 
 
 def prepare_images(images: ImageInput | Sequence[ImageInput], image_size: int) -> torch.Tensor:
@@ -124,7 +129,8 @@ def prepare_images(images: ImageInput | Sequence[ImageInput], image_size: int) -
         items = list(images)
     if not items:
         raise UserError("images: got an empty list; give at least one image")
-    return torch.stack([_one_image(x, image_size, f"images[{i}]" if len(items) > 1 else "image") for i, x in enumerate(items)])
+    names = [f"images[{i}]" if len(items) > 1 else "image" for i in range(len(items))]
+    return torch.stack([_one_image(x, image_size, name) for x, name in zip(items, names)])
 
 
 # ---------------------------------------------------------------------- the library function
@@ -141,9 +147,10 @@ def reconstruct_images(
 ) -> dict[str, torch.Tensor]:
     """Mask and reconstruct images; the four panels plus the mask and per-image scores.
 
-    ``images``: file paths, PIL images, or tensors in [0, 1] (resized and center-cropped to the
-    model's size). ``mask_kind`` is one of :data:`~mae_utils.masking.MASK_KINDS` (``patches`` needs
-    ``patches``, a list of row-major patch indices); an explicit (N, L) ``mask`` overrides it.
+    ``images``: file paths, PIL images, uint8 (H, W, 3) arrays, or float tensors in [0, 1] (resized
+    and center-cropped to the model's size). ``mask_kind`` is one of
+    :data:`~mae_utils.masking.MASK_KINDS` (``patches`` needs ``patches``, a list of row-major patch
+    indices); an explicit (N, L) ``mask`` overrides it.
     ``seed`` makes random masks reproducible.
 
     Returns CPU tensors: ``original``, ``masked`` (hidden patches grey), ``recon`` (the model's
@@ -191,7 +198,7 @@ def add_mask_arguments(parser: argparse.ArgumentParser, default_kind: str = "ran
     """--mask, --mask-ratio, --patches, --seed (shared with the evaluate command)."""
     parser.add_argument("--mask", default=default_kind, choices=MASK_KINDS,
                         help="which patches to hide: random (at --mask-ratio), center block, left/right half, "
-                             f"eyes or mouth band, or an explicit --patches list (default: {default_kind})")  # fmt: skip
+                             f"eyes or mouth band, or a --patches list (default: {default_kind})")  # fmt: skip
     parser.add_argument("--mask-ratio", type=float, default=0.75,
                         help="fraction hidden for random masks; area of the center block (default: 0.75)")  # fmt: skip
     parser.add_argument("--patches", type=int, nargs="+", default=None, metavar="K",

@@ -197,7 +197,8 @@ def test_reconstruct_images_panels_are_consistent(tmp_path):
     pil = Image.open(paths[0])
     t01 = torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255
     a, b, c = prepare_images([paths[0]], 32), prepare_images(pil, 32), prepare_images(t01, 32)
-    assert torch.equal(a, b) and a.shape == c.shape == (1, 3, 32, 32)
+    d = prepare_images(np.array(pil), 32)  # uint8 (H, W, 3) array: treated as a photo
+    assert torch.equal(a, b) and torch.equal(a, d) and a.shape == c.shape == (1, 3, 32, 32)
     assert (denormalize(a) - denormalize(c)).abs().mean() < 0.02  # same picture, a different resampler
 
 
@@ -223,5 +224,6 @@ def test_reconstruct_cli_writes_the_figure(run_dir, tmp_path, capsys):
     bad.write_bytes(b"not a jpeg")
     assert cli.main(["reconstruct", "--run", str(run_dir), "--images", str(bad), "--out", str(out)]) == 2
     assert "broken.jpg" in capsys.readouterr().err
-    assert cli.main(["reconstruct", "--run", str(run_dir), "--images", str(paths[0]), "--out", str(tmp_path / "x.txt")]) == 2
+    txt = str(tmp_path / "x.txt")
+    assert cli.main(["reconstruct", "--run", str(run_dir), "--images", str(paths[0]), "--out", txt]) == 2
     assert "--out" in capsys.readouterr().err
