@@ -48,17 +48,11 @@ def model_reconstruction(model: torch.nn.Module, imgs: torch.Tensor, mask: torch
     them.
     """
     from .data import denormalize
-    from .model import patchify
 
     model.eval()
     mask = mask.to(imgs.device, imgs.dtype)
     _, pred, _ = model(imgs, mask=mask)
-    pred = pred.float()
-    if getattr(model, "norm_pix_loss", False):
-        target = patchify(imgs.float(), model.patch_size)
-        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-        pred = pred * (var + 1.0e-6).sqrt() + mean
-    return denormalize(model.unpatchify(pred))
+    return denormalize(model.prediction_to_images(pred, imgs))
 
 
 # ---------------------------------------------------------------------- inputs

@@ -266,6 +266,20 @@ class MaskedAutoencoder(nn.Module):
         """Per-patch predictions back to images (in the normalised pixel space of the input)."""
         return unpatchify(pred, self.patch_size, self.img_size, self.in_chans)
 
+    def prediction_to_images(self, pred: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
+        """Predictions as images in the input's normalised space, float32: (N, C, H, W).
+
+        A ``norm_pix_loss`` model predicts per-patch normalised pixels; they are mapped back with each
+        patch's true mean and std taken from ``imgs``, as the paper's figures do. That borrows
+        information from hidden patches, so such reconstructions flatter the model.
+        """
+        pred = pred.float()
+        if self.norm_pix_loss:
+            target = patchify(imgs.float(), self.patch_size)
+            mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+            pred = pred * (var + 1.0e-6) ** 0.5 + mean
+        return self.unpatchify(pred)
+
     def _check_input(self, imgs: torch.Tensor) -> None:
         if imgs.ndim != 4:
             raise UserError(f"imgs must be (N, C, H, W), got shape {tuple(imgs.shape)}")

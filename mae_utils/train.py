@@ -361,12 +361,7 @@ def _pixels01(model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor) 
     normalised units; it is mapped back with each patch's true mean/std, as in the paper's figures."""
     from .data import denormalize
 
-    pred = pred.float()
-    if model.norm_pix_loss:
-        target = patchify(imgs.float(), model.patch_size)
-        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-        pred = pred * (var + 1.0e-6).sqrt() + mean
-    recon = denormalize(model.unpatchify(pred)).clamp(0, 1)
+    recon = denormalize(model.prediction_to_images(pred, imgs)).clamp(0, 1)
     return recon, denormalize(imgs.float()).clamp(0, 1)
 
 
@@ -399,7 +394,7 @@ def _validate(run: _Run) -> dict[str, float]:
 @torch.no_grad()
 def save_samples(run: _Run, epoch: int) -> Path:
     """Four-panel grid of the first validation images (fixed masks) after ``epoch``."""
-    from .metrics import patch_mask_to_pixel_mask
+    from .metrics import paste_visible, patch_mask_to_pixel_mask
     from .viz import four_panel_figure, masked_image
 
     n = min(NUM_SAMPLE_IMAGES, len(run.val_set))
@@ -410,7 +405,7 @@ def save_samples(run: _Run, epoch: int) -> Path:
         _, pred, mask = run.model(imgs, mask_ratio=run.config.mask_ratio, noise=noise)
     recon01, orig01 = _pixels01(run.model, imgs, pred)
     pixel_mask = patch_mask_to_pixel_mask(mask, run.model.patch_size, run.model.img_size)
-    pasted = recon01 * pixel_mask + orig01 * (1 - pixel_mask)
+    pasted = paste_visible(recon01, orig01, pixel_mask)
     path = run.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png"
     fig = four_panel_figure(orig01, masked_image(orig01, pixel_mask), recon01, pasted, path=path)
     fig.clear()

@@ -50,6 +50,9 @@ class Oracle(nn.Module):
     def unpatchify(self, pred):
         return unpatchify(pred, self.patch_size, self.img_size)
 
+    def prediction_to_images(self, pred, imgs):
+        return self.unpatchify(pred.float())
+
 
 def _faces(n: int = 5, size: int = 32, seed: int = 9) -> SyntheticFaces:
     return SyntheticFaces(n, size, seed, progress=False)

@@ -165,3 +165,14 @@ def test_set_grid_rebuilds_tables():
     assert m.pos_embed.shape == (1, 37, 32) and m.img_size == 48
     loss, pred, _ = m(torch.randn(1, 3, 48, 48))
     assert pred.shape == (1, 36, 192)
+
+
+def test_prediction_to_images_undoes_norm_pix():
+    """With norm_pix_loss, a prediction equal to the normalised target maps back to the input."""
+    m = small_model(norm_pix_loss=True)
+    imgs = torch.randn(2, 3, 32, 32)
+    target = patchify(imgs, 8)
+    normed = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    assert torch.allclose(m.prediction_to_images(normed, imgs), imgs, atol=1e-4)
+    plain = small_model()
+    assert torch.equal(plain.prediction_to_images(target, imgs), imgs)
