@@ -77,3 +77,63 @@ def four_panel_figure(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
     return fig
+
+
+def ratio_curve_figure(curve: dict[float, dict]) -> Figure:
+    """Masked-region PSNR and SSIM against the mask ratio, one line per method, 95% CI error bars.
+
+    ``curve`` maps each ratio to an :func:`mae_utils.evaluate.evaluate_model` result.
+    """
+    import numpy as np
+
+    ratios = sorted(curve)
+    methods = list(curve[ratios[0]]["summary"])
+    fig = Figure(figsize=(10, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for ax, metric, label in zip(fig.subplots(1, 2), ("psnr_masked", "ssim_masked"), ("PSNR (dB)", "SSIM")):
+        for m in methods:
+            means = [curve[r]["summary"][m][metric]["mean"] for r in ratios]
+            halves = [np.nan_to_num(curve[r]["summary"][m][metric]["ci95"]) for r in ratios]
+            ax.errorbar([100 * r for r in ratios], means, yerr=halves, marker="o", capsize=3,
+                        label=m, linewidth=2.5 if m == "model" else 1.2)  # fmt: skip
+        ax.set_xlabel("patches hidden (%)")
+        ax.set_ylabel(f"{label} over hidden pixels")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
+    fig.suptitle(f"{curve[ratios[0]]['n_images']} held-out images per point")
+    fig.tight_layout()
+    return fig
+
+
+def mask_gallery_figure(shapes: dict[str, dict], patch_size: int, image_size: int) -> Figure:
+    """One row per mask shape: the masked input, every method's result (its mean masked PSNR), the original.
+
+    ``shapes`` maps a mask kind to an ``evaluate_model(..., keep_images=True)`` result.
+    """
+    from .metrics import patch_mask_to_pixel_mask
+
+    kinds = list(shapes)
+    methods = list(shapes[kinds[0]]["summary"])
+    cols = ["masked", *methods, "original"]
+    fig = Figure(figsize=(1.7 * len(cols), 1.8 * len(kinds)), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(kinds), len(cols), squeeze=False)
+    for r, kind in enumerate(kinds):
+        res, img = shapes[kind], shapes[kind]["images"]
+        pm = patch_mask_to_pixel_mask(res["masks"][:1], patch_size, image_size)
+        panels = {"masked": masked_image(img["original"][:1], pm)[0], "original": img["original"][0]}
+        panels.update({m: img[m][0] for m in methods})
+        for c, name in enumerate(cols):
+            ax = axes[r][c]
+            ax.imshow(panels[name].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name in methods:
+                title = f"{name}\n{res['summary'][name]['psnr_masked']['mean']:.1f} dB"
+            elif name == "masked":
+                title = f"{kind} ({res['hidden_fraction']:.0%} hidden)"
+            else:
+                title = name
+            ax.set_title(title, fontsize=8)
+    fig.tight_layout(pad=0.4)
+    return fig
