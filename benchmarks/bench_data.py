@@ -53,7 +53,9 @@ def _synthetic_rate(size: int = 64, n: int = 2000) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     p.add_argument("--data-dir", required=True, help="folder of face images")
     p.add_argument("--limit", type=int, default=None, help="use a seeded random subset of this many files")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])

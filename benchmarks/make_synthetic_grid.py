@@ -20,7 +20,9 @@ from mae_utils.synthetic import face_grid, generate_faces  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--rows", type=int, default=4)
     p.add_argument("--cols", type=int, default=8)

@@ -1,18 +1,29 @@
-"""The command line: ``python -m mae_utils <command> ...``.
+"""The command line: ``python -m mae_utils <command> ...`` (or ``maskae <command> ...`` once installed).
 
 Each command lives in the module that does its job; that module exposes
 ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``. This file only dispatches, and turns a
 :class:`~mae_utils.errors.UserError` into one ``error: ...`` line on stderr and exit status 2.
+
+Flags are never guessed: abbreviations are off (``--epoch`` is not ``--epochs``), and an unknown or
+misspelt flag is reported by the sub-command's own parser, with its usage and the closest valid flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .errors import UserError
+
+
+def _prog() -> str:
+    """How the user called us: ``maskae`` (the installed console script) or ``python -m mae_utils``."""
+    return "maskae" if Path(sys.argv[0]).name == "maskae" else "python -m mae_utils"
+
 
 # command -> (module that implements it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,33 +35,57 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m mae_utils",
-        description="maskAE: a Masked Autoencoder for faces.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+class StrictParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that takes flags only as spelt in full (``allow_abbrev=False``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def option_names(self) -> list[str]:
+        """Every long and short flag this parser knows."""
+        return [s for action in self._actions for s in action.option_strings]
+
+
+def closest_flag(unknown: str, known: Sequence[str]) -> str | None:
+    """The known flag nearest to a misspelt one (``--epoch`` -> ``--epochs``), or None if none is close."""
+    name = unknown.split("=", 1)[0]
+    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def reject_unknown(parser: StrictParser, extras: Sequence[str]) -> None:
+    """Exit 2 through ``parser`` (its own usage line) naming the unknown arguments and a likely flag."""
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    flags = [e for e in extras if e.startswith("-") and len(e) > 1]
+    for flag in flags:
+        guess = closest_flag(flag, parser.option_names())
+        if guess is not None:
+            message += f" (did you mean {guess}?)"
+            break
+    parser.error(message)
+
+
+def build_parser() -> tuple[StrictParser, dict[str, StrictParser]]:
+    """The top-level parser and each sub-command's parser."""
+    parser = StrictParser(prog=_prog(), description="maskAE: a Masked Autoencoder for faces.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=StrictParser)
     sub.required = True
+    commands: dict[str, StrictParser] = {}
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:  # a real missing dependency, not an unbuilt command
-                raise
-            command_parser.set_defaults(_unavailable=name)
-            continue
+        module = importlib.import_module(module_name)
         module.add_cli_arguments(command_parser)
         command_parser.set_defaults(_run=module.run_cli)
-    return parser
+        commands[name] = command_parser
+    return parser, commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "_unavailable", None):
-        print(f"error: the '{args._unavailable}' command is not available in this version", file=sys.stderr)
-        return 2
+    parser, commands = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # argparse would report these from the top-level parser, with the wrong usage line
+        reject_unknown(commands[args.command], extras)
     try:
         return int(args._run(args) or 0)
     except UserError as exc:

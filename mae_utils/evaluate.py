@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import UserError
-from .evaluate_reconstruct import add_mask_arguments, model_reconstruction
+from .evaluate_reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
 from .masking import MASK_KINDS, make_mask
 from .metrics import BASELINES, evaluate_batch, mean_ci95, patch_mask_to_pixel_mask, summarize
 
@@ -68,21 +68,26 @@ def _same_folder(a: str | Path, b: str | Path) -> bool:
 
 
 def load_eval_dataset(
-    run_dir: str | Path, config: Any, data_dir: str | Path | None = None, split: str = "test"
+    run_dir: str | Path, config: Any, data_dir: str | Path | None = None, split: str | None = None
 ) -> tuple[Any, dict[str, Any]]:
     """The images to score, and a description of them for the JSON.
 
-    The run's own data (``data_dir`` None or the run's folder): its ``split.json`` split ``split``.
-    Another folder: all of its images (the split does not apply).
+    The run's own data (``data_dir`` None or the run's folder): its ``split.json`` split ``split``
+    (default: test). Another folder: all of its images, so a ``split`` there is refused, not ignored.
     """
     from .data import FaceFolder, prepare_data
 
-    if split not in SPLITS:
+    if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     run_dir = Path(run_dir)
     own_dir = config.data_dir
     foreign = data_dir is not None and (own_dir is None or not _same_folder(data_dir, own_dir))
     if foreign:
+        if split is not None:
+            raise UserError(
+                f"--split {split} selects from the run's own data, but --data-dir {data_dir} is another folder "
+                "whose images are all scored: drop --split, or drop --data-dir to score the run's own split"
+            )
         ds = FaceFolder(data_dir, config.image_size, cache_dir=config.cache_dir)
         return ds, {"source": "folder", "data_dir": str(data_dir), "split": "all", "skipped": len(ds.skipped)}
     split_path = run_dir / "split.json"
@@ -99,6 +104,7 @@ def load_eval_dataset(
         test_frac=config.test_frac, seed=config.seed, split_path=split_path, cache_dir=config.cache_dir,
         augment=False, log=lambda _msg: None,
     )  # fmt: skip
+    split = split or "test"
     ds = getattr(splits, split)
     if len(ds) == 0:
         raise UserError(f"the {split} split of {run_dir} is empty; choose another --split")
@@ -327,7 +333,7 @@ def evaluate_run(
     run_dir: str | Path,
     *,
     data_dir: str | Path | None = None,
-    split: str = "test",
+    split: str | None = None,
     mask: str = "random",
     mask_ratio: float = 0.75,
     patches: Sequence[int] | None = None,
@@ -413,7 +419,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="evaluate on all images of this folder (another data set); default: the run's own "
                              "held-out split")  # fmt: skip
-    parser.add_argument("--split", default="test", choices=SPLITS, help="which split of the run's data (default: test)")
+    parser.add_argument("--split", default=None, choices=SPLITS,
+                        help="which split of the run's own data (default: test); not with another "
+                             "--data-dir")  # fmt: skip
     add_mask_arguments(parser)
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="score a seeded random subset of N images (default: all)")  # fmt: skip
@@ -430,6 +438,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    check_mask_arguments(args)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be a positive integer; got {args.limit}")
     result = evaluate_run(

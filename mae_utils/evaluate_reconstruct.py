@@ -188,16 +188,36 @@ def reconstruct_images(
 
 
 # ---------------------------------------------------------------------- command line
+# Mask kinds whose size --mask-ratio sets; the others have a fixed shape.
+RATIO_KINDS = ("random", "center")
+DEFAULT_MASK_RATIO = 0.75
+
+
 def add_mask_arguments(parser: argparse.ArgumentParser, default_kind: str = "random") -> None:
     """--mask, --mask-ratio, --patches, --seed (shared with the evaluate command)."""
     parser.add_argument("--mask", default=default_kind, choices=MASK_KINDS,
                         help="which patches to hide: random (at --mask-ratio), center block, left/right half, "
                              f"eyes or mouth band, or a --patches list (default: {default_kind})")  # fmt: skip
-    parser.add_argument("--mask-ratio", type=float, default=0.75,
-                        help="fraction hidden for random masks; area of the center block (default: 0.75)")  # fmt: skip
+    parser.add_argument("--mask-ratio", type=float, default=None,
+                        help="fraction hidden for random masks; area of the center block; only with --mask "
+                             f"random or center (default: {DEFAULT_MASK_RATIO})")  # fmt: skip
     parser.add_argument("--patches", type=int, nargs="+", default=None, metavar="K",
-                        help="patch indices (row-major, from 0) to hide with --mask patches")  # fmt: skip
+                        help="patch indices (row-major, from 0) to hide; only with --mask patches")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random masks (default: 0)")
+
+
+def check_mask_arguments(args: argparse.Namespace) -> None:
+    """Refuse mask flags that the chosen --mask would ignore; fill in the default --mask-ratio."""
+    if args.patches is not None and args.mask != "patches":
+        raise UserError(f"--patches only applies to --mask patches (got --mask {args.mask}); "
+                        "add --mask patches or drop --patches")  # fmt: skip
+    if args.mask == "patches" and not args.patches:
+        raise UserError("--mask patches needs --patches K [K ...]: the patch indices to hide (row-major, from 0)")
+    if args.mask_ratio is not None and args.mask not in RATIO_KINDS:
+        raise UserError(f"--mask-ratio only applies to --mask {' or '.join(RATIO_KINDS)}; the {args.mask} mask "
+                        "has a fixed shape: drop --mask-ratio")  # fmt: skip
+    if args.mask_ratio is None:
+        args.mask_ratio = DEFAULT_MASK_RATIO
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +236,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    check_mask_arguments(args)
     from .checkpoint import load_model_from_run
     from .train import resolve_device
     from .viz import four_panel_figure

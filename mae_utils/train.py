@@ -663,6 +663,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     """(config, resume) from parsed CLI arguments."""
     given = config_from_args(args)
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues a run and --overwrite replaces it: give one of them, not both")
     if not args.resume:
         return TrainConfig(**given), False
     run_dir = Path(args.resume)

@@ -154,6 +154,9 @@ def test_evaluate_on_another_folder_uses_all_its_images(run_dir, tmp_path):
     assert res["n_images"] == 6 and res["data"]["source"] == "folder" and res["data"]["split"] == "all"
     assert sorted(res["names"]) == [f"face_{i}.png" for i in range(6)]
     assert (run_dir / "eval" / "other.json").is_file()
+    # a split only selects from the run's own data: with another folder it is refused, not ignored
+    with pytest.raises(UserError, match="--split val selects from the run's own data"):
+        evaluate_run(run_dir, data_dir=folder, split="val", baselines=("mean_fill",), progress=False, write=False)
 
 
 def test_evaluate_cli_prints_the_table_and_reports_user_errors(run_dir, tmp_path, capsys):
