@@ -48,7 +48,10 @@ class TrainConfig:
     val_frac: float = _f(0.1, "fraction of images held out for validation")
     test_frac: float = _f(0.1, "fraction of images held out for the final test")
     augment: bool = _f(True, "light random resized crops and horizontal flips of training images")
-    cache_dir: str | None = _f(None, "where decoded uint8 images are cached; none = the data module's default")
+    cache_dir: str | None = _f(
+        None, "where decoded uint8 images are cached; none = $MASKAE_CACHE_DIR or the project's data/cache; "
+        "off = no cache"
+    )
     # model
     preset: str = _f("tiny", "model size", choices=("tiny", "small", "base", "large"))
     patch_size: int = _f(8, "patch side in pixels; image_size must be a multiple of it")

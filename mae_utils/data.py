@@ -243,14 +243,32 @@ def _fmt_skipped(skipped: Sequence[tuple[Any, str]], shown: int = _SKIPPED_SHOWN
 # --- the cache -----------------------------------------------------------------------------------
 
 
+def project_root() -> Path | None:
+    """The source checkout this package runs from (the folder with ``pyproject.toml`` and ``mae_utils/``).
+
+    None when the package is installed elsewhere (``pip install .``): then there is no project folder.
+    """
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "mae_utils").is_dir() else None
+
+
 def default_cache_dir() -> Path | None:
-    """``$MASKAE_CACHE_DIR`` if set (``off`` / ``none`` / empty disables caching), else ``./data/cache``."""
+    """Where decoded images are cached: one place whatever the working directory.
+
+    ``$MASKAE_CACHE_DIR`` if set (``off`` / ``none`` / empty disables caching); else ``data/cache`` in the
+    project folder; for an installed package, ``$XDG_CACHE_HOME/maskae`` (``~/.cache/maskae``). Resolved
+    once, to an absolute path, so the CLI, papermill runs and notebooks under ``notebooks/`` share it.
+    """
     env = os.environ.get(CACHE_ENV)
     if env is not None:
         if env.strip().lower() in ("", "off", "none", "0", "false"):
             return None
-        return Path(env).expanduser()
-    return Path("data") / "cache"
+        return Path(env).expanduser().resolve()
+    root = project_root()
+    if root is not None:
+        return root / "data" / "cache"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser().resolve() / "maskae"
 
 
 def _resolve_cache_dir(cache_dir: CacheDir) -> Path | None:

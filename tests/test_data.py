@@ -310,7 +310,8 @@ def test_cache_matches_decoding_and_rebuilds_when_files_change(tmp_path: Path) -
 
 def test_default_cache_dir_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MASKAE_CACHE_DIR", raising=False)
-    assert default_cache_dir() == Path("data") / "cache"
+    project = Path(__file__).resolve().parent.parent
+    assert default_cache_dir() == project / "data" / "cache"  # the checkout's, not the working directory's
     monkeypatch.setenv("MASKAE_CACHE_DIR", str(tmp_path / "envcache"))
     assert default_cache_dir() == tmp_path / "envcache"
     Image.fromarray(_grad()).save(tmp_path / "a.png")
@@ -402,3 +403,30 @@ def test_loader_uses_a_distributed_sampler_under_torch_distributed(tmp_path: Pat
         assert sum(len(b) for b in loader) == 10
     finally:
         dist.destroy_process_group()
+
+
+def test_two_working_directories_share_one_cache(tmp_path: Path) -> None:
+    """A papermill run started in notebooks/ and a CLI run from the root must find the same cache."""
+    import os
+    import subprocess
+    import sys
+
+    project = Path(__file__).resolve().parent.parent
+    root = tmp_path / "imgs"
+    root.mkdir()
+    Image.fromarray(_grad()).save(root / "a.png")
+    code = (
+        "import sys; from mae_utils.data import FaceFolder; "
+        f"ds = FaceFolder({str(root)!r}, {S}, progress=False); print(ds.cache_status, ds.cache_path)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MASKAE_CACHE_DIR"}
+    env["PYTHONPATH"] = str(project)
+    seen = []
+    for cwd in (tmp_path, project / "notebooks"):
+        out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+        seen.append(out.stdout.split())
+    (status1, path1), (status2, path2) = seen
+    assert path1 == path2 and Path(path1).parent == project / "data" / "cache"
+    assert (status1, status2) == ("built", "reused")  # the second working directory reused the first one's cache
+    Path(path1).unlink()
+    Path(path1).with_name(Path(path1).name.replace(".cache.npy", ".json")).unlink(missing_ok=True)
