@@ -1,6 +1,6 @@
 """Honest evaluation of a run: ``python -m mae_utils evaluate --run runs/NAME``.
 
-The model and the classical inpainting baselines (:data:`mae_utils.metrics.BASELINES`) fill exactly
+The model and the classical inpainting baselines (:data:`mae_utils.baselines.BASELINES`) fill exactly
 the same hidden patches of the same held-out images, and all are scored on pixels in [0, 1] over the
 hidden region (the headline) and over the full image with the visible patches pasted back (which
 flatters every method, as a quarter of the pixels are copied). Means come with 95% confidence
@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 from .errors import UserError
 from .evaluate_reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
 from .masking import MASK_KINDS, make_mask
-from .metrics import BASELINES, evaluate_batch, mean_ci95, patch_mask_to_pixel_mask, summarize
+from .baselines import BASELINES
+from .metrics import evaluate_batch, mean_ci95, patch_mask_to_pixel_mask, summarize
 
 __all__ = [
     "DEFAULT_BASELINES",

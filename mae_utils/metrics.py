@@ -1,4 +1,4 @@
-"""Honest reconstruction metrics and the classical inpainting baselines an MAE must beat.
+"""Honest reconstruction metrics: masked-region and full-image PSNR and SSIM, confidence intervals.
 
 Everything here works on pixels in ``[0, 1]`` (undo the data normalisation first with
 ``mae_utils.data.denormalize``): a PSNR peak of 1.0 is only right for such pixels, and the seed's
@@ -22,7 +22,7 @@ use_sample_covariance=False, data_range=1, channel_axis=-1)``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -31,12 +31,8 @@ import torch.nn.functional as F
 from .errors import UserError
 
 __all__ = [
-    "BASELINES",
     "PSNR_MAX_DB",
     "evaluate_batch",
-    "inpaint_biharmonic",
-    "inpaint_harmonic",
-    "inpaint_mean_fill",
     "mean_ci95",
     "paste_visible",
     "patch_mask_to_pixel_mask",
@@ -64,7 +60,7 @@ _RANGE_TOL = 1e-3
 # --------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------
-def _check_images(name: str, x: torch.Tensor, *, check_range: bool) -> None:
+def check_images(name: str, x: torch.Tensor, *, check_range: bool) -> None:
     """Refuse what is not a float (N, C, H, W) batch; with ``check_range`` also values outside [0, 1]."""
     if not isinstance(x, torch.Tensor):
         raise UserError(f"{name}: expected a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
@@ -84,15 +80,15 @@ def _check_images(name: str, x: torch.Tensor, *, check_range: bool) -> None:
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, pred_name: str, target_name: str) -> None:
-    _check_images(pred_name, pred, check_range=False)
-    _check_images(target_name, target, check_range=True)
+    check_images(pred_name, pred, check_range=False)
+    check_images(target_name, target, check_range=True)
     if pred.shape != target.shape:
         raise UserError(
             f"{pred_name} has shape {tuple(pred.shape)} but {target_name} has shape {tuple(target.shape)}"
         )
 
 
-def _check_pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor, name: str = "pixel_mask") -> torch.Tensor:
+def check_pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor, name: str = "pixel_mask") -> torch.Tensor:
     """Return the mask as float (N, 1, H, W) matching ``like``; accept (N, H, W) too."""
     if not isinstance(pixel_mask, torch.Tensor):
         got = type(pixel_mask).__name__
@@ -156,7 +152,7 @@ def patch_mask_to_pixel_mask(
 def paste_visible(recon01: torch.Tensor, original01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
     """The reconstruction on hidden pixels, the original on visible ones: what a user would keep."""
     _check_pair(recon01, original01, "recon01", "original01")
-    m = _check_pixel_mask(pixel_mask, original01)
+    m = check_pixel_mask(pixel_mask, original01)
     return m * recon01 + (1.0 - m) * original01
 
 
@@ -177,7 +173,7 @@ def psnr(pred01: torch.Tensor, target01: torch.Tensor) -> torch.Tensor:
 def psnr_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB over hidden pixels only (MSE over hidden pixels x channels), peak 1.0."""
     _check_pair(pred01, target01, "pred01", "target01")
-    m = _check_pixel_mask(pixel_mask, target01).double()
+    m = check_pixel_mask(pixel_mask, target01).double()
     counts = _hidden_counts(m) * target01.shape[1]
     sq = (pred01.double() - target01.double()).pow(2) * m
     mse = sq.flatten(1).sum(1) / counts
@@ -187,7 +183,7 @@ def psnr_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.
 # --------------------------------------------------------------------------------------------
 # SSIM
 # --------------------------------------------------------------------------------------------
-def _ssim_dtype(device: torch.device) -> torch.dtype:
+def compute_dtype(device: torch.device) -> torch.dtype:
     # float64 avoids cancellation in E[x^2] - E[x]^2; MPS has no float64.
     return torch.float32 if device.type == "mps" else torch.float64
 
@@ -199,7 +195,7 @@ def _symmetric_index(size: int, pad: int, device: torch.device) -> torch.Tensor:
 
 def _ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Full-size (N, C, H, W) SSIM map, Gaussian window, symmetric borders."""
-    dtype = _ssim_dtype(x.device)
+    dtype = compute_dtype(x.device)
     x, y = x.to(dtype), y.to(dtype)
     n, c, h, w = x.shape
     r = _SSIM_RADIUS
@@ -242,7 +238,7 @@ def ssim_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.
     every method on the image a user would see.
     """
     _check_pair(pred01, target01, "pred01", "target01")
-    m = _check_pixel_mask(pixel_mask, target01)
+    m = check_pixel_mask(pixel_mask, target01)
     s = _ssim_map(pred01, target01)
     m = m.to(s.dtype)
     counts = _hidden_counts(m) * target01.shape[1]
@@ -284,127 +280,6 @@ def summarize(results: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
 
 
 # --------------------------------------------------------------------------------------------
-# classical baselines: (images01 (N, C, H, W), pixel_mask (N, 1, H, W)) -> filled images01
-# --------------------------------------------------------------------------------------------
-def _check_baseline_inputs(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-    _check_images("images01", images01, check_range=True)
-    m = _check_pixel_mask(pixel_mask, images01)
-    full = (m.flatten(1).mean(1) == 1).nonzero().flatten().tolist()
-    if full:
-        raise UserError(f"pixel_mask: image(s) {full[:10]} have every pixel hidden; nothing to inpaint from")
-    return m
-
-
-def inpaint_mean_fill(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-    """Fill hidden pixels with the mean colour of that image's visible pixels (the weakest baseline)."""
-    m = _check_baseline_inputs(images01, pixel_mask)
-    vis = 1.0 - m
-    mean = (images01 * vis).sum((2, 3), keepdim=True) / vis.sum((2, 3), keepdim=True)
-    return vis * images01 + m * mean.expand_as(images01)
-
-
-def _fill_level(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Rough harmonic fill of one pyramid level (coarse-to-fine start, a few Jacobi sweeps)."""
-    h, w = values.shape[-2:]
-    if min(h, w) <= 4:
-        # Coarsest level: start from the mean of what is known (every image has some known pixel).
-        weight = known.sum((2, 3), keepdim=True).clamp_min(1e-12)
-        guess = (values * known).sum((2, 3), keepdim=True) / weight
-        filled = known * values + (1 - known) * guess
-        iters = 4 * (h + w)
-    else:
-        # Normalised averaging down: a coarse pixel is known if any of its fine pixels is.
-        hp, wp = h + (h % 2), w + (w % 2)
-        v = F.pad(values * known, (0, wp - w, 0, hp - h))
-        k = F.pad(known, (0, wp - w, 0, hp - h))
-        ksum = F.avg_pool2d(k, 2)
-        coarse_v = F.avg_pool2d(v, 2) / ksum.clamp_min(1e-12)
-        coarse = _fill_level(coarse_v, (ksum > 0).to(values.dtype))
-        up = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
-        filled = known * values + (1 - known) * up
-        iters = 10
-    for _ in range(iters):
-        p = F.pad(filled, (1, 1, 1, 1), mode="replicate")  # zero normal derivative at the image border
-        avg = 0.25 * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
-        filled = known * values + (1 - known) * avg
-    return filled
-
-
-def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:
-    p = F.pad(x, (1, 1, 1, 1))  # zeros: a neighbour outside the image does not exist
-    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
-
-
-def _harmonic_solve(values: torch.Tensor, hidden: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
-    """Solve the 5-point Laplace equation on hidden pixels, visible pixels fixed, Neumann image border.
-
-    The system ``deg * u - sum(hidden neighbours) = sum(visible neighbours)`` is symmetric positive
-    definite (every hidden region touches a visible pixel), so conjugate gradients converge; one CG per
-    image and channel, all batched. The pyramid fill is the starting point.
-    """
-    dims = (2, 3)
-    deg = _neighbour_sum(torch.ones_like(values[:1, :1]))
-    x = hidden * _fill_level(values, 1.0 - hidden)
-
-    def apply(u: torch.Tensor) -> torch.Tensor:
-        return hidden * (deg * u - _neighbour_sum(u))
-
-    b = hidden * _neighbour_sum((1.0 - hidden) * values)
-    r = b - apply(x)
-    p = r.clone()
-    rr = (r * r).sum(dims, keepdim=True)
-    limit = (tol**2) * (b * b).sum(dims, keepdim=True).clamp_min(1e-30)
-    for _ in range(4 * (values.shape[-1] + values.shape[-2]) + 100):
-        if bool((rr <= limit).all()):
-            break
-        ap = apply(p)
-        alpha = rr / (p * ap).sum(dims, keepdim=True).clamp_min(1e-30)
-        x = x + alpha * p
-        r = r - alpha * ap
-        rr_new = (r * r).sum(dims, keepdim=True)
-        p = r + (rr_new / rr.clamp_min(1e-30)) * p
-        rr = rr_new
-    return (1.0 - hidden) * values + x
-
-
-def inpaint_harmonic(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-    """Harmonic (Laplace / membrane) fill: hidden pixels solve the discrete Laplace equation.
-
-    The smoothest fill with the visible pixels as boundary values, the classical diffusion inpainting
-    that OpenCV's Navier-Stokes and Telea methods approximate (Bertalmio et al. 2001; Telea 2004).
-    Solved in torch for the whole batch (conjugate gradients from a coarse-to-fine start), so it runs
-    on the GPU and is far cheaper than the biharmonic baseline.
-    """
-    m = _check_baseline_inputs(images01, pixel_mask)
-    dtype = _ssim_dtype(images01.device)
-    hidden = m.to(dtype).expand_as(images01).contiguous()
-    filled = _harmonic_solve(images01.to(dtype), hidden).to(images01.dtype)
-    return (1.0 - m) * images01 + m * filled.clamp(0.0, 1.0)
-
-
-def inpaint_biharmonic(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-    """scikit-image's biharmonic inpainting (Damelin & Hoang 2018), image by image on the CPU."""
-    from skimage.restoration import inpaint_biharmonic as _skimage_biharmonic
-
-    m = _check_baseline_inputs(images01, pixel_mask)
-    imgs = images01.detach().double().cpu().permute(0, 2, 3, 1).numpy()
-    hidden = m[:, 0].detach().cpu().numpy() > 0.5
-    out = np.empty_like(imgs)
-    for i in range(imgs.shape[0]):
-        out[i] = _skimage_biharmonic(imgs[i], hidden[i], channel_axis=-1)
-    filled = torch.from_numpy(out).permute(0, 3, 1, 2).to(images01.device, images01.dtype)
-    return (1.0 - m) * images01 + m * filled.clamp(0.0, 1.0)
-
-
-BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mean_fill": inpaint_mean_fill,
-    "harmonic": inpaint_harmonic,
-    "biharmonic": inpaint_biharmonic,
-}
-"""Classical inpainting methods, each ``(images01, pixel_mask) -> filled images01``; visible pixels kept."""
-
-
-# --------------------------------------------------------------------------------------------
 # one call for the model and every baseline
 # --------------------------------------------------------------------------------------------
 def evaluate_batch(
@@ -431,7 +306,7 @@ def evaluate_batch(
         pixel_mask = patch_mask_to_pixel_mask(mask, patch_size, tuple(original01.shape[-2:]))
     else:
         pixel_mask = mask
-    m = _check_pixel_mask(pixel_mask, original01, "mask")
+    m = check_pixel_mask(pixel_mask, original01, "mask")
     composite = paste_visible(recon01.clamp(0.0, 1.0), original01, m)
     return {
         "psnr_masked": psnr_masked(composite, original01, m),

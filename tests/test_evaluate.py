@@ -17,7 +17,8 @@ from mae_utils.errors import UserError
 from mae_utils.evaluate import evaluate_model, evaluate_run, format_table
 from mae_utils.evaluate_reconstruct import prepare_images, reconstruct_images
 from mae_utils.masking import make_mask
-from mae_utils.metrics import PSNR_MAX_DB, inpaint_mean_fill, patch_mask_to_pixel_mask, psnr_masked
+from mae_utils.baselines import inpaint_mean_fill
+from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked
 from mae_utils.model import patchify, unpatchify
 from mae_utils.synthetic import generate_faces
 from mae_utils.train import TrainConfig, fit

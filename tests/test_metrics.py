@@ -9,13 +9,10 @@ import pytest
 import torch
 
 from mae_utils.errors import UserError
+from mae_utils.baselines import BASELINES, inpaint_biharmonic, inpaint_harmonic, inpaint_mean_fill
 from mae_utils.metrics import (
-    BASELINES,
     PSNR_MAX_DB,
     evaluate_batch,
-    inpaint_biharmonic,
-    inpaint_harmonic,
-    inpaint_mean_fill,
     mean_ci95,
     paste_visible,
     patch_mask_to_pixel_mask,
