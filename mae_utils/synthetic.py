@@ -641,13 +641,3 @@ def run_cli(args: argparse.Namespace) -> int:
             bar.update(len(idx))
     print(f"wrote {args.n} faces ({args.size}x{args.size}, seed {args.seed}) to {out}")
     return 0
-
-
-def __getattr__(name: str) -> Any:
-    # The Dataset lives in mae_utils.data (it shares the folder dataset's transforms); importing it
-    # lazily from here keeps ``from mae_utils.synthetic import SyntheticFaces`` working without a cycle.
-    if name == "SyntheticFaces":
-        from .data import SyntheticFaces
-
-        return SyntheticFaces
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
