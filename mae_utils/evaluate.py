@@ -35,12 +35,12 @@ from .evaluate_reconstruct import add_mask_arguments, check_mask_arguments, mode
 from .masking import MASK_KINDS, make_mask
 from .baselines import BASELINES
 from .metrics import evaluate_batch, mean_ci95, patch_mask_to_pixel_mask, summarize
+from .viz import comparison_figure
 
 __all__ = [
     "DEFAULT_BASELINES",
     "METRICS",
     "add_cli_arguments",
-    "comparison_figure",
     "eval_name",
     "evaluate_model",
     "evaluate_run",
@@ -52,7 +52,6 @@ __all__ = [
 DEFAULT_BASELINES: tuple[str, ...] = ("mean_fill", "harmonic", "biharmonic")
 METRICS: tuple[str, ...] = ("psnr_masked", "ssim_masked", "psnr_full", "ssim_full")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-FIGURE_ROWS = 6
 
 
 # ---------------------------------------------------------------------- data
@@ -265,44 +264,6 @@ def format_table(result: dict[str, Any], title: str | None = None) -> str:
             "note: norm_pix_loss model: its pixels use the hidden patches' true mean/std (not a fair comparison)"
         )
     return "\n".join(lines)
-
-
-def comparison_figure(result: dict[str, Any], path: str | Path | None = None, rows: int = FIGURE_ROWS):
-    """First ``rows`` scored images: original, masked, then each method (visible pasted back) with its masked PSNR."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .viz import masked_image
-
-    if "images" not in result:
-        raise UserError("comparison_figure needs evaluate_model(..., keep_images=True)")
-    imgs = result["images"]
-    methods = [m for m in imgs if m != "original"]
-    rows = min(rows, result["n_images"])
-    p = imgs["original"].shape[-1] // int(math.isqrt(result["masks"].shape[1]))
-    pixel_mask = patch_mask_to_pixel_mask(result["masks"][:rows], p, tuple(imgs["original"].shape[-2:]))
-    masked = masked_image(imgs["original"][:rows], pixel_mask)
-    cols = 2 + len(methods)
-    fig = Figure(figsize=(1.6 * cols, 1.8 * rows + 0.3), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for r in range(rows):
-        panels = [("original", imgs["original"][r]), ("masked", masked[r])]
-        panels += [(m, imgs[m][r]) for m in methods]
-        for c, (name, img) in enumerate(panels):
-            ax = axes[r][c]
-            ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=8)
-            if name in result["per_image"]:
-                ax.set_xlabel(f"{float(result['per_image'][name]['psnr_masked'][r]):.1f} dB", fontsize=8, labelpad=2)
-    fig.tight_layout(pad=0.3)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    return fig
 
 
 def eval_name(split_desc: dict[str, Any], mask: str, mask_ratio: float, which: str) -> str:

@@ -7,14 +7,20 @@ headless server needs no display and leaks no open figures.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .errors import UserError
+from .metrics import patch_mask_to_pixel_mask
+
+#: How many images the evaluation comparison figure shows.
+FIGURE_ROWS = 6
 
 DEFAULT_TITLES = ("original", "masked", "reconstruction", "reconstruction + visible")
 
@@ -84,7 +90,7 @@ def ratio_curve_figure(curve: dict[float, dict]) -> Figure:
 
     ``curve`` maps each ratio to an :func:`mae_utils.evaluate.evaluate_model` result.
     """
-    import numpy as np
+
 
     ratios = sorted(curve)
     methods = list(curve[ratios[0]]["summary"])
@@ -110,8 +116,6 @@ def mask_gallery_figure(shapes: dict[str, dict], patch_size: int, image_size: in
 
     ``shapes`` maps a mask kind to an ``evaluate_model(..., keep_images=True)`` result.
     """
-    from .metrics import patch_mask_to_pixel_mask
-
     kinds = list(shapes)
     methods = list(shapes[kinds[0]]["summary"])
     cols = ["masked", *methods, "original"]
@@ -136,4 +140,37 @@ def mask_gallery_figure(shapes: dict[str, dict], patch_size: int, image_size: in
                 title = name
             ax.set_title(title, fontsize=8)
     fig.tight_layout(pad=0.4)
+    return fig
+
+
+def comparison_figure(result: dict[str, Any], path: str | Path | None = None, rows: int = FIGURE_ROWS):
+    """First ``rows`` scored images: original, masked, then each method (visible pasted back) with its masked PSNR."""
+    if "images" not in result:
+        raise UserError("comparison_figure needs evaluate_model(..., keep_images=True)")
+    imgs = result["images"]
+    methods = [m for m in imgs if m != "original"]
+    rows = min(rows, result["n_images"])
+    p = imgs["original"].shape[-1] // int(math.isqrt(result["masks"].shape[1]))
+    pixel_mask = patch_mask_to_pixel_mask(result["masks"][:rows], p, tuple(imgs["original"].shape[-2:]))
+    masked = masked_image(imgs["original"][:rows], pixel_mask)
+    cols = 2 + len(methods)
+    fig = Figure(figsize=(1.6 * cols, 1.8 * rows + 0.3), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for r in range(rows):
+        panels = [("original", imgs["original"][r]), ("masked", masked[r])]
+        panels += [(m, imgs[m][r]) for m in methods]
+        for c, (name, img) in enumerate(panels):
+            ax = axes[r][c]
+            ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=8)
+            if name in result["per_image"]:
+                ax.set_xlabel(f"{float(result['per_image'][name]['psnr_masked'][r]):.1f} dB", fontsize=8, labelpad=2)
+    fig.tight_layout(pad=0.3)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
     return fig
