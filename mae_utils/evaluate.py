@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .config import DEVICES
 from .errors import UserError
 from .evaluate_reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
 from .masking import MASK_KINDS, make_mask
@@ -394,7 +395,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                              "biharmonic is the slowest, ~0.1 s per 64 px image)")  # fmt: skip
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
                         help="which checkpoint of the run (default: best)")  # fmt: skip
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+    parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="where to run the model (default: auto)")  # fmt: skip
     parser.add_argument("--name", default=None, help="file name stem under RUN/eval/ (default: from split and mask)")
 

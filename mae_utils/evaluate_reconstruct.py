@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import DEVICES
 from .errors import UserError
 from .masking import MASK_KINDS, make_mask
 
@@ -231,7 +232,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add_mask_arguments(parser)
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
                         help="which checkpoint of the run (default: best)")  # fmt: skip
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+    parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="where to run the model (default: auto)")  # fmt: skip
 
 
