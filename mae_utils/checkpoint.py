@@ -12,14 +12,22 @@ A checkpoint is a folder with two files:
 Writing is atomic: both files go into a fresh temporary folder next to the target, which then
 replaces the old folder by two renames (old -> ``NAME.old``, new -> ``NAME``). A crash at any point
 leaves either the new or the previous checkpoint readable; :func:`resolve` falls back to
-``NAME.old`` for the one instant when only that exists.
+``NAME.old`` for the one instant when only that exists. A write that fails (disk full, folder not
+writable) removes its temporary folder and raises a :class:`UserError`; the previous checkpoint stays.
+
+Reading validates before allocating: :func:`load_model` checks the stored ``mae_config`` (known keys
+only, sizes equal to what the tensors' shapes imply) against the safetensors header, builds nothing
+bigger than the file describes, and refuses non-float or non-finite weights, naming the file and the
+field or tensor.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pickle
+import re
 import random
 import shutil
 import tempfile
@@ -32,6 +40,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .errors import UserError
+from .fileio import environment_error
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
@@ -74,16 +83,22 @@ def save_checkpoint(
     old = parent / f"{ckpt_dir.name}.old"
     if not ckpt_dir.exists() and _complete(old):  # a previous save died between its two renames
         os.replace(old, ckpt_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.tmp-", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise environment_error(exc, parent, "write a checkpoint in") from None
     try:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
         metadata = {"format": "pt"}
         if model_config is not None:
             metadata["mae_config"] = json.dumps(model_config)
-        save_file(tensors, str(tmp / MODEL_FILE), metadata=metadata)
-        torch.save(state, tmp / STATE_FILE)
-        for name in (MODEL_FILE, STATE_FILE):
-            _fsync_file(tmp / name)
+        try:
+            save_file(tensors, str(tmp / MODEL_FILE), metadata=metadata)
+            torch.save(state, tmp / STATE_FILE)
+            for name in (MODEL_FILE, STATE_FILE):
+                _fsync_file(tmp / name)
+        except (OSError, RuntimeError, SafetensorError) as exc:
+            raise _write_error(exc, ckpt_dir) from None
         if old.exists():
             shutil.rmtree(old)
         if ckpt_dir.exists():
@@ -95,6 +110,17 @@ def save_checkpoint(
         raise
     shutil.rmtree(old, ignore_errors=True)
     return ckpt_dir
+
+
+def _write_error(exc: BaseException, ckpt_dir: Path) -> UserError:
+    """A failed checkpoint write as one line; torch and safetensors report a full disk in their own words."""
+    kept = f"the previous checkpoint in {ckpt_dir} is kept" if _complete(ckpt_dir) else "nothing was saved"
+    if isinstance(exc, OSError):
+        return UserError(f"{environment_error(exc, ckpt_dir, 'save checkpoint')}; {kept}")
+    free = shutil.disk_usage(ckpt_dir.parent).free
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    full = " (disk full?)" if free < 64 * 2**20 or "write" in reason.lower() else ""
+    return UserError(f"cannot save checkpoint {ckpt_dir}{full}: {reason}; {free / 2**20:.0f} MiB free; {kept}")
 
 
 # ---------------------------------------------------------------------- reading
@@ -133,25 +159,140 @@ def load_model_state(ckpt_dir: str | Path, device: str | torch.device = "cpu") -
         raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
 
 
-def read_model_config(ckpt_dir: str | Path) -> dict[str, Any]:
-    """The ``MaskedAutoencoder`` constructor arguments stored with the weights."""
-    path = resolve(ckpt_dir) / MODEL_FILE
+def _header(path: Path) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]]]:
+    """(metadata, {tensor name: (dtype, shape)}) from a safetensors header, without reading tensors."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
+            tensors = {}
+            for k in fh.keys():
+                sl = fh.get_slice(k)
+                tensors[k] = (sl.get_dtype(), tuple(sl.get_shape()))
     except (SafetensorError, OSError) as exc:
         raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
+    return meta, tensors
+
+
+def read_model_config(ckpt_dir: str | Path) -> dict[str, Any]:
+    """The ``MaskedAutoencoder`` constructor arguments stored with the weights."""
+    path = resolve(ckpt_dir) / MODEL_FILE
+    meta, _ = _header(path)
     if "mae_config" not in meta:
         raise UserError(f"{path}: no mae_config in its metadata; was it written by maskAE?")
-    return json.loads(meta["mae_config"])
+    try:
+        config = json.loads(meta["mae_config"])
+    except ValueError as exc:
+        raise UserError(f"{path}: its mae_config metadata is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: its mae_config metadata must be a JSON object, not {type(config).__name__}")
+    return config
+
+
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names
+_DTYPE_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64"}
+
+
+def describe_tensors(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (safetensors dtype name, shape)} of loaded tensors, for :func:`check_tensor_set`."""
+    return {k: (_DTYPE_NAMES.get(v.dtype, str(v.dtype).replace("torch.", "")), tuple(v.shape)) for k, v in state.items()}
+
+
+def _blocks(names, prefix: str) -> int:
+    ids = {int(m.group(1)) for k in names if (m := re.match(rf"^{prefix}\.(\d+)\.", k))}
+    return max(ids) + 1 if ids else 0
+
+
+def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tuple[int, ...]]], source: str) -> None:
+    """Refuse a ``mae_config`` that does not describe exactly the tensors stored beside it.
+
+    Checked before any model is built, so an edited config (say ``embed_dim 16384, depth 64``) fails
+    here instead of allocating hundreds of GB: known keys only, the right types, and every size
+    equal to what the tensors' shapes imply.
+    """
+    from .model import MaskedAutoencoder
+
+    params = inspect.signature(MaskedAutoencoder.__init__).parameters
+    unknown = sorted(set(config) - set(params) - {"self"})
+    if unknown:
+        raise UserError(f"{source}: mae_config has unknown key(s) {', '.join(unknown)}")
+    for key, value in config.items():
+        want = params[key].default
+        kind = bool if isinstance(want, bool) else (float if isinstance(want, float) else int)
+        ok = isinstance(value, bool) if kind is bool else (
+            isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool))
+        if not ok or (kind is not bool and not value > 0):
+            raise UserError(f"{source}: mae_config {key} must be a positive {kind.__name__}; got {value!r}")
+    needed = ("cls_token", "mask_token", "pos_embed", "patch_embed.proj.weight")
+    missing = [k for k in needed if k not in tensors]
+    if missing:
+        raise UserError(f"{source}: missing tensor(s) {', '.join(missing)}")
+    cfg = {name: p.default for name, p in params.items() if name != "self"} | config
+    _, in_chans, patch, _ = tensors["patch_embed.proj.weight"][1]
+    implied = {
+        "embed_dim": tensors["cls_token"][1][-1],
+        "decoder_embed_dim": tensors["mask_token"][1][-1],
+        "depth": _blocks(tensors, "blocks"),
+        "decoder_depth": _blocks(tensors, "decoder_blocks"),
+        "patch_size": patch,
+        "in_chans": in_chans,
+    }
+    for key, value in implied.items():
+        if cfg[key] != value:
+            raise UserError(f"{source}: mae_config {key} is {cfg[key]} but the stored tensors imply {value}")
+    for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+        if cfg[width] % cfg[heads]:
+            raise UserError(f"{source}: mae_config {heads} {cfg[heads]} does not divide {width} {cfg[width]}")
+    grid = cfg["img_size"] // cfg["patch_size"]
+    if cfg["img_size"] % cfg["patch_size"] or grid * grid + 1 != tensors["pos_embed"][1][1]:
+        raise UserError(f"{source}: mae_config img_size {cfg['img_size']} does not match pos_embed {tensors['pos_embed'][1]}")
+    with torch.device("meta"):  # sizes are now bounded by the file: build the shapes, allocate nothing
+        expected = {k: tuple(v.shape) for k, v in MaskedAutoencoder(**config).state_dict().items()}
+    check_tensor_set(expected, tensors, source)
+
+
+def check_tensor_set(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[str, tuple[int, ...]]], source: str) -> None:
+    """Same names, same shapes, floating-point dtypes; else a :class:`UserError` naming the tensor."""
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing[:5])}"] if missing else []) + (
+            [f"unexpected {', '.join(unexpected[:5])}"] if unexpected else [])
+        raise UserError(f"{source}: weights do not match the model: {'; '.join(parts)}")
+    for name, shape in expected.items():
+        dtype, got = found[name]
+        if got != shape:
+            raise UserError(f"{source}: tensor {name} has shape {list(got)}, the model needs {list(shape)}")
+        if dtype not in _FLOAT_DTYPES:
+            raise UserError(f"{source}: tensor {name} is {dtype}, not floating point")
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity: they give NaN reconstructions and meaningless scores."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise UserError(f"{source}: tensor {name} holds {bad} NaN/inf value(s) of {t.numel()}; refused")
+
+
+def load_weights_into(model: torch.nn.Module, ckpt_dir: str | Path, device: str | torch.device = "cpu") -> None:
+    """Load ``model.safetensors`` into ``model`` after checking names, shapes, dtypes and finiteness."""
+    path = resolve(ckpt_dir) / MODEL_FILE
+    _, tensors = _header(path)
+    check_tensor_set({k: tuple(v.shape) for k, v in model.state_dict().items()}, tensors, str(path))
+    state = load_model_state(ckpt_dir, device)
+    check_finite(state, str(path))
+    model.load_state_dict(state, strict=True)
 
 
 def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the :class:`~mae_utils.model.MaskedAutoencoder` saved in ``ckpt_dir`` (eval mode)."""
     from .model import MaskedAutoencoder
 
-    model = MaskedAutoencoder(**read_model_config(ckpt_dir))
-    model.load_state_dict(load_model_state(ckpt_dir), strict=True)
+    path = resolve(ckpt_dir) / MODEL_FILE
+    config = read_model_config(ckpt_dir)
+    _, tensors = _header(path)
+    check_model_config(config, tensors, str(path))
+    model = MaskedAutoencoder(**config)
+    load_weights_into(model, ckpt_dir)
     return model.to(device).eval()
 
 

@@ -27,9 +27,9 @@ import math
 import os
 import platform
 import random
-import shutil
 import sys
 import time
+import uuid
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -52,7 +52,9 @@ from .config import (
     load_run_config,
 )
 from .errors import UserError
+from .fileio import atomic_write_text
 from .model import MaskedAutoencoder, build_mae, patchify
+from .rundir import RunFolder, holds_checkpoint
 
 __all__ = [
     "FitResult",
@@ -203,16 +205,12 @@ class _RunLog:
     def __call__(self, message: str) -> None:
         if not self.active:
             return
+        # file names that are not valid UTF-8 reach here as surrogates: shown escaped, never a crash
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         self.echo(message)
         if self.path is not None:
-            with open(self.path, "a") as fh:
+            with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(message + "\n")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _environment(device: torch.device, amp_dtype: torch.dtype | None, world: int) -> dict[str, Any]:
@@ -256,6 +254,8 @@ class _Run:
     val_set: _WithNoise
     steps_per_epoch: int
     log: _RunLog
+    folder: RunFolder | None = None  # rank 0's hold on run_dir (lock, --overwrite, rollback)
+    run_id: str = ""  # shared by config.json and every checkpoint of this run (evaluate checks it)
     epoch: int = 0  # epochs completed
     step: int = 0
     best_val_loss: float = math.inf
@@ -306,12 +306,24 @@ def _check_finite(run: _Run, loss_sum: torch.Tensor, count: int, epoch: int) -> 
     loss_sum, count = dist_utils.all_reduce_sum(total).tolist()
     if not math.isfinite(loss_sum):
         last = run.run_dir / "checkpoints" / "last"
-        kept = f"the last good checkpoint (epoch {run.epoch}) is in {last}" if run.epoch else "no checkpoint was written yet"
         raise NonFiniteLossError(
             f"training loss became {loss_sum / max(count, 1):.4g} in epoch {epoch + 1} (step {run.step}); "
-            f"stopped without saving; {kept}. Try a lower --base-lr, --grad-clip 1.0, or --amp none, then --resume"
+            f"stopped without saving; {_non_finite_advice(run)}"
         )
     return loss_sum, count
+
+
+def _non_finite_advice(run: _Run) -> str:
+    """What to do after a non-finite loss, as commands that work (resume accepts a new --base-lr)."""
+    cfg = run.config
+    fixes = f"--base-lr {cfg.base_lr / 10:.3g}" + (" --grad-clip 1.0" if cfg.grad_clip is None else "")
+    if run.amp_dtype is not None:
+        fixes += " --amp none"
+    if run.epoch:
+        last = run.run_dir / "checkpoints" / "last"
+        return (f"the last good checkpoint (epoch {run.epoch}) is in {last}; continue from it with a lower "
+                f"learning rate: --resume {run.run_dir} {fixes}")  # fmt: skip
+    return f"no checkpoint was written, so the folder was left as it was; start again with {fixes}"
 
 
 def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
@@ -425,11 +437,15 @@ def _state(run: _Run) -> dict[str, Any]:
         "config": run.config.to_dict(),
         "history": run.history,
         "world_size": run.world,
+        "run_id": run.run_id,
     }
 
 
 def _save(run: _Run, name: str) -> None:
     ckpt.save_checkpoint(run.run_dir / "checkpoints" / name, run.model.state_dict(), _state(run), run.model.config)
+    if run.folder is not None and name == "last":
+        for note in run.folder.committed():
+            run.log(note)
 
 
 def _restore(run: _Run) -> None:
@@ -437,6 +453,11 @@ def _restore(run: _Run) -> None:
     last = run.run_dir / "checkpoints" / "last"
     state = ckpt.load_state(last)
     saved = TrainConfig.from_dict(state["config"], source=str(last / ckpt.STATE_FILE))
+    if run.config.epochs < state["epoch"]:
+        raise UserError(
+            f"{run.run_dir} has already trained {state['epoch']} epochs; --epochs {run.config.epochs} cannot undo "
+            f"them: give --epochs {state['epoch']} or more (more extends the run), or evaluate it as it is"
+        )
     changed = [f.name for f in dataclasses.fields(TrainConfig)
                if f.name not in RESUME_OVERRIDABLE | {"out_dir"} and getattr(saved, f.name) != getattr(run.config, f.name)]  # fmt: skip
     if changed:
@@ -446,46 +467,36 @@ def _restore(run: _Run) -> None:
         )
     if state["world_size"] != run.world:
         run.log(f"note: resuming a {state['world_size']}-process run with {run.world}; the effective batch changes")
-    run.model.load_state_dict(ckpt.load_model_state(last, run.device), strict=True)
+    ckpt.load_weights_into(run.model, last, run.device)
     plan = ("initial_lr", "max_lr", "min_lr")  # the new schedule's, if it differs from the saved one
     fresh = [{k: g[k] for k in plan if k in g} for g in run.optimizer.param_groups]
     run.optimizer.load_state_dict(state["optimizer"])
-    if saved.epochs == run.config.epochs and state["world_size"] == run.world:
+    same_plan = (saved.epochs, saved.base_lr) == (run.config.epochs, run.config.base_lr)
+    if same_plan and state["world_size"] == run.world:
         run.scheduler.load_state_dict(state["scheduler"])
-    else:  # more epochs or another world size: the One-Cycle plan is redrawn, continued at this step
+    else:  # more epochs, a new base_lr or world size: the One-Cycle plan is redrawn, continued at this step
         for group, values in zip(run.optimizer.param_groups, fresh):
             group.update(values)
         run.scheduler.last_epoch = state["step"] - 1
         with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
             warnings.simplefilter("ignore", UserWarning)
             run.scheduler.step()
-        run.log(f"note: epochs {saved.epochs} -> {run.config.epochs}: the One-Cycle schedule now spans the new total")
+        if saved.epochs != run.config.epochs:
+            run.log(f"note: epochs {saved.epochs} -> {run.config.epochs}: the One-Cycle schedule now spans the new total")
+        if saved.base_lr != run.config.base_lr:
+            run.log(f"note: base_lr {saved.base_lr:g} -> {run.config.base_lr:g} from step {state['step']}")
     run.scaler.load_state_dict(state["scaler"])
     run.epoch, run.step = state["epoch"], state["step"]
     run.best_val_loss, run.stale_evals = state["best_val_loss"], state["stale_evals"]
     run.history = list(state["history"])
+    run.run_id = state.get("run_id") or run.run_id
     ckpt.restore_rng(state["rng"])
 
 
-def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
-    run_dir = Path(config.out_dir)
-    has_run = (run_dir / "checkpoints").exists() or (run_dir / "metrics.jsonl").exists()
-    if resume:
-        if not (run_dir / "config.json").is_file():
-            raise UserError(f"cannot resume: {run_dir}/config.json not found")
-        ckpt.resolve(run_dir / "checkpoints" / "last")  # raises a UserError if missing
-    elif has_run and not overwrite:
-        raise UserError(
-            f"out_dir {run_dir} already holds a run; resume it with --resume {run_dir}, "
-            f"pick another --out-dir, or pass --overwrite"
-        )
-    return run_dir
-
-
-def _setup(config: TrainConfig, resume: bool, overwrite: bool, echo: Callable[[str], None] | None) -> _Run:
+def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Callable[[str], None] | None) -> _Run:
+    """Everything before the first epoch. ``folder`` (rank 0 only) is the opened, locked run folder."""
     from .data import prepare_data
 
-    config.validate()
     device = resolve_device(config.device)  # under torchrun: the local rank's GPU
     dist_utils.init_from_env(device.type)
     world, rank = dist_utils.world_size(), dist_utils.rank()
@@ -496,18 +507,14 @@ def _setup(config: TrainConfig, resume: bool, overwrite: bool, echo: Callable[[s
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
 
-    run_dir = _prepare_run_dir(config, resume, overwrite) if rank == 0 else Path(config.out_dir)
-    dist_utils.barrier()
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and overwrite:  # nothing of the old run may mix with the new one
-            for name in ("metrics.jsonl", "log.txt", "split.json", "config.json"):
-                (run_dir / name).unlink(missing_ok=True)
-            for name in ("checkpoints", "samples"):
-                shutil.rmtree(run_dir / name, ignore_errors=True)
+    run_dir = Path(config.out_dir)
+    # a run without a checkpoint (stopped in its first epoch) starts again at epoch 0 with its settings
+    restore = resume and (folder.has_checkpoint if folder is not None else holds_checkpoint(run_dir))
     log = _RunLog(run_dir / "log.txt" if rank == 0 else None, echo, rank == 0)
-    log(f"{'resuming' if resume else 'training'} {run_dir} on {device}"
+    log(f"{'resuming' if restore else 'training'} {run_dir} on {device}"
         f"{f' x {world} processes' if world > 1 else ''}, amp {amp_dtype or 'none'}")  # fmt: skip
+    for note in folder.notes if folder is not None else ():
+        log(f"note: {note}")
 
     # data: rank 0 first (it writes split.json and the cache), then the others reuse them
     max_images = config.max_images
@@ -554,17 +561,27 @@ def _setup(config: TrainConfig, resume: bool, overwrite: bool, echo: Callable[[s
     if config.compile:
         train_model = torch.compile(train_model)
     run = _Run(config, run_dir, device, amp_dtype, world, rank, model, train_model, optimizer, scheduler,
-               scaler, train_set, val_set, steps_per_epoch, log)  # fmt: skip
-    if resume:
+               scaler, train_set, val_set, steps_per_epoch, log, folder)  # fmt: skip
+    run.run_id = _run_id(run_dir) if resume else uuid.uuid4().hex
+    if restore:
         _restore(run)
         log(f"resumed after epoch {run.epoch} (step {run.step}, best val loss {run.best_val_loss:.4f})")
     log(f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images; "
         f"effective batch {effective_batch}, peak lr {max_lr:.3g}, {steps_per_epoch} steps/epoch")  # fmt: skip
     if rank == 0:
-        record = {**config.to_dict(), "model": model.config, "runtime": _environment(device, amp_dtype, world)}
-        _atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
-        _atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
+        record = {**config.to_dict(), "model": model.config, "runtime": _environment(device, amp_dtype, world),
+                  "run_id": run.run_id}  # fmt: skip
+        atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
+        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
     return run
+
+
+def _run_id(run_dir: Path) -> str:
+    """The id recorded in ``run_dir/config.json`` (a new one for runs written before ids existed)."""
+    try:
+        return str(json.loads((run_dir / "config.json").read_text()).get("run_id") or uuid.uuid4().hex)
+    except (OSError, ValueError, AttributeError):
+        return uuid.uuid4().hex
 
 
 def _run_epochs(run: _Run) -> None:
@@ -626,20 +643,30 @@ def fit(
 
     Writes ``config.json``, ``split.json``, ``metrics.jsonl``, ``log.txt``, ``checkpoints/last``
     (every epoch), ``checkpoints/best`` (best validation loss) and ``samples/`` into ``config.out_dir``.
-    A fresh run refuses an ``out_dir`` that already holds one unless ``overwrite``. ``log`` receives
-    each progress line (default: printed above the tqdm bars).
+    A fresh run refuses an ``out_dir`` that already holds one unless ``overwrite``, which moves the old
+    run aside and deletes it only once the new run has saved its first checkpoint. The folder is locked
+    while the run lasts, and a run that fails before its first checkpoint leaves the folder as it found
+    it (:mod:`mae_utils.rundir`). ``log`` receives each progress line (default: above the tqdm bars).
     """
     started_group = not dist_utils.is_distributed()
+    config.validate()
+    folder = None
+    failed = True
     try:
-        run = _setup(config, resume, overwrite, log)
+        if (dist_utils.rank() if dist_utils.is_distributed() else int(os.environ.get("RANK", "0"))) == 0:
+            folder = RunFolder(config.out_dir, resume=resume, overwrite=overwrite).open()
+        run = _setup(config, resume, folder, log)
         try:
             _run_epochs(run)
         except NonFiniteLossError as exc:
             run.log(f"error: {exc}")
             raise
+        failed = False
         last = run.history[-1] if run.history else {}
         return FitResult(run.run_dir, dict(last), run.best_val_loss, list(run.history))
     finally:
+        if folder is not None:
+            folder.close(failed=failed)
         if started_group:
             dist_utils.cleanup()
 
@@ -657,7 +684,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                              f"config.json, and only {', '.join(sorted(RESUME_OVERRIDABLE))} may be given "
                              "(e.g. a larger --epochs to extend it)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh even if --out-dir already holds a run")  # fmt: skip
+                        help="start afresh even if --out-dir already holds a run: the old run is moved aside and "
+                             "deleted once the new one has saved its first checkpoint")  # fmt: skip
 
 
 def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:

@@ -40,7 +40,7 @@ def test_crash_while_writing_keeps_previous(tmp_path, monkeypatch):
         raise OSError("simulated crash mid-write")
 
     monkeypatch.setattr(ckpt.torch, "save", dying_save)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(UserError, match="simulated.*previous checkpoint .* is kept"):
         _save(tmp_path / "last", 2.0)
     monkeypatch.undo()
     assert ckpt.load_state(tmp_path / "last")["epoch"] == 1

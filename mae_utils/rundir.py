@@ -1,0 +1,253 @@
+"""The life of a run folder: one run at a time, nothing lost on ``--overwrite``, nothing left by a failure.
+
+* **Lock.** A training attempt holds ``RUN/.lock`` (created atomically with its pid, host and start
+  time) from before it reads anything until it ends. A second ``train`` into the same folder stops
+  with an error naming the owner; a lock whose process is dead (same host) is stale: it is removed,
+  and the log says so.
+* **What counts as a run.** A folder holds a run once a complete checkpoint was saved. Files of an
+  attempt that died before that (``config.json``, ``split.json``, ``log.txt``, an empty
+  ``metrics.jsonl``) are leftovers: a fresh start removes them without ``--overwrite``, and
+  ``--resume`` starts such a run from epoch 0 with its saved settings.
+* **--overwrite** deletes nothing up front: the old run's files are moved into ``RUN/.replaced/``
+  (one rename each), and are deleted only when the new run has saved its first checkpoint. If the new
+  run fails before that, they are moved back; if it was killed, the next start moves them back.
+* **Failure before the first checkpoint** (bad data, a bad setting, an interrupt): the folder is left as
+  it was found: what this attempt created is removed, and so is the folder itself if it created it.
+* **Temporaries** of killed writers (``checkpoints/.NAME.tmp-*`` folders, ``.NAME.PID.tmp`` files) are
+  removed at the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from .errors import UserError
+from .fileio import environment_error, host_name, pid_alive, remove_dead_tmp_files
+
+__all__ = ["LOCK_FILE", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder", "holds_checkpoint", "read_lock"]
+
+LOCK_FILE = ".lock"
+REPLACED_DIR = ".replaced"
+#: What a training run writes into its folder (everything else there is the user's and left alone).
+RUN_ENTRIES = ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpoints", "samples", "eval")
+
+
+def holds_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir/checkpoints`` has a complete checkpoint (``last`` or ``best``, or their ``.old``)."""
+    from .checkpoint import resolve
+
+    for name in ("last", "best"):
+        try:
+            resolve(run_dir / "checkpoints" / name)
+            return True
+        except UserError:
+            continue
+    return False
+
+
+def read_lock(lock: Path) -> dict | None:
+    """The owner recorded in a lock file, or None if it cannot be read."""
+    try:
+        data = json.loads(lock.read_text())
+        return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class RunFolder:
+    """One training attempt's hold on its run folder; see the module docstring for the rules.
+
+    ``open()`` before anything is written; ``committed()`` after the first checkpoint is saved;
+    ``close(failed)`` at the end (``failed=True`` before a commit rolls the folder back).
+    ``notes`` collects what a start did that the run's log should mention.
+    """
+
+    def __init__(self, path: str | Path, *, resume: bool, overwrite: bool) -> None:
+        self.path = Path(path).expanduser()
+        self.resume, self.overwrite = resume, overwrite
+        self.notes: list[str] = []
+        self.has_checkpoint = False
+        self.is_committed = False
+        self._created: list[Path] = []  # folders this attempt made, outermost first
+        self._snapshot: set[str] = set()
+        self._locked = False
+
+    # ------------------------------------------------------------------ start
+    def open(self) -> "RunFolder":
+        self._make_folder()
+        try:
+            self._lock()
+            self._recover_replaced()
+            self._remove_temporaries()
+            self.has_checkpoint = holds_checkpoint(self.path)
+            self._check_mode()
+            self._snapshot = set(os.listdir(self.path))
+        except BaseException:
+            self.close(failed=True)
+            raise
+        return self
+
+    def _make_folder(self) -> None:
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise UserError(f"out_dir {path} is a file, not a folder; choose another --out-dir")
+        missing = []
+        p = path
+        while not p.exists():
+            missing.append(p)
+            if p.parent == p:
+                break
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            raise UserError(f"out_dir {path}: {p} is a file, not a folder; choose another --out-dir")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise environment_error(exc, path, "create out_dir") from None
+        self._created = list(reversed(missing))
+
+    def _lock(self) -> None:
+        lock = self.path / LOCK_FILE
+        record = {"pid": os.getpid(), "host": host_name(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
+        tmp = self.path / f".lock.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps(record) + "\n")
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise environment_error(exc, self.path, "write to out_dir") from None
+        try:
+            for _ in range(3):
+                try:
+                    os.link(tmp, lock)  # atomic: fails if a lock exists, and the lock is never half-written
+                    self._locked = True
+                    return
+                except FileExistsError:
+                    owner = read_lock(lock)
+                    if owner is not None and owner.get("host") == host_name() and not pid_alive(owner["pid"]):
+                        lock.unlink(missing_ok=True)
+                        self.notes.append(f"removed a stale lock: process {owner['pid']} (started "
+                                          f"{owner.get('started', '?')}) is no longer running")  # fmt: skip
+                        continue
+                    who = (f"process {owner['pid']} on {owner.get('host', '?')}, since {owner.get('started', '?')}"
+                           if owner else "an unreadable lock")  # fmt: skip
+                    raise UserError(
+                        f"out_dir {self.path} is in use by another run ({who}); wait for it to finish or choose "
+                        f"another --out-dir (if no such process is running, delete {lock})"
+                    )
+                except OSError as exc:
+                    raise environment_error(exc, self.path, "lock out_dir") from None
+            raise UserError(f"could not lock out_dir {self.path}: its lock keeps changing")
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _recover_replaced(self) -> None:
+        """Finish what an ``--overwrite`` that was killed left: keep the new run if it saved, else restore."""
+        aside = self.path / REPLACED_DIR
+        if not aside.is_dir():
+            return
+        if holds_checkpoint(self.path):
+            shutil.rmtree(aside, ignore_errors=True)
+            self.notes.append(f"removed {aside}: the run that replaced it had saved a checkpoint")
+            return
+        self._remove_entries(RUN_ENTRIES)
+        self._move_back(aside)
+        self.notes.append("restored the previous run, which an interrupted --overwrite had moved aside")
+
+    def _remove_temporaries(self) -> None:
+        removed = []
+        ckpts = self.path / "checkpoints"
+        if ckpts.is_dir():
+            for tmp in ckpts.glob(".*.tmp-*"):  # checkpoint saves that were killed (lock held: none live)
+                _remove(tmp)
+                removed.append(tmp)
+        for folder in (self.path, self.path / "eval"):
+            if folder.is_dir():
+                removed += remove_dead_tmp_files(folder)
+        if removed:
+            self.notes.append(f"removed {len(removed)} temporary file(s) left by killed writes: "
+                              f"{', '.join(p.name for p in removed[:3])}{' ...' if len(removed) > 3 else ''}")  # fmt: skip
+
+    def _check_mode(self) -> None:
+        path = self.path
+        leftovers = [n for n in RUN_ENTRIES if (path / n).exists()]
+        if self.resume:
+            if not (path / "config.json").is_file():
+                raise UserError(f"cannot resume: {path}/config.json not found")
+            if not self.has_checkpoint:
+                self.notes.append(f"{path} has no checkpoint yet (its run stopped during the first epoch): "
+                                  "starting it from epoch 0 with its saved settings")  # fmt: skip
+            return
+        if self.has_checkpoint:
+            if not self.overwrite:
+                raise UserError(
+                    f"out_dir {path} already holds a run; resume it with --resume {path}, "
+                    f"pick another --out-dir, or pass --overwrite"
+                )
+            aside = path / REPLACED_DIR
+            aside.mkdir()
+            for name in leftovers:
+                os.replace(path / name, aside / name)
+            self.notes.append(f"--overwrite: moved the previous run's {', '.join(leftovers)} into {aside}; "
+                              "they are deleted once this run saves its first checkpoint")  # fmt: skip
+        elif leftovers:
+            self._remove_entries(leftovers)
+            self.notes.append(f"removed {', '.join(leftovers)} left by an earlier attempt that never saved "
+                              "a checkpoint")  # fmt: skip
+
+    # ------------------------------------------------------------------ progress and end
+    def committed(self) -> list[str]:
+        """The run saved a checkpoint: from now on the folder is its. Deletes a moved-aside old run."""
+        notes = []
+        if not self.is_committed:
+            self.is_committed = True
+            aside = self.path / REPLACED_DIR
+            if aside.is_dir():
+                shutil.rmtree(aside, ignore_errors=True)
+                notes.append(f"--overwrite: the first checkpoint is saved; deleted the previous run ({aside})")
+        return notes
+
+    def close(self, failed: bool = False) -> None:
+        """Release the lock; after a failure before the first checkpoint, leave the folder as found."""
+        try:
+            if failed and not self.is_committed and self._locked and not (self.resume and self.has_checkpoint):
+                new = set(os.listdir(self.path)) - self._snapshot if self._snapshot else set()
+                self._remove_entries([n for n in new if n in RUN_ENTRIES])
+                aside = self.path / REPLACED_DIR
+                if aside.is_dir():
+                    self._move_back(aside)
+        finally:
+            if self._locked:
+                owner = read_lock(self.path / LOCK_FILE)
+                if owner is not None and owner["pid"] == os.getpid():
+                    (self.path / LOCK_FILE).unlink(missing_ok=True)
+                self._locked = False
+            if failed and not self.is_committed:
+                for folder in reversed(self._created):  # innermost first; only if still empty
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        break
+
+    def _remove_entries(self, names) -> None:
+        for name in names:
+            _remove(self.path / name)
+
+    def _move_back(self, aside: Path) -> None:
+        for entry in aside.iterdir():
+            target = self.path / entry.name
+            _remove(target)
+            os.replace(entry, target)
+        aside.rmdir()
