@@ -303,7 +303,31 @@ def load_model_from_run(run_dir: str | Path, which: str = "best", device: str | 
     if which not in ("best", "last"):
         raise UserError(f"which must be 'best' or 'last'; got {which!r}")
     config = load_run_config(run_dir)
+    check_run_files(run_dir, which)
     return load_model(Path(run_dir) / "checkpoints" / which, device), config
+
+
+def check_run_files(run_dir: str | Path, which: str = "best") -> None:
+    """Refuse a run folder whose ``config.json``, ``split.json`` and checkpoint come from different runs.
+
+    Each run records one ``run_id`` in all three (runs written before ids existed have none and pass).
+    A mixed folder would otherwise be scored on a "test" split the model trained on.
+    """
+    run_dir = Path(run_dir)
+    ids = {}
+    for name in ("config.json", "split.json"):
+        try:
+            data = json.loads((run_dir / name).read_text())
+            ids[name] = data.get("run_id") if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            ids[name] = None
+    ids[f"checkpoints/{which}"] = load_state(run_dir / "checkpoints" / which).get("run_id")
+    known = {k: v for k, v in ids.items() if v}
+    if len(set(known.values())) > 1:
+        listed = ", ".join(f"{k} (run {v[:8]})" for k, v in known.items())
+        raise UserError(
+            f"{run_dir} mixes files of different runs: {listed}; re-train it, or copy a complete run folder"
+        )
 
 
 # ---------------------------------------------------------------------- RNG states

@@ -2,7 +2,8 @@
 
 Each command lives in the module that does its job; that module exposes
 ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``. This file only dispatches, and turns a
-:class:`~mae_utils.errors.UserError` into one ``error: ...`` line on stderr and exit status 2.
+:class:`~mae_utils.errors.UserError` (or an ``OSError`` from the environment: disk full, permission
+denied) into one ``error: ...`` line on stderr and exit status 2.
 
 Flags are never guessed: abbreviations are off (``--epoch`` is not ``--epochs``), and an unknown or
 misspelt flag is reported by the sub-command's own parser, with its usage and the closest valid flag.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import UserError
+from .fileio import environment_error
 
 
 def _prog() -> str:
@@ -90,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the environment (disk full, permissions, a vanished file): never a traceback
+        print(f"error: {environment_error(exc, exc.filename or '', 'use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

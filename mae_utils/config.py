@@ -24,10 +24,23 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
 # Fields a resumed run may change; everything else must match the run's config.json, because it
-# defines the data, the model or the optimisation trajectory.
+# defines the data, the model or the optimisation trajectory. base_lr and grad_clip may change so that
+# a run stopped by a non-finite loss can continue from its last good checkpoint more gently (the new
+# values are recorded in config.json, and the log says from which step they apply).
 RESUME_OVERRIDABLE = frozenset(
-    {"epochs", "device", "num_workers", "patience", "sample_every", "eval_every", "compile", "amp"}
+    {"epochs", "device", "num_workers", "patience", "sample_every", "eval_every", "compile", "amp",
+     "base_lr", "grad_clip"}
 )
+
+#: Seeds reach numpy's and scikit-learn's generators, which take 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """``seed`` if it is an integer in 0 .. :data:`MAX_SEED`, else a :class:`UserError` naming ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{name} must be an integer from 0 to {MAX_SEED}; got {seed!r}")
+    return seed
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -99,7 +112,8 @@ class TrainConfig:
         _positive(self, "image_size", "patch_size", "epochs", "batch_size", "eval_every")
         _positive(self, "max_images", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth")
         _positive(self, "decoder_num_heads", "patience")
-        _non_negative(self, "num_workers", "sample_every", "weight_decay", "seed")
+        _non_negative(self, "num_workers", "sample_every", "weight_decay")
+        check_seed(self.seed)
         if self.image_size % self.patch_size:
             raise UserError(
                 f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"

@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import UserError
-from .image_io import IMAGE_EXTENSIONS, ImageDecodeError, load_image, load_rgb
+from .fileio import atomic_write_text, environment_error, remove_dead_tmp_files
+from .image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image, load_rgb, max_pixels
 from .synthetic import generate_faces
 
 __all__ = [
@@ -68,6 +70,10 @@ SYNTHETIC_DEFAULT_IMAGES = 2000
 
 #: Environment variable that moves the default cache folder (``off`` disables the cache).
 CACHE_ENV = "MASKAE_CACHE_DIR"
+
+#: Environment variable that makes the folder scan follow symlinked sub-folders (``1``); off by default,
+#: since a link can lead out of the data set or into a loop. What is not followed is logged.
+FOLLOW_SYMLINKS_ENV = "MASKAE_FOLLOW_SYMLINKS"
 
 _CACHE_VERSION = 1
 _SKIPPED_SHOWN = 5  # how many skipped file names a log line shows
@@ -212,17 +218,43 @@ def _check_root(root: str | Path, what: str = "data_dir") -> Path:
     return path
 
 
-def scan_images(root: str | Path) -> tuple[list[str], int]:
+def _follow_symlinks_default() -> bool:
+    return os.environ.get(FOLLOW_SYMLINKS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def scan_images(
+    root: str | Path, *, follow_symlinks: bool | None = None, notes: list[str] | None = None
+) -> tuple[list[str], int]:
     """Image files under ``root`` (recursive, sorted, relative posix paths) and how many other files were ignored.
 
     Hidden files and folders (names starting with '.') are skipped, as are files without one of
-    :data:`IMAGE_EXTENSIONS`; the order does not depend on the file system.
+    :data:`IMAGE_EXTENSIONS`; the order does not depend on the file system. Symlinked sub-folders
+    are followed only with ``follow_symlinks`` (default: ``$MASKAE_FOLLOW_SYMLINKS``), each real
+    folder once. What the scan did not enter (symlinked folders not followed, folders it cannot read)
+    is described in ``notes``, one line each, for the run's log.
     """
     root = _check_root(root)
+    follow = _follow_symlinks_default() if follow_symlinks is None else follow_symlinks
     found: list[str] = []
     ignored = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    unreadable: list[OSError] = []
+    links: list[str] = []
+    visited = {os.path.realpath(root)}
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=follow):
+        kept = []
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if d.startswith("."):
+                continue
+            if os.path.islink(full) and not follow:
+                links.append(Path(full).relative_to(root).as_posix())
+                continue
+            real = os.path.realpath(full)
+            if real in visited:  # a link back into the tree: each real folder once, no loops
+                continue
+            visited.add(real)
+            kept.append(d)
+        dirnames[:] = kept
         rel_dir = Path(dirpath).relative_to(root)
         for name in filenames:
             if name.startswith("."):
@@ -231,7 +263,20 @@ def scan_images(root: str | Path) -> tuple[list[str], int]:
                 found.append((rel_dir / name).as_posix())
             else:
                 ignored += 1
+    if notes is not None:
+        if links:
+            notes.append(f"not following {len(links)} symlinked folder(s): {_fmt_names(links)} "
+                         f"(set {FOLLOW_SYMLINKS_ENV}=1 to follow them)")  # fmt: skip
+        if unreadable:
+            parts = [f"{Path(e.filename).relative_to(root).as_posix() if e.filename else '?'} "
+                     f"({e.strerror or e})" for e in unreadable]  # fmt: skip
+            notes.append(f"cannot read {len(unreadable)} folder(s), skipped: {_fmt_names(parts)}")
     return sorted(found), ignored
+
+
+def _fmt_names(names: Sequence[str], shown: int = _SKIPPED_SHOWN) -> str:
+    more = f", ... and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _fmt_skipped(skipped: Sequence[tuple[Any, str]], shown: int = _SKIPPED_SHOWN) -> str:
@@ -282,15 +327,20 @@ def _resolve_cache_dir(cache_dir: CacheDir) -> Path | None:
 
 
 def _cache_key(root: Path, rel_files: Sequence[str], image_size: int) -> str:
+    # file names are bytes to the OS: ones that are not valid UTF-8 arrive as surrogates, and hash as
+    # their original bytes (surrogateescape) instead of failing
     h = hashlib.sha256()
-    h.update(json.dumps({"v": _CACHE_VERSION, "root": str(root.resolve()), "size": image_size}).encode())
+    head = {"v": _CACHE_VERSION, "root": str(root.resolve()), "size": image_size}
+    if max_pixels() != DEFAULT_MAX_PIXELS:  # which big images are skipped changes what is cached
+        head["max_pixels"] = max_pixels()
+    h.update(json.dumps(head).encode("utf-8", "surrogateescape"))
     for rel in rel_files:
         try:
             st = (root / rel).stat()
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"\n{rel}\t{stamp}".encode())
+        h.update(f"\n{rel}\t{stamp}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:20]
 
 
@@ -337,12 +387,6 @@ def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # --- FaceFolder ----------------------------------------------------------------------------------
 
 
@@ -375,8 +419,9 @@ class FaceFolder(_ImageDataset):
         self.progress = progress
         workers = _default_workers() if workers is None else max(1, int(workers))
         n_other = 0
+        self.scan_notes: list[str] = []  # what the scan did not enter (symlinked, unreadable folders)
         if files is None:
-            candidates, n_other = scan_images(self.root)
+            candidates, n_other = scan_images(self.root, notes=self.scan_notes)
         else:
             candidates = sorted({self._relative(f) for f in files})
         if not candidates:
@@ -447,23 +492,36 @@ class FaceFolder(_ImageDataset):
     def _build_cache(
         self, npy: Path, meta_path: Path, key: str, candidates: list[str], workers: int
     ) -> dict[str, Any]:
+        """Decode every candidate into ``npy``, written with plain file writes (not a memory map: a full
+        disk then raises an error instead of killing the process with SIGBUS), via a temporary file
+        that any failure removes, after checking that the disk has room for it."""
         S = self.image_size
+        n, row_bytes = len(candidates), S * S * 3
+        remove_dead_tmp_files(npy.parent)  # left by builds that were killed
+        _check_free_space(npy.parent, n * row_bytes + 2**20, f"the image cache of {n} images at {S}px")
         tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(candidates), S, S, 3))
         good: list[str] = []
         skipped: list[tuple[str, str]] = []
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                  "shape": (n, S, S, 3)}  # fmt: skip
         try:
-            jobs = [(self.root / rel, S) for rel in candidates]
-            results = _pool_map(_decode_one, jobs, workers, self.progress, f"caching {self.root.name} at {S}px")
-            for rel, (img, reason) in zip(candidates, results):
-                if img is None:
-                    skipped.append((rel, reason or "unreadable"))
-                else:
-                    arr[len(good)] = img
-                    good.append(rel)
-            arr.flush()
-            del arr
+            with open(tmp, "wb") as fh:
+                np.lib.format.write_array_header_1_0(fh, header)
+                jobs = [(self.root / rel, S) for rel in candidates]
+                results = _pool_map(_decode_one, jobs, workers, self.progress, f"caching {self.root.name} at {S}px")
+                for rel, (img, reason) in zip(candidates, results):
+                    if img is None:
+                        skipped.append((rel, reason or "unreadable"))
+                    else:
+                        fh.write(np.ascontiguousarray(img, dtype=np.uint8).tobytes())
+                        good.append(rel)
+                fh.write(bytes(row_bytes * (n - len(good))))  # rows of skipped files: never read
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, npy)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise environment_error(exc, npy.parent, "write the image cache in") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -476,7 +534,7 @@ class FaceFolder(_ImageDataset):
             "files": good,
             "skipped": skipped,
         }
-        _atomic_write_text(meta_path, json.dumps(meta))
+        atomic_write_text(meta_path, json.dumps(meta))
         return meta
 
     # --- access ---
@@ -525,6 +583,18 @@ class FaceFolder(_ImageDataset):
         return (
             f"FaceFolder({str(self.root)!r}, image_size={self.image_size}, {len(self)} images, "
             f"{len(self.skipped)} skipped{cache})"
+        )
+
+
+def _check_free_space(folder: Path, needed: int, what: str) -> None:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise UserError(
+            f"not enough disk space in {folder} for {what}: needs {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB "
+            f"free; free some space, point cache_dir (or {CACHE_ENV}) elsewhere, or set it to off"
         )
 
 
@@ -678,7 +748,7 @@ def _read_split(path: Path) -> dict[str, list[str]]:
 def _write_split(path: Path, split: dict[str, list[str]], skipped: Sequence[tuple[str, str]], root: str | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {**split, "root": root, "skipped": [list(s) for s in skipped]}
-    _atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 def _synthetic_index(name: str, split_path: Path) -> int:
@@ -740,7 +810,10 @@ def prepare_data(
         return DataSplits(train, val, test, split, None, [])
 
     root = _check_root(data_dir)
-    candidates, n_other = scan_images(root)
+    notes: list[str] = []
+    candidates, n_other = scan_images(root, notes=notes)
+    for note in notes:
+        log(f"data: {root}: {note}")
     if saved is not None:
         needed = sorted({s for part in saved.values() for s in part})
         if not set(needed) <= set(candidates):

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .config import DEVICES
 from .errors import UserError
 from .evaluate_reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
+from .fileio import atomic_write_text
 from .masking import MASK_KINDS, make_mask
 from .baselines import BASELINES
 from .metrics import evaluate_batch, mean_ci95, patch_mask_to_pixel_mask, summarize
@@ -277,6 +278,15 @@ def eval_name(split_desc: dict[str, Any], mask: str, mask_ratio: float, which: s
     return f"{where}_{shape}_{which}"
 
 
+def check_file_stem(name: str) -> str:
+    """``name`` if it is a plain file name (no folder part, not hidden), else a :class:`UserError`:
+    evaluation results stay in ``RUN/eval/``."""
+    bad = not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name or "\0" in name
+    if bad or Path(name).name != name:
+        raise UserError(f"--name {name!r} must be a plain file name (results go to RUN/eval/NAME.json)")
+    return name
+
+
 def _json_ready(result: dict[str, Any]) -> dict[str, Any]:
     def clean(x: float) -> float | None:
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
@@ -323,6 +333,8 @@ def evaluate_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
+    if name is not None:
+        check_file_stem(name)
     dev = resolve_device(device)
     model, config = load_model_from_run(run_dir, which, dev)
     dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
@@ -362,9 +374,7 @@ def evaluate_run(
             "figure": fig_path.name,
         }
         json_path = out_dir / f"{stem}.json"
-        tmp = json_path.with_name(f".{json_path.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        tmp.replace(json_path)
+        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
         result.update(json_path=json_path, figure_path=fig_path)
         if not keep_images:
             result.pop("images", None)

@@ -200,8 +200,10 @@ def add_mask_arguments(parser: argparse.ArgumentParser, default_kind: str = "ran
                         help="which patches to hide: random (at --mask-ratio), center block, left/right half, "
                              f"eyes or mouth band, or a --patches list (default: {default_kind})")  # fmt: skip
     parser.add_argument("--mask-ratio", type=float, default=None,
-                        help="fraction hidden for random masks; area of the center block; only with --mask "
-                             f"random or center (default: {DEFAULT_MASK_RATIO})")  # fmt: skip
+                        help="fraction hidden for random masks; for the center block, the area it comes closest "
+                             "to while staying exactly centred (8x8 patches: 6x6 = 56%% at 0.75; the hidden "
+                             "fraction is printed); only with --mask random or center "
+                             f"(default: {DEFAULT_MASK_RATIO})")  # fmt: skip
     parser.add_argument("--patches", type=int, nargs="+", default=None, metavar="K",
                         help="patch indices (row-major, from 0) to hide; only with --mask patches")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random masks (default: 0)")

@@ -8,10 +8,16 @@ reason, which the data module records and skips.
 
 Transparency is composited on neutral grey (:data:`BACKGROUND`), not black: a black background
 would put hard artificial edges around cut-out faces and drag the pixel mean down.
+
+Huge files: JPEGs are decoded already scaled down (``draft``, DCT scaling) when a small size is
+wanted, other formats are box-reduced (``reduce``) right after decoding, before any conversion copies
+them; and an image that would still decode to more than :func:`max_pixels` pixels (40 MP by default,
+``MASKAE_MAX_PIXELS`` to change) is skipped with that reason instead of taking gigabytes of memory.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -26,6 +32,26 @@ BACKGROUND: tuple[int, int, int] = (128, 128, 128)
 
 # A truncated file must fail loudly, never decode as a half-grey image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+#: Environment variable holding the largest image (in pixels, after JPEG draft scaling) to decode.
+MAX_PIXELS_ENV = "MASKAE_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: every phone photo; a 12000x12000 scan (144 MP) is refused
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``$MASKAE_MAX_PIXELS`` if set (a positive integer), else :data:`DEFAULT_MAX_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        from .errors import UserError
+
+        raise UserError(f"{MAX_PIXELS_ENV} must be a positive number of pixels; got {text!r}")
+    return value
 
 
 class ImageDecodeError(Exception):
@@ -73,11 +99,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
+def load_rgb(path: str | Path, draft_size: int | None = None, limit: int | None = None) -> Image.Image:
     """Fully decode ``path`` to an 8-bit RGB PIL image, upright (EXIF orientation applied).
 
-    ``draft_size`` lets JPEG decoding use DCT scaling when the image is much larger than needed
-    (it stays at least ``draft_size`` on both sides). Raises :class:`ImageDecodeError`.
+    ``draft_size`` lets JPEG decoding use DCT scaling when the image is much larger than needed, and
+    other formats a box reduction after decoding (both keep at least ``draft_size`` on each side, 4x
+    for the reduction, so the final resize still sees the detail it needs). An image over ``limit``
+    pixels (default :func:`max_pixels`) is refused before decoding. Raises :class:`ImageDecodeError`.
     """
     path = Path(path)
     try:
@@ -92,7 +120,20 @@ def load_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
             with Image.open(path) as img:
                 if draft_size and img.format == "JPEG":
                     img.draft(None, (draft_size, draft_size))
+                w, h = img.size  # from the header (after draft scaling): nothing decoded yet
+                allowed = max_pixels() if limit is None else limit
+                if w * h > allowed:
+                    raise ImageDecodeError(
+                        f"image too large: {w}x{h} = {w * h / 1e6:.0f} MP, over the {allowed / 1e6:g} MP limit "
+                        f"(set {MAX_PIXELS_ENV} to allow it)"
+                    )
                 img.load()  # forces the full decode: truncated or corrupt data fails here
+                factor = min(w, h) // (4 * draft_size) if draft_size else 0
+                if factor >= 2:
+                    try:
+                        img = img.reduce(factor)
+                    except (ValueError, NotImplementedError):
+                        pass  # a mode reduce does not handle: resized at full size below
                 img = ImageOps.exif_transpose(img)
                 return to_rgb(img)
     except UnidentifiedImageError:

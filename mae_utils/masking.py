@@ -123,13 +123,22 @@ def _rows_mask(grid: tuple[int, int], start: float, stop: float) -> torch.Tensor
     return m
 
 
-def _centred_side(n: int, mask_ratio: float) -> int:
-    """Side of a block that sits exactly in the middle of ``n`` patches (same parity as ``n``), its
-    area closest to ``mask_ratio``, and never the whole grid: a block of odd side cannot be centred
-    on an even grid (a 7x7 block on 8x8 would hug a corner)."""
-    target = n * mask_ratio**0.5
-    sides = [s for s in range(n % 2 or 2, n, 2)] or [n]
-    return min(sides, key=lambda s: abs(s - target))
+def centred_block(rows: int, cols: int, mask_ratio: float) -> tuple[int, int]:
+    """(height, width) in patches of the center mask's block: its area the closest to ``mask_ratio``
+    that a block exactly in the middle of the grid allows.
+
+    Exactly centred means each side has the grid's parity (a 7x7 block cannot sit in the middle of
+    8x8) and leaves a margin (never the full height or width). So the area moves in steps: on an 8x8
+    grid the blocks are 2, 4 or 6 patches a side, and 0.75 gives 6x6 = 56% (the closest; 7x7 would
+    be off-centre). Ties go to the squarer block. ``mask_ratio`` must be in (0, 1).
+    """
+    if not 0.0 < mask_ratio < 1.0:
+        raise UserError(f"the center mask's mask_ratio is the block's area and must be between 0 and 1 "
+                        f"(exclusive); got {mask_ratio}")  # fmt: skip
+    side_r = [s for s in range(rows % 2 or 2, rows, 2)] or [rows]
+    side_c = [s for s in range(cols % 2 or 2, cols, 2)] or [cols]
+    pairs = [(r, c) for r in side_r for c in side_c]
+    return min(pairs, key=lambda rc: (abs(rc[0] * rc[1] / (rows * cols) - mask_ratio), abs(rc[0] / rows - rc[1] / cols)))
 
 
 def structured_mask(
@@ -141,13 +150,14 @@ def structured_mask(
 ) -> torch.Tensor:
     """One (L,) mask of a named shape on a patch grid (rows, cols); 1 = hidden.
 
-    center: a block exactly in the middle, its area as close to ``mask_ratio`` as a centred block allows; left/right: that half
+    center: a block exactly in the middle, its area the closest to ``mask_ratio`` that a centred block
+    allows (:func:`centred_block`: on an 8x8 grid, 6x6 = 56% at 0.75); left/right: that half
     of the face; eyes: the band at 30-50% of the height where aligned faces have their eyes; mouth:
     the band at 65-85%; patches: the explicit list of patch indices (row-major).
     """
     rows, cols = _grid(grid)
     if kind == "center":
-        side_r, side_c = _centred_side(rows, mask_ratio), _centred_side(cols, mask_ratio)
+        side_r, side_c = centred_block(rows, cols, mask_ratio)
         m = torch.zeros(rows, cols)
         r0, c0 = (rows - side_r) // 2, (cols - side_c) // 2
         m[r0 : r0 + side_r, c0 : c0 + side_c] = 1
@@ -192,6 +202,9 @@ def make_mask(
     """(N, L) masks for ``n`` images: random ones (seeded, per image) or one structured shape repeated."""
     rows, cols = _grid(grid)
     if kind == "random":
+        from .config import check_seed
+
+        check_seed(seed)
         length = rows * cols
         keep = num_visible(length, mask_ratio)
         noise = torch.rand(n, length, generator=torch.Generator().manual_seed(seed))

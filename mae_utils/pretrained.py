@@ -23,11 +23,25 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import check_finite, check_tensor_set, describe_tensors
 from .errors import UserError
-from .model import MaskedAutoencoder
+from .model import PRESETS, MaskedAutoencoder
 
-# Official releases do not store head counts; these are the published ViT widths' (Dosovitskiy et al.).
-_HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
+# Official releases do not store head counts. Known widths: the published ViT encoders' (Dosovitskiy et
+# al.), the MAE decoder's (512 wide, 16 heads), and this project's presets. Any other width must be
+# told (num_heads= / decoder_num_heads=): a wrong guess would load without error and give wrong outputs.
+_HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16} | {
+    p["embed_dim"]: p["num_heads"] for p in PRESETS.values()}  # fmt: skip
+_DECODER_HEADS_BY_WIDTH = {512: 16} | {p["decoder_embed_dim"]: p["decoder_num_heads"] for p in PRESETS.values()}
+
+
+def _heads(table: dict[int, int], width: int, name: str, source: str) -> int:
+    if width not in table:
+        raise UserError(
+            f"{source}: width {width} is not a standard one ({', '.join(map(str, sorted(table)))}), so its "
+            f"attention head count is unknown; pass {name}= (e.g. load_pretrained(path, {name}={max(1, width // 64)}))"
+        )
+    return table[width]
 
 _HF_TOP_LEVEL = [
     (r"^vit\.embeddings\.cls_token$", "cls_token"),
@@ -100,8 +114,12 @@ def _count_blocks(state: dict[str, torch.Tensor], prefix: str) -> int:
     return max(ids) + 1 if ids else 0
 
 
-def infer_config(state: dict[str, torch.Tensor], **known) -> dict:
-    """Model constructor arguments read off an official-layout state dict (plus what is ``known``)."""
+def infer_config(state: dict[str, torch.Tensor], source: str = "checkpoint", **known) -> dict:
+    """Model constructor arguments read off an official-layout state dict (plus what is ``known``).
+
+    Head counts are not stored in the tensors: they come from ``known``, else from the table of
+    standard widths; an unknown width raises a :class:`UserError` asking for them.
+    """
     required = ["cls_token", "pos_embed", "patch_embed.proj.weight", "mask_token", "decoder_pred.weight"]
     missing = [k for k in required if k not in state]
     if missing:
@@ -116,10 +134,11 @@ def infer_config(state: dict[str, torch.Tensor], **known) -> dict:
         in_chans=in_chans,
         embed_dim=embed_dim,
         depth=_count_blocks(state, "blocks"),
-        num_heads=_HEADS_BY_WIDTH.get(embed_dim, max(1, embed_dim // 64)),
+        num_heads=known.get("num_heads") or _heads(_HEADS_BY_WIDTH, embed_dim, "num_heads", source),
         decoder_embed_dim=decoder_dim,
         decoder_depth=_count_blocks(state, "decoder_blocks"),
-        decoder_num_heads=max(1, decoder_dim // 32),
+        decoder_num_heads=known.get("decoder_num_heads")
+        or _heads(_DECODER_HEADS_BY_WIDTH, decoder_dim, "decoder_num_heads", source),
         mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim if "blocks.0.mlp.fc1.weight" in state else 4.0,
     )
     config.update({k: v for k, v in known.items() if v is not None})
@@ -128,9 +147,13 @@ def infer_config(state: dict[str, torch.Tensor], **known) -> dict:
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"{path}: not a readable safetensors file: {exc}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a pickle that needs code to run, or not a torch file at all
@@ -170,7 +193,12 @@ def load_pretrained(
     hf = _hf_files(path)
     if hf is not None:
         config_path, weights_path = hf
-        hf_config = json.loads(config_path.read_text())
+        try:
+            hf_config = json.loads(config_path.read_text())
+        except ValueError as exc:
+            raise UserError(f"{config_path} is not valid JSON ({exc})") from None
+        if not isinstance(hf_config, dict):
+            raise UserError(f"{config_path} must hold a JSON object")
         if hf_config.get("model_type") not in (None, "vit_mae"):
             raise UserError(f"{config_path} describes a {hf_config.get('model_type')!r} model, not ViTMAE")
         if hf_config.get("hidden_act", "gelu") != "gelu":
@@ -192,7 +220,15 @@ def load_pretrained(
             raise UserError(f"{path} does not hold a state dict of tensors")
         known = dict(norm_pix_loss=norm_pix_loss)
     known.update({k: v for k, v in dict(num_heads=num_heads, decoder_num_heads=decoder_num_heads).items() if v})
-    config = infer_config(state, **known)
+    source = str(weights_path if hf is not None else path)
+    config = infer_config(state, source, **known)
+    for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+        if not isinstance(config[heads], int) or config[heads] < 1 or config[width] % config[heads]:
+            raise UserError(f"{source}: {heads} {config[heads]!r} does not divide {width} {config[width]}")
+    with torch.device("meta"):  # every size comes from the tensors: compare shapes before allocating
+        expected = {k: tuple(v.shape) for k, v in MaskedAutoencoder(**config).state_dict().items()}
+    check_tensor_set(expected, describe_tensors(state), source)
+    check_finite(state, source)
     model = MaskedAutoencoder(**config)
     model.load_state_dict(state, strict=True)
     if img_size is not None and img_size != model.img_size:

@@ -572,8 +572,19 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
         record = {**config.to_dict(), "model": model.config, "runtime": _environment(device, amp_dtype, world),
                   "run_id": run.run_id}  # fmt: skip
         atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
+        _stamp_split(run_dir / "split.json", run.run_id)
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
     return run
+
+
+def _stamp_split(path: Path, run_id: str) -> None:
+    """Record the run's id in its split.json, so evaluate can tell a split that belongs to another run."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict) and record.get("run_id") != run_id:
+        atomic_write_text(path, json.dumps({**record, "run_id": run_id}, indent=1) + "\n")
 
 
 def _run_id(run_dir: Path) -> str:
