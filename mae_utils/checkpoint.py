@@ -23,6 +23,7 @@ field or tensor.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import os
@@ -94,10 +95,13 @@ def save_checkpoint(
             metadata["mae_config"] = json.dumps(model_config)
         try:
             save_file(tensors, str(tmp / MODEL_FILE), metadata=metadata)
+            _, written = _header(tmp / MODEL_FILE)  # safetensors can drop a write error: read it back
+            if set(written) != set(tensors):
+                raise OSError(errno.EIO, "model.safetensors read back incomplete")
             torch.save(state, tmp / STATE_FILE)
             for name in (MODEL_FILE, STATE_FILE):
                 _fsync_file(tmp / name)
-        except (OSError, RuntimeError, SafetensorError) as exc:
+        except (OSError, RuntimeError, SafetensorError, UserError) as exc:
             raise _write_error(exc, ckpt_dir) from None
         if old.exists():
             shutil.rmtree(old)
@@ -119,8 +123,8 @@ def _write_error(exc: BaseException, ckpt_dir: Path) -> UserError:
         return UserError(f"{environment_error(exc, ckpt_dir, 'save checkpoint')}; {kept}")
     free = shutil.disk_usage(ckpt_dir.parent).free
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    full = " (disk full?)" if free < 64 * 2**20 or "write" in reason.lower() else ""
-    return UserError(f"cannot save checkpoint {ckpt_dir}{full}: {reason}; {free / 2**20:.0f} MiB free; {kept}")
+    return UserError(f"cannot save checkpoint {ckpt_dir}: the write failed (disk full? {free / 2**20:.0f} MiB "
+                     f"free): {reason}; {kept}")  # fmt: skip
 
 
 # ---------------------------------------------------------------------- reading

@@ -265,7 +265,7 @@ def scan_images(
                 ignored += 1
     if notes is not None:
         if links:
-            notes.append(f"not following {len(links)} symlinked folder(s): {_fmt_names(links)} "
+            notes.append(f"not following {len(links)} symlinked folder(s): {_fmt_names(sorted(links))} "
                          f"(set {FOLLOW_SYMLINKS_ENV}=1 to follow them)")  # fmt: skip
         if unreadable:
             parts = [f"{Path(e.filename).relative_to(root).as_posix() if e.filename else '?'} "

@@ -54,7 +54,7 @@ from .config import (
 from .errors import UserError
 from .fileio import atomic_write_text
 from .model import MaskedAutoencoder, build_mae, patchify
-from .rundir import RunFolder, holds_checkpoint
+from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint
 
 __all__ = [
     "FitResult",
@@ -707,6 +707,8 @@ def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     if not args.resume:
         return TrainConfig(**given), False
     run_dir = Path(args.resume)
+    if (run_dir / REPLACED_DIR).is_dir():  # an --overwrite was killed: settle the folder before reading it
+        RunFolder(run_dir, resume=True, overwrite=False).open().close()
     saved = load_run_config(run_dir)
     if "out_dir" in given and Path(given["out_dir"]) != run_dir:
         raise UserError("--out-dir cannot differ from --resume: a resumed run continues in its own folder")
