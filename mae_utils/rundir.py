@@ -23,13 +23,15 @@ import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
-from .fileio import environment_error, host_name, pid_alive, remove_dead_tmp_files
+from .fileio import atomic_write_text, environment_error, host_name, pid_alive, remove_dead_tmp_files
 
-__all__ = ["LOCK_FILE", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder", "holds_checkpoint", "read_lock"]
+__all__ = ["LOCK_FILE", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder", "holds_checkpoint", "new_run_id", "read_lock",
+           "read_run_id", "stamp_split"]
 
 LOCK_FILE = ".lock"
 REPLACED_DIR = ".replaced"
@@ -48,6 +50,29 @@ def holds_checkpoint(run_dir: Path) -> bool:
         except UserError:
             continue
     return False
+
+
+def new_run_id() -> str:
+    """A fresh id for a run; config.json, split.json and every checkpoint of the run carry it."""
+    return uuid.uuid4().hex
+
+
+def read_run_id(run_dir: Path) -> str:
+    """The id recorded in ``run_dir/config.json`` (a new one for runs written before ids existed)."""
+    try:
+        return str(json.loads((run_dir / "config.json").read_text()).get("run_id") or new_run_id())
+    except (OSError, ValueError, AttributeError):
+        return new_run_id()
+
+
+def stamp_split(path: Path, run_id: str) -> None:
+    """Record the run's id in its split.json, so evaluate can tell a split that belongs to another run."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict) and record.get("run_id") != run_id:
+        atomic_write_text(path, json.dumps({**record, "run_id": run_id}, indent=1) + "\n")
 
 
 def read_lock(lock: Path) -> dict | None:

@@ -29,7 +29,6 @@ import platform
 import random
 import sys
 import time
-import uuid
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ from .config import (
 from .errors import UserError
 from .fileio import atomic_write_text
 from .model import MaskedAutoencoder, build_mae, patchify
-from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint
+from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
 
 __all__ = [
     "FitResult",
@@ -562,7 +561,7 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
         train_model = torch.compile(train_model)
     run = _Run(config, run_dir, device, amp_dtype, world, rank, model, train_model, optimizer, scheduler,
                scaler, train_set, val_set, steps_per_epoch, log, folder)  # fmt: skip
-    run.run_id = _run_id(run_dir) if resume else uuid.uuid4().hex
+    run.run_id = read_run_id(run_dir) if resume else new_run_id()
     if restore:
         _restore(run)
         log(f"resumed after epoch {run.epoch} (step {run.step}, best val loss {run.best_val_loss:.4f})")
@@ -572,27 +571,9 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
         record = {**config.to_dict(), "model": model.config, "runtime": _environment(device, amp_dtype, world),
                   "run_id": run.run_id}  # fmt: skip
         atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
-        _stamp_split(run_dir / "split.json", run.run_id)
+        stamp_split(run_dir / "split.json", run.run_id)
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
     return run
-
-
-def _stamp_split(path: Path, run_id: str) -> None:
-    """Record the run's id in its split.json, so evaluate can tell a split that belongs to another run."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(record, dict) and record.get("run_id") != run_id:
-        atomic_write_text(path, json.dumps({**record, "run_id": run_id}, indent=1) + "\n")
-
-
-def _run_id(run_dir: Path) -> str:
-    """The id recorded in ``run_dir/config.json`` (a new one for runs written before ids existed)."""
-    try:
-        return str(json.loads((run_dir / "config.json").read_text()).get("run_id") or uuid.uuid4().hex)
-    except (OSError, ValueError, AttributeError):
-        return uuid.uuid4().hex
 
 
 def _run_epochs(run: _Run) -> None:
