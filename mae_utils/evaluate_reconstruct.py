@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import DEVICES
+from .config import DEVICES, check_seed
 from .errors import UserError
 from .masking import MASK_KINDS, make_mask
 
@@ -221,6 +221,7 @@ def check_mask_arguments(args: argparse.Namespace) -> None:
                         "has a fixed shape: drop --mask-ratio")  # fmt: skip
     if args.mask_ratio is None:
         args.mask_ratio = DEFAULT_MASK_RATIO
+    check_seed(args.seed, "--seed")
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

@@ -448,7 +448,7 @@ def test_seed_out_of_range(tiny_run, faces, capsys, tmp_path):
     assert "seed must be an integer from 0 to 4294967295" in err
     assert not (tmp_path / "r").exists()
     assert "seed must be" in _cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", huge])
-    assert "seed must be" in _cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", "-1"])
+    assert "--seed must be" in _cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", "-1", "--mask", "eyes"])
 
 
 # ---------------------------------------------------------------------- row 16: huge images
