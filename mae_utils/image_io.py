@@ -99,6 +99,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _reduce(img: Image.Image, factor: int) -> Image.Image:
+    """Box-reduce by ``factor``; 16-bit images go through 32-bit integers (which ``reduce`` handles)
+    and back, so the later 16 -> 8 bit scaling is unchanged. Modes it cannot reduce stay full size."""
+    try:
+        if img.mode.startswith("I;16"):
+            return img.convert("I").reduce(factor).convert(img.mode)
+        return img.reduce(factor)
+    except (ValueError, NotImplementedError):
+        return img
+
+
 def load_rgb(path: str | Path, draft_size: int | None = None, limit: int | None = None) -> Image.Image:
     """Fully decode ``path`` to an 8-bit RGB PIL image, upright (EXIF orientation applied).
 
@@ -130,10 +141,7 @@ def load_rgb(path: str | Path, draft_size: int | None = None, limit: int | None 
                 img.load()  # forces the full decode: truncated or corrupt data fails here
                 factor = min(w, h) // (4 * draft_size) if draft_size else 0
                 if factor >= 2:
-                    try:
-                        img = img.reduce(factor)
-                    except (ValueError, NotImplementedError):
-                        pass  # a mode reduce does not handle: resized at full size below
+                    img = _reduce(img, factor)
                 img = ImageOps.exif_transpose(img)
                 return to_rgb(img)
     except UnidentifiedImageError:

@@ -466,18 +466,22 @@ def test_images_over_the_pixel_limit_are_skipped_with_a_reason(tmp_path, monkeyp
         data.prepare_data(folder, 32, cache_dir=tmp_path / "cache", log=lines.append)
 
 
-def test_big_images_are_reduced_while_decoding(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sixteen_bit", [False, True])
+def test_big_images_are_reduced_while_decoding(tmp_path, monkeypatch, sixteen_bit):
     from mae_utils import image_io
 
     rng = np.random.default_rng(0)
-    big = np.kron(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), np.ones((32, 32, 1), dtype=np.uint8))
+    if sixteen_bit:  # a 16-bit grey scan: reduced through 32-bit integers, then scaled to 8 bits as before
+        big = np.kron(rng.integers(0, 65536, (32, 32)), np.ones((32, 32))).astype(np.uint16)
+    else:
+        big = np.kron(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), np.ones((32, 32, 1), dtype=np.uint8))
     Image.fromarray(big).save(tmp_path / "big.png")  # 1024x1024
+    full = image_io.resize_center_crop(image_io.to_rgb(Image.open(tmp_path / "big.png")), 32)
     reduced = []
     real_reduce = Image.Image.reduce
     monkeypatch.setattr(Image.Image, "reduce", lambda self, f, *a: (reduced.append((self.size, f)), real_reduce(self, f, *a))[1])
     small = image_io.load_image(tmp_path / "big.png", 32)
     assert reduced == [((1024, 1024), 8)]  # 1024 -> 128 px (4x the target) before any conversion
-    full = image_io.resize_center_crop(Image.fromarray(big), 32)
     assert np.abs(small.astype(int) - full.astype(int)).mean() < 2.0  # the same picture
 
 
