@@ -198,7 +198,8 @@ _DTYPE_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F3
 
 def describe_tensors(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """{name: (safetensors dtype name, shape)} of loaded tensors, for :func:`check_tensor_set`."""
-    return {k: (_DTYPE_NAMES.get(v.dtype, str(v.dtype).replace("torch.", "")), tuple(v.shape)) for k, v in state.items()}
+    names = {k: _DTYPE_NAMES.get(v.dtype, str(v.dtype).replace("torch.", "")) for k, v in state.items()}
+    return {k: (names[k], tuple(v.shape)) for k, v in state.items()}
 
 
 def _blocks(names, prefix: str) -> int:
@@ -248,13 +249,17 @@ def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tup
             raise UserError(f"{source}: mae_config {heads} {cfg[heads]} does not divide {width} {cfg[width]}")
     grid = cfg["img_size"] // cfg["patch_size"]
     if cfg["img_size"] % cfg["patch_size"] or grid * grid + 1 != tensors["pos_embed"][1][1]:
-        raise UserError(f"{source}: mae_config img_size {cfg['img_size']} does not match pos_embed {tensors['pos_embed'][1]}")
+        raise UserError(
+            f"{source}: mae_config img_size {cfg['img_size']} does not match pos_embed {list(tensors['pos_embed'][1])}"
+        )
     with torch.device("meta"):  # sizes are now bounded by the file: build the shapes, allocate nothing
         expected = {k: tuple(v.shape) for k, v in MaskedAutoencoder(**config).state_dict().items()}
     check_tensor_set(expected, tensors, source)
 
 
-def check_tensor_set(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[str, tuple[int, ...]]], source: str) -> None:
+def check_tensor_set(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[str, tuple[int, ...]]], source: str
+) -> None:
     """Same names, same shapes, floating-point dtypes; else a :class:`UserError` naming the tensor."""
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or unexpected:

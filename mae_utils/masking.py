@@ -138,7 +138,11 @@ def centred_block(rows: int, cols: int, mask_ratio: float) -> tuple[int, int]:
     side_r = [s for s in range(rows % 2 or 2, rows, 2)] or [rows]
     side_c = [s for s in range(cols % 2 or 2, cols, 2)] or [cols]
     pairs = [(r, c) for r in side_r for c in side_c]
-    return min(pairs, key=lambda rc: (abs(rc[0] * rc[1] / (rows * cols) - mask_ratio), abs(rc[0] / rows - rc[1] / cols)))
+
+    def closeness(rc: tuple[int, int]) -> tuple[float, float]:  # area gap first, then how far from square
+        return abs(rc[0] * rc[1] / (rows * cols) - mask_ratio), abs(rc[0] / rows - rc[1] / cols)
+
+    return min(pairs, key=closeness)
 
 
 def structured_mask(

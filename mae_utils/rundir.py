@@ -25,7 +25,6 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, host_name, pid_alive, remove_dead_tmp_files
@@ -100,7 +99,7 @@ class RunFolder:
     """
 
     def __init__(self, path: str | Path, *, resume: bool, overwrite: bool) -> None:
-        self.path = Path(path).expanduser()
+        self.path = Path(path)
         self.resume, self.overwrite = resume, overwrite
         self.notes: list[str] = []
         self.has_checkpoint = False
@@ -202,8 +201,8 @@ class RunFolder:
             if folder.is_dir():
                 removed += remove_dead_tmp_files(folder)
         if removed:
-            self.notes.append(f"removed {len(removed)} temporary file(s) left by killed writes: "
-                              f"{', '.join(p.name for p in removed[:3])}{' ...' if len(removed) > 3 else ''}")  # fmt: skip
+            names = ", ".join(p.name for p in removed[:3]) + (" ..." if len(removed) > 3 else "")
+            self.notes.append(f"removed {len(removed)} temporary file(s) left by killed writes: {names}")
 
     def _check_mode(self) -> None:
         path = self.path

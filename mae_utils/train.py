@@ -304,7 +304,6 @@ def _check_finite(run: _Run, loss_sum: torch.Tensor, count: int, epoch: int) -> 
     total = torch.stack([loss_sum.detach(), torch.full_like(loss_sum, count)])
     loss_sum, count = dist_utils.all_reduce_sum(total).tolist()
     if not math.isfinite(loss_sum):
-        last = run.run_dir / "checkpoints" / "last"
         raise NonFiniteLossError(
             f"training loss became {loss_sum / max(count, 1):.4g} in epoch {epoch + 1} (step {run.step}); "
             f"stopped without saving; {_non_finite_advice(run)}"
@@ -481,7 +480,8 @@ def _restore(run: _Run) -> None:
             warnings.simplefilter("ignore", UserWarning)
             run.scheduler.step()
         if saved.epochs != run.config.epochs:
-            run.log(f"note: epochs {saved.epochs} -> {run.config.epochs}: the One-Cycle schedule now spans the new total")
+            run.log(f"note: epochs {saved.epochs} -> {run.config.epochs}: the One-Cycle schedule now spans the "
+                    "new total")
         if saved.base_lr != run.config.base_lr:
             run.log(f"note: base_lr {saved.base_lr:g} -> {run.config.base_lr:g} from step {state['step']}")
     run.scaler.load_state_dict(state["scaler"])

@@ -327,7 +327,8 @@ def test_an_edited_config_fails_before_anything_is_allocated(tmp_path, tiny_run,
     err = _cli_error(capsys, ["evaluate", "--run", str(run)])
     assert "model.safetensors: mae_config embed_dim is 16384 but the stored tensors imply 32" in err
     assert built == []  # not even a meta-device model was built
-    err = _cli_error(capsys, ["reconstruct", "--run", str(run), "--images", str(tmp_path), "--out", str(tmp_path / "o.png")])
+    err = _cli_error(capsys, ["reconstruct", "--run", str(run), "--images", str(tmp_path),
+                              "--out", str(tmp_path / "o.png")])  # fmt: skip
     assert "mae_config embed_dim" in err
 
 
@@ -448,7 +449,8 @@ def test_seed_out_of_range(tiny_run, faces, capsys, tmp_path):
     assert "seed must be an integer from 0 to 4294967295" in err
     assert not (tmp_path / "r").exists()
     assert "seed must be" in _cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", huge])
-    assert "--seed must be" in _cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", "-1", "--mask", "eyes"])
+    err = _cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", "-1", "--mask", "eyes"])
+    assert "--seed must be an integer from 0 to 4294967295; got -1" in err
 
 
 # ---------------------------------------------------------------------- row 16: huge images
@@ -479,7 +481,12 @@ def test_big_images_are_reduced_while_decoding(tmp_path, monkeypatch, sixteen_bi
     full = image_io.resize_center_crop(image_io.to_rgb(Image.open(tmp_path / "big.png")), 32)
     reduced = []
     real_reduce = Image.Image.reduce
-    monkeypatch.setattr(Image.Image, "reduce", lambda self, f, *a: (reduced.append((self.size, f)), real_reduce(self, f, *a))[1])
+
+    def spy(self, factor, *args):
+        reduced.append((self.size, factor))
+        return real_reduce(self, factor, *args)
+
+    monkeypatch.setattr(Image.Image, "reduce", spy)
     small = image_io.load_image(tmp_path / "big.png", 32)
     assert reduced == [((1024, 1024), 8)]  # 1024 -> 128 px (4x the target) before any conversion
     assert np.abs(small.astype(int) - full.astype(int)).mean() < 2.0  # the same picture
@@ -554,13 +561,14 @@ def test_a_run_that_fails_before_training_leaves_no_files(tmp_path, capsys):
     junk.mkdir()
     (junk / "a.jpg").write_bytes(b"not a jpeg")
     fresh = tmp_path / "runs" / "new"
-    err = _cli_error(capsys, ["train", "--data-dir", str(junk), "--out-dir", str(fresh), "--cache-dir", "off", *TINY_FLAGS])
+    off = ["--cache-dir", "off", *TINY_FLAGS]
+    err = _cli_error(capsys, ["train", "--data-dir", str(junk), "--out-dir", str(fresh), *off])
     assert "no usable images" in err
     assert not (tmp_path / "runs").exists()  # the folders it made are gone too
     existing = tmp_path / "mine"
     existing.mkdir()
     (existing / "notes.txt").write_text("my notes")
-    _cli_error(capsys, ["train", "--data-dir", str(junk), "--out-dir", str(existing), "--cache-dir", "off", *TINY_FLAGS])
+    _cli_error(capsys, ["train", "--data-dir", str(junk), "--out-dir", str(existing), *off])
     assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
     # too few images for the batch fails after the split was written: still nothing left
     few = _write_faces(tmp_path / "few", 12)
