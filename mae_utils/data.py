@@ -13,17 +13,17 @@
   seeded; saved to and reused from ``split.json``) and the three datasets; :func:`build_loader`
   makes the loaders (seeded shuffling, pinned memory on CUDA, DistributedSampler under torchrun).
 
-Normalisation uses the ImageNet mean/std (:data:`MEAN`, :data:`STD`): the official MAE and the
-Hugging Face ViTMAE checkpoints were trained on inputs normalised that way, so a pretrained model
-loaded with :mod:`mae_utils.pretrained` sees faces the way it saw its training images, and models
-trained here can be compared with it on equal terms.
+Items are uint8 (3, S, S) tensors (:func:`image_tensor`): a quarter of the bytes of float32 through
+the loader, its workers and the copy to the GPU. :func:`mae_utils.transforms.batch_to_input` turns a
+batch into the model's normalised input on the training device, with the training augmentation;
+``MEAN``, ``STD``, ``Augment``, ``normalize``, ``denormalize`` and ``batch_to_input`` live in
+:mod:`mae_utils.transforms` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -34,13 +34,13 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, remove_dead_tmp_files
 from .image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image, load_rgb, max_pixels
 from .synthetic import generate_faces
+from .transforms import MEAN, STD, Augment, batch_to_input, denormalize, normalize
 
 __all__ = [
     "MEAN",
@@ -53,7 +53,9 @@ __all__ = [
     "SyntheticFaces",
     "build_loader",
     "default_cache_dir",
+    "batch_to_input",
     "denormalize",
+    "image_tensor",
     "load_face",
     "normalize",
     "prepare_data",
@@ -81,97 +83,12 @@ _SKIPPED_SHOWN = 5  # how many skipped file names a log line shows
 CacheDir = str | Path | None | Literal[False]
 
 
-# --- normalisation and transforms ------------------------------------------------------------------
+# --- items --------------------------------------------------------------------------------------
 
 
-def _stats_like(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(MEAN, dtype=t.dtype, device=t.device).view(3, 1, 1)
-    std = torch.tensor(STD, dtype=t.dtype, device=t.device).view(3, 1, 1)
-    return mean, std
-
-
-# uint8 -> normalised in one multiply-add per channel: x * 1/(255 std) - mean/std
-_SCALE = (1.0 / (255.0 * np.array(STD, dtype=np.float64))).astype(np.float32)
-_SHIFT = (np.array(MEAN, dtype=np.float64) / np.array(STD, dtype=np.float64)).astype(np.float32)
-
-
-def normalize_uint8(img: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> normalised float32 (3, H, W), as ``normalize(img / 255)``.
-
-    Done in numpy, which never spreads this small job over threads: in a busy main process torch's
-    intra-op threads made per-image normalisation at 128 px ten times slower than single-threaded.
-    """
-    out = np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32)
-    out *= _SCALE[:, None, None]
-    out -= _SHIFT[:, None, None]
-    return torch.from_numpy(out)
-
-
-def normalize(x01: torch.Tensor) -> torch.Tensor:
-    """Pixels in [0, 1], shaped (..., 3, H, W) -> the model's input scale ((x - MEAN) / STD)."""
-    if x01.ndim < 3 or x01.shape[-3] != 3:
-        raise UserError(f"normalize expects (..., 3, H, W), got shape {tuple(x01.shape)}")
-    mean, std = _stats_like(x01 if x01.is_floating_point() else x01.float())
-    return (x01 - mean) / std
-
-
-def denormalize(t: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalize`, clamped to [0, 1]; works on (3, H, W) and (N, 3, H, W)."""
-    if t.ndim < 3 or t.shape[-3] != 3:
-        raise UserError(f"denormalize expects (..., 3, H, W), got shape {tuple(t.shape)}")
-    mean, std = _stats_like(t if t.is_floating_point() else t.float())
-    return (t * std + mean).clamp(0.0, 1.0)
-
-
-def to_unit_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Training augmentation for aligned faces: a light random resized crop and a horizontal flip.
-
-    Faces in these data sets are centred and aligned, so the crop stays close to the full image
-    (``crop_scale`` near 1) instead of the ImageNet-style 0.2..1 that MAE uses on scenes.
-    """
-
-    crop_scale: tuple[float, float] = (0.85, 1.0)
-    crop_ratio: tuple[float, float] = (0.95, 1.0 / 0.95)
-    hflip: float = 0.5
-
-    def __post_init__(self) -> None:
-        lo, hi = self.crop_scale
-        if not (0 < lo <= hi <= 1):
-            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
-        rlo, rhi = self.crop_ratio
-        if not (0 < rlo <= rhi):
-            raise UserError(f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
-        if not (0 <= self.hflip <= 1):
-            raise UserError(f"Augment.hflip must be a probability in [0, 1], got {self.hflip}")
-
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        """Augment one uint8 (H, W, 3) image, drawing from torch's RNG (seeded per DataLoader worker).
-
-        The crop is resampled by Pillow (bilinear, sub-pixel box) on uint8 pixels: single-threaded
-        and cheap, so loading stays fast in the main process and in workers alike.
-        """
-        H, W, _ = img.shape
-        area = H * W
-        scale = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * torch.rand(()).item()
-        lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
-        ratio = math.exp(lo + (hi - lo) * torch.rand(()).item())
-        w = min(float(W), math.sqrt(area * scale * ratio))
-        h = min(float(H), math.sqrt(area * scale / ratio))
-        top = (H - h) * torch.rand(()).item()
-        left = (W - w) * torch.rand(()).item()
-        flip = self.hflip > 0 and torch.rand(()).item() < self.hflip
-        if (h, w) != (H, W):
-            pil = Image.fromarray(np.ascontiguousarray(img))
-            img = np.asarray(pil.resize((W, H), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h)))
-        if flip:
-            img = img[:, ::-1]
-        return img
+def image_tensor(img: np.ndarray) -> torch.Tensor:
+    """A decoded uint8 (H, W, 3) image -> the item form, uint8 (3, H, W) (one copy, owned by torch)."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)))
 
 
 def _as_augment(augment: bool | Augment | None) -> Augment | None:
@@ -185,7 +102,12 @@ def _as_augment(augment: bool | Augment | None) -> Augment | None:
 
 
 class _ImageDataset(Dataset):
-    """Shared item contract: uint8 (H, W, 3) source image -> normalised float (3, S, S)."""
+    """Shared item contract: ``ds[i]`` is uint8 (3, S, S), the stored pixels, never augmented.
+
+    ``augment`` (None or an :class:`~mae_utils.transforms.Augment`) says how the training loader
+    should augment this split: it draws per-image parameters and
+    :func:`~mae_utils.transforms.batch_to_input` applies them per batch on the device.
+    """
 
     image_size: int
     augment: Augment | None
@@ -196,10 +118,7 @@ class _ImageDataset(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} images")
-        img = self._uint8(i % len(self))
-        if self.augment is not None:
-            img = self.augment(img)
-        return normalize_uint8(img)
+        return image_tensor(self._uint8(i % len(self)))
 
     def uint8(self, i: int) -> np.ndarray:
         """The stored (decoded, resized, not augmented) pixels of item ``i``: uint8 (S, S, 3)."""
@@ -391,12 +310,13 @@ def _default_workers() -> int:
 
 
 class FaceFolder(_ImageDataset):
-    """A folder of face photos as a Dataset of normalised (3, image_size, image_size) tensors.
+    """A folder of face photos as a Dataset of uint8 (3, image_size, image_size) tensors.
 
     ``files``: paths (relative to ``root`` or absolute under it) to use instead of scanning.
     ``cache_dir``: where the uint8 cache lives; ``None`` = :func:`default_cache_dir`, ``False`` =
     no cache (decode every access; bad files are still found once, up front).
-    ``augment``: ``True`` for the default :class:`Augment`, or an :class:`Augment`.
+    ``augment``: ``True`` for the default :class:`Augment`, or an :class:`Augment`: recorded for the
+    training loader, which applies it per batch (items themselves are never augmented).
     Attributes: ``files`` (absolute paths used, in order), ``rel_files`` (the same relative to
     ``root``), ``skipped`` ((path, reason) of excluded files), ``cache_path`` and ``cache_status``
     ('built', 'reused' or None).
@@ -623,7 +543,7 @@ def _check_size(image_size: int) -> int:
 
 
 def load_face(path: str | Path, image_size: int) -> torch.Tensor:
-    """One image file -> normalised float (3, image_size, image_size), as the datasets prepare it.
+    """One image file -> uint8 (3, image_size, image_size), as the datasets' items.
 
     For a user's own photos (e.g. the reconstruct command); raises UserError naming the file.
     """
@@ -636,7 +556,7 @@ def load_face(path: str | Path, image_size: int) -> torch.Tensor:
         arr = load_image(path, _check_size(image_size))
     except ImageDecodeError as exc:
         raise UserError(f"cannot read image {path}: {exc}") from None
-    return normalize_uint8(arr)
+    return image_tensor(arr)
 
 
 # --- synthetic faces -----------------------------------------------------------------------------

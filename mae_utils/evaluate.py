@@ -37,6 +37,7 @@ from .fileio import atomic_write_text
 from .masking import MASK_KINDS, make_mask
 from .baselines import BASELINES
 from .metrics import evaluate_batch, mean_ci95, patch_mask_to_pixel_mask, summarize
+from .transforms import batch_to_input, denormalize
 from .viz import comparison_figure
 
 __all__ = [
@@ -149,7 +150,7 @@ def evaluate_model(
     keep_images: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Score a model and the baselines on ``dataset`` (items: normalised (3, H, W) tensors).
+    """Score a model and the baselines on ``dataset`` (items: uint8 (3, H, W), or normalised floats).
 
     Every image gets its mask from one :func:`~mae_utils.masking.make_mask` call over the whole
     selection (seeded), so results do not depend on ``batch_size``, and the model and every baseline
@@ -159,8 +160,6 @@ def evaluate_model(
     image), ``seconds`` {method: time spent}, and with ``keep_images`` ``images`` {"original",
     method: (N, 3, H, W) in [0, 1], visible pixels pasted back}.
     """
-    from .data import denormalize
-
     baselines = _check_baselines(baselines)
     if mask not in MASK_KINDS:
         raise UserError(f"unknown mask kind {mask!r}; choose one of {', '.join(MASK_KINDS)}")
@@ -186,10 +185,10 @@ def evaluate_model(
         if imgs.shape[-1] != size or imgs.shape[-2] != size:
             raise UserError(f"dataset images are {tuple(imgs.shape[-2:])} but the model takes {size}x{size}")
         m = masks[start : start + len(idx)]
-        original = denormalize(imgs.float())
+        original = denormalize(imgs)
         pixel_mask = patch_mask_to_pixel_mask(m, p, size)
         t0 = time.perf_counter()
-        fills = {"model": model_reconstruction(model, imgs.to(device), m.to(device)).cpu()}
+        fills = {"model": model_reconstruction(model, batch_to_input(imgs, device), m.to(device)).cpu()}
         seconds["model"] += time.perf_counter() - t0
         for b in baselines:
             t0 = time.perf_counter()

@@ -2,7 +2,8 @@
 
 :func:`reconstruct_images` is the one code path that the command, ``notebooks/evaluate.ipynb`` and
 ``notebooks/reconstruct_your_photos.ipynb`` share: photos are decoded exactly as the training data
-were (:func:`mae_utils.data.load_face`: EXIF-upright RGB, shorter side resized, center crop), a mask
+were (:func:`mae_utils.data.load_face`: EXIF-upright RGB, shorter side resized, center crop), made
+into the model's input by the training code's :func:`~mae_utils.transforms.batch_to_input`, a mask
 is drawn (:func:`mae_utils.masking.make_mask`), the model predicts the hidden patches, and the result
 comes back in [0, 1] as the four panels of the MAE paper's Figure 2 (original, masked,
 reconstruction, reconstruction with the visible patches pasted back).
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from .config import DEVICES, check_seed
 from .errors import UserError
 from .masking import MASK_KINDS, make_mask
+from .transforms import batch_to_input, denormalize
 
 __all__ = [
     "add_cli_arguments",
@@ -48,8 +50,6 @@ def model_reconstruction(model: torch.nn.Module, imgs: torch.Tensor, mask: torch
     the hidden patches, so such numbers are not a fair comparison with the baselines; evaluate marks
     them.
     """
-    from .data import denormalize
-
     model.eval()
     mask = mask.to(imgs.device, imgs.dtype)
     _, pred, _ = model(imgs, mask=mask)
@@ -70,8 +70,8 @@ def _resize_center_crop01(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
-    """One input -> normalised (3, size, size)."""
-    from .data import load_face, normalize
+    """One input -> uint8 (3, size, size), the datasets' item form."""
+    from .data import image_tensor, load_face
 
     if isinstance(item, (str, Path)):
         return load_face(item, size)
@@ -95,26 +95,27 @@ def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
                 f"{where}: pixel values span [{lo:.3f}, {hi:.3f}]; pass images in [0, 1] "
                 "(undo the normalisation with mae_utils.data.denormalize)"
             )
-        return normalize(_resize_center_crop01(item.detach().cpu().float().clamp(0, 1), size))
+        x01 = _resize_center_crop01(item.detach().cpu().float().clamp(0, 1), size)
+        return x01.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)  # 8-bit pixels, as any photo
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow is a requirement
         Image = None
     if Image is not None and isinstance(item, Image.Image):
-        from .data import normalize_uint8
         from .image_io import resize_center_crop, to_rgb
 
-        return normalize_uint8(resize_center_crop(to_rgb(item), size))
+        return image_tensor(resize_center_crop(to_rgb(item), size))
     raise UserError(
         f"{where}: expected a file path, a PIL image, or a (3, H, W) tensor in [0, 1]; got {type(item).__name__}"
     )
 
 
 def prepare_images(images: ImageInput | Sequence[ImageInput], image_size: int) -> torch.Tensor:
-    """Paths, PIL images, (3, H, W) or (N, 3, H, W) tensors in [0, 1] -> a normalised (N, 3, S, S) batch.
+    """Paths, PIL images, (3, H, W) or (N, 3, H, W) tensors in [0, 1] -> a uint8 (N, 3, S, S) batch.
 
     Files go through the data module's decoder (any mode, EXIF orientation, resize + center crop), so
-    a photo looks to the model exactly as a training image did.
+    a photo looks to the model exactly as a training image did; float tensors are rounded to 8-bit
+    pixels. :func:`mae_utils.transforms.batch_to_input` makes the model's input from the batch.
     """
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         items: list[ImageInput] = list(images)
@@ -168,9 +169,7 @@ def reconstruct_images(
     model_device = next(model.parameters()).device
     if torch.device(device) != model_device:
         model = model.to(device)
-    recon = model_reconstruction(model, batch.to(device), mask.float().to(device)).cpu()
-    from .data import denormalize
-
+    recon = model_reconstruction(model, batch_to_input(batch, device), mask.float().to(device)).cpu()
     original = denormalize(batch)
     mask = mask.float().cpu()
     pixel_mask = patch_mask_to_pixel_mask(mask, p, size)

@@ -283,6 +283,11 @@ class MaskedAutoencoder(nn.Module):
     def _check_input(self, imgs: torch.Tensor) -> None:
         if imgs.ndim != 4:
             raise UserError(f"imgs must be (N, C, H, W), got shape {tuple(imgs.shape)}")
+        if not imgs.is_floating_point():
+            raise UserError(
+                f"imgs must be the normalised float input, got {imgs.dtype}; make it from dataset items "
+                "with mae_utils.transforms.batch_to_input"
+            )
         if imgs.shape[1] != self.in_chans or imgs.shape[2] != self.img_size or imgs.shape[3] != self.img_size:
             raise UserError(
                 f"this model takes ({self.in_chans}, {self.img_size}, {self.img_size}) images, got "

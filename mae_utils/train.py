@@ -54,6 +54,7 @@ from .errors import UserError
 from .fileio import atomic_write_text
 from .model import MaskedAutoencoder, build_mae, patchify
 from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
+from .transforms import Augment, batch_to_input
 
 __all__ = [
     "FitResult",
@@ -173,14 +174,17 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 class _WithNoise(Dataset):
-    """Items become (image, mask noise); the noise depends only on (seed, epoch, index).
+    """Items become (uint8 image, mask noise, augmentation parameters), all fixed by (seed, epoch, index).
 
-    Being a function of the image index, not of the process or the batch, the masks are the same
-    after a resume and under any number of processes. ``epoch=None`` gives fixed noise (validation).
+    Being a function of the image index, not of the process, the worker or the batch, the masks and
+    augmentations are the same after a resume and under any number of processes or workers.
+    ``epoch=None`` gives fixed noise (validation). ``augment``: an :class:`~mae_utils.transforms.Augment`
+    whose per-image parameters :func:`~mae_utils.transforms.batch_to_input` applies on the device
+    (``{}`` without one).
     """
 
-    def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int):
-        self.ds, self.num_patches, self.seed, self.salt = ds, num_patches, seed, salt
+    def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None):
+        self.ds, self.num_patches, self.seed, self.salt, self.augment = ds, num_patches, seed, salt, augment
         self.epoch: int | None = None
 
     def __len__(self) -> int:
@@ -191,7 +195,8 @@ class _WithNoise(Dataset):
         if isinstance(item, (tuple, list)):
             item = item[0]
         g = torch.Generator().manual_seed(_mix(self.seed, self.salt, -1 if self.epoch is None else self.epoch, i))
-        return item, torch.rand(self.num_patches, generator=g)
+        noise = torch.rand(self.num_patches, generator=g)
+        return item, noise, (self.augment.draw(g) if self.augment is not None else {})
 
 
 class _RunLog:
@@ -335,8 +340,8 @@ def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
                disable=run.rank != 0, dynamic_ncols=True, unit="batch")  # fmt: skip
     start = time.perf_counter()
     seen = count = 0
-    for i, (imgs, noise) in enumerate(bar):
-        imgs = imgs.to(run.device, non_blocking=True)
+    for i, (imgs, noise, aug) in enumerate(bar):
+        imgs = batch_to_input(imgs, run.device, augment=aug)
         noise = noise.to(run.device, non_blocking=True)
         with _autocast(run):
             loss, _, _ = run.train_model(imgs, mask_ratio=cfg.mask_ratio, noise=noise)
@@ -383,8 +388,8 @@ def _validate(run: _Run) -> dict[str, float]:
     model = run.model
     model.eval()
     sums = torch.zeros(3, dtype=_acc_dtype(run.device), device=run.device)
-    for imgs, noise in _val_loader(run):
-        imgs = imgs.to(run.device, non_blocking=True)
+    for imgs, noise, _ in _val_loader(run):
+        imgs = batch_to_input(imgs, run.device)
         noise = noise.to(run.device, non_blocking=True)
         with _autocast(run):
             loss, pred, mask = model(imgs, mask_ratio=run.config.mask_ratio, noise=noise)
@@ -408,8 +413,9 @@ def save_samples(run: _Run, epoch: int) -> Path:
     from .viz import four_panel_figure, masked_image
 
     n = min(NUM_SAMPLE_IMAGES, len(run.val_set))
-    imgs, noise = (torch.stack(t) for t in zip(*(run.val_set[i] for i in range(n))))
-    imgs, noise = imgs.to(run.device), noise.to(run.device)
+    items = [run.val_set[i] for i in range(n)]
+    imgs = batch_to_input(torch.stack([it[0] for it in items]), run.device)
+    noise = torch.stack([it[1] for it in items]).to(run.device)
     run.model.eval()
     with _autocast(run):
         _, pred, mask = run.model(imgs, mask_ratio=run.config.mask_ratio, noise=noise)
@@ -529,7 +535,8 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
             )  # fmt: skip
         dist_utils.barrier()
     num_patches = (config.image_size // config.patch_size) ** 2
-    train_set = _WithNoise(splits.train, num_patches, config.seed, salt=1)
+    augment = getattr(splits.train, "augment", None)  # applied per batch on the device
+    train_set = _WithNoise(splits.train, num_patches, config.seed, salt=1, augment=augment)
     val_set = _WithNoise(splits.val, num_patches, config.seed, salt=2)
     per_rank = math.ceil(len(train_set) / world)
     steps_per_epoch = per_rank // config.batch_size

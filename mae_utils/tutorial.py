@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from .config import TrainConfig, load_run_config
 from .errors import UserError
 from .metrics import patch_mask_to_pixel_mask
+from .transforms import batch_to_input
 from .viz import masked_image
 
 __all__ = [
@@ -210,10 +211,11 @@ def trace_shapes(
 ) -> list[tuple[str, tuple[int, ...]]]:
     """Shapes as data flows through one real ``model(imgs)`` call, recorded by forward hooks.
 
-    Nothing is re-implemented here: hooks on the model's own modules report what they received and
+    ``imgs``: a batch of dataset items (uint8) or of model input. Nothing is re-implemented here: hooks on the model's own modules report what they received and
     returned, so the list stays true if the model changes.
     """
     trace: list[tuple[str, tuple[int, ...]]] = [("images", tuple(imgs.shape))]
+    imgs = batch_to_input(imgs, next(model.parameters()).device)  # uint8 items -> normalised input
     hooks = []
 
     def on(module: torch.nn.Module, label_in: str | None, label_out: str) -> None:

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from mae_utils import cli
-from mae_utils.data import SyntheticFaces, denormalize
+from mae_utils.data import SyntheticFaces, batch_to_input, denormalize
 from mae_utils.errors import UserError
 from mae_utils.evaluate import evaluate_model, evaluate_run, format_table
 from mae_utils.evaluate_reconstruct import prepare_images, reconstruct_images
@@ -113,7 +113,7 @@ def test_trained_model_scores_match_an_independent_forward_pass(run_dir):
     model, _ = load_model_from_run(run_dir)
     ds = _faces(4)
     res = evaluate_model(model, ds, baselines=(), seed=2, progress=False)
-    imgs = torch.stack([ds[i] for i in range(4)])
+    imgs = batch_to_input(torch.stack([ds[i] for i in range(4)]))
     with torch.no_grad():
         _, pred, _ = model(imgs, mask=res["masks"])
     recon = denormalize(model.unpatchify(pred))

@@ -1,0 +1,189 @@
+"""From stored pixels to the model's input: normalisation and training augmentation, per batch, on the device.
+
+Datasets yield uint8 (3, H, W) images. A batch travels to the training device as uint8 (pinned on
+CUDA; a quarter of the bytes of float32) and :func:`batch_to_input`, the one function that makes the
+model's input, turns it there into normalised float32 and applies the training augmentation to the
+whole batch at once. Training, validation, evaluation, reconstruction and the notebook helpers all
+call it; :func:`denormalize` maps back to [0, 1] for metrics and figures.
+
+Augmentation comes in two halves, so that it is exactly reproducible and cheap where it matters:
+
+* :meth:`Augment.draw` draws one image's parameters (a few scalars) from a generator the caller
+  seeds per (seed, epoch, image index); the training loader does so, as for the mask noise. A resumed
+  run, or one with more loader workers or processes, augments every image exactly as an uninterrupted
+  single-process run does, and no global random stream is involved.
+* :func:`apply_augment` applies a batch of such parameters on the batch's device: one
+  ``grid_sample`` resamples every crop (bilinear, edge pixels repeated), flips are exact.
+
+Extending it (zoom-out with context fill, translation, colour jitter): add a field to
+:class:`Augment`, a key to the dict :meth:`Augment.draw` returns (the DataLoader's default collate
+batches dict entries), and its step to :func:`apply_augment`.
+
+Normalisation uses the ImageNet mean/std (:data:`MEAN`, :data:`STD`): the official MAE and the
+Hugging Face ViTMAE checkpoints were trained on inputs normalised that way, so a pretrained model
+loaded with :mod:`mae_utils.pretrained` sees faces the way it saw its training images, and models
+trained here can be compared with it on equal terms.
+
+torchvision's ``transforms.v2`` is not used: it draws one set of parameters per call from the global
+random stream, while exact resume needs parameters per image from per-image generators.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+
+__all__ = ["MEAN", "STD", "Augment", "AugmentParams", "apply_augment", "batch_to_input", "denormalize", "normalize"]
+
+#: Per-channel mean and std of the normalisation (ImageNet's; see the module docstring for why).
+MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: One image's (or, batched, a batch's) augmentation parameters: ``box`` (top, left, height, width) of
+#: the crop as fractions of the image side, ``flip`` (bool). Batched: ``box`` (N, 4), ``flip`` (N,).
+AugmentParams = Mapping[str, torch.Tensor]
+
+
+def _check_pixels(t: torch.Tensor, what: str) -> None:
+    if t.ndim < 3 or t.shape[-3] != 3:
+        raise UserError(f"{what} expects (..., 3, H, W), got shape {tuple(t.shape)}")
+
+
+def _stats_like(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(MEAN, dtype=t.dtype, device=t.device).view(3, 1, 1)
+    std = torch.tensor(STD, dtype=t.dtype, device=t.device).view(3, 1, 1)
+    return mean, std
+
+
+@lru_cache(maxsize=8)
+def _uint8_affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 -> normalised as one multiply-subtract per channel: x / (255 std) - mean / std."""
+    scale = torch.tensor([1.0 / (255.0 * s) for s in STD], dtype=torch.float32).view(3, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(MEAN, STD)], dtype=torch.float32).view(3, 1, 1)
+    return scale.to(device), shift.to(device)
+
+
+def normalize(x01: torch.Tensor) -> torch.Tensor:
+    """Float pixels in [0, 1], shaped (..., 3, H, W) -> the model's input scale ((x - MEAN) / STD)."""
+    _check_pixels(x01, "normalize")
+    mean, std = _stats_like(x01 if x01.is_floating_point() else x01.float())
+    return (x01 - mean) / std
+
+
+def denormalize(t: torch.Tensor) -> torch.Tensor:
+    """Any image batch the package makes -> float pixels in [0, 1], for metrics and figures.
+
+    A float tensor is taken as the model's input scale (the inverse of :func:`normalize`, clamped);
+    a uint8 tensor (the datasets' items) is already pixels and is only scaled by 1/255. Works on
+    (3, H, W) and (N, 3, H, W).
+    """
+    _check_pixels(t, "denormalize")
+    if t.dtype == torch.uint8:
+        return t.float().div_(255.0)
+    mean, std = _stats_like(t if t.is_floating_point() else t.float())
+    return (t * std + mean).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation for aligned faces: a light random resized crop and a horizontal flip.
+
+    Faces in these data sets are centred and aligned, so the crop stays close to the full image
+    (``crop_scale``, the crop's share of the image area, near 1) instead of the ImageNet-style
+    0.2..1 that MAE uses on scenes. ``crop_ratio``: range of the crop's width / height (drawn
+    log-uniformly); ``hflip``: probability of a mirror image.
+    """
+
+    crop_scale: tuple[float, float] = (0.85, 1.0)
+    crop_ratio: tuple[float, float] = (0.95, 1.0 / 0.95)
+    hflip: float = 0.5
+
+    def __post_init__(self) -> None:
+        lo, hi = self.crop_scale
+        if not (0 < lo <= hi <= 1):
+            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        rlo, rhi = self.crop_ratio
+        if not (0 < rlo <= rhi):
+            raise UserError(f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
+        if not (0 <= self.hflip <= 1):
+            raise UserError(f"Augment.hflip must be a probability in [0, 1], got {self.hflip}")
+
+    def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One image's parameters (see :data:`AugmentParams`), drawn from ``generator`` alone.
+
+        A crop of ``crop_scale`` of the area with aspect ``crop_ratio``, clipped to the image, at a
+        uniform position; the same semantics as torchvision's ``RandomResizedCrop`` without retries.
+        """
+        u = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
+        scale = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * u[0]
+        lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+        ratio = math.exp(lo + (hi - lo) * u[1])
+        w = min(1.0, math.sqrt(scale * ratio))
+        h = min(1.0, math.sqrt(scale / ratio))
+        top, left = (1.0 - h) * u[2], (1.0 - w) * u[3]
+        flip = self.hflip > 0 and u[4] < self.hflip
+        return {"box": torch.tensor([top, left, h, w], dtype=torch.float32), "flip": torch.tensor(flip)}
+
+
+_FULL_BOX = torch.tensor([0.0, 0.0, 1.0, 1.0])
+
+
+def apply_augment(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    """Apply a batch of :meth:`Augment.draw` parameters to a float (N, C, H, W) batch on its device.
+
+    Each crop box is resampled to the full size (bilinear at pixel centres, edge pixels repeated, as
+    Pillow resizes a box), then flips are applied exactly. Parameters that change nothing (full
+    boxes, no flip) cost nothing. Linear in the pixels, so it commutes with the normalisation.
+    """
+    n = x.shape[0]
+    box = params.get("box")
+    if box is not None:
+        box = box.reshape(n, 4).to(torch.float32)
+        if not bool((box.cpu() == _FULL_BOX).all()):
+            top, left, h, w = box.unbind(1)
+            theta = torch.zeros(n, 2, 3, dtype=torch.float32)
+            theta[:, 0, 0], theta[:, 0, 2] = w, 2 * left + w - 1  # output x in [-1, 1] -> source x
+            theta[:, 1, 1], theta[:, 1, 2] = h, 2 * top + h - 1
+            grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    flip = params.get("flip")
+    if flip is not None and bool(flip.cpu().any()):
+        f = flip.reshape(n, 1, 1, 1).to(x.device, torch.bool, non_blocking=True)
+        x = torch.where(f, x.flip(-1), x)
+    return x
+
+
+def batch_to_input(
+    images: torch.Tensor,
+    device: str | torch.device | None = None,
+    *,
+    augment: AugmentParams | None = None,
+    non_blocking: bool = True,
+) -> torch.Tensor:
+    """A batch of images -> the model's normalised float32 input on ``device``, augmented if asked.
+
+    ``images``: (N, 3, H, W) uint8 pixels (the datasets' items, stacked), moved to the device as
+    uint8 and normalised there; a float batch is taken as already normalised and only moved.
+    ``device``: where the model is (default: where ``images`` are). ``augment``: the batched
+    :meth:`Augment.draw` parameters (as the training loader yields them), or None / ``{}``.
+    With a pinned uint8 batch the copy to a GPU overlaps with the work already queued there.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise UserError(f"batch_to_input expects a (N, 3, H, W) batch, got shape {tuple(images.shape)}")
+    device = images.device if device is None else torch.device(device)
+    x = images.to(device, non_blocking=non_blocking)
+    if x.dtype == torch.uint8:
+        scale, shift = _uint8_affine(x.device)
+        x = x.to(torch.float32).mul_(scale).sub_(shift)
+    elif not x.is_floating_point():
+        raise UserError(f"batch_to_input expects uint8 pixels or a normalised float batch, got {images.dtype}")
+    if augment:
+        x = apply_augment(x, augment)
+    return x
