@@ -1,17 +1,15 @@
-"""Data-loading speed: decoding every epoch versus the uint8 cache, side by side, at 64/128/256 px.
+"""Data-loading speed: the uint8 cache against decoding every epoch, side by side, at 64/128/256 px.
 
-    python benchmarks/bench_data.py --data-dir ../shared/faces/utkface --limit 4000
+    python benchmarks/bench_data.py --data-dir ../shared/faces/utkface --limit 2000
 
-For each size it times one full epoch through a DataLoader (batch 64, no augmentation) twice:
-``FaceFolder(cache_dir=False)`` decodes and resizes every JPEG on every access; ``FaceFolder`` with
-a cache reads the memory-mapped uint8 array. The one-off cost of building the cache is reported
-separately. It also times the synthetic face generator at 64 px. Prints a table; nothing is saved
-unless ``--json`` is given.
-
-At 256 px a cached epoch is bound by memory, not decoding: every item is a fresh 768 KiB float
-tensor, and glibc hands such blocks back to the kernel after use, so each one page-faults in again.
-Keeping freed memory in the process (``MALLOC_MMAP_THRESHOLD_=4294967296
-MALLOC_TRIM_THRESHOLD_=4294967296``) made cached 256 px epochs 2-3x faster on a 2-core VM.
+For each size it builds the cache (timed on its own), then times epochs through a DataLoader
+(batch 64, shuffled, the items training gets: uint8 (3, S, S)) with 1 worker and with N workers
+(default: the CPU count, at most 8), decoding every JPEG (``FaceFolder(cache_dir=False)``) and
+reading the memory-mapped cache, in turns. The rate counts from the first batch to the last, so
+worker start-up is left out and the number is what a running epoch sustains. Normalisation and
+augmentation are not part of it: they run per batch on the training device
+(:func:`mae_utils.transforms.batch_to_input`). Prints a table (and the load average, since the
+machine may be shared: read the ratios, which are measured side by side); ``--json`` saves it.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -34,15 +33,19 @@ from mae_utils.data import FaceFolder, build_loader, scan_images  # noqa: E402
 from mae_utils.synthetic import generate_faces  # noqa: E402
 
 
-def _epoch(ds: FaceFolder, batch_size: int, workers: int) -> float:
-    """Seconds for one pass over ``ds`` (loader construction and worker start-up included)."""
-    t0 = time.perf_counter()
+def epoch_rate(ds: FaceFolder, batch_size: int, workers: int) -> float:
+    """Images per second over one shuffled epoch, from the first batch to the last."""
     loader = build_loader(ds, batch_size, shuffle=True, num_workers=workers, seed=0)
+    it = iter(loader)
+    first = next(it)
+    t0 = time.perf_counter()
     n = 0
-    for batch in loader:
+    for batch in it:
         n += batch.shape[0]
-    assert n == len(ds)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    assert first.dtype == torch.uint8 and n + first.shape[0] == len(ds)
+    del it, loader  # stops persistent workers before the next measurement
+    return n / seconds
 
 
 def _synthetic_rate(size: int = 64, n: int = 2000) -> float:
@@ -50,6 +53,22 @@ def _synthetic_rate(size: int = 64, n: int = 2000) -> float:
     t0 = time.perf_counter()
     generate_faces(n, size, seed=0)
     return n / (time.perf_counter() - t0)
+
+
+def format_table(rows: list[dict], workers: list[int]) -> str:
+    head = ["size", "images"]
+    for w in workers:
+        head += [f"decode, {w} worker(s) (img/s)", f"cached, {w} worker(s) (img/s)", f"cached / decode, {w}"]
+    head += ["cache build (s)", "cache (MiB)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for r in rows:
+        cells = [f"{r['size']} px", str(r["images"])]
+        for w in workers:
+            d, c = r["decode_img_s"][str(w)], r["cache_img_s"][str(w)]
+            cells += [f"{d:.0f}", f"{c:.0f}", f"{c / d:.1f}x"]
+        cells += [f"{r['cache_build_s']:.1f}", f"{r['cache_mb']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,22 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="use a seeded random subset of this many files")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0: one process)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads in the loading process (default 1, as in a DataLoader worker)")  # fmt: skip
+    p.add_argument("--workers", type=int, nargs="+", default=None,
+                   help="DataLoader worker counts to compare (default: 1 and the CPU count, at most 8)")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=1, help="decode/cached turns per setting; the median counts")
     p.add_argument("--cache-dir", default=None, help="where to build the caches (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)
+    workers = args.workers or sorted({1, max(1, min(8, os.cpu_count() or 1))})
     files, _ = scan_images(args.data_dir)
     if args.limit and len(files) > args.limit:
         keep = np.sort(np.random.default_rng(0).choice(len(files), args.limit, replace=False))
         files = [files[i] for i in keep]
     tmp = Path(tempfile.mkdtemp(prefix="maskae-bench-")) if args.cache_dir is None else Path(args.cache_dir)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{len(files)} images from {args.data_dir}; batch {args.batch_size}, {args.workers} worker(s), "
-          f"{args.threads} torch thread(s); {os.cpu_count()} CPUs, load average {load:.1f}")  # fmt: skip
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"{len(files)} images from {args.data_dir}; batch {args.batch_size}, workers {workers}; "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)  # fmt: skip
     rows = []
     try:
         for size in args.sizes:
@@ -83,47 +103,31 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             cached = FaceFolder(args.data_dir, size, files=files, cache_dir=tmp, progress=False)
             build = time.perf_counter() - t0
-            n = len(plain)
-            t_dec = _epoch(plain, args.batch_size, args.workers)
-            t_cache = _epoch(cached, args.batch_size, args.workers)
-            t_cache2 = _epoch(cached, args.batch_size, args.workers)  # a second, warm epoch
-            mb = cached.cache_path.stat().st_size / 2**20
-            row = {
-                "size": size,
-                "images": n,
-                "decode_img_s": n / t_dec,
-                "cache_img_s": n / t_cache,
-                "cache_warm_img_s": n / t_cache2,
-                "speedup": t_dec / t_cache,
-                "cache_build_s": build,
-                "cache_mb": mb,
-            }
+            row = {"size": size, "images": len(cached), "cache_build_s": build,
+                   "cache_mb": cached.cache_path.stat().st_size / 2**20, "decode_img_s": {}, "cache_img_s": {}}  # fmt: skip
+            for w in workers:
+                dec, cac = [], []
+                for _ in range(args.rounds):  # in turns, so a busy neighbour slows both alike
+                    dec.append(epoch_rate(plain, args.batch_size, w))
+                    cac.append(epoch_rate(cached, args.batch_size, w))
+                row["decode_img_s"][str(w)] = statistics.median(dec)
+                row["cache_img_s"][str(w)] = statistics.median(cac)
+                print(f"  {size:>4} px, {w} worker(s): decode {row['decode_img_s'][str(w)]:7.0f} img/s, "
+                      f"cached {row['cache_img_s'][str(w)]:7.0f} img/s", flush=True)  # fmt: skip
             rows.append(row)
-            print(
-                f"  {size:>4}px: decode {row['decode_img_s']:8.0f} img/s | cache {row['cache_img_s']:8.0f} img/s "
-                f"(warm {row['cache_warm_img_s']:.0f}) | {row['speedup']:.1f}x | build {build:.1f} s, {mb:.0f} MiB",
-                flush=True,
-            )
             cached.cache_path.unlink(missing_ok=True)
     finally:
         if args.cache_dir is None:
             shutil.rmtree(tmp, ignore_errors=True)
     synth = _synthetic_rate()
+    end_load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print()
-    print(
-        "| size | images | decode every epoch (img/s) | cached epoch (img/s) | cached, 2nd epoch (img/s) "
-        "| cached / decode | cache build (s) | cache size (MiB) |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['size']} | {r['images']} | {r['decode_img_s']:.0f} | {r['cache_img_s']:.0f} "
-            f"| {r['cache_warm_img_s']:.0f} "
-            f"| {r['speedup']:.1f}x | {r['cache_build_s']:.1f} | {r['cache_mb']:.0f} |"
-        )
-    print(f"\nsynthetic faces at 64 px: {synth:.0f} img/s (one process)")
+    print(format_table(rows, workers))
+    print(f"\nsynthetic faces at 64 px: {synth:.0f} img/s (one process); "
+          f"load average at the end {end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f}")  # fmt: skip
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "synthetic_64_img_s": synth}, indent=2) + "\n")
+        record = {"rows": rows, "workers": workers, "synthetic_64_img_s": synth, "load_start": load, "load_end": end_load}
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 

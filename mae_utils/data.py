@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_collate_fn_map
 
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, remove_dead_tmp_files
@@ -52,6 +53,7 @@ __all__ = [
     "FaceFolder",
     "SyntheticFaces",
     "build_loader",
+    "collate_batch",
     "default_cache_dir",
     "batch_to_input",
     "denormalize",
@@ -87,8 +89,14 @@ CacheDir = str | Path | None | Literal[False]
 
 
 def image_tensor(img: np.ndarray) -> torch.Tensor:
-    """A decoded uint8 (H, W, 3) image -> the item form, uint8 (3, H, W) (one copy, owned by torch)."""
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)))
+    """A decoded uint8 (H, W, 3) image -> the item form, uint8 (3, H, W).
+
+    One plain copy, kept in the stored (H, W, 3) order: the item is a (3, H, W) view of it
+    ("channels last" strides). Reordering the bytes to (3, H, W) costs more than everything else an
+    item needs at 256 px; :func:`collate_batch` stacks such items with plain copies and
+    :func:`~mae_utils.transforms.batch_to_input` reorders whole batches on the device.
+    """
+    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
 
 
 def _as_augment(augment: bool | Augment | None) -> Augment | None:
@@ -802,6 +810,29 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
+def _collate_tensors(batch: Sequence[torch.Tensor], *, collate_fn_map: dict | None = None) -> torch.Tensor:
+    elem = batch[0]
+    hwc = [t.permute(1, 2, 0) for t in batch] if elem.dtype == torch.uint8 and elem.ndim == 3 else []
+    if not hwc or not all(t.is_contiguous() and t.shape == hwc[0].shape for t in hwc):
+        return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)
+    out = None
+    if torch.utils.data.get_worker_info() is not None:  # straight into shared memory, as torch does
+        storage = elem._typed_storage()._new_shared(len(hwc) * elem.numel(), device=elem.device)
+        out = elem.new(storage).resize_(len(hwc), *hwc[0].shape)
+    return torch.stack(hwc, 0, out=out).permute(0, 3, 1, 2)
+
+
+_COLLATE_MAP = {**default_collate_fn_map, torch.Tensor: _collate_tensors}
+
+
+def collate_batch(batch: Sequence[Any]) -> Any:
+    """``default_collate``, except that uint8 image items (:func:`image_tensor`) are stacked by plain
+    copies into a (N, 3, H, W) batch with channels-last strides (twice as fast at 256 px as the
+    strided copies ``default_collate`` makes of them). Both loaders (:func:`build_loader`, training)
+    use it."""
+    return collate(batch, collate_fn_map=_COLLATE_MAP)
+
+
 def build_loader(
     ds: Dataset,
     batch_size: int,
@@ -840,5 +871,6 @@ def build_loader(
         pin_memory=torch.device(device).type == "cuda",
         drop_last=drop_last,
         generator=generator,
+        collate_fn=collate_batch,
         **kwargs,
     )

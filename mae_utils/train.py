@@ -50,6 +50,7 @@ from .config import (
     config_from_args,
     load_run_config,
 )
+from .data import collate_batch
 from .errors import UserError
 from .fileio import atomic_write_text
 from .model import MaskedAutoencoder, build_mae, patchify
@@ -295,12 +296,13 @@ def _train_loader(run: _Run, epoch: int) -> DataLoader:
         generator=torch.Generator().manual_seed(_mix(run.config.seed, 11, epoch)),  # worker seeds
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
+        collate_fn=collate_batch,
     )
 
 
 def _val_loader(run: _Run) -> DataLoader:
     shard = Subset(run.val_set, list(range(run.rank, len(run.val_set), run.world)))
-    return DataLoader(shard, batch_size=run.config.batch_size, shuffle=False,
+    return DataLoader(shard, batch_size=run.config.batch_size, shuffle=False, collate_fn=collate_batch,
                       num_workers=run.config.num_workers, pin_memory=run.device.type == "cuda")  # fmt: skip
 
 

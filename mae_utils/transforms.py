@@ -181,7 +181,7 @@ def batch_to_input(
     x = images.to(device, non_blocking=non_blocking)
     if x.dtype == torch.uint8:
         scale, shift = _uint8_affine(x.device)
-        x = x.to(torch.float32).mul_(scale).sub_(shift)
+        x = x.to(torch.float32, memory_format=torch.contiguous_format).mul_(scale).sub_(shift)
     elif not x.is_floating_point():
         raise UserError(f"batch_to_input expects uint8 pixels or a normalised float batch, got {images.dtype}")
     if augment:
