@@ -33,7 +33,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("mae_utils.evaluate", "masked-region PSNR/SSIM of a run against classical baselines"),
     "reconstruct": ("mae_utils.evaluate_reconstruct", "four-panel figure for your own photos"),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
-    "bench": ("mae_utils.bench", "training-step speed and memory against Hugging Face ViTMAE"),
 }
 
 

@@ -65,10 +65,6 @@ __all__ = [
     "split_names",
 ]
 
-#: Per-channel mean and std of the normalisation (ImageNet's; see the module docstring for why).
-MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
 #: How many synthetic faces :func:`prepare_data` generates when ``max_images`` is not given.
 SYNTHETIC_DEFAULT_IMAGES = 2000
 

@@ -1,11 +1,15 @@
-"""The speed benchmark: equal configurations, FLOP count, interleaved timing, the table."""
+"""The speed benchmark (benchmarks/bench_step.py): equal configurations, FLOP count, interleaved timing, the table."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from mae_utils import bench
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_step as bench  # noqa: E402
 
 TOY = dict(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=16, decoder_depth=1,
            decoder_num_heads=2, batch_size=4)  # fmt: skip
@@ -47,3 +51,14 @@ def test_interleaved_timing_and_table():
 def test_unknown_config_is_a_user_error():
     with pytest.raises(ValueError, match="tiny-64"):
         bench.time_contenders("huge-1024")
+
+
+def test_peak_flops_by_gpu_name_longest_match():
+    assert bench.peak_flops_for("NVIDIA H200") == 989e12
+    assert bench.peak_flops_for("NVIDIA H100 PCIe") == 756e12 and bench.peak_flops_for("NVIDIA H100 80GB HBM3") == 989e12
+    assert bench.peak_flops_for("Some Other GPU") is None
+
+
+def test_command_line_reports_user_errors(capsys):
+    assert bench.main(["--steps", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --steps must be >= 1"

@@ -1,5 +1,10 @@
 """Training-step speed and memory: our MAE against Hugging Face ``ViTMAEForPreTraining``.
 
+    python benchmarks/bench_step.py --config tiny-64 small-128
+
+A benchmark, not part of the package: ``transformers`` (a test-only dependency) is imported here
+only, and only when a Hugging Face contender is built. ``benchmarks/gpu_check.py`` reuses it.
+
 One step = forward at mask ratio 0.75, backward, AdamW (betas 0.9/0.95, weight decay 0.05). Every
 contender gets the same architecture, batch, images and mask noise. Timing is interleaved: each
 round runs every contender for a few steps in rotating order, and the median round counts, so a
@@ -10,7 +15,7 @@ allocator counter, so each contender runs two steps in a fresh subprocess and re
 resident memory above the resident memory just before the first step (activations, gradients,
 optimizer state, allocator slack).
 
-``python -m mae_utils bench [--config tiny-64] [--steps 3] [--rounds 5]``
+``python benchmarks/bench_step.py [--config tiny-64] [--steps 3] [--rounds 5] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -24,11 +29,18 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Callable
 
 import torch
 
-from .errors import UserError
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from mae_utils.errors import UserError  # noqa: E402
+from mae_utils.model import MaskedAutoencoder  # noqa: E402
+from mae_utils.train import make_adamw, param_groups, resolve_amp, resolve_device  # noqa: E402
 
 # Equal configurations for every contender (the issue's three settings).
 CONFIGS: dict[str, dict[str, int]] = {
@@ -41,15 +53,21 @@ CONFIGS: dict[str, dict[str, int]] = {
 }  # fmt: skip
 CONTENDERS = ("maskae", "hf-sdpa", "hf-eager")
 MASK_RATIO = 0.75
-# dense bf16 / fp32 peaks used for MFU (H100/H200 SXM: 989 TFLOP/s bf16 dense)
-PEAK_FLOPS = {"NVIDIA H200": 989e12, "NVIDIA H100": 989e12, "NVIDIA A100": 312e12}
+# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) for MFU, by the start of the CUDA device name;
+# the longest matching name wins. Vendor data sheets: H100/H200 SXM 989 TFLOP/s, H100 PCIe 756,
+# A100 312, L40S 362. Others: pass the peak yourself (gpu_check --peak-tflops).
+PEAK_FLOPS = {"NVIDIA H200": 989e12, "NVIDIA H100": 989e12, "NVIDIA H100 PCIe": 756e12, "NVIDIA A100": 312e12,
+              "NVIDIA L40S": 362e12}  # fmt: skip
+
+
+def peak_flops_for(device_name: str) -> float | None:
+    """The bf16 dense peak of a GPU from :data:`PEAK_FLOPS`, or None if it is not listed."""
+    names = [k for k in PEAK_FLOPS if device_name.startswith(k)]
+    return PEAK_FLOPS[max(names, key=len)] if names else None
 
 
 # ---------------------------------------------------------------------- contenders
 def _maskae(cfg: dict[str, int], device: torch.device, compile_model: bool):
-    from .model import MaskedAutoencoder
-    from .train import param_groups
-
     model = MaskedAutoencoder(img_size=cfg["image_size"], patch_size=cfg["patch_size"], embed_dim=cfg["embed_dim"],
                               depth=cfg["depth"], num_heads=cfg["num_heads"], decoder_embed_dim=cfg["decoder_embed_dim"],
                               decoder_depth=cfg["decoder_depth"], decoder_num_heads=cfg["decoder_num_heads"]).to(device)  # fmt: skip
@@ -59,7 +77,10 @@ def _maskae(cfg: dict[str, int], device: torch.device, compile_model: bool):
 
 
 def _hf(cfg: dict[str, int], device: torch.device, attn: str, compile_model: bool):
-    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+    try:  # optional (test-only) dependency: imported when a Hugging Face contender is asked for
+        from transformers import ViTMAEConfig, ViTMAEForPreTraining
+    except ImportError:
+        raise UserError("the Hugging Face contenders need `pip install transformers`") from None
 
     hf_cfg = ViTMAEConfig(
         image_size=cfg["image_size"], patch_size=cfg["patch_size"], hidden_size=cfg["embed_dim"],
@@ -78,8 +99,6 @@ def _hf(cfg: dict[str, int], device: torch.device, attn: str, compile_model: boo
 
 def _adamw(groups, device: torch.device) -> torch.optim.Optimizer:
     """The optimizer ``fit`` uses (fused where available), for every contender alike."""
-    from .train import make_adamw
-
     return make_adamw(groups, 1e-4)
 
 
@@ -151,14 +170,17 @@ def time_contenders(
     warmup: int = 2,
     compile_model: bool = False,
     amp: str = "auto",
+    peak_flops: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, float]]:
-    """Interleaved timing: {contender: {images_per_s, step_ms, peak_mem_mb (CUDA only)}}.
+    """Interleaved timing: {contender: {images_per_s, step_ms, warmup_s, and on CUDA peak_mem_mb, tflops, mfu}}.
 
-    ``config_name``: a key of :data:`CONFIGS` or such a dict itself.
+    ``config_name``: a key of :data:`CONFIGS` or such a dict itself. ``warmup_s``: wall time of the
+    untimed first steps (with ``compile_model``, mostly compilation). CUDA peak memory is the
+    contender's own: its weights, gradients and optimizer state plus the step's high-water mark
+    (the other contenders' resident memory is subtracted). ``peak_flops``: the GPU's bf16 peak for
+    the MFU (default: :func:`peak_flops_for` its name).
     """
-    from .train import resolve_amp, resolve_device
-
     if isinstance(config_name, dict):
         cfg = config_name
     elif config_name in CONFIGS:
@@ -174,20 +196,26 @@ def time_contenders(
     n, s = cfg["batch_size"], cfg["image_size"]
     x = torch.randn(n, 3, s, s, generator=g).to(dev)
     noise = torch.rand(n, (s // cfg["patch_size"]) ** 2, generator=g).to(dev)
-    runners = []
+    runners, resident, warm = [], {}, {}
     for name in contenders:
+        before = _allocated(dev)
         model, opt, loss_fn = build_contender(name, cfg, dev, compile_model)
-        runners.append(_Runner(name, model.train(), opt, loss_fn, amp_dtype, dev))
-    peak = {}
-    for r in runners:  # warm-up (and compilation), then CUDA peak memory over one step
-        for _ in range(warmup):
+        r = _Runner(name, model.train(), opt, loss_fn, amp_dtype, dev)
+        t0 = time.perf_counter()
+        for _ in range(warmup):  # warm-up (and compilation); creates the optimizer state
             r.step(x, noise)
         _sync(dev)
-        if dev.type == "cuda":
+        warm[name] = time.perf_counter() - t0
+        resident[name] = _allocated(dev) - before
+        runners.append(r)
+    peak = {}
+    if dev.type == "cuda":
+        for r in runners:  # one step's high-water mark, less what the other contenders hold
+            others = _allocated(dev) - resident[r.name]
             torch.cuda.reset_peak_memory_stats(dev)
             r.step(x, noise)
             _sync(dev)
-            peak[r.name] = torch.cuda.max_memory_allocated(dev) / 2**20
+            peak[r.name] = (torch.cuda.max_memory_allocated(dev) - others) / 2**20
     times: dict[str, list[float]] = {r.name: [] for r in runners}
     for k in range(rounds):
         order = runners[k % len(runners):] + runners[: k % len(runners)]
@@ -199,19 +227,24 @@ def time_contenders(
             _sync(dev)
             times[r.name].append((time.perf_counter() - t0) / steps)
         log(f"  round {k + 1}/{rounds}: " + ", ".join(f"{nm} {n / t[-1]:.0f} img/s" for nm, t in times.items()))
+    if dev.type == "cuda" and peak_flops is None:
+        peak_flops = peak_flops_for(torch.cuda.get_device_name(dev))
     out = {}
     for name, ts in times.items():
         step_s = statistics.median(ts)
-        out[name] = {"images_per_s": n / step_s, "step_ms": 1000 * step_s}
+        out[name] = {"images_per_s": n / step_s, "step_ms": 1000 * step_s, "warmup_s": warm[name]}
         if name in peak:
             out[name]["peak_mem_mb"] = peak[name]
         if dev.type == "cuda":
             tflops = train_flops_per_image(cfg) * n / step_s
-            peak_flops = next((v for k2, v in PEAK_FLOPS.items() if torch.cuda.get_device_name(dev).startswith(k2)), None)
             out[name]["tflops"] = tflops / 1e12
             if peak_flops:
                 out[name]["mfu"] = tflops / peak_flops
     return out
+
+
+def _allocated(dev: torch.device) -> int:
+    return torch.cuda.memory_allocated(dev) if dev.type == "cuda" else 0
 
 
 def _rss_mb(field: str) -> float:
@@ -248,11 +281,11 @@ def memory_probe(config_name: str, contender: str, steps: int = 2) -> dict[str, 
 def cpu_peak_memory(config_name: str, contender: str, timeout_s: float = 600) -> float:
     """:func:`memory_probe` in a fresh Python process; returns MB."""
     code = (
-        "import json, sys; from mae_utils.bench import memory_probe; "
+        "import json, sys; from bench_step import memory_probe; "
         f"print('RESULT', json.dumps(memory_probe({config_name!r}, {contender!r})))"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    here = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -279,9 +312,9 @@ def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 # ---------------------------------------------------------------------- command line
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Time one training step (forward at mask 0.75, backward, AdamW) for maskAE and Hugging Face "
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Time one training step (forward at mask 0.75, backward, AdamW) for maskAE and Hugging Face "
         "ViTMAEForPreTraining (sdpa and eager attention) at equal configurations, interleaved."
     )
     parser.add_argument("--config", nargs="+", default=["tiny-64"], choices=list(CONFIGS),
@@ -296,17 +329,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile every contender")
     parser.add_argument("--no-memory", action="store_true", help="skip the CPU memory probes (subprocesses)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+    return parser
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     for name in ("steps", "rounds"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be >= 1")
-    if any(c.startswith("hf") for c in args.contenders):
-        try:
-            import transformers  # noqa: F401
-        except ImportError:
-            raise UserError("the Hugging Face contenders need `pip install transformers`") from None
     results: dict[str, dict[str, dict[str, float]]] = {}
     for config_name in args.config:
         print(f"{config_name}: {CONFIGS[config_name]}", flush=True)
@@ -321,3 +350,16 @@ def run_cli(args: argparse.Namespace) -> int:
         with open(args.json, "w") as fh:
             json.dump({"results": results, "torch": torch.__version__, "threads": torch.get_num_threads()}, fh, indent=2)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
