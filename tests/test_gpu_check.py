@@ -1,0 +1,57 @@
+"""benchmarks/gpu_check.py on a CPU: the no-CUDA line, the batch search, and the whole --cpu-smoke run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import gpu_check  # noqa: E402
+
+
+def test_without_cuda_it_says_so_in_one_line_and_exits_0(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--out", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "no CUDA device" in out[0]
+    assert not (tmp_path / "r.json").exists()
+    assert gpu_check.main(["--batch-size", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --batch-size must be >= 1"
+
+
+def test_largest_batch_steps_down_until_it_fits():
+    tried = []
+
+    def fake(b: int) -> str:
+        tried.append(b)
+        if b > 64:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return f"ran {b}"
+
+    assert gpu_check.largest_batch(fake, (256, 128, 64, 32)) == (64, "ran 64") and tried == [256, 128, 64]
+    with pytest.raises(ValueError, match="not memory"):  # other errors are not taken for a full GPU
+        gpu_check.largest_batch(lambda b: (_ for _ in ()).throw(ValueError("not memory")), (8,))
+
+
+@pytest.mark.slow
+def test_cpu_smoke_runs_every_part_that_needs_no_cuda(tmp_path, capsys):
+    out = tmp_path / "report" / "gpu_check.json"
+    assert gpu_check.main(["--cpu-smoke", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["ok"] and report["failed"] == [] and report["mode"] == "cpu-smoke"
+    assert report["environment"]["torch"] == torch.__version__
+    step = report["step"]
+    assert step["batch_size"] == 8 and step["results"]["maskae"]["images_per_s"] > 0
+    pipe = report["pipeline"]
+    assert set(pipe["images_per_s"]) == {"0", "1"} and all(r > 0 for r in pipe["images_per_s"].values())
+    run = report["run"]
+    assert run["killed"] and run["epochs_at_kill"] == 1 and run["epochs_after_resume"] == 2
+    assert run["resume"]["rc"] == 0 and run["evaluate"]["rc"] == 0 and run["missing"] == []
+    assert report["step_compiled"] == {"skipped": "not in --cpu-smoke"}
+    table = capsys.readouterr().out
+    assert "| all checks passed | yes |" in table and "| run folder complete | yes |" in table
+    assert not (out.parent / "work").exists()  # the scratch folder is removed
