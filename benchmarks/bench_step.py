@@ -314,6 +314,7 @@ def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 # ---------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         description="Time one training step (forward at mask 0.75, backward, AdamW) for maskAE and Hugging Face "
         "ViTMAEForPreTraining (sdpa and eager attention) at equal configurations, interleaved."
     )

@@ -49,7 +49,7 @@ def test_cpu_smoke_runs_every_part_that_needs_no_cuda(tmp_path, capsys):
     pipe = report["pipeline"]
     assert set(pipe["images_per_s"]) == {"0", "1"} and all(r > 0 for r in pipe["images_per_s"].values())
     run = report["run"]
-    assert run["killed"] and run["epochs_at_kill"] == 1 and run["epochs_after_resume"] == 2
+    assert run["killed"] and run["checkpoint_epoch_at_kill"] == 1 and run["epochs_after_resume"] == 2
     assert run["resume"]["rc"] == 0 and run["evaluate"]["rc"] == 0 and run["missing"] == []
     assert report["step_compiled"] == {"skipped": "not in --cpu-smoke"}
     table = capsys.readouterr().out
