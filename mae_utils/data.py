@@ -839,7 +839,9 @@ def build_loader(
     device: str | torch.device = "cpu",
     drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader with seeded shuffling and augmentation, pinned memory on CUDA, persistent workers.
+    """A DataLoader of uint8 (N, 3, S, S) batches (:func:`collate_batch`): seeded shuffling, pinned
+    memory on CUDA, persistent workers. Turn a batch into model input with
+    :func:`~mae_utils.transforms.batch_to_input`; training's own loaders also draw augmentation.
 
     Under ``torch.distributed`` (torchrun) it uses a ``DistributedSampler(shuffle, seed)``; call
     ``loader.sampler.set_epoch(epoch)`` each epoch so every epoch gets a new order.
