@@ -26,6 +26,7 @@ Exit status: 0 when every check passed, 1 when one failed (the JSON says which),
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -118,8 +119,9 @@ def largest_batch(try_batch: Callable[[int], Any], batches: tuple[int, ...]) -> 
         except Exception as exc:  # noqa: BLE001
             if not _is_oom(exc):
                 raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        gc.collect()  # the failed attempt's models are free only once its traceback is gone
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     raise RuntimeError(f"no batch size in {batches} fits in memory")
 
 
