@@ -191,12 +191,21 @@ def _count_lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def train_argv(faces: Path, workdir: Path, s: dict[str, Any]) -> list[str]:
+    """``python -m mae_utils`` arguments of the real run (2 epochs into ``workdir/run``)."""
+    return ["train", "--data-dir", str(faces), "--out-dir", str(workdir / "run"), "--image-size", str(s["image_size"]),
+            "--patch-size", str(s["patch_size"]), "--epochs", "2", "--cache-dir", str(workdir / "cache"),
+            "--sample-every", "1", *s["train_flags"]]  # fmt: skip
+
+
+def evaluate_argv(run_dir: Path, s: dict[str, Any]) -> list[str]:
+    return ["evaluate", "--run", str(run_dir), *s["eval_flags"]]
+
+
 def run_check(faces: Path, workdir: Path, s: dict[str, Any], run: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """2 epochs, SIGKILL after the first checkpoint, --resume, evaluate; is the run folder complete?"""
     run_dir = workdir / "run"
-    flags = ["--data-dir", str(faces), "--out-dir", str(run_dir), "--image-size", str(s["image_size"]),
-             "--patch-size", str(s["patch_size"]), "--epochs", "2", "--cache-dir", str(workdir / "cache"),
-             "--sample-every", "1", *s["train_flags"]]  # fmt: skip
+    flags = train_argv(faces, workdir, s)[1:]
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
     with open(workdir / "train.log", "w") as fh:
@@ -218,7 +227,7 @@ def run_check(faces: Path, workdir: Path, s: dict[str, Any], run: Callable[..., 
     resumed = run(["train", "--resume", str(run_dir)], "resume")
     out["resume"] = resumed
     out["epochs_after_resume"] = _count_lines(run_dir / "metrics.jsonl")
-    out["evaluate"] = run(["evaluate", "--run", str(run_dir), *s["eval_flags"]], "evaluate")
+    out["evaluate"] = run(evaluate_argv(run_dir, s), "evaluate")
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     missing += [f"checkpoints/{c}/{f}" for c in ("last", "best") for f in CHECKPOINT_FILES
                 if not (run_dir / "checkpoints" / c / f).is_file()]  # fmt: skip

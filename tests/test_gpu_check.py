@@ -37,6 +37,25 @@ def test_largest_batch_steps_down_until_it_fits():
         gpu_check.largest_batch(lambda b: (_ for _ in ()).throw(ValueError("not memory")), (8,))
 
 
+def test_the_gpu_runs_flags_parse_into_a_valid_config(tmp_path):
+    """The GPU settings cannot run here; their command lines can at least be parsed and validated."""
+    from mae_utils import cli
+    from mae_utils.train import config_for_cli
+
+    s = gpu_check.SETTINGS["gpu"]
+    (tmp_path / "faces").mkdir()
+    parser, _ = cli.build_parser()
+    args, extras = parser.parse_known_args(gpu_check.train_argv(tmp_path / "faces", tmp_path, s))
+    assert extras == []
+    config, resume = config_for_cli(args)
+    config.validate()
+    assert not resume and (config.preset, config.image_size, config.patch_size, config.epochs) == ("small", 256, 16, 2)
+    assert config.device == "cuda" and config.num_workers == 8
+    args, extras = parser.parse_known_args(gpu_check.evaluate_argv(tmp_path / "run", s))
+    assert extras == [] and args.device == "cuda" and args.limit == 64 and args.baselines == ["mean_fill"]
+    assert s["step"]["image_size"] == 256 and s["step"]["patch_size"] == 16 and s["batches"][0] == 256
+
+
 @pytest.mark.slow
 def test_cpu_smoke_runs_every_part_that_needs_no_cuda(tmp_path, capsys):
     out = tmp_path / "report" / "gpu_check.json"
