@@ -74,3 +74,24 @@ def test_cpu_smoke_runs_every_part_that_needs_no_cuda(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| all checks passed | yes |" in table and "| run folder complete | yes |" in table
     assert not (out.parent / "work").exists()  # the scratch folder is removed
+
+
+def test_the_report_table_formats_a_gpu_report():
+    """The GPU rows of the table, from a made-up report shaped as a GPU run writes it."""
+    res = {"maskae": {"images_per_s": 2000.0, "step_ms": 128.0, "warmup_s": 70.0, "peak_mem_mb": 30000.0,
+                      "tflops": 150.0, "mfu": 0.152},
+           "hf-sdpa": {"images_per_s": 1600.0, "step_ms": 160.0, "warmup_s": 90.0, "peak_mem_mb": 36000.0}}
+    report = {
+        "environment": {"gpu": "NVIDIA H200", "memory_gib": 139.8, "capability": "9.0", "torch": "2.x", "cuda": "12.x",
+                        "cudnn": 90100, "bf16": True, "tf32_matmul": True, "sdpa_flash_bf16": True},
+        "step": {"batch_size": 256, "compile": False, "results": res, "maskae_vs_hf": 1.25},
+        "step_compiled": {"batch_size": 256, "compile": True, "results": res, "maskae_vs_hf": 1.25},
+        "pipeline": {"image_size": 256, "batch_size": 256, "images_per_s": {"1": 1500.0, "8": 9000.0},
+                     "step_images_per_s": 2000.0, "workers_to_keep_up": 8},
+        "ok": False, "failed": ["run"], "seconds": 400.0,
+    }  # fmt: skip
+    table = gpu_check.format_report(report)
+    assert "NVIDIA H200 (140 GiB, sm 9.0)" in table and "MFU 15.2%" in table and "peak 29.30 GiB" in table
+    assert "| compiled step maskae, batch 256 |" in table and "warm-up incl. compile 70 s" in table
+    assert "| maskAE / HF sdpa | 1.25x |" in table and "8 worker(s) keep up" in table
+    assert "| all checks passed | NO: run |" in table
