@@ -40,7 +40,8 @@ if str(ROOT) not in sys.path:
 
 from mae_utils.errors import UserError  # noqa: E402
 from mae_utils.model import MaskedAutoencoder  # noqa: E402
-from mae_utils.train import make_adamw, param_groups, resolve_amp, resolve_device  # noqa: E402
+from mae_utils.optim import make_adamw, param_groups  # noqa: E402
+from mae_utils.train import resolve_amp, resolve_device  # noqa: E402
 
 # Equal configurations for every contender (the three settings).
 CONFIGS: dict[str, dict[str, int]] = {

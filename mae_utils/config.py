@@ -76,6 +76,10 @@ class TrainConfig:
     decoder_num_heads: int | None = _f(None, "decoder attention heads (overrides the preset)")
     norm_pix_loss: bool = _f(False, "loss on per-patch normalised pixels (MAE paper sec. 3); sharper features, odd colours")
     mask_ratio: float = _f(0.75, "fraction of patches hidden from the encoder (paper: 0.75)")
+    init_from: str | None = _f(
+        None, "start from these weights: an official MAE .pth, a Hugging Face ViTMAE folder, or a run (or its "
+        "checkpoint folder); the patch size and widths then come from the weights; none = random initialisation",
+    )
     # optimisation
     epochs: int = _f(20, "passes over the training images")
     batch_size: int = _f(
@@ -142,6 +146,8 @@ class TrainConfig:
             raise UserError(f"grad_clip must be > 0 or none; got {self.grad_clip}")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"data_dir {self.data_dir!r} is not a folder")
+        if self.init_from is not None and not Path(self.init_from).expanduser().exists():
+            raise UserError(f"init_from {self.init_from!r}: no such file or folder")
         if not str(self.out_dir).strip():
             raise UserError("out_dir must name a folder")
         self._validate_model()
@@ -177,7 +183,7 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------- field checks
-def _base_type(annotation: Any) -> tuple[type, bool]:
+def annotation_type(annotation: Any) -> tuple[type, bool]:
     """(the field's scalar type, whether None is allowed) from a string or real annotation."""
     hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation  # noqa: S307 (own literals)
     args = typing.get_args(hint)
@@ -188,7 +194,7 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
 
 
 def _check_type(f: dataclasses.Field, value: Any) -> None:
-    base, optional = _base_type(f.type)
+    base, optional = annotation_type(f.type)
     if value is None:
         if optional:
             return
@@ -259,7 +265,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """
     group = parser.add_argument_group("training configuration (TrainConfig fields)")
     for f in fields(TrainConfig):
-        base, optional = _base_type(f.type)
+        base, optional = annotation_type(f.type)
         help_text = f"{f.metadata['help']} (default: {'none' if f.default is None else f.default})"
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
         if base is bool:

@@ -289,7 +289,7 @@ def _check_one(path: Path) -> str | None:
 
 def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, progress: bool, desc: str) -> Iterator[Any]:
     """``map(fn, items)`` in order on a thread pool (Pillow decodes without holding the GIL)."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress)
     try:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .config import DEVICES
 from .errors import UserError

@@ -239,14 +239,19 @@ class MaskedAutoencoder(nn.Module):
             x = block(x)
         return self.decoder_pred(self.decoder_norm(x[:, 1:]))  # the class token predicts nothing
 
-    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over hidden patches; optionally on per-patch normalised pixels (paper sec. 3)."""
+    def loss_target(self, imgs: torch.Tensor) -> torch.Tensor:
+        """What the prediction is compared with: each patch's pixels (N, L, p*p*C), per-patch
+        normalised with ``norm_pix_loss`` (paper sec. 3)."""
         target = patchify(imgs, self.patch_size)
         if self.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1.0e-6) ** 0.5
-        per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
+        return target
+
+    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over hidden patches (of :meth:`loss_target`)."""
+        per_patch = (pred.float() - self.loss_target(imgs).float()).pow(2).mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum()
 
     def forward(

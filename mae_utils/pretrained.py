@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from . import checkpoint as ckpt
 from .checkpoint import check_finite, check_tensor_set, describe_tensors
 from .errors import UserError
 from .model import PRESETS, MaskedAutoencoder
@@ -235,4 +236,40 @@ def load_pretrained(
         if img_size % model.patch_size:
             raise UserError(f"img_size {img_size} is not divisible by the checkpoint's patch_size {model.patch_size}")
         model.set_grid(img_size // model.patch_size)
+    return model
+
+
+def load_init_weights(path: str | Path, img_size: int, *, norm_pix_loss: bool = False) -> MaskedAutoencoder:
+    """The weights a run starts from (``TrainConfig.init_from``), as a model for ``img_size`` images.
+
+    ``path`` is a training run folder (its ``checkpoints/best``, else ``last``), one checkpoint folder
+    (``model.safetensors`` with its ``mae_config``), an official MAE ``.pth`` or a Hugging Face ViTMAE
+    folder/file. The architecture is the weights'; the fixed position tables are recomputed when
+    ``img_size`` gives another patch grid; ``norm_pix_loss`` is the new run's choice.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"init_from {path}: no such file or folder")
+    ckpt_dir = None
+    if (path / "checkpoints").is_dir():
+        for which in ("best", "last"):
+            try:
+                ckpt_dir = ckpt.resolve(path / "checkpoints" / which)
+                break
+            except UserError:
+                continue
+        if ckpt_dir is None:
+            raise UserError(f"init_from {path}: the run has no finished checkpoint in checkpoints/best or last")
+    elif (path / ckpt.MODEL_FILE).is_file() and not (path / "config.json").is_file():
+        ckpt_dir = path
+    if ckpt_dir is not None:
+        model = ckpt.load_model(ckpt_dir).train()
+        if img_size % model.patch_size:
+            raise UserError(f"image_size {img_size} is not divisible by the weights' patch_size {model.patch_size}")
+        if img_size != model.img_size:
+            model.set_grid(img_size // model.patch_size)
+    else:
+        model = load_pretrained(path, img_size=img_size)
+    model.norm_pix_loss = norm_pix_loss
+    model.config["norm_pix_loss"] = norm_pix_loss
     return model

@@ -582,7 +582,7 @@ def generate_faces(
     chunk = _chunk_for(size)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import tqdm
 
         bar = tqdm(total=len(indices), desc=desc, unit="img")
     for start in range(0, len(indices), chunk):
@@ -620,7 +620,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """Write ``args.n`` synthetic faces as ``face_000000.png`` ... into ``args.out``."""
     from PIL import Image
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     if args.n < 1:
         raise UserError(f"--n must be at least 1, got {args.n}")

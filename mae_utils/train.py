@@ -3,10 +3,14 @@
 ``fit(TrainConfig(...))`` is the whole loop; the notebook and ``python -m mae_utils train`` both call
 it. Choices and why:
 
-* AdamW with betas (0.9, 0.95), no weight decay on biases, norms, tokens (MAE paper, appendix A.1);
-  the peak learning rate is ``base_lr x effective batch / 256`` (the paper's linear scaling rule).
-* ``torch.optim.lr_scheduler.OneCycleLR`` stepped every iteration, warm-up ``warmup_frac``, cosine
-  decay, momentum cycling off (so beta1 stays 0.9).
+* The optimiser, the One-Cycle schedule and the step itself live in :mod:`mae_utils.optim`
+  (:func:`~mae_utils.optim.build_optimizer`, :func:`~mae_utils.optim.train_step`), so the notebook
+  demonstrates exactly the step this loop takes. The schedule steps every iteration; the ``lr`` logged
+  per epoch is the rate of that epoch's last step.
+* Short runs: any number of steps >= 1 trains; a batch larger than the training split is clamped to
+  it, with a warning.
+* ``init_from``: the initial weights come from an official MAE ``.pth``, a Hugging Face ViTMAE folder
+  or another run's checkpoint; the model's shape comes from the weights (see :func:`initial_model`).
 * Exact resume: the batch order comes from a sampler seeded with ``seed + epoch``; each image's mask
   noise from a generator seeded by (seed, epoch, image index); the global RNGs are re-seeded at every
   epoch start and also saved. So a run resumed after epoch k draws the same batches and masks as one
@@ -30,7 +34,6 @@ import random
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,7 +42,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
@@ -53,7 +55,9 @@ from .config import (
 from .data import collate_batch
 from .errors import UserError
 from .fileio import atomic_write_text
-from .model import MaskedAutoencoder, build_mae, patchify
+from .model import MaskedAutoencoder, build_mae
+from .optim import autocast, build_optimizer, make_adamw, param_groups, train_step
+from .progress import tqdm
 from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
 from .transforms import Augment, batch_to_input
 
@@ -63,15 +67,18 @@ __all__ = [
     "TrainConfig",
     "add_cli_arguments",
     "build_model",
+    "device_banner",
     "fit",
+    "initial_model",
     "make_adamw",
     "param_groups",
+    "plan_batches",
     "run_cli",
+    "train_step",
 ]
 
 SYNTHETIC_DEFAULT_IMAGES = 2000
 NUM_SAMPLE_IMAGES = 6
-NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "decoder_pos_embed")
 
 
 class NonFiniteLossError(UserError):
@@ -104,36 +111,8 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: decayed weight matrices, and undecayed biases, norms, tokens, positions.
-
-    Frozen parameters (the fixed sin-cos tables) are left out.
-    """
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
-    """AdamW with the MAE betas (0.9, 0.95); the fused kernel where this PyTorch has one for the
-    parameters' device (CUDA; CPU since 2.4: about 2x faster steps here than the foreach default)."""
-    try:
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=True)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
-
-
 def build_model(config: TrainConfig) -> MaskedAutoencoder:
-    """The model a config describes (preset + explicit overrides)."""
+    """The model a config describes (preset + explicit overrides), freshly initialised."""
     return build_mae(
         config.preset,
         img_size=config.image_size,
@@ -141,6 +120,67 @@ def build_model(config: TrainConfig) -> MaskedAutoencoder:
         norm_pix_loss=config.norm_pix_loss,
         **config.model_overrides(),
     )
+
+
+ARCHITECTURE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
+                       "decoder_num_heads")  # fmt: skip
+
+
+def initial_model(
+    config: TrainConfig, log: Callable[[str], None] = print
+) -> tuple[MaskedAutoencoder, TrainConfig]:
+    """The model training starts from, and the config that describes it.
+
+    Without ``init_from``: :func:`build_model` (random weights; seed the RNG first for a given draw).
+    With it: the weights of an official MAE ``.pth``, a Hugging Face ViTMAE folder, or a run's
+    checkpoint (see :func:`mae_utils.pretrained.load_init_weights`); the architecture comes from the
+    weights, so the returned config's patch size and widths are the weights' (a note says what
+    changed), and the fixed position tables are recomputed for ``config.image_size``.
+    """
+    if not config.init_from:
+        return build_model(config), config
+    from .pretrained import load_init_weights
+
+    model = load_init_weights(config.init_from, config.image_size, norm_pix_loss=config.norm_pix_loss)
+    shape = {name: model.config[name] for name in ARCHITECTURE_FIELDS}
+    changed = {k: v for k, v in shape.items() if getattr(config, k) != v}
+    if changed:
+        log(f"note: init_from {config.init_from}: the architecture comes from the weights: "
+              + ", ".join(f"{k} {getattr(config, k)} -> {v}" for k, v in changed.items()))  # fmt: skip
+    return model, dataclasses.replace(config, **shape).validate()
+
+
+def device_banner(device: torch.device, amp_dtype: torch.dtype | None) -> str:
+    """One line saying where training runs and in which precision, and why."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast with a gradient scaler",
+                     None: "float32"}[amp_dtype]  # fmt: skip
+        tf32 = "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
+        return f"GPU: {name} ({device}), {precision}, TF32 matmuls {tf32}"
+    if device.type == "mps":
+        return f"Apple GPU (mps), {'float32' if amp_dtype is None else str(amp_dtype).replace('torch.', '')}"
+    if amp_dtype is not None:
+        return f"CPU, {str(amp_dtype).replace('torch.', '')} autocast (asked for; slow on CPUs without native bf16)"
+    return (f"CPU ({torch.get_num_threads()} threads), float32: no GPU here, and mixed precision only pays "
+            "off on GPUs")  # fmt: skip
+
+
+def plan_batches(n_train: int, batch_size: int, world: int = 1) -> tuple[int, int, str | None]:
+    """(batch size, steps per epoch, warning) for ``n_train`` training images over ``world`` processes.
+
+    The last incomplete batch of an epoch is dropped; a batch larger than a process's share of the
+    images is clamped to that share (a warning says so), so a small folder still trains.
+    """
+    per_rank = math.ceil(n_train / world)
+    if per_rank < 1:
+        raise UserError("the training split is empty; raise --max-images or lower --val-frac/--test-frac")
+    warning = None
+    if batch_size > per_rank:
+        warning = (f"warning: batch_size {batch_size} is more than the {per_rank} training images"
+                   f"{' per process' if world > 1 else ''}; using batch_size {per_rank}")  # fmt: skip
+        batch_size = per_rank
+    return batch_size, per_rank // batch_size, warning
 
 
 def resolve_device(name: str) -> torch.device:
@@ -253,7 +293,7 @@ class _Run:
     model: MaskedAutoencoder  # the plain module (weights, checkpoints, validation)
     train_model: nn.Module  # what the step calls: maybe DDP- and compile-wrapped
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.OneCycleLR
+    scheduler: torch.optim.lr_scheduler.LambdaLR  # the One-Cycle plan of mae_utils.optim
     scaler: torch.amp.GradScaler
     train_set: _WithNoise
     val_set: _WithNoise
@@ -274,9 +314,7 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
 
 
 def _autocast(run: _Run):
-    if run.amp_dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=run.device.type, dtype=run.amp_dtype)
+    return autocast(run.device, run.amp_dtype)
 
 
 def _train_loader(run: _Run, epoch: int) -> DataLoader:
@@ -337,40 +375,32 @@ def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
     loader = _train_loader(run, epoch)
     loss_sum = torch.zeros((), device=run.device, dtype=_acc_dtype(run.device))  # stays on the device: no sync
     check_every = 1 if run.device.type == "cpu" else 25  # .item() syncs a GPU: not every step
-    params = [p for g in run.optimizer.param_groups for p in g["params"]]
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, position=bar_position,
                disable=run.rank != 0, dynamic_ncols=True, unit="batch")  # fmt: skip
     start = time.perf_counter()
     seen = count = 0
+    lr = math.nan
     for i, (imgs, noise, aug) in enumerate(bar):
         imgs = batch_to_input(imgs, run.device, augment=aug)
         noise = noise.to(run.device, non_blocking=True)
-        with _autocast(run):
-            loss, _, _ = run.train_model(imgs, mask_ratio=cfg.mask_ratio, noise=noise)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        if cfg.grad_clip is not None:
-            run.scaler.unscale_(run.optimizer)
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        run.scheduler.step()
+        lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        loss = train_step(run.train_model, imgs, noise, run.optimizer, run.scheduler, run.scaler,
+                          mask_ratio=cfg.mask_ratio, amp_dtype=run.amp_dtype, grad_clip=cfg.grad_clip)  # fmt: skip
         run.step += 1
         n = imgs.shape[0]
         seen += n * run.world
-        loss_sum += loss.detach().to(loss_sum.dtype) * n
+        loss_sum += loss.to(loss_sum.dtype) * n
         count += n
         if (i + 1) % check_every == 0 or i + 1 == len(loader):
             total, images = _check_finite(run, loss_sum, count, epoch)
             rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{total / images:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
-                            img_s=f"{rate:.0f}", refresh=False)  # fmt: skip
+            bar.set_postfix(loss=f"{total / images:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}", refresh=False)
     bar.close()
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     seconds = time.perf_counter() - start
     total, images = _check_finite(run, loss_sum, count, epoch)
-    return {"train_loss": total / images, "images_per_s": seen / seconds, "train_seconds": seconds}
+    return {"train_loss": total / images, "images_per_s": seen / seconds, "train_seconds": seconds, "lr": lr}
 
 
 def _pixels01(model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -477,10 +507,11 @@ def _restore(run: _Run) -> None:
     plan = ("initial_lr", "max_lr", "min_lr")  # the new schedule's, if it differs from the saved one
     fresh = [{k: g[k] for k in plan if k in g} for g in run.optimizer.param_groups]
     run.optimizer.load_state_dict(state["optimizer"])
-    same_plan = (saved.epochs, saved.base_lr) == (run.config.epochs, run.config.base_lr)
-    if same_plan and state["world_size"] == run.world:
+    same_plan = (saved.epochs, saved.base_lr, state["world_size"]) == (run.config.epochs, run.config.base_lr, run.world)
+    if same_plan and "lr_lambdas" in state["scheduler"]:
         run.scheduler.load_state_dict(state["scheduler"])
-    else:  # more epochs, a new base_lr or world size: the One-Cycle plan is redrawn, continued at this step
+    else:  # more epochs, a new base_lr or world size, or a run saved before the One-Cycle plan of optim.py
+        # (OneCycleLR): the plan is redrawn and continued at this step
         for group, values in zip(run.optimizer.param_groups, fresh):
             group.update(values)
         run.scheduler.last_epoch = state["step"] - 1
@@ -492,6 +523,8 @@ def _restore(run: _Run) -> None:
                     "new total")
         if saved.base_lr != run.config.base_lr:
             run.log(f"note: base_lr {saved.base_lr:g} -> {run.config.base_lr:g} from step {state['step']}")
+        if same_plan:
+            run.log(f"note: schedule saved by an older maskAE; redrawn and continued at step {state['step']}")
     run.scaler.load_state_dict(state["scaler"])
     run.epoch, run.step = state["epoch"], state["step"]
     run.best_val_loss, run.stale_evals = state["best_val_loss"], state["stale_evals"]
@@ -523,6 +556,13 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
     for note in folder.notes if folder is not None else ():
         log(f"note: {note}")
 
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    if restore:  # the shape the run has, whatever built it; the weights are restored below
+        model = MaskedAutoencoder(**ckpt.read_model_config(run_dir / "checkpoints" / "last"))
+    else:  # with init_from, the config takes the weights' patch size and widths
+        model, config = initial_model(config, log=log)
+    model = model.to(device)
+
     # data: rank 0 first (it writes split.json and the cache), then the others reuse them
     max_images = config.max_images
     if config.data_dir is None and max_images is None:
@@ -540,25 +580,18 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
     augment = getattr(splits.train, "augment", None)  # applied per batch on the device
     train_set = _WithNoise(splits.train, num_patches, config.seed, salt=1, augment=augment)
     val_set = _WithNoise(splits.val, num_patches, config.seed, salt=2)
-    per_rank = math.ceil(len(train_set) / world)
-    steps_per_epoch = per_rank // config.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(
-            f"batch_size {config.batch_size} x {world} process(es) is more than the {len(train_set)} training "
-            f"images; lower --batch-size or raise --max-images"
-        )
+    batch_size, steps_per_epoch, warning = plan_batches(len(train_set), config.batch_size, world)
+    if warning:
+        log(warning)
+        config = dataclasses.replace(config, batch_size=batch_size)  # config.json records what ran
     if len(val_set) == 0:
         raise UserError("the validation split is empty; raise --val-frac or --max-images")
 
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = build_model(config).to(device)
     effective_batch = config.batch_size * world
-    max_lr = config.base_lr * effective_batch / 256
-    optimizer = make_adamw(param_groups(model, config.weight_decay), max_lr)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=config.epochs * steps_per_epoch,
-        pct_start=max(config.warmup_frac, 1e-6), anneal_strategy="cos", cycle_momentum=False,
-    )  # fmt: skip
+    optimizer, scheduler, note = build_optimizer(model, config, config.epochs * steps_per_epoch, world)
+    if note:
+        log(note)
+    max_lr = scheduler.base_lrs[0]
     scaler = torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu",
                                   enabled=amp_dtype == torch.float16)  # fmt: skip
     train_model: nn.Module = model
@@ -600,8 +633,7 @@ def _run_epochs(run: _Run) -> None:
             last_epoch = epoch + 1 == cfg.epochs
             validated = (epoch + 1) % cfg.eval_every == 0 or last_epoch
             line.update(_validate(run) if validated else {"val_loss": None, "val_psnr_masked": None})
-            line["lr"] = run.scheduler.get_last_lr()[0]
-            line["step"] = run.step
+            line["step"] = run.step  # steps done; line["lr"]: the rate of the last of them
             run.epoch = epoch + 1
             improved = validated and line["val_loss"] < run.best_val_loss
             if improved:

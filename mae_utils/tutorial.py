@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -24,39 +23,31 @@ from matplotlib.figure import Figure
 from .config import TrainConfig, load_run_config
 from .errors import UserError
 from .metrics import patch_mask_to_pixel_mask
+from .optim import build_optimizer, schedule_rates
 from .transforms import batch_to_input
 from .viz import masked_image
 
 __all__ = [
-    "config_from_params",
     "demo_photos",
     "ensure_run",
     "face_grid_figure",
     "format_shapes",
     "has_trained_model",
     "lr_schedule",
+    "quick_config",
     "masking_figure",
     "parameter_counts",
     "patch_grid_figure",
     "position_table_figure",
     "read_metrics",
     "relative",
+    "schedule_figure",
     "trace_shapes",
     "training_figure",
 ]
 
 
 # ---------------------------------------------------------------------- configuration and paths
-def config_from_params(params: Mapping[str, Any]) -> TrainConfig:
-    """The :class:`TrainConfig` whose fields are taken from ``params`` (e.g. a notebook's ``globals()``).
-
-    The notebook's papermill parameters are the config's field names; fields not in ``params`` keep
-    their defaults. The config is validated here, so a bad parameter fails in the cell that set it.
-    """
-    values = {f.name: params[f.name] for f in fields(TrainConfig) if f.name in params}
-    return TrainConfig(**values).validate()
-
-
 def relative(path: str | os.PathLike[str]) -> str:
     """``path`` relative to the working directory when it lies below it: outputs print no machine paths."""
     p = Path(path)
@@ -279,30 +270,41 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def lr_schedule(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(step k, learning rate after k optimiser steps) for k = 0 .. all steps, replayed from the config.
+    """(step number k = 1 .. all steps, the learning rate step k used), redrawn from the run's config.
 
-    Builds the same ``OneCycleLR`` that :func:`mae_utils.train.fit` builds (peak ``base_lr x effective
-    batch / 256``, warm-up ``warmup_frac``, cosine decay) on a dummy parameter and steps it as often
-    as the run did; the rates the run logged after each epoch (its ``lr`` and ``step``) lie on this curve.
+    The schedule comes from :func:`mae_utils.optim.build_optimizer`, the function ``fit`` builds its
+    own with, on a stand-in parameter; the rate each epoch logged (``lr`` after ``step`` steps) lies
+    on this curve.
     """
     config = load_run_config(run_dir)
     history = read_metrics(run_dir)
     runtime = json.loads((Path(run_dir) / "config.json").read_text()).get("runtime", {})
-    world = int(runtime.get("world_size", 1))
     steps_per_epoch = history[0]["step"] // history[0]["epoch"]
-    total = config.epochs * steps_per_epoch
-    max_lr = config.base_lr * config.batch_size * world / 256
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=max_lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=max_lr, total_steps=total, pct_start=max(config.warmup_frac, 1e-6),
-        anneal_strategy="cos", cycle_momentum=False,
-    )  # fmt: skip
-    lrs = [sched.get_last_lr()[0]]
-    for _ in range(total):
-        opt.step()
-        sched.step()
-        lrs.append(sched.get_last_lr()[0])
-    return np.arange(total + 1), np.asarray(lrs)
+    world = int(runtime.get("world_size", 1))
+    _, scheduler, _ = build_optimizer(torch.nn.Linear(1, 1), config, config.epochs * steps_per_epoch, world)
+    rates = schedule_rates(scheduler)
+    return np.arange(1, len(rates) + 1), np.asarray(rates)
+
+
+def schedule_figure(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_per_epoch: int | None = None) -> Figure:
+    """The learning rate of every step of a One-Cycle ``scheduler`` (warm-up, peak, cosine decay)."""
+    rates = schedule_rates(scheduler)
+    fig = _figure(6, 2.6)
+    ax = fig.subplots()
+    ax.plot(np.arange(1, len(rates) + 1), rates, color="C3")
+    peak = int(np.argmax(rates))
+    ax.annotate(f"peak {rates[peak]:.2g} at step {peak + 1}", (peak + 1, rates[peak]), fontsize=8,
+                xytext=(8, -12), textcoords="offset points")  # fmt: skip
+    if steps_per_epoch:
+        for k in range(steps_per_epoch, len(rates), steps_per_epoch):
+            ax.axvline(k + 0.5, color="0.85", lw=0.6, zorder=0)
+    ax.set_xlabel("optimiser step" + (" (grey lines: epochs)" if steps_per_epoch else ""))
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"One-Cycle schedule: {len(rates)} steps", fontsize=10)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def training_figure(run_dir: str | os.PathLike[str]) -> Figure:
@@ -325,7 +327,7 @@ def training_figure(run_dir: str | os.PathLike[str]) -> Figure:
     ax_psnr.set_xlabel("epoch")
     steps, lrs = lr_schedule(run_dir)
     ax_lr.plot(steps, lrs, color="C3", label="One-Cycle schedule")
-    ax_lr.plot([h["step"] for h in history], [h["lr"] for h in history], "k.", label="logged at epoch end")
+    ax_lr.plot([h["step"] for h in history], [h["lr"] for h in history], "k.", label="each epoch's last step")
     ax_lr.set_title("learning rate", fontsize=10)
     ax_lr.set_xlabel("optimiser step")
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
@@ -350,14 +352,30 @@ def has_trained_model(run_dir: str | os.PathLike[str], which: str = "best") -> b
     return (run / "config.json").is_file()
 
 
-def ensure_run(run_dir: str | os.PathLike[str], quick: TrainConfig, which: str = "best") -> Path:
-    """``run_dir`` if it holds a trained model; else train ``quick`` (a fast config) and return its folder.
+QUICK_RUN_DIR = "runs/quick"
+
+
+def quick_config() -> TrainConfig:
+    """The quick model the notebooks train when they find none: about a minute on a CPU.
+
+    The same small architecture as ``maskAE.ipynb``'s defaults, 600 synthetic faces, 3 epochs, peak
+    learning rate 2e-3 (``base_lr`` 1.6e-2 at batch 32). One folder, one recipe, for every notebook.
+    """
+    return TrainConfig(out_dir=QUICK_RUN_DIR, epochs=3, max_images=600, image_size=64, patch_size=8,
+                       embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=96, decoder_depth=2,
+                       decoder_num_heads=3, batch_size=32, base_lr=1.6e-2, sample_every=0, seed=0)  # fmt: skip
+
+
+def ensure_run(run_dir: str | os.PathLike[str], which: str = "best") -> Path:
+    """``run_dir`` if it holds a trained model; else the quick model (:func:`quick_config`), trained
+    into ``runs/quick`` the first time it is needed.
 
     Lets a notebook that needs a model run anywhere: it reuses the main notebook's run when there is
     one, and otherwise pays a minute for a small model of its own.
     """
     from .train import fit
 
+    quick = quick_config()
     if has_trained_model(run_dir, which):
         print(f"using the trained model in {relative(run_dir)}")
         return Path(run_dir)

@@ -129,7 +129,8 @@ def test_papermill_run_on_an_image_folder(tmp_path):
     steps, lrs = lr_schedule(run_dir)  # the replayed One-Cycle curve passes through the logged rates
     assert steps[-1] == lines[-1]["step"] == 2 * (32 // 8)
     for x in lines:
-        assert lrs[x["step"]] == pytest.approx(x["lr"], rel=1e-9)
+        assert lrs[x["step"] - 1] == pytest.approx(x["lr"], rel=1e-9)
+    assert lines[-1]["lr"] == pytest.approx(lrs.min())  # the last step runs at the schedule's end
 
     figure = run_dir / "eval" / "test_reconstructions.png"
     with Image.open(figure) as img:

@@ -1,0 +1,143 @@
+"""Papermill parameters that cannot go wrong silently.
+
+papermill replaces a notebook's defaults by adding a cell after the one tagged ``parameters``; a name
+that cell does not know (``-p epoch 1``) only draws a warning, and ``-p overwrite false`` arrives as
+the string ``"false"``, which is true. Each notebook therefore runs :func:`check_parameters` right
+after that cell:
+
+* the names defined since the snapshot taken before the parameters cell must be the parameters
+  cell's own (the annotated ones); any other is refused, naming the closest valid name;
+* each value is converted to its annotated type where the text is unambiguous (``"false"``, ``"0"``,
+  ``"none"``, ``"3"``, ``"1e-3"``) and refused otherwise.
+
+In ``maskAE.ipynb`` the annotated names are the :class:`~mae_utils.config.TrainConfig` fields (their
+help texts live there: :func:`parameter_help`) plus the notebook's own options.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Mapping, MutableMapping
+
+from .config import TrainConfig, annotation_type
+from .errors import UserError
+
+__all__ = ["check_parameters", "config_from_params", "parameter_help", "refuse_existing_run"]
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"none", "null"}
+
+
+def check_parameters(namespace: MutableMapping[str, Any], before: set[str]) -> dict[str, Any]:
+    """Check and convert a notebook's parameters in place; return them as a dict.
+
+    ``namespace``: the notebook's ``globals()``; ``before``: ``set(globals())`` taken just before the
+    parameters cell. The parameters are the names the parameters cell annotates (``epochs: int = 14``);
+    papermill's added cell assigns without annotations, so a name it adds that the parameters cell
+    does not have is a misspelt or unknown parameter.
+    """
+    annotations = dict(namespace.get("__annotations__", {}))
+    declared = [name for name in annotations if name in namespace and name not in before]
+    added = [n for n, v in namespace.items()
+             if n not in before and not n.startswith("_") and n not in annotations and v is not before]  # fmt: skip
+    if added and not namespace.get("_parameters_checked"):  # a re-run in Jupyter sees later cells' names
+        name = added[0]
+        close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(
+            f"unknown parameter {name!r}{hint} This notebook's parameters: {', '.join(sorted(declared))}"
+        )
+    values = {}
+    for name in declared:
+        values[name] = namespace[name] = _convert(name, annotations[name], namespace[name])
+    namespace["_parameters_checked"] = True
+    return values
+
+
+def _convert(name: str, annotation: Any, value: Any) -> Any:
+    """``value`` as the annotated type: strings parsed when unambiguous, a clear error otherwise."""
+    hint, optional = annotation_type(annotation)
+    base = typing.get_origin(hint) or hint
+    text = value.strip().lower() if isinstance(value, str) else None
+    if value is None or (optional and text in _NONE and base is not str):
+        if optional or base is Any:
+            return None
+        raise UserError(f"parameter {name} must not be None")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise UserError(f"parameter {name} must be True or False; got {value!r}")
+    if base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(text) if text is not None else _fail()
+        except ValueError:
+            raise UserError(f"parameter {name} must be a whole number{' or None' if optional else ''}; "
+                            f"got {value!r}") from None  # fmt: skip
+    if base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:
+            number = float(text) if text is not None else _fail()
+        except ValueError:
+            raise UserError(f"parameter {name} must be a number{' or None' if optional else ''}; "
+                            f"got {value!r}") from None  # fmt: skip
+        if not math.isfinite(number):
+            raise UserError(f"parameter {name} must be a finite number; got {value!r}")
+        return number
+    if base is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"parameter {name} must be text{' or None' if optional else ''}; got {value!r}")
+    if base in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise UserError(f"parameter {name} must be a list (with papermill: -y '{{{name}: [...]}}'); got {value!r}")
+    return value
+
+
+def _fail() -> Any:
+    raise ValueError
+
+
+def config_from_params(params: Mapping[str, Any]) -> TrainConfig:
+    """The validated :class:`TrainConfig` whose fields are taken from ``params`` (defaults elsewhere)."""
+    values = {f.name: params[f.name] for f in fields(TrainConfig) if f.name in params}
+    return TrainConfig(**values).validate()
+
+
+def parameter_help(params: Mapping[str, Any]) -> str:
+    """Each TrainConfig parameter with its value and the help text ``TrainConfig`` holds for it."""
+    rows = []
+    for f in fields(TrainConfig):
+        if f.name in params:
+            rows.append(f"{f.name:>18} = {params[f.name]!r:<16} {f.metadata['help']}")
+    return "\n".join(rows)
+
+
+def refuse_existing_run(out_dir: str | Path, overwrite: bool, notebook: str = "maskAE.ipynb") -> None:
+    """Refuse to start a fresh run in a folder that holds another one, unless ``overwrite``.
+
+    The message gives the two ways on: resume that run, or replace it on purpose.
+    """
+    from .train import holds_run
+
+    if overwrite or not holds_run(out_dir):
+        return
+    raise UserError(
+        f"out_dir {out_dir} already holds a run; nothing was changed. Continue it with "
+        f"`python -m mae_utils train --resume {out_dir}` (add --epochs N to extend it), choose another "
+        f"out_dir, or replace it: `papermill {notebook} OUT.ipynb -p out_dir {out_dir} -p overwrite True`"
+    )
