@@ -162,7 +162,8 @@ def device_banner(device: torch.device, amp_dtype: torch.dtype | None) -> str:
         return f"Apple GPU (mps), {'float32' if amp_dtype is None else str(amp_dtype).replace('torch.', '')}"
     if amp_dtype is not None:
         return f"CPU, {str(amp_dtype).replace('torch.', '')} autocast (asked for; slow on CPUs without native bf16)"
-    return (f"CPU ({torch.get_num_threads()} threads), float32: no GPU here, and mixed precision only pays "
+    threads = torch.get_num_threads()
+    return (f"CPU ({threads} thread{'s' if threads != 1 else ''}), float32: no GPU here, and mixed precision only pays "
             "off on GPUs")  # fmt: skip
 
 

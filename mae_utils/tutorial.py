@@ -1,8 +1,8 @@
 """Small helpers the tutorial notebooks call, so that every notebook cell stays a few lines long.
 
-Each function makes one visible result (a figure, a table, a list of shapes) from the package's real
-objects: the shapes come from hooks on a real forward pass, the learning-rate curve from the run's
-own ``config.json`` and One-Cycle settings, the loss curves from ``metrics.jsonl``. Figures are built
+Each function makes one visible result (a figure, a table) from the package's real objects: the
+learning-rate curves from the scheduler :func:`mae_utils.optim.build_optimizer` builds, the loss curves
+from ``metrics.jsonl``. Figures are built
 through matplotlib's object API (as in :mod:`mae_utils.viz`), so they display inline in Jupyter and
 leak no global pyplot state.
 """
@@ -24,14 +24,12 @@ from .config import TrainConfig, load_run_config
 from .errors import UserError
 from .metrics import patch_mask_to_pixel_mask
 from .optim import build_optimizer, schedule_rates
-from .transforms import batch_to_input
 from .viz import masked_image
 
 __all__ = [
     "demo_photos",
     "ensure_run",
     "face_grid_figure",
-    "format_shapes",
     "has_trained_model",
     "lr_schedule",
     "quick_config",
@@ -42,7 +40,6 @@ __all__ = [
     "read_metrics",
     "relative",
     "schedule_figure",
-    "trace_shapes",
     "training_figure",
 ]
 
@@ -192,54 +189,6 @@ def position_table_figure(pos_embed: torch.Tensor, grid_size: int, max_maps: int
                 axes[i][j].set_xlabel(str(c), fontsize=7)
     right.suptitle(f"cosine similarity of patch (row, col) to all patches\n(colour scale {low:.2f} to 1)", fontsize=10)
     return fig
-
-
-def trace_shapes(
-    model: torch.nn.Module,
-    imgs: torch.Tensor,
-    mask_ratio: float = 0.75,
-    noise: torch.Tensor | None = None,
-) -> list[tuple[str, tuple[int, ...]]]:
-    """Shapes as data flows through one real ``model(imgs)`` call, recorded by forward hooks.
-
-    ``imgs``: a batch of dataset items (uint8) or of model input. Nothing is re-implemented here: hooks on the model's own modules report what they received and
-    returned, so the list stays true if the model changes.
-    """
-    trace: list[tuple[str, tuple[int, ...]]] = [("images", tuple(imgs.shape))]
-    imgs = batch_to_input(imgs, next(model.parameters()).device)  # uint8 items -> normalised input
-    hooks = []
-
-    def on(module: torch.nn.Module, label_in: str | None, label_out: str) -> None:
-        def hook(_m, inputs, output):
-            if label_in is not None:
-                trace.append((label_in, tuple(inputs[0].shape)))
-            trace.append((label_out, tuple(output.shape)))
-
-        hooks.append(module.register_forward_hook(hook))
-
-    p = model.patch_embed.patch_size
-    on(model.patch_embed, f"visible patches, flattened ({p}x{p}x{model.in_chans} pixels each)",
-       "visible patches embedded (position added next)")  # fmt: skip
-    on(model.blocks[0], "encoder input: class token + visible tokens", "after encoder block 1")
-    on(model.norm, None, f"encoder output (after {len(model.blocks)} blocks + norm)")
-    on(model.decoder_embed, None, "projected to the decoder width")
-    on(model.decoder_blocks[0], "decoder input: mask tokens fill the hidden slots", "after decoder block 1")
-    on(model.decoder_pred, None, "predicted pixels, every patch (class token dropped)")
-    try:
-        with torch.no_grad():
-            _, pred, mask = model(imgs, mask_ratio=mask_ratio, noise=noise)
-    finally:
-        for h in hooks:
-            h.remove()
-    trace.append(("mask (1 = hidden)", tuple(mask.shape)))
-    trace.append(("unpatchified reconstruction", tuple(model.unpatchify(pred).shape)))
-    return trace
-
-
-def format_shapes(trace: Sequence[tuple[str, tuple[int, ...]]]) -> str:
-    """The trace as aligned text lines: ``label .... (N, T, D)``."""
-    width = max(len(label) for label, _ in trace)
-    return "\n".join(f"{label:<{width}}  {tuple(shape)}" for label, shape in trace)
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:

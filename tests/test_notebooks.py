@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "maskAE.ipynb"
-NOTEBOOK_ONLY_PARAMS = {"overwrite", "num_show"}
+NOTEBOOK_ONLY_PARAMS = {"overwrite", "num_show"}  # the rest are TrainConfig fields
 MACHINE_PATHS = re.compile(r"(/work/|/root/|/tmp/|/home/|[A-Z]:\\\\Users)")
 
 
@@ -50,35 +50,36 @@ def test_parameters_cell_lists_the_train_config_fields_with_help():
     assert set(params) == {f.name for f in fields(TrainConfig)} | NOTEBOOK_ONLY_PARAMS
     undocumented = [name for name, p in params.items() if "default" not in (p.get("help") or "")]
     assert not undocumented, f"parameters without a comment naming the default: {undocumented}"
+    helps = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
+    retyped = [name for name, p in params.items() if name in helps and helps[name][:30] in p["help"]]
+    assert not retyped, f"the help text lives in TrainConfig; the parameters cell repeats it for {retyped}"
     nb = json.loads(NOTEBOOK.read_text())
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
 
 
-def test_committed_notebook_keeps_outputs_without_machine_paths():
-    nb = json.loads(NOTEBOOK.read_text())
+@pytest.mark.parametrize(("path", "figures"), [(NOTEBOOK, 8), (ROOT / "notebooks" / "evaluate.ipynb", 4),
+                                              (ROOT / "notebooks" / "reconstruct_your_photos.ipynb", 3)])  # fmt: skip
+def test_committed_notebooks_keep_outputs_without_machine_paths_or_frozen_bars(path, figures):
+    nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(c.get("execution_count") for c in code), "maskAE.ipynb must be committed executed (see README)"
+    assert all(c.get("execution_count") for c in code), f"{path.name} must be committed executed (see README)"
     assert not any(o["output_type"] == "error" for c in code for o in c.get("outputs", []))
     images = sum("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))
-    assert images >= 6, f"expected the tutorial's figures in the committed outputs, found {images}"
+    assert images >= figures, f"expected the notebook's figures in the committed outputs, found {images}"
     text = _outputs_text(nb)
     assert not MACHINE_PATHS.findall(text), f"machine-specific paths in outputs: {set(MACHINE_PATHS.findall(text))}"
+    assert "widgets" not in nb["metadata"], "widget state committed (progress bars run as widgets in batch?)"
+    widget_outputs = [o for c in code for o in c.get("outputs", []) if any("widget" in k for k in o.get("data", {}))]
+    assert not widget_outputs and "%|" not in text, "frozen progress bars in the committed outputs"
 
 
-def test_trace_shapes_follow_the_real_forward_pass():
-    import torch
-
+def test_parameter_counts_add_up():
     from mae_utils.model import build_mae
-    from mae_utils.tutorial import parameter_counts, trace_shapes
+    from mae_utils.tutorial import parameter_counts
 
     model = build_mae("tiny", img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
                       decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)  # fmt: skip
-    trace = dict(trace_shapes(model, torch.randn(3, 3, 32, 32), mask_ratio=0.75))
-    assert trace["encoder input: class token + visible tokens"] == (3, 1 + 4, 32)  # 25% of 16 patches
-    assert trace["decoder input: mask tokens fill the hidden slots"] == (3, 1 + 16, 16)
-    assert trace["predicted pixels, every patch (class token dropped)"] == (3, 16, 8 * 8 * 3)
-    assert not model._forward_hooks and not model.blocks[0]._forward_hooks  # hooks removed
     counts = parameter_counts(model)
     assert counts["total"] == sum(p.numel() for p in model.parameters())
     assert counts["fixed (sin-cos tables)"] == (16 + 1) * (32 + 16)

@@ -1,0 +1,128 @@
+"""Papermill parameters: unknown or misspelt names are refused, strings become the annotated types
+(never a truthy "false"), and an existing run is kept unless overwrite is asked for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import papermill
+import pytest
+
+from mae_utils.errors import UserError
+from mae_utils.notebook_params import check_parameters, config_from_params, refuse_existing_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _namespace(injected: dict, **overrides):
+    """What a notebook's globals hold after its parameters cell and papermill's injected cell."""
+    before = {"__name__", "torch", "Path", "names_before_parameters"}
+    ns = {name: object() for name in before}
+    ns["__annotations__"] = {"epochs": int, "overwrite": bool, "grad_clip": Optional[float], "base_lr": float,
+                             "data_dir": Optional[str], "patches": list, "max_images": Optional[int]}  # fmt: skip
+    ns.update(epochs=14, overwrite=False, grad_clip=1.0, base_lr=3.2e-2, data_dir=None, patches=[], max_images=None)
+    ns.update(injected)
+    ns["_i3"] = "IPython history: ignored"
+    return ns, before
+
+
+def test_unknown_and_misspelt_parameters_are_refused_with_the_closest_name():
+    ns, before = _namespace({"epoch": 1})
+    with pytest.raises(UserError, match=r"unknown parameter 'epoch'; did you mean 'epochs'\?"):
+        check_parameters(ns, before)
+    ns, before = _namespace({"flavour": "vanilla"})
+    with pytest.raises(UserError, match=r"unknown parameter 'flavour' This notebook's parameters: base_lr"):
+        check_parameters(ns, before)
+
+
+@pytest.mark.parametrize(("text", "value"), [("false", False), ("False", False), ("0", False), ("no", False),
+                                             ("true", True), ("1", True), (True, True), (0, False)])  # fmt: skip
+def test_booleans_given_as_text_are_parsed(text, value):
+    ns, before = _namespace({"overwrite": text})
+    assert check_parameters(ns, before)["overwrite"] is value
+    assert ns["overwrite"] is value  # the notebook's variable itself is converted
+
+
+def test_values_that_are_not_their_type_are_refused():
+    for injected, message in [({"overwrite": "maybe"}, "overwrite must be True or False"),
+                              ({"epochs": "many"}, "epochs must be a whole number"),
+                              ({"epochs": 2.5}, "epochs must be a whole number"),
+                              ({"base_lr": "fast"}, "base_lr must be a number"),
+                              ({"patches": "27,28"}, "patches must be a list"),
+                              ({"epochs": None}, "epochs must not be None")]:  # fmt: skip
+        ns, before = _namespace(injected)
+        with pytest.raises(UserError, match=message):
+            check_parameters(ns, before)
+
+
+def test_text_numbers_and_none_are_converted():
+    ns, before = _namespace({"epochs": "3", "base_lr": "1e-3", "grad_clip": "none", "max_images": "None",
+                             "data_dir": "none"})  # fmt: skip
+    values = check_parameters(ns, before)
+    assert values["epochs"] == 3 and values["base_lr"] == 1e-3 and values["grad_clip"] is None
+    assert values["max_images"] is None and values["data_dir"] == "none"  # text stays text
+    config = config_from_params({"epochs": 3, "base_lr": 1e-3})
+    assert (config.epochs, config.base_lr) == (3, 1e-3)
+
+
+def test_a_rerun_in_jupyter_does_not_flag_later_cells_variables():
+    ns, before = _namespace({})
+    check_parameters(ns, before)
+    ns["model"] = object()  # a later cell ran, then the user re-runs the check cell
+    check_parameters(ns, before)
+
+
+def test_existing_run_is_refused_with_both_ways_on(tmp_path):
+    refuse_existing_run(tmp_path / "fresh", overwrite=False)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(UserError, match=r"python -m mae_utils train --resume .*run.*-p overwrite True"):
+        refuse_existing_run(tmp_path / "run", overwrite=False)
+    refuse_existing_run(tmp_path / "run", overwrite=True)
+
+
+def _run_notebook(tmp_path, **parameters):
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(str(ROOT / "maskAE.ipynb"), str(tmp_path / "out.ipynb"), parameters=parameters,
+                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3")  # fmt: skip
+    return info.value
+
+
+@pytest.mark.slow
+def test_papermill_refuses_a_misspelt_parameter(tmp_path):
+    error = _run_notebook(tmp_path, epoch=1, out_dir=str(tmp_path / "run"))
+    assert error.ename == "UserError" and "unknown parameter 'epoch'; did you mean 'epochs'?" in error.evalue
+    assert not (tmp_path / "run").exists()  # stopped before anything trained
+
+
+@pytest.mark.slow
+def test_papermill_overwrite_false_keeps_an_existing_run(tmp_path):
+    from papermill.cli import _resolve_type
+
+    assert _resolve_type("false") == "false"  # what `-p overwrite false` hands the notebook: a string
+    run = tmp_path / "run"
+    (run / "checkpoints" / "best").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    (run / "checkpoints" / "best" / "model.safetensors").write_bytes(b"weights")
+    error = _run_notebook(tmp_path, out_dir=str(run), overwrite="false")
+    assert error.ename == "UserError" and "already holds a run" in error.evalue
+    assert "-p overwrite True" in error.evalue and "--resume" in error.evalue
+    assert (run / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+    assert (run / "checkpoints" / "best" / "model.safetensors").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize("name", ["maskAE.ipynb", "notebooks/evaluate.ipynb", "notebooks/reconstruct_your_photos.ipynb"])
+def test_every_notebook_lists_its_parameters_with_types_and_checks_them(name):
+    params = papermill.inspect_notebook(str(ROOT / name))
+    untyped = [p for p, info in params.items() if info["inferred_type_name"] in ("None", "")]
+    assert not untyped, f"{name}: parameters papermill --help-notebook shows without a type: {untyped}"
+    assert all(info["help"] for info in params.values()), f"{name}: a parameter without a comment"
+    nb = json.loads((ROOT / name).read_text())
+    tagged = [i for i, c in enumerate(nb["cells"]) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    code_before = ["".join(c["source"]) for c in nb["cells"][: tagged[0]] if c["cell_type"] == "code"]
+    assert code_before[-1].rstrip().splitlines()[-1].startswith("names_before_parameters = set(globals())")
+    code_after = "".join(nb["cells"][tagged[0] + 1]["source"])
+    assert "check_parameters(globals(), names_before_parameters)" in code_after, f"{name}: no check after the parameters"
