@@ -619,7 +619,7 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
     return run
 
 
-def _run_epochs(run: _Run) -> None:
+def _run_epochs(run: _Run, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
     cfg = run.config
     outer = tqdm(total=cfg.epochs, initial=run.epoch, desc="epochs", position=0, disable=run.rank != 0,
                  dynamic_ncols=True, unit="epoch")  # fmt: skip
@@ -656,6 +656,8 @@ def _run_epochs(run: _Run) -> None:
             val = f"val {line['val_loss']:.4f}, masked PSNR {line['val_psnr_masked']:.2f} dB" if validated else "no val"
             run.log(f"epoch {epoch + 1}/{cfg.epochs}: train {line['train_loss']:.4f}, {val}, "
                     f"{line['images_per_s']:.0f} img/s, {line['seconds']:.1f} s")  # fmt: skip
+            if on_epoch is not None and run.rank == 0:
+                on_epoch(dict(line))
             outer.update(1)
             outer.set_postfix(train=f"{line['train_loss']:.4f}",
                               val=f"{line['val_loss']:.4f}" if validated else "-", refresh=False)  # fmt: skip
@@ -672,6 +674,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
     """Train (or, with ``resume=True``, continue ``config.out_dir``); returns the run's results.
 
@@ -680,7 +683,8 @@ def fit(
     A fresh run refuses an ``out_dir`` that already holds one unless ``overwrite``, which moves the old
     run aside and deletes it only once the new run has saved its first checkpoint. The folder is locked
     while the run lasts, and a run that fails before its first checkpoint leaves the folder as it found
-    it (:mod:`mae_utils.rundir`). ``log`` receives each progress line (default: above the tqdm bars).
+    it (:mod:`mae_utils.rundir`). ``log`` receives each progress line (default: above the tqdm bars);
+    ``on_epoch`` each epoch's metrics line (e.g. :class:`mae_utils.tutorial.LiveLossPlot`).
     """
     started_group = not dist_utils.is_distributed()
     config.validate()
@@ -691,7 +695,7 @@ def fit(
             folder = RunFolder(config.out_dir, resume=resume, overwrite=overwrite).open()
         run = _setup(config, resume, folder, log)
         try:
-            _run_epochs(run)
+            _run_epochs(run, on_epoch)
         except NonFiniteLossError as exc:
             run.log(f"error: {exc}")
             raise

@@ -24,6 +24,7 @@ from .config import TrainConfig, load_run_config
 from .errors import UserError
 from .metrics import patch_mask_to_pixel_mask
 from .optim import build_optimizer, schedule_rates
+from .progress import batch_kernel, in_kernel
 from .viz import masked_image
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ensure_run",
     "face_grid_figure",
     "has_trained_model",
+    "LiveLossPlot",
     "lr_schedule",
     "quick_config",
     "masking_figure",
@@ -254,6 +256,39 @@ def schedule_figure(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_per_epoc
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+class LiveLossPlot:
+    """Pass as ``fit(..., on_epoch=LiveLossPlot())``: in live Jupyter, the loss curves redrawn in place
+    after every epoch; elsewhere (papermill, nbmake, a terminal) nothing, as ``fit`` prints a line per epoch."""
+
+    def __init__(self) -> None:
+        self.live = in_kernel() and not batch_kernel()
+        self.history: list[dict[str, Any]] = []
+        self._handle = None
+
+    def __call__(self, line: dict[str, Any]) -> None:
+        if not self.live:
+            return
+        from IPython.display import display
+
+        self.history.append(line)
+        fig = _figure(5, 3)
+        ax = fig.subplots()
+        epochs = [h["epoch"] for h in self.history]
+        ax.plot(epochs, [h["train_loss"] for h in self.history], "o-", label="train")
+        val = [(h["epoch"], h["val_loss"]) for h in self.history if h.get("val_loss") is not None]
+        if val:
+            ax.plot(*zip(*val), "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title("loss: MSE on hidden patches (live)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
 
 
 def training_figure(run_dir: str | os.PathLike[str]) -> Figure:

@@ -1,0 +1,50 @@
+"""Progress bars: widgets when someone watches a live Jupyter kernel, nothing when a notebook runs in
+batch (papermill, nbmake), text in a terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = """
+from mae_utils.progress import batch_kernel, tqdm
+from mae_utils.tutorial import LiveLossPlot
+bar = tqdm(total=3)
+print(batch_kernel(), type(bar).__module__, bar.disable, LiveLossPlot().live)
+bar.close()
+"""
+
+
+def _run_in_kernel(allow_stdin: bool) -> str:
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    try:
+        lines = []
+
+        def collect(msg):
+            if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+                lines.append(msg["content"]["text"])
+
+        reply = kc.execute_interactive(PROBE, allow_stdin=allow_stdin, output_hook=collect, timeout=120)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(lines).strip()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_live_kernel_gets_widgets_and_batch_kernel_no_bars():
+    assert _run_in_kernel(allow_stdin=True) == "False tqdm.notebook False True"  # JupyterLab, VS Code
+    assert _run_in_kernel(allow_stdin=False) == "True tqdm.std True False"  # nbclient: papermill, nbmake
+
+
+def test_terminal_gets_text_bars():
+    from mae_utils.progress import batch_kernel, tqdm
+
+    bar = tqdm(total=1, disable=False)
+    assert type(bar).__module__ == "tqdm.std" and not batch_kernel()
+    bar.close()
