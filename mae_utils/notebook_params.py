@@ -23,10 +23,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from .config import TrainConfig, annotation_type
+from .config import TrainConfig, annotation_type, load_run_config
 from .errors import UserError
+from .train import holds_run
 
-__all__ = ["check_parameters", "config_from_params", "parameter_help", "refuse_existing_run"]
+__all__ = ["check_parameters", "check_run_folder", "config_from_params", "parameter_help"]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -127,17 +128,26 @@ def parameter_help(params: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def refuse_existing_run(out_dir: str | Path, overwrite: bool, notebook: str = "maskAE.ipynb") -> None:
-    """Refuse to start a fresh run in a folder that holds another one, unless ``overwrite``.
+def check_run_folder(config: TrainConfig, overwrite: bool, notebook: str = "maskAE.ipynb") -> bool:
+    """Whether ``fit`` must replace the run in ``config.out_dir``; refuses to replace another run.
 
-    The message gives the two ways on: resume that run, or replace it on purpose.
+    A folder holding a run with other settings (or an unreadable ``config.json``) is kept unless
+    ``overwrite``: the error gives the two ways on. A run with exactly these settings is what this
+    notebook is about to make again from the same seed (a re-run, e.g. ``pytest`` twice), so it is
+    replaced, with a note.
     """
-    from .train import holds_run
-
+    out_dir = Path(config.out_dir)
     if overwrite or not holds_run(out_dir):
-        return
+        return overwrite
+    try:
+        same = load_run_config(out_dir).to_dict() == config.to_dict()
+    except UserError:
+        same = False
+    if same:
+        print(f"note: {out_dir} holds a run with exactly these settings; training it again from the same seed")
+        return True
     raise UserError(
-        f"out_dir {out_dir} already holds a run; nothing was changed. Continue it with "
+        f"out_dir {out_dir} already holds another run; nothing was changed. Continue it with "
         f"`python -m mae_utils train --resume {out_dir}` (add --epochs N to extend it), choose another "
         f"out_dir, or replace it: `papermill {notebook} OUT.ipynb -p out_dir {out_dir} -p overwrite True`"
     )

@@ -11,7 +11,7 @@ import papermill
 import pytest
 
 from mae_utils.errors import UserError
-from mae_utils.notebook_params import check_parameters, config_from_params, refuse_existing_run
+from mae_utils.notebook_params import check_parameters, check_run_folder, config_from_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,13 +74,20 @@ def test_a_rerun_in_jupyter_does_not_flag_later_cells_variables():
     check_parameters(ns, before)
 
 
-def test_existing_run_is_refused_with_both_ways_on(tmp_path):
-    refuse_existing_run(tmp_path / "fresh", overwrite=False)
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+def test_another_run_is_refused_with_both_ways_on_and_the_same_run_is_redone(tmp_path, capsys):
+    from mae_utils.config import TrainConfig
+
+    fresh = TrainConfig(out_dir=str(tmp_path / "fresh"))
+    assert check_run_folder(fresh, overwrite=False) is False
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "config.json").write_text(json.dumps({**TrainConfig(out_dir=str(run)).to_dict(), "model": {}}))
     with pytest.raises(UserError, match=r"python -m mae_utils train --resume .*run.*-p overwrite True"):
-        refuse_existing_run(tmp_path / "run", overwrite=False)
-    refuse_existing_run(tmp_path / "run", overwrite=True)
+        check_run_folder(TrainConfig(out_dir=str(run), epochs=3), overwrite=False)  # other settings
+    assert check_run_folder(TrainConfig(out_dir=str(run), epochs=3), overwrite=True) is True
+    assert check_run_folder(TrainConfig(out_dir=str(run)), overwrite=False) is True  # the same run, again
+    assert "exactly these settings" in capsys.readouterr().out
 
 
 def _run_notebook(tmp_path, **parameters):
@@ -107,7 +114,7 @@ def test_papermill_overwrite_false_keeps_an_existing_run(tmp_path):
     (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
     (run / "checkpoints" / "best" / "model.safetensors").write_bytes(b"weights")
     error = _run_notebook(tmp_path, out_dir=str(run), overwrite="false")
-    assert error.ename == "UserError" and "already holds a run" in error.evalue
+    assert error.ename == "UserError" and "already holds another run" in error.evalue
     assert "-p overwrite True" in error.evalue and "--resume" in error.evalue
     assert (run / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
     assert (run / "checkpoints" / "best" / "model.safetensors").read_bytes() == b"weights"
