@@ -79,6 +79,7 @@ class TrainConfig:
     init_from: str | None = _f(
         None, "start from these weights: an official MAE .pth, a Hugging Face ViTMAE folder, or a run (or its "
         "checkpoint folder); the patch size and widths then come from the weights; none = random initialisation",
+        metavar="PATH",
     )
     # optimisation
     epochs: int = _f(20, "passes over the training images")
@@ -272,7 +273,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _parse_optional(base, f.name) if optional else base
-            kwargs["metavar"] = "DIR" if f.name.endswith("_dir") else {int: "N", float: "X"}.get(base, "TEXT")
+            kwargs["metavar"] = f.metadata.get("metavar") or (
+                "DIR" if f.name.endswith("_dir") else {int: "N", float: "X"}.get(base, "TEXT"))
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
                 kwargs.pop("metavar")
