@@ -25,7 +25,7 @@ from typing import Any, Mapping, MutableMapping
 
 from .config import TrainConfig, annotation_type, load_run_config
 from .errors import UserError
-from .train import holds_run
+from .rundir import holds_checkpoint
 
 __all__ = ["check_parameters", "check_run_folder", "config_from_params", "parameter_help"]
 
@@ -131,13 +131,14 @@ def parameter_help(params: Mapping[str, Any]) -> str:
 def check_run_folder(config: TrainConfig, overwrite: bool, notebook: str = "maskAE.ipynb") -> bool:
     """Whether ``fit`` must replace the run in ``config.out_dir``; refuses to replace another run.
 
-    A folder holding a run with other settings (or an unreadable ``config.json``) is kept unless
-    ``overwrite``: the error gives the two ways on. A run with exactly these settings is what this
+    A folder holding a run (a saved checkpoint, as :mod:`mae_utils.rundir` defines it) with other
+    settings, or an unreadable ``config.json``, is kept unless ``overwrite``: the error gives the two
+    ways on (with ``overwrite``, ``fit`` moves the old run aside until the new one has a checkpoint). A run with exactly these settings is what this
     notebook is about to make again from the same seed (a re-run, e.g. ``pytest`` twice), so it is
     replaced, with a note.
     """
     out_dir = Path(config.out_dir)
-    if overwrite or not holds_run(out_dir):
+    if overwrite or not holds_checkpoint(out_dir):
         return overwrite
     try:
         same = load_run_config(out_dir).to_dict() == config.to_dict()

@@ -556,7 +556,7 @@ def test_center_mask_ratio_zero_is_refused_and_the_area_is_the_closest(tiny_run,
 
 
 # ---------------------------------------------------------------------- issue 14, item 4
-def test_a_run_that_fails_before_training_leaves_no_files(tmp_path, capsys):
+def test_a_run_that_fails_before_training_leaves_no_files(tmp_path, capsys, monkeypatch):
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "a.jpg").write_bytes(b"not a jpeg")
@@ -570,8 +570,15 @@ def test_a_run_that_fails_before_training_leaves_no_files(tmp_path, capsys):
     (existing / "notes.txt").write_text("my notes")
     _cli_error(capsys, ["train", "--data-dir", str(junk), "--out-dir", str(existing), *off])
     assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
-    # too few images for the batch fails after the split was written: still nothing left
+    # a failure after the split was written (a batch larger than the split is clamped now, so one is
+    # simulated where the optimiser is built): still nothing left
+    from mae_utils import train as train_mod
+
+    def fail(*_args, **_kwargs):
+        raise UserError("simulated failure after the split")
+
+    monkeypatch.setattr(train_mod, "build_optimizer", fail)
     few = _write_faces(tmp_path / "few", 12)
     err = _cli_error(capsys, ["train", "--data-dir", str(few), "--out-dir", str(existing), "--cache-dir", "off",
                               *TINY_FLAGS, "--batch-size", "64"])  # fmt: skip
-    assert "batch_size 64" in err and sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+    assert "simulated failure" in err and sorted(p.name for p in existing.iterdir()) == ["notes.txt"]

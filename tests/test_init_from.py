@@ -26,9 +26,9 @@ SHAPE = ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "
 
 
 def _source_official(tmp_path):
-    # official files hold no head counts: a ViT width (192: ViT-Ti, 3 heads) and decoder width / 32
-    shape = dict(patch_size=16, embed_dim=192, depth=1, num_heads=3, decoder_embed_dim=64, decoder_depth=1,
-                 decoder_num_heads=2)  # fmt: skip
+    # official files hold no head counts: standard widths (192: ViT-Ti, 3 heads; a 128-wide decoder, 4 heads)
+    shape = dict(patch_size=16, embed_dim=192, depth=1, num_heads=3, decoder_embed_dim=128, decoder_depth=1,
+                 decoder_num_heads=4)  # fmt: skip
     m = build_mae("tiny", img_size=32, **shape)
     torch.save({"model": m.state_dict(), "epoch": 799}, tmp_path / "mae_pretrain.pth")
     return tmp_path / "mae_pretrain.pth", m.state_dict(), shape

@@ -80,8 +80,11 @@ def test_another_run_is_refused_with_both_ways_on_and_the_same_run_is_redone(tmp
     fresh = TrainConfig(out_dir=str(tmp_path / "fresh"))
     assert check_run_folder(fresh, overwrite=False) is False
     run = tmp_path / "run"
-    run.mkdir()
+    (run / "checkpoints" / "last").mkdir(parents=True)
     (run / "metrics.jsonl").write_text("{}\n")
+    assert check_run_folder(TrainConfig(out_dir=str(run), epochs=3), overwrite=False) is False  # no checkpoint yet
+    for name in ("model.safetensors", "state.pt"):  # a run, as mae_utils.rundir counts them
+        (run / "checkpoints" / "last" / name).write_bytes(b"saved")
     (run / "config.json").write_text(json.dumps({**TrainConfig(out_dir=str(run)).to_dict(), "model": {}}))
     with pytest.raises(UserError, match=r"python -m mae_utils train --resume .*run.*-p overwrite True"):
         check_run_folder(TrainConfig(out_dir=str(run), epochs=3), overwrite=False)  # other settings
@@ -113,6 +116,7 @@ def test_papermill_overwrite_false_keeps_an_existing_run(tmp_path):
     (run / "checkpoints" / "best").mkdir(parents=True)
     (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
     (run / "checkpoints" / "best" / "model.safetensors").write_bytes(b"weights")
+    (run / "checkpoints" / "best" / "state.pt").write_bytes(b"state")
     error = _run_notebook(tmp_path, out_dir=str(run), overwrite="false")
     assert error.ename == "UserError" and "already holds another run" in error.evalue
     assert "-p overwrite True" in error.evalue and "--resume" in error.evalue
