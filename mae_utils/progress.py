@@ -35,7 +35,7 @@ def batch_kernel() -> bool:
     return not getattr(kernel, "_allow_stdin", True)
 
 
-def tqdm(*args: Any, **kwargs: Any):
+def tqdm(*args: Any, **kwargs: Any) -> text_tqdm:
     """A tqdm bar: a widget in live Jupyter, text in a terminal, disabled in a batch kernel."""
     if batch_kernel():
         kwargs["disable"] = True

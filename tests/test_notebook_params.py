@@ -93,9 +93,9 @@ def test_another_run_is_refused_with_both_ways_on_and_the_same_run_is_redone(tmp
     assert "exactly these settings" in capsys.readouterr().out
 
 
-def _run_notebook(tmp_path, **parameters):
+def _run_notebook(tmp_path, name="maskAE.ipynb", **parameters):
     with pytest.raises(papermill.PapermillExecutionError) as info:
-        papermill.execute_notebook(str(ROOT / "maskAE.ipynb"), str(tmp_path / "out.ipynb"), parameters=parameters,
+        papermill.execute_notebook(str(ROOT / name), str(tmp_path / "out.ipynb"), parameters=parameters,
                                    cwd=str(ROOT), progress_bar=False, kernel_name="python3")  # fmt: skip
     return info.value
 
@@ -105,6 +105,14 @@ def test_papermill_refuses_a_misspelt_parameter(tmp_path):
     error = _run_notebook(tmp_path, epoch=1, out_dir=str(tmp_path / "run"))
     assert error.ename == "UserError" and "unknown parameter 'epoch'; did you mean 'epochs'?" in error.evalue
     assert not (tmp_path / "run").exists()  # stopped before anything trained
+
+
+@pytest.mark.slow
+def test_the_other_notebooks_refuse_misspelt_parameters_too(tmp_path):
+    error = _run_notebook(tmp_path, "notebooks/reconstruct_your_photos.ipynb", mask_kind=["eyes"])
+    assert "unknown parameter 'mask_kind'; did you mean 'mask_kinds'?" in error.evalue
+    error = _run_notebook(tmp_path, "notebooks/evaluate.ipynb", limit="all")
+    assert "parameter limit must be a whole number or None; got 'all'" in error.evalue
 
 
 @pytest.mark.slow
