@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .transforms import Augment
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -60,7 +61,11 @@ class TrainConfig:
     )
     val_frac: float = _f(0.1, "fraction of images held out for validation")
     test_frac: float = _f(0.1, "fraction of images held out for the final test")
-    augment: bool = _f(True, "light random resized crops and horizontal flips of training images")
+    augment: bool = _f(True, "augment training images (crops, flips and the colour settings below)")
+    crop_scale_min: float = _f(0.85, "augmentation: smallest crop, as a share of the image area (< 1 zooms in)")
+    crop_scale_max: float = _f(1.0, "augmentation: largest crop; > 1 zooms out, the face smaller in the frame")
+    grey_prob: float = _f(0.0, "augmentation: probability of turning a training image grey")
+    color_jitter: float = _f(0.0, "augmentation: brightness, contrast and saturation factors in [1-x, 1+x]")
     cache_dir: str | None = _f(
         None, "where decoded uint8 images are cached; none = $MASKAE_CACHE_DIR or the project's data/cache; "
         "off = no cache"
@@ -119,6 +124,13 @@ class TrainConfig:
         _positive(self, "decoder_num_heads", "patience")
         _non_negative(self, "num_workers", "sample_every", "weight_decay")
         check_seed(self.seed)
+        if not 0.0 < self.crop_scale_min <= self.crop_scale_max <= 4.0:
+            raise UserError(f"crop_scale_min and crop_scale_max must satisfy 0 < min <= max <= 4; got "
+                            f"{self.crop_scale_min} and {self.crop_scale_max}")  # fmt: skip
+        if not 0.0 <= self.grey_prob <= 1.0:
+            raise UserError(f"grey_prob must be a probability in [0, 1]; got {self.grey_prob}")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise UserError(f"color_jitter must be in [0, 1); got {self.color_jitter}")
         if self.image_size % self.patch_size:
             raise UserError(
                 f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"
@@ -169,6 +181,13 @@ class TrainConfig:
         """The architecture fields set explicitly (the rest come from ``preset``)."""
         names = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def augmentation(self) -> Augment | None:
+        """The training augmentation these fields describe (None with ``augment`` off)."""
+        if not self.augment:
+            return None
+        return Augment(crop_scale=(self.crop_scale_min, self.crop_scale_max), grey=self.grey_prob,
+                       jitter=self.color_jitter)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

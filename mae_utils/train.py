@@ -574,7 +574,8 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
             splits = prepare_data(
                 config.data_dir, config.image_size, max_images=max_images, val_frac=config.val_frac,
                 test_frac=config.test_frac, seed=config.seed, split_path=str(run_dir / "split.json"),
-                cache_dir=config.cache_dir, augment=config.augment, log=log if rank == 0 else (lambda _m: None),
+                cache_dir=config.cache_dir, augment=config.augmentation() or False,
+                log=log if rank == 0 else (lambda _m: None),
             )  # fmt: skip
         dist_utils.barrier()
     num_patches = (config.image_size // config.patch_size) ** 2

@@ -15,9 +15,8 @@ Augmentation comes in two halves, so that it is exactly reproducible and cheap w
 * :func:`apply_augment` applies a batch of such parameters on the batch's device: one
   ``grid_sample`` resamples every crop (bilinear, edge pixels repeated), flips are exact.
 
-Extending it (zoom-out with context fill, translation, colour jitter): add a field to
-:class:`Augment`, a key to the dict :meth:`Augment.draw` returns (the DataLoader's default collate
-batches dict entries), and its step to :func:`apply_augment`.
+Extending it: add a field to :class:`Augment`, a key to the dict :meth:`Augment.draw` returns (the
+DataLoader's default collate batches dict entries), and its step to :func:`apply_augment`.
 
 Normalisation uses the ImageNet mean/std (:data:`MEAN`, :data:`STD`): the official MAE and the
 Hugging Face ViTMAE checkpoints were trained on inputs normalised that way, so a pretrained model
@@ -47,7 +46,9 @@ MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 #: One image's (or, batched, a batch's) augmentation parameters: ``box`` (top, left, height, width) of
-#: the crop as fractions of the image side, ``flip`` (bool). Batched: ``box`` (N, 4), ``flip`` (N,).
+#: the crop as fractions of the image side (beyond [0, 1] when zooming out), ``flip`` (bool), ``color``
+#: (brightness, contrast, saturation factors), ``grey`` (bool). Batched: ``box`` (N, 4), ``flip`` (N,),
+#: ``color`` (N, 3), ``grey`` (N,).
 AugmentParams = Mapping[str, torch.Tensor]
 
 
@@ -91,72 +92,126 @@ def denormalize(t: torch.Tensor) -> torch.Tensor:
     return (t * std + mean).clamp(0.0, 1.0)
 
 
+#: Luma weights (ITU-R BT.601) for grey images and saturation changes.
+_LUMA = (0.299, 0.587, 0.114)
+
+
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation for aligned faces: a light random resized crop and a horizontal flip.
+    """Training augmentation for faces: random resized crop (zoom in or out), flip, grey and colour jitter.
 
-    Faces in these data sets are centred and aligned, so the crop stays close to the full image
-    (``crop_scale``, the crop's share of the image area, near 1) instead of the ImageNet-style
-    0.2..1 that MAE uses on scenes. ``crop_ratio``: range of the crop's width / height (drawn
-    log-uniformly); ``hflip``: probability of a mirror image.
+    ``crop_scale``: the crop's share of the image area. Below 1 zooms in (the MAE paper's random
+    resized crop, He et al. 2021, uses 0.2..1 on scenes); above 1 zooms out, so the face is smaller in
+    the frame, as in photos framed wider than the training set, and the area beyond the photo is filled
+    with the data set's mean colour (nothing is invented there). ``crop_ratio``: range of the crop's
+    width / height (drawn log-uniformly). ``hflip``: probability of a mirror image. ``grey``: probability
+    of a grey image (luma in all three channels): grey photos, scans and infrared frames are faces too.
+    ``jitter``: brightness, contrast and saturation factors drawn from ``[1 - jitter, 1 + jitter]``
+    (lighting and white balance differ between sources). The defaults keep a light crop and a flip.
     """
 
     crop_scale: tuple[float, float] = (0.85, 1.0)
     crop_ratio: tuple[float, float] = (0.95, 1.0 / 0.95)
     hflip: float = 0.5
+    grey: float = 0.0
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
         lo, hi = self.crop_scale
-        if not (0 < lo <= hi <= 1):
-            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        if not (0 < lo <= hi <= 4):
+            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= 4, got {self.crop_scale}")
         rlo, rhi = self.crop_ratio
         if not (0 < rlo <= rhi):
             raise UserError(f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
-        if not (0 <= self.hflip <= 1):
-            raise UserError(f"Augment.hflip must be a probability in [0, 1], got {self.hflip}")
+        for name in ("hflip", "grey"):
+            if not (0 <= getattr(self, name) <= 1):
+                raise UserError(f"Augment.{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if not (0 <= self.jitter < 1):
+            raise UserError(f"Augment.jitter must be in [0, 1), got {self.jitter}")
 
     def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """One image's parameters (see :data:`AugmentParams`), drawn from ``generator`` alone.
 
-        A crop of ``crop_scale`` of the area with aspect ``crop_ratio``, clipped to the image, at a
-        uniform position; the same semantics as torchvision's ``RandomResizedCrop`` without retries.
+        A crop of ``crop_scale`` of the area with aspect ``crop_ratio`` at a uniform position: inside
+        the image when zooming in (clipped to it, torchvision's ``RandomResizedCrop`` without retries),
+        around it when zooming out (the photo lands anywhere inside the larger box). Always nine
+        draws, so turning one option on does not shift the others' random numbers.
         """
-        u = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
+        u = torch.rand(9, generator=generator, dtype=torch.float64).tolist()
         scale = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * u[0]
         lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
         ratio = math.exp(lo + (hi - lo) * u[1])
-        w = min(1.0, math.sqrt(scale * ratio))
-        h = min(1.0, math.sqrt(scale / ratio))
-        top, left = (1.0 - h) * u[2], (1.0 - w) * u[3]
+        w, h = math.sqrt(scale * ratio), math.sqrt(scale / ratio)
+        if scale <= 1.0:
+            w, h = min(1.0, w), min(1.0, h)
+        top, left = (1.0 - h) * u[2], (1.0 - w) * u[3]  # negative when zooming out
         flip = self.hflip > 0 and u[4] < self.hflip
-        return {"box": torch.tensor([top, left, h, w], dtype=torch.float32), "flip": torch.tensor(flip)}
+        color = [1.0 + self.jitter * (2.0 * v - 1.0) for v in u[5:8]]  # brightness, contrast, saturation
+        grey = self.grey > 0 and u[8] < self.grey
+        return {
+            "box": torch.tensor([top, left, h, w], dtype=torch.float32),
+            "flip": torch.tensor(flip),
+            "color": torch.tensor(color, dtype=torch.float32),
+            "grey": torch.tensor(grey),
+        }
 
 
 _FULL_BOX = torch.tensor([0.0, 0.0, 1.0, 1.0])
 
 
-def apply_augment(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    """Apply a batch of :meth:`Augment.draw` parameters to a float (N, C, H, W) batch on its device.
+def _crop(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Resample each box to the full size. Inside the image: bilinear at pixel centres, edge pixels
+    repeated (as Pillow resizes a box). Beyond it (zoom out): zeros, which is the mean colour in the
+    normalised space this runs in."""
+    n = x.shape[0]
+    top, left, h, w = box.unbind(1)
+    theta = torch.zeros(n, 2, 3, dtype=torch.float32)
+    theta[:, 0, 0], theta[:, 0, 2] = w, 2 * left + w - 1  # output x in [-1, 1] -> source x
+    theta[:, 1, 1], theta[:, 1, 2] = h, 2 * top + h - 1
+    outside = bool(((box[:, :2] < 0) | (box[:, :2] + box[:, 2:] > 1 + 1e-6)).any())
+    grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros" if outside else "border",
+                         align_corners=False)  # fmt: skip
 
-    Each crop box is resampled to the full size (bilinear at pixel centres, edge pixels repeated, as
-    Pillow resizes a box), then flips are applied exactly. Parameters that change nothing (full
-    boxes, no flip) cost nothing. Linear in the pixels, so it commutes with the normalisation.
+
+def _recolor(x: torch.Tensor, color: torch.Tensor | None, grey: torch.Tensor | None) -> torch.Tensor:
+    """Brightness, contrast, saturation (``color`` (N, 3) factors), then grey, on pixels in [0, 1]."""
+    n = x.shape[0]
+    luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    if color is not None:
+        b, c, s = (v.view(n, 1, 1, 1) for v in color.to(x.device, x.dtype, non_blocking=True).unbind(1))
+        y = (x * luma).sum(1, keepdim=True)
+        x = y + s * (x - y)  # saturation: towards or away from the pixel's own grey
+        x = x.mean((1, 2, 3), keepdim=True) + c * (x - x.mean((1, 2, 3), keepdim=True))  # contrast
+        x = (x * b).clamp(0.0, 1.0)  # brightness
+    if grey is not None:
+        g = grey.reshape(n, 1, 1, 1).to(x.device, torch.bool, non_blocking=True)
+        x = torch.where(g, (x * luma).sum(1, keepdim=True).expand_as(x), x)
+    return x
+
+
+def apply_augment(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    """Apply a batch of :meth:`Augment.draw` parameters to a normalised float (N, 3, H, W) batch on its device.
+
+    Crops (see :func:`_crop`), flips (exact), then colour changes on the pixels in [0, 1]. Parameters
+    that change nothing (full boxes, no flip, unit factors, no grey) cost nothing, so the default
+    crop-and-flip is exactly what it was before colour existed.
     """
     n = x.shape[0]
     box = params.get("box")
     if box is not None:
         box = box.reshape(n, 4).to(torch.float32)
         if not bool((box.cpu() == _FULL_BOX).all()):
-            top, left, h, w = box.unbind(1)
-            theta = torch.zeros(n, 2, 3, dtype=torch.float32)
-            theta[:, 0, 0], theta[:, 0, 2] = w, 2 * left + w - 1  # output x in [-1, 1] -> source x
-            theta[:, 1, 1], theta[:, 1, 2] = h, 2 * top + h - 1
-            grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+            x = _crop(x, box)
     flip = params.get("flip")
     if flip is not None and bool(flip.cpu().any()):
         f = flip.reshape(n, 1, 1, 1).to(x.device, torch.bool, non_blocking=True)
         x = torch.where(f, x.flip(-1), x)
+    color, grey = params.get("color"), params.get("grey")
+    color = None if color is None or bool((color.cpu() == 1.0).all()) else color.reshape(n, 3)
+    grey = None if grey is None or not bool(grey.cpu().any()) else grey
+    if color is not None or grey is not None:
+        x = normalize(_recolor(denormalize(x), color, grey))
     return x
 
 

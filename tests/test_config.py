@@ -42,6 +42,11 @@ def test_defaults_validate():
         ("max_images", 0, "max_images"),
         ("patience", 0, "patience"),
         ("augment", "yes", "augment"),
+        ("crop_scale_min", 0.0, "crop_scale_min"),
+        ("crop_scale_min", 1.2, "crop_scale_min"),  # above crop_scale_max (1.0)
+        ("crop_scale_max", 4.5, "crop_scale_max"),
+        ("grey_prob", 1.5, "grey_prob"),
+        ("color_jitter", 1.0, "color_jitter"),
         ("data_dir", "/no/such/folder/anywhere", "data_dir"),
         ("num_heads", 5, "num_heads"),  # 192 not divisible by 5
         ("decoder_embed_dim", 130, "decoder_embed_dim"),  # not a multiple of 4 / heads

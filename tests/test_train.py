@@ -17,7 +17,8 @@ from mae_utils.train import FitResult, NonFiniteLossError, TrainConfig, fit, par
 # a few seconds per epoch on 2 shared CPU cores: 32 px images, 8 px patches, a 2-block encoder
 SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=3, embed_dim=64, depth=2,
              num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, device="cpu",
-             base_lr=1e-3, seed=5)  # fmt: skip
+             base_lr=1e-3, seed=5, crop_scale_min=0.35, crop_scale_max=1.6, grey_prob=0.3,
+             color_jitter=0.3)  # fmt: skip
 
 
 def _weights(run_dir, which="last"):
@@ -26,7 +27,8 @@ def _weights(run_dir, which="last"):
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory) -> FitResult:
-    """Three epochs, never stopped (augmentation on: its RNG must be reproduced too)."""
+    """Three epochs, never stopped (every augmentation on, zoom in and out, grey, colour: its draws must be
+    reproduced too)."""
     return fit(TrainConfig(**SMALL, out_dir=str(tmp_path_factory.mktemp("full") / "run")))
 
 
@@ -45,7 +47,7 @@ def test_run_directory_layout(full_run):
     assert [x["epoch"] for x in lines] == [1, 2, 3] and lines == full_run.history
     for key in ("train_loss", "val_loss", "val_psnr_masked", "lr", "images_per_s", "seconds"):
         assert all(isinstance(x[key], float) for x in lines), key
-    assert lines[-1]["train_loss"] < lines[0]["train_loss"]  # it learns
+    assert lines[-1]["val_loss"] < lines[0]["val_loss"]  # it learns (val: unaugmented, fixed masks)
     assert full_run.best_val_loss == min(x["val_loss"] for x in lines)
     assert 5.0 < lines[-1]["val_psnr_masked"] < 60.0
     assert "epoch 3/3" in (run / "log.txt").read_text()

@@ -44,7 +44,7 @@ def test_draw_depends_only_on_the_generator_and_respects_the_ranges():
     flips = torch.stack([d["flip"] for d in draws]).float().mean()
     assert 0.35 < flips < 0.65 and len({tuple(b) for b in boxes.tolist()}) == 200
     with pytest.raises(UserError, match="crop_scale"):
-        Augment(crop_scale=(0.5, 1.5))
+        Augment(crop_scale=(0.9, 0.5))
     with pytest.raises(UserError, match="hflip"):
         Augment(hflip=2.0)
 
@@ -115,3 +115,62 @@ def test_training_items_draw_augmentation_per_seed_epoch_and_index():
     batch = torch.utils.data.default_collate([a[i] for i in range(4)])
     assert batch[0].dtype == torch.uint8 and batch[2]["box"].shape == (4, 4) and batch[2]["flip"].shape == (4,)
     assert math.isfinite(float(batch_to_input(batch[0], augment=batch[2]).sum()))
+
+
+def test_zoom_out_fills_beyond_the_photo_with_the_mean_colour_and_keeps_it_whole():
+    aug = Augment(crop_scale=(2.0, 2.0), crop_ratio=(1.0, 1.0), hflip=0.0)
+    p = aug.draw(torch.Generator().manual_seed(4))
+    top, left, h, w = p["box"].tolist()
+    assert h == pytest.approx(2**0.5) and w == pytest.approx(2**0.5)
+    assert -(h - 1) <= top <= 0 and -(w - 1) <= left <= 0  # the photo lies inside the larger box
+    imgs = _smooth()[None]
+    out = denormalize(apply_augment(batch_to_input(imgs), _batched([p])))[0]
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    # the photo shrinks to 1/sqrt(2) of the side; outside it every pixel is the mean colour
+    y0, x0 = int(round(-top / h * S)), int(round(-left / w * S))
+    inner = round(S / h)
+    frame = torch.ones(S, S, dtype=torch.bool)
+    frame[max(y0 - 1, 0) : y0 + inner + 1, max(x0 - 1, 0) : x0 + inner + 1] = False
+    assert frame.any()
+    torch.testing.assert_close(out[:, frame], mean.expand(3, S, S)[:, frame], rtol=0, atol=1e-5)
+    # and the photo is all there, shrunk: its mean colour survives the resampling
+    photo = out[:, y0 + 1 : y0 + inner - 1, x0 + 1 : x0 + inner - 1]
+    assert (photo.mean((1, 2)) - imgs[0].float().mean((1, 2)) / 255).abs().max() < 0.03
+
+
+def test_grey_and_colour_jitter_change_pixels_only_as_documented():
+    imgs = _pixels(6, seed=2)
+    x = batch_to_input(imgs)
+    grey = Augment(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0, grey=1.0)
+    out = denormalize(apply_augment(x, _batched([grey.draw(torch.Generator().manual_seed(k)) for k in range(6)])))
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-5) and torch.allclose(out[:, 1], out[:, 2], atol=1e-5)
+    luma = (imgs.float() / 255 * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    torch.testing.assert_close(out[:, 0], luma, rtol=0, atol=1e-5)
+    jit = Augment(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0, jitter=0.4)
+    draws = [jit.draw(torch.Generator().manual_seed(k)) for k in range(200)]
+    color = torch.stack([d["color"] for d in draws])
+    assert (color >= 0.6 - 1e-6).all() and (color <= 1.4 + 1e-6).all() and color.std(0).min() > 0.15
+    assert not any(bool(d["grey"]) for d in draws)  # grey is off unless asked for
+    one = _batched(draws[:6])
+    out = denormalize(apply_augment(x, one))
+    assert (out - imgs.float() / 255).abs().mean() > 0.01 and out.min() >= 0 and out.max() <= 1
+    # brightness alone scales the pixels (within the [0, 1] clamp)
+    bright = {"color": torch.tensor([[1.2, 1.0, 1.0]] * 6)}
+    torch.testing.assert_close(denormalize(apply_augment(x, bright)), (imgs.float() / 255 * 1.2).clamp(0, 1),
+                               rtol=0, atol=1e-5)  # fmt: skip
+    # unit factors and no grey are free: the exact input comes back
+    assert torch.equal(apply_augment(x, {"color": torch.ones(6, 3), "grey": torch.zeros(6, dtype=torch.bool)}), x)
+
+
+def test_every_option_draws_the_same_numbers_so_defaults_do_not_move():
+    """Turning grey or jitter on must not change the crops and flips of the same (seed, epoch, index)."""
+    plain, rich = Augment(), Augment(grey=0.5, jitter=0.3)
+    for k in range(20):
+        a, b = plain.draw(torch.Generator().manual_seed(k)), rich.draw(torch.Generator().manual_seed(k))
+        assert torch.equal(a["box"], b["box"]) and torch.equal(a["flip"], b["flip"])
+    with pytest.raises(UserError, match="jitter"):
+        Augment(jitter=1.0)
+    with pytest.raises(UserError, match="grey"):
+        Augment(grey=-0.1)
+    with pytest.raises(UserError, match="crop_scale"):
+        Augment(crop_scale=(0.5, 5.0))
