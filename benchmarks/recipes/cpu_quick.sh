@@ -11,14 +11,14 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # predictable on a shared 2-core machine
 
-# Wide random crops (0.35..1 of the area: zoom in, as the MAE paper's random resized crop) and a mild
-# zoom out (up to 1.3: the face smaller in the frame, the rest mean grey), flips, grey images 20% of
-# the time and +-30% brightness/contrast/saturation: the model learns faces, not one data set's framing.
+# Wide random crops: 0.35..1.6 of the image area, so faces are zoomed in (the MAE paper's random resized
+# crop) and out (smaller in the frame, the surround mean grey), and flipped: the model learns faces, not
+# one data set's framing. EXTRA adds flags (e.g. EXTRA="--grey-prob 0.2 --color-jitter 0.3").
 "$PY" -m mae_utils train --data-dir "$DATA_DIR" --out-dir "$OUT_DIR" --device cpu \
   --image-size 64 --patch-size 8 --embed-dim 128 --depth 4 --num-heads 4 \
   --decoder-embed-dim 128 --decoder-depth 2 --decoder-num-heads 4 \
-  --batch-size 16 --base-lr 0.032 --epochs ${EPOCHS:-10} \
-  --crop-scale-min 0.35 --crop-scale-max 1.3 --grey-prob 0.2 --color-jitter 0.3 --sample-every 0
+  --batch-size 16 --base-lr 0.032 --epochs ${EPOCHS:-12} \
+  --crop-scale-min 0.35 --crop-scale-max 1.6 --sample-every 0 ${EXTRA:-}
 
 "$PY" -m mae_utils evaluate --run "$OUT_DIR" --device cpu --name test
 if [ -n "$OTHER_DIR" ]; then
