@@ -43,7 +43,7 @@ def test_defaults_validate():
         ("patience", 0, "patience"),
         ("augment", "yes", "augment"),
         ("crop_scale_min", 0.0, "crop_scale_min"),
-        ("crop_scale_min", 1.2, "crop_scale_min"),  # above crop_scale_max (1.0)
+        ("crop_scale_min", 1.8, "crop_scale_min"),  # above crop_scale_max (1.6)
         ("crop_scale_max", 4.5, "crop_scale_max"),
         ("grey_prob", 1.5, "grey_prob"),
         ("color_jitter", 1.0, "color_jitter"),

@@ -20,6 +20,8 @@ from pathlib import Path
 import papermill
 import pytest
 
+from mae_utils import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "maskAE.ipynb"
 NOTEBOOK_ONLY_PARAMS = {"overwrite", "num_show"}  # the rest are TrainConfig fields
@@ -56,6 +58,24 @@ def test_parameters_cell_lists_the_train_config_fields_with_help():
     nb = json.loads(NOTEBOOK.read_text())
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
+
+
+def test_notebook_cli_and_train_config_share_one_set_of_defaults():
+    """The notebook's parameters cell, the CLI with no flags and TrainConfig() train the same model the same way
+    (out_dir aside: the notebook keeps its run in runs/notebook, which the other notebooks reuse)."""
+    import ast
+
+    from mae_utils.config import TrainConfig
+    from mae_utils.train import config_for_cli
+
+    defaults = TrainConfig()
+    params = papermill.inspect_notebook(str(NOTEBOOK))
+    differ = {f.name: (params[f.name]["default"], getattr(defaults, f.name)) for f in fields(TrainConfig)
+              if f.name != "out_dir" and ast.literal_eval(params[f.name]["default"]) != getattr(defaults, f.name)}
+    assert not differ, f"notebook parameter vs TrainConfig default: {differ}"
+    parser, commands = cli.build_parser()
+    args, extras = parser.parse_known_args(["train"])
+    assert not extras and config_for_cli(args) == (defaults, False)
 
 
 @pytest.mark.parametrize(("path", "figures"), [(NOTEBOOK, 8), (ROOT / "notebooks" / "evaluate.ipynb", 4),
