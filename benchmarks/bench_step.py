@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 from mae_utils.errors import UserError  # noqa: E402
 from mae_utils.model import MaskedAutoencoder  # noqa: E402
 from mae_utils.optim import make_adamw, param_groups  # noqa: E402
-from mae_utils.train import resolve_amp, resolve_device  # noqa: E402
+from mae_utils.runtime import configure_device, resolve_amp, resolve_device  # noqa: E402
 
 # Equal configurations for every contender (the three settings).
 CONFIGS: dict[str, dict[str, int]] = {
@@ -190,9 +190,7 @@ def time_contenders(
         raise UserError(f"unknown bench config {config_name!r}; choose from {', '.join(CONFIGS)}")
     dev = resolve_device(device)
     amp_dtype = resolve_amp(amp, dev)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    configure_device(dev, benchmark=False)  # TF32 on CUDA, as training sets it
     g = torch.Generator().manual_seed(0)
     n, s = cfg["batch_size"], cfg["image_size"]
     x = torch.randn(n, 3, s, s, generator=g).to(dev)

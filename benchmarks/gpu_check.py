@@ -49,10 +49,11 @@ for _p in (str(ROOT), str(ROOT / "benchmarks")):
 
 import bench_step  # noqa: E402
 from mae_utils.checkpoint import load_state  # noqa: E402
-from mae_utils.data import FaceFolder, collate_batch  # noqa: E402
+from mae_utils.data import FaceFolder  # noqa: E402
 from mae_utils.errors import UserError  # noqa: E402
+from mae_utils.loaders import TrainItems, collate_batch  # noqa: E402
+from mae_utils.runtime import configure_device  # noqa: E402
 from mae_utils.synthetic import run_cli as synth_cli  # noqa: E402
-from mae_utils.train import _WithNoise  # noqa: E402  (the training items: image, mask noise, augmentation)
 from mae_utils.transforms import Augment, batch_to_input  # noqa: E402
 
 # The two sizes of every check: the real one for a GPU, and a tiny one that runs on a CPU in seconds.
@@ -88,8 +89,7 @@ def environment(device: str) -> dict[str, Any]:
     if device != "cuda":
         return env
     props = torch.cuda.get_device_properties(0)
-    torch.backends.cuda.matmul.allow_tf32 = True  # as train.py sets them on CUDA
-    torch.backends.cudnn.allow_tf32 = True
+    configure_device(torch.device("cuda", 0), benchmark=False)  # TF32 as training sets it
     env.update(gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(),
                memory_gib=props.total_memory / 2**30, capability=f"{props.major}.{props.minor}",
                cudnn=torch.backends.cudnn.version(), bf16=torch.cuda.is_bf16_supported(),
@@ -158,7 +158,7 @@ def pipeline_check(faces: Path, workdir: Path, s: dict[str, Any], batch: int, st
     """Training items -> pinned uint8 batches -> batch_to_input on the device, for each worker count."""
     ds = FaceFolder(faces, s["image_size"], cache_dir=workdir / "cache", progress=False)
     n_patches = (s["image_size"] // s["patch_size"]) ** 2
-    items = _WithNoise(Subset(ds, list(range(len(ds))) * s["pipeline_passes"]), n_patches, seed=0, salt=1,
+    items = TrainItems(Subset(ds, list(range(len(ds))) * s["pipeline_passes"]), n_patches, seed=0, salt=1,
                        augment=Augment())  # fmt: skip
     items.epoch = 0
     dev = torch.device(s["device"])

@@ -10,8 +10,8 @@
 * :class:`SyntheticFaces` is the default data set when no folder is given
   (:mod:`mae_utils.synthetic` draws the faces; here they become a Dataset with the same contract).
 * :func:`prepare_data` makes the train / val / test split (``sklearn`` ``train_test_split``,
-  seeded; saved to and reused from ``split.json``) and the three datasets; :func:`build_loader`
-  makes the loaders (seeded shuffling, pinned memory on CUDA, DistributedSampler under torchrun).
+  seeded; saved to and reused from ``split.json``) and the three datasets;
+  :func:`mae_utils.loaders.build_loader` makes the loaders.
 
 Items are uint8 (3, S, S) tensors (:func:`image_tensor`): a quarter of the bytes of float32 through
 the loader, its workers and the copy to the GPU. :func:`mae_utils.transforms.batch_to_input` turns a
@@ -34,8 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
-from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_collate_fn_map
+from torch.utils.data import Dataset
 
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, remove_dead_tmp_files
@@ -52,8 +51,6 @@ __all__ = [
     "DataSplits",
     "FaceFolder",
     "SyntheticFaces",
-    "build_loader",
-    "collate_batch",
     "default_cache_dir",
     "batch_to_input",
     "denormalize",
@@ -89,7 +86,7 @@ def image_tensor(img: np.ndarray) -> torch.Tensor:
 
     One plain copy, kept in the stored (H, W, 3) order: the item is a (3, H, W) view of it
     ("channels last" strides). Reordering the bytes to (3, H, W) costs more than everything else an
-    item needs at 256 px; :func:`collate_batch` stacks such items with plain copies and
+    item needs at 256 px; :func:`~mae_utils.loaders.collate_batch` stacks such items with plain copies and
     :func:`~mae_utils.transforms.batch_to_input` reorders whole batches on the device.
     """
     return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
@@ -792,83 +789,3 @@ def _log_split(
 ) -> None:
     where = f"reused from {path}" if reused else (f"seed {seed}, written to {path}" if path else f"seed {seed}")
     log(f"split: {len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test ({where})")
-
-
-# --- loaders -------------------------------------------------------------------------------------
-
-
-def _seed_worker(worker_id: int) -> None:
-    # torch seeds each worker from the loader's generator; numpy and random follow it
-    import random
-
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
-def _collate_tensors(batch: Sequence[torch.Tensor], *, collate_fn_map: dict | None = None) -> torch.Tensor:
-    elem = batch[0]
-    hwc = [t.permute(1, 2, 0) for t in batch] if elem.dtype == torch.uint8 and elem.ndim == 3 else []
-    if not hwc or not all(t.is_contiguous() and t.shape == hwc[0].shape for t in hwc):
-        return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)
-    out = None
-    if torch.utils.data.get_worker_info() is not None:  # straight into shared memory, as torch does
-        storage = elem._typed_storage()._new_shared(len(hwc) * elem.numel(), device=elem.device)
-        out = elem.new(storage).resize_(len(hwc), *hwc[0].shape)
-    return torch.stack(hwc, 0, out=out).permute(0, 3, 1, 2)
-
-
-_COLLATE_MAP = {**default_collate_fn_map, torch.Tensor: _collate_tensors}
-
-
-def collate_batch(batch: Sequence[Any]) -> Any:
-    """``default_collate``, except that uint8 image items (:func:`image_tensor`) are stacked by plain
-    copies into a (N, 3, H, W) batch with channels-last strides (twice as fast at 256 px as the
-    strided copies ``default_collate`` makes of them). Both loaders (:func:`build_loader`, training)
-    use it."""
-    return collate(batch, collate_fn_map=_COLLATE_MAP)
-
-
-def build_loader(
-    ds: Dataset,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    num_workers: int = 0,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    drop_last: bool = False,
-) -> DataLoader:
-    """A DataLoader of uint8 (N, 3, S, S) batches (:func:`collate_batch`): seeded shuffling, pinned
-    memory on CUDA, persistent workers. Turn a batch into model input with
-    :func:`~mae_utils.transforms.batch_to_input`; training's own loaders also draw augmentation.
-
-    Under ``torch.distributed`` (torchrun) it uses a ``DistributedSampler(shuffle, seed)``; call
-    ``loader.sampler.set_epoch(epoch)`` each epoch so every epoch gets a new order.
-    """
-    if batch_size < 1:
-        raise UserError(f"batch_size must be at least 1, got {batch_size}")
-    if num_workers < 0:
-        raise UserError(f"num_workers must be >= 0, got {num_workers}")
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    sampler = None
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(ds, shuffle=shuffle, seed=int(seed), drop_last=drop_last)
-    kwargs: dict[str, Any] = {}
-    if num_workers > 0:
-        kwargs.update(persistent_workers=True, worker_init_fn=_seed_worker, prefetch_factor=4)
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=torch.device(device).type == "cuda",
-        drop_last=drop_last,
-        generator=generator,
-        collate_fn=collate_batch,
-        **kwargs,
-    )

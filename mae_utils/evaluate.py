@@ -32,6 +32,7 @@ from .progress import tqdm
 
 from .config import DEVICES
 from .errors import UserError
+from .runtime import resolve_device
 from .evaluate_reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
 from .fileio import atomic_write_text
 from .masking import MASK_KINDS, make_mask
@@ -327,7 +328,6 @@ def evaluate_run(
     ``figure_path`` under ``run_dir/eval/``.
     """
     from .checkpoint import load_model_from_run
-    from .train import resolve_device
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .config import DEVICES, check_seed
 from .errors import UserError
+from .runtime import resolve_device
 from .masking import MASK_KINDS, make_mask
 from .transforms import batch_to_input, denormalize
 
@@ -241,7 +242,6 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     check_mask_arguments(args)
     from .checkpoint import load_model_from_run
-    from .train import resolve_device
     from .viz import four_panel_figure
 
     out = Path(args.out)

@@ -28,10 +28,7 @@ import argparse
 import dataclasses
 import json
 import math
-import os
-import platform
 import random
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -41,10 +38,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
-from . import distributed as dist_utils
+from . import runtime
 from .config import (
     RESUME_OVERRIDABLE,
     TrainConfig,
@@ -52,14 +49,15 @@ from .config import (
     config_from_args,
     load_run_config,
 )
-from .data import collate_batch
 from .errors import UserError
 from .fileio import atomic_write_text
+from .loaders import TrainItems, build_loader, mix_seed
 from .model import MaskedAutoencoder, build_mae
 from .optim import autocast, build_optimizer, make_adamw, param_groups, train_step
 from .progress import tqdm
+from .runtime import resolve_amp, resolve_device
 from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
-from .transforms import Augment, batch_to_input
+from .transforms import batch_to_input
 
 __all__ = [
     "FitResult",
@@ -67,7 +65,6 @@ __all__ = [
     "TrainConfig",
     "add_cli_arguments",
     "build_model",
-    "device_banner",
     "fit",
     "initial_model",
     "make_adamw",
@@ -96,15 +93,6 @@ class FitResult:
 
 
 # ---------------------------------------------------------------------- small pieces
-def _mix(*values: int) -> int:
-    """A deterministic 63-bit seed from several integers (splitmix-style, no Python hash salt)."""
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
 def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -150,23 +138,6 @@ def initial_model(
     return model, dataclasses.replace(config, **shape).validate()
 
 
-def device_banner(device: torch.device, amp_dtype: torch.dtype | None) -> str:
-    """One line saying where training runs and in which precision, and why."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast with a gradient scaler",
-                     None: "float32"}[amp_dtype]  # fmt: skip
-        tf32 = "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
-        return f"GPU: {name} ({device}), {precision}, TF32 matmuls {tf32}"
-    if device.type == "mps":
-        return f"Apple GPU (mps), {'float32' if amp_dtype is None else str(amp_dtype).replace('torch.', '')}"
-    if amp_dtype is not None:
-        return f"CPU, {str(amp_dtype).replace('torch.', '')} autocast (asked for; slow on CPUs without native bf16)"
-    threads = torch.get_num_threads()
-    return (f"CPU ({threads} thread{'s' if threads != 1 else ''}), float32: no GPU here, and mixed precision only pays "
-            "off on GPUs")  # fmt: skip
-
-
 def plan_batches(n_train: int, batch_size: int, world: int = 1) -> tuple[int, int, str | None]:
     """(batch size, steps per epoch, warning) for ``n_train`` training images over ``world`` processes.
 
@@ -182,63 +153,6 @@ def plan_batches(n_train: int, batch_size: int, world: int = 1) -> tuple[int, in
                    f"{' per process' if world > 1 else ''}; using batch_size {per_rank}")  # fmt: skip
         batch_size = per_rank
     return batch_size, per_rank // batch_size, warning
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA, then MPS, then CPU; an explicit choice must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("device 'cuda' requested but no CUDA GPU is available; use --device auto or cpu")
-        return torch.device("cuda", dist_utils.local_rank() % torch.cuda.device_count())
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("device 'mps' requested but MPS is not available; use --device auto or cpu")
-    return torch.device(name)
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for float32."""
-    if device.type == "cuda":
-        if amp == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
-    if amp in ("auto", "none"):
-        return None
-    if amp == "bf16" and device.type == "cpu":
-        return torch.bfloat16  # allowed, though slow on CPUs without native bf16
-    raise UserError(f"amp {amp!r} is not supported on {device.type}; use --amp none (or auto)")
-
-
-class _WithNoise(Dataset):
-    """Items become (uint8 image, mask noise, augmentation parameters), all fixed by (seed, epoch, index).
-
-    Being a function of the image index, not of the process, the worker or the batch, the masks and
-    augmentations are the same after a resume and under any number of processes or workers.
-    ``epoch=None`` gives fixed noise (validation). ``augment``: an :class:`~mae_utils.transforms.Augment`
-    whose per-image parameters :func:`~mae_utils.transforms.batch_to_input` applies on the device
-    (``{}`` without one).
-    """
-
-    def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None):
-        self.ds, self.num_patches, self.seed, self.salt, self.augment = ds, num_patches, seed, salt, augment
-        self.epoch: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int):
-        item = self.ds[i]
-        if isinstance(item, (tuple, list)):
-            item = item[0]
-        g = torch.Generator().manual_seed(_mix(self.seed, self.salt, -1 if self.epoch is None else self.epoch, i))
-        noise = torch.rand(self.num_patches, generator=g)
-        return item, noise, (self.augment.draw(g) if self.augment is not None else {})
 
 
 class _RunLog:
@@ -259,27 +173,6 @@ class _RunLog:
                 fh.write(message + "\n")
 
 
-def _environment(device: torch.device, amp_dtype: torch.dtype | None, world: int) -> dict[str, Any]:
-    import safetensors
-
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                "safetensors": safetensors.__version__}  # fmt: skip
-    for name in ("torchvision", "transformers"):
-        module = sys.modules.get(name)
-        if module is not None:
-            versions[name] = getattr(module, "__version__", "?")
-    env = {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
-        "world_size": world,
-        "cpu_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "versions": versions,
-    }
-    return env
-
-
 # ---------------------------------------------------------------------- the loop
 @dataclass
 class _Run:
@@ -296,8 +189,8 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR  # the One-Cycle plan of mae_utils.optim
     scaler: torch.amp.GradScaler
-    train_set: _WithNoise
-    val_set: _WithNoise
+    train_set: TrainItems
+    val_set: TrainItems
     steps_per_epoch: int
     log: _RunLog
     folder: RunFolder | None = None  # rank 0's hold on run_dir (lock, --overwrite, rollback)
@@ -320,35 +213,20 @@ def _autocast(run: _Run):
 
 def _train_loader(run: _Run, epoch: int) -> DataLoader:
     run.train_set.epoch = epoch
-    sampler = DistributedSampler(
-        run.train_set, num_replicas=run.world, rank=run.rank, shuffle=True, seed=run.config.seed, drop_last=False
-    )
-    sampler.set_epoch(epoch)
-    workers = run.config.num_workers
-    return DataLoader(
-        run.train_set,
-        batch_size=run.config.batch_size,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=workers,
-        pin_memory=run.device.type == "cuda",
-        generator=torch.Generator().manual_seed(_mix(run.config.seed, 11, epoch)),  # worker seeds
-        persistent_workers=False,
-        prefetch_factor=4 if workers > 0 else None,
-        collate_fn=collate_batch,
-    )
+    return build_loader(run.train_set, run.config.batch_size, shuffle=True, seed=run.config.seed, epoch=epoch,
+                        drop_last=True, world=run.world, rank=run.rank, num_workers=run.config.num_workers,
+                        device=run.device, persistent_workers=False)  # fmt: skip
 
 
 def _val_loader(run: _Run) -> DataLoader:
-    shard = Subset(run.val_set, list(range(run.rank, len(run.val_set), run.world)))
-    return DataLoader(shard, batch_size=run.config.batch_size, shuffle=False, collate_fn=collate_batch,
-                      num_workers=run.config.num_workers, pin_memory=run.device.type == "cuda")  # fmt: skip
+    return build_loader(run.val_set, run.config.batch_size, shuffle=False, world=run.world, rank=run.rank,
+                        num_workers=run.config.num_workers, device=run.device, persistent_workers=False)  # fmt: skip
 
 
 def _check_finite(run: _Run, loss_sum: torch.Tensor, count: int, epoch: int) -> tuple[float, float]:
     """Global (loss sum, image count) so far this epoch; stop the run on a non-finite loss."""
     total = torch.stack([loss_sum.detach(), torch.full_like(loss_sum, count)])
-    loss_sum, count = dist_utils.all_reduce_sum(total).tolist()
+    loss_sum, count = runtime.all_reduce_sum(total).tolist()
     if not math.isfinite(loss_sum):
         raise NonFiniteLossError(
             f"training loss became {loss_sum / max(count, 1):.4g} in epoch {epoch + 1} (step {run.step}); "
@@ -433,7 +311,7 @@ def _validate(run: _Run) -> dict[str, float]:
             recon01, orig01, pixel_mask = recon01.cpu(), orig01.cpu(), pixel_mask.cpu()
         psnr = psnr_masked(recon01, orig01, pixel_mask).to(run.device, _acc_dtype(run.device))
         sums += torch.stack([loss.to(sums.dtype) * n, psnr.sum(), torch.full_like(psnr[0], n)])
-    loss_sum, psnr_sum, count = dist_utils.all_reduce_sum(sums).tolist()
+    loss_sum, psnr_sum, count = runtime.all_reduce_sum(sums).tolist()
     if count == 0:
         raise UserError("the validation split is empty; raise --val-frac or --max-images")
     return {"val_loss": loss_sum / count, "val_psnr_masked": psnr_sum / count}
@@ -539,14 +417,10 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
     from .data import prepare_data
 
     device = resolve_device(config.device)  # under torchrun: the local rank's GPU
-    dist_utils.init_from_env(device.type)
-    world, rank = dist_utils.world_size(), dist_utils.rank()
+    runtime.init_from_env(device.type)
+    world, rank = runtime.world_size(), runtime.rank()
     amp_dtype = resolve_amp(config.amp, device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    runtime.configure_device(device)
 
     run_dir = Path(config.out_dir)
     # a run without a checkpoint (stopped in its first epoch) starts again at epoch 0 with its settings
@@ -577,11 +451,11 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
                 cache_dir=config.cache_dir, augment=config.augmentation() or False,
                 log=log if rank == 0 else (lambda _m: None),
             )  # fmt: skip
-        dist_utils.barrier()
+        runtime.barrier()
     num_patches = (config.image_size // config.patch_size) ** 2
     augment = getattr(splits.train, "augment", None)  # applied per batch on the device
-    train_set = _WithNoise(splits.train, num_patches, config.seed, salt=1, augment=augment)
-    val_set = _WithNoise(splits.val, num_patches, config.seed, salt=2)
+    train_set = TrainItems(splits.train, num_patches, config.seed, salt=1, augment=augment)
+    val_set = TrainItems(splits.val, num_patches, config.seed, salt=2)
     batch_size, steps_per_epoch, warning = plan_batches(len(train_set), config.batch_size, world)
     if warning:
         log(warning)
@@ -612,7 +486,7 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
     log(f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images; "
         f"effective batch {effective_batch}, peak lr {max_lr:.3g}, {steps_per_epoch} steps/epoch")  # fmt: skip
     if rank == 0:
-        record = {**config.to_dict(), "model": model.config, "runtime": _environment(device, amp_dtype, world),
+        record = {**config.to_dict(), "model": model.config, "runtime": runtime.environment(device, amp_dtype, world),
                   "run_id": run.run_id}  # fmt: skip
         atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
         stamp_split(run_dir / "split.json", run.run_id)
@@ -629,7 +503,7 @@ def _run_epochs(run: _Run, on_epoch: Callable[[dict[str, Any]], None] | None = N
             if run.stale_evals and cfg.patience is not None and run.stale_evals >= cfg.patience:
                 break
             start = time.perf_counter()
-            _seed_all(_mix(cfg.seed, 3, epoch))
+            _seed_all(mix_seed(cfg.seed, 3, epoch))
             line: dict[str, Any] = {"epoch": epoch + 1}
             line.update(_train_epoch(run, epoch, bar_position=1))
             last_epoch = epoch + 1 == cfg.epochs
@@ -653,7 +527,7 @@ def _run_epochs(run: _Run, on_epoch: Callable[[dict[str, Any]], None] | None = N
                 _save(run, "last")
                 with open(run.run_dir / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(line) + "\n")
-            dist_utils.barrier()
+            runtime.barrier()
             val = f"val {line['val_loss']:.4f}, masked PSNR {line['val_psnr_masked']:.2f} dB" if validated else "no val"
             run.log(f"epoch {epoch + 1}/{cfg.epochs}: train {line['train_loss']:.4f}, {val}, "
                     f"{line['images_per_s']:.0f} img/s, {line['seconds']:.1f} s")  # fmt: skip
@@ -687,12 +561,12 @@ def fit(
     it (:mod:`mae_utils.rundir`). ``log`` receives each progress line (default: above the tqdm bars);
     ``on_epoch`` each epoch's metrics line (e.g. :class:`mae_utils.tutorial.LiveLossPlot`).
     """
-    started_group = not dist_utils.is_distributed()
+    started_group = not runtime.is_distributed()
     config.validate()
     folder = None
     failed = True
     try:
-        if (dist_utils.rank() if dist_utils.is_distributed() else int(os.environ.get("RANK", "0"))) == 0:
+        if runtime.env_rank() == 0:
             folder = RunFolder(config.out_dir, resume=resume, overwrite=overwrite).open()
         run = _setup(config, resume, folder, log)
         try:
@@ -707,7 +581,7 @@ def fit(
         if folder is not None:
             folder.close(failed=failed)
         if started_group:
-            dist_utils.cleanup()
+            runtime.cleanup()
 
 
 # ---------------------------------------------------------------------- command line
@@ -752,7 +626,7 @@ def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
 def run_cli(args: argparse.Namespace) -> int:
     config, resume = config_for_cli(args)
     result = fit(config, resume=resume, overwrite=args.overwrite)
-    if dist_utils.is_main():
+    if runtime.is_main():
         m = result.metrics
         print(f"done: {result.run_dir} (best val loss {result.best_val_loss:.4f}; last epoch "
               f"{m.get('epoch')}: train {m.get('train_loss', float('nan')):.4f})")  # fmt: skip

@@ -13,21 +13,17 @@ from PIL import Image
 
 from mae_utils.data import (
     IMAGE_EXTENSIONS,
-    MEAN,
-    STD,
     FaceFolder,
     SyntheticFaces,
-    batch_to_input,
-    build_loader,
     default_cache_dir,
-    denormalize,
     load_face,
-    normalize,
     prepare_data,
     scan_images,
     split_names,
 )
 from mae_utils.errors import UserError
+from mae_utils.loaders import build_loader
+from mae_utils.transforms import MEAN, STD, batch_to_input, denormalize, normalize
 from mae_utils.image_io import BACKGROUND, load_image
 
 S = 16  # image size used throughout: sources are made S x S so resizing is the identity
@@ -379,12 +375,19 @@ def test_loader_uses_a_distributed_sampler_under_torch_distributed(tmp_path: Pat
     from torch.utils.data.distributed import DistributedSampler
 
     ds = SyntheticFaces(10, 8, seed=0)
-    assert not isinstance(build_loader(ds, 2, shuffle=True).sampler, DistributedSampler)
+    alone = build_loader(ds, 2, shuffle=True, seed=7, epoch=3)  # a world of one outside torchrun
+    assert isinstance(alone.sampler, DistributedSampler) and alone.sampler.num_replicas == 1
+    assert alone.sampler.epoch == 3
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
         loader = build_loader(ds, 2, shuffle=True, seed=7)
         assert isinstance(loader.sampler, DistributedSampler)
         assert loader.sampler.shuffle and loader.sampler.seed == 7
+        assert [i for i in loader.sampler] != [i for i in alone.sampler]  # epoch 0's order, not epoch 3's
+        # without shuffling, each rank takes every world-th image once (no padding: exact sums over ranks)
+        shards = [torch.cat(list(build_loader(ds, 2, shuffle=False, world=3, rank=r))) for r in range(3)]
+        assert [len(t) for t in shards] == [4, 3, 3]
+        torch.testing.assert_close(shards[1], torch.stack([ds[i] for i in (1, 4, 7)]))
         loader.sampler.set_epoch(1)
         assert sum(len(b) for b in loader) == 10
     finally:

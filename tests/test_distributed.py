@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mae_utils import distributed as dist_utils
+from mae_utils import runtime
 from mae_utils.train import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,13 +23,13 @@ ARGS = dict(image_size=32, patch_size=8, max_images=16, val_frac=0.125, test_fra
 
 
 def test_single_process_helpers():
-    assert not dist_utils.is_distributed()
-    assert dist_utils.rank() == 0 and dist_utils.world_size() == 1 and dist_utils.is_main()
-    dist_utils.barrier()  # no-op without a process group
+    assert not runtime.is_distributed()
+    assert runtime.rank() == 0 and runtime.world_size() == 1 and runtime.is_main()
+    runtime.barrier()  # no-op without a process group
     import torch
 
     t = torch.ones(2)
-    assert dist_utils.all_reduce_sum(t) is t and t.tolist() == [1.0, 1.0]
+    assert runtime.all_reduce_sum(t) is t and t.tolist() == [1.0, 1.0]
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mae_utils.errors import UserError
-from mae_utils.train import _WithNoise
+from mae_utils.loaders import TrainItems
 from mae_utils.transforms import MEAN, STD, Augment, apply_augment, batch_to_input, denormalize, normalize
 
 S = 24
@@ -99,8 +99,8 @@ def test_batch_to_input_normalises_on_the_device_and_commutes_with_augmentation(
 
 def test_training_items_draw_augmentation_per_seed_epoch_and_index():
     ds = [t for t in _pixels(4)]
-    a = _WithNoise(ds, num_patches=9, seed=3, salt=1, augment=Augment())
-    b = _WithNoise(ds, num_patches=9, seed=3, salt=1, augment=Augment())
+    a = TrainItems(ds, num_patches=9, seed=3, salt=1, augment=Augment())
+    b = TrainItems(ds, num_patches=9, seed=3, salt=1, augment=Augment())
     a.epoch = b.epoch = 2
     for i in (3, 0, 2):  # any order, any instance (a worker, a resumed run): the same draws
         img, noise, params = a[i]
@@ -109,7 +109,7 @@ def test_training_items_draw_augmentation_per_seed_epoch_and_index():
         assert torch.equal(noise, noise_b) and torch.equal(params["box"], params_b["box"])
     b.epoch = 3
     assert not torch.equal(a[1][2]["box"], b[1][2]["box"])
-    plain = _WithNoise(ds, num_patches=9, seed=3, salt=1)
+    plain = TrainItems(ds, num_patches=9, seed=3, salt=1)
     plain.epoch = 2
     assert plain[1][2] == {} and torch.equal(plain[1][1], a[1][1])  # masks do not depend on augmentation
     batch = torch.utils.data.default_collate([a[i] for i in range(4)])
