@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.restoration import inpaint_biharmonic as _skimage_biharmonic
 
 from .errors import UserError
 from .metrics import check_images, check_pixel_mask, compute_dtype
@@ -117,8 +118,6 @@ def inpaint_harmonic(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.
 
 def inpaint_biharmonic(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
     """scikit-image's biharmonic inpainting (Damelin & Hoang 2018), image by image on the CPU."""
-    from skimage.restoration import inpaint_biharmonic as _skimage_biharmonic
-
     m = _check_baseline_inputs(images01, pixel_mask)
     imgs = images01.detach().double().cpu().permute(0, 2, 3, 1).numpy()
     hidden = m[:, 0].detach().cpu().numpy() > 0.5

@@ -40,8 +40,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from .config import load_run_config
 from .errors import UserError
 from .fileio import environment_error
+from .model import MaskedAutoencoder
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
@@ -214,8 +216,6 @@ def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tup
     here instead of allocating hundreds of GB: known keys only, the right types, and every size
     equal to what the tensors' shapes imply.
     """
-    from .model import MaskedAutoencoder
-
     params = inspect.signature(MaskedAutoencoder.__init__).parameters
     unknown = sorted(set(config) - set(params) - {"self"})
     if unknown:
@@ -294,8 +294,6 @@ def load_weights_into(model: torch.nn.Module, ckpt_dir: str | Path, device: str 
 
 def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the :class:`~mae_utils.model.MaskedAutoencoder` saved in ``ckpt_dir`` (eval mode)."""
-    from .model import MaskedAutoencoder
-
     path = resolve(ckpt_dir) / MODEL_FILE
     config = read_model_config(ckpt_dir)
     _, tensors = _header(path)
@@ -307,8 +305,6 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
 
 def load_model_from_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
     """``(model, TrainConfig)`` of a training run; ``which`` is 'best' or 'last'."""
-    from .config import load_run_config
-
     if which not in ("best", "last"):
         raise UserError(f"which must be 'best' or 'last'; got {which!r}")
     config = load_run_config(run_dir)

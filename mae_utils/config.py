@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, check_seed
+from .model import PRESETS, check_sizes
 from .transforms import Augment
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -33,15 +34,18 @@ RESUME_OVERRIDABLE = frozenset(
      "base_lr", "grad_clip"}
 )
 
-#: Seeds reach numpy's and scikit-learn's generators, which take 0 .. 2**32 - 1.
-MAX_SEED = 2**32 - 1
+def fixed_on_resume(saved: "TrainConfig", values: dict[str, Any]) -> list[str]:
+    """The names in ``values`` that differ from the run's ``saved`` settings but may not change on resume."""
+    return [k for k, v in values.items() if k not in RESUME_OVERRIDABLE | {"out_dir"} and getattr(saved, k) != v]
 
 
-def check_seed(seed: int, name: str = "seed") -> int:
-    """``seed`` if it is an integer in 0 .. :data:`MAX_SEED`, else a :class:`UserError` naming ``name``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise UserError(f"{name} must be an integer from 0 to {MAX_SEED}; got {seed!r}")
-    return seed
+def check_fracs(val_frac: float, test_frac: float) -> None:
+    """The held-out fractions: each in [0, 1), together leaving training images (settings and splits)."""
+    for name, v in (("val_frac", val_frac), ("test_frac", test_frac)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0.0 <= v < 1.0):
+            raise UserError(f"{name} must be a fraction in [0, 1), got {v!r}")
+    if val_frac + test_frac >= 1.0:
+        raise UserError(f"val_frac + test_frac must be below 1 to leave training images, got {val_frac} + {test_frac}")
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -135,10 +139,6 @@ class TrainConfig:
             raise UserError(f"grey_prob must be a probability in [0, 1]; got {self.grey_prob}")
         if not 0.0 <= self.color_jitter < 1.0:
             raise UserError(f"color_jitter must be in [0, 1); got {self.color_jitter}")
-        if self.image_size % self.patch_size:
-            raise UserError(
-                f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"
-            )
         if not 0.0 < self.mask_ratio < 1.0:
             raise UserError(f"mask_ratio must be between 0 and 1 (exclusive); got {self.mask_ratio}")
         num_patches = (self.image_size // self.patch_size) ** 2
@@ -146,15 +146,9 @@ class TrainConfig:
             raise UserError(
                 f"mask_ratio {self.mask_ratio} leaves no visible patch of the {num_patches}; lower mask_ratio"
             )
-        for name in ("val_frac", "test_frac"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise UserError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        check_fracs(self.val_frac, self.test_frac)
         if self.val_frac <= 0.0:
             raise UserError("val_frac must be > 0: validation picks the best checkpoint")
-        if self.val_frac + self.test_frac >= 1.0:
-            raise UserError(
-                f"val_frac + test_frac must leave training images; got {self.val_frac} + {self.test_frac}"
-            )
         if not (self.base_lr > 0 and math.isfinite(self.base_lr)):
             raise UserError(f"base_lr must be a positive number; got {self.base_lr}")
         if not 0.0 <= self.warmup_frac < 1.0:
@@ -171,14 +165,9 @@ class TrainConfig:
         return self
 
     def _validate_model(self) -> None:
-        from .model import PRESETS
-
         arch = {**PRESETS[self.preset], **self.model_overrides()}
-        for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
-            if arch[width] % arch[heads]:
-                raise UserError(f"{width} {arch[width]} must be divisible by {heads} {arch[heads]}")
-            if arch[width] % 4:
-                raise UserError(f"{width} must be a multiple of 4 (2-D sin-cos positions); got {arch[width]}")
+        check_sizes(self.image_size, self.patch_size, 3, arch["embed_dim"], arch["num_heads"],
+                    arch["decoder_embed_dim"], arch["decoder_num_heads"])  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
     def model_overrides(self) -> dict[str, int]:

@@ -36,9 +36,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .config import check_fracs
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, remove_dead_tmp_files
 from .image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image, load_rgb, max_pixels
+from .progress import tqdm
 from .synthetic import generate_faces
 from .transforms import MEAN, STD, Augment, batch_to_input, denormalize, normalize
 
@@ -286,8 +288,6 @@ def _check_one(path: Path) -> str | None:
 
 def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, progress: bool, desc: str) -> Iterator[Any]:
     """``map(fn, items)`` in order on a thread pool (Pillow decodes without holding the GIL)."""
-    from .progress import tqdm
-
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress)
     try:
         if workers <= 1:
@@ -622,14 +622,6 @@ class DataSplits:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
 
-def _check_fracs(val_frac: float, test_frac: float) -> None:
-    for name, v in (("val_frac", val_frac), ("test_frac", test_frac)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0.0 <= v < 1.0):
-            raise UserError(f"{name} must be a fraction in [0, 1), got {v!r}")
-    if val_frac + test_frac >= 1.0:
-        raise UserError(f"val_frac + test_frac must be below 1 to leave training images, got {val_frac} + {test_frac}")
-
-
 def split_names(
     names: Sequence[str], val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, *, source: str = "the data"
 ) -> dict[str, list[str]]:
@@ -639,9 +631,9 @@ def split_names(
     first), so the same files give the same split on any machine. A non-zero fraction gets at
     least one image; each list comes back sorted.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # local: a heavy import (~1.5 s) only splits need
 
-    _check_fracs(val_frac, test_frac)
+    check_fracs(val_frac, test_frac)
     names = sorted(set(names))
     n = len(names)
     n_val = max(1, round(n * val_frac)) if val_frac > 0 else 0
@@ -703,7 +695,7 @@ def prepare_data(
     split is computed and written there. ``cache_dir``: see :class:`FaceFolder`.
     """
     image_size = _check_size(image_size)
-    _check_fracs(val_frac, test_frac)
+    check_fracs(val_frac, test_frac)
     bad_max = isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1
     if max_images is not None and bad_max:
         raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")

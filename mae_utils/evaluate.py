@@ -28,16 +28,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from .progress import tqdm
 
+from .baselines import BASELINES
+from .checkpoint import load_model_from_run
 from .config import DEVICES
+from .data import FaceFolder, prepare_data
 from .errors import UserError
-from .runtime import resolve_device
 from .evaluate_reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
 from .fileio import atomic_write_text
 from .masking import MASK_KINDS, make_mask
-from .baselines import BASELINES
-from .metrics import evaluate_batch, mean_ci95, patch_mask_to_pixel_mask, summarize
+from .metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
+from .progress import tqdm
+from .runtime import resolve_device
 from .transforms import batch_to_input, denormalize
 from .viz import comparison_figure
 
@@ -79,8 +81,6 @@ def load_eval_dataset(
     The run's own data (``data_dir`` None or the run's folder): its ``split.json`` split ``split``
     (default: test). Another folder: all of its images, so a ``split`` there is refused, not ignored.
     """
-    from .data import FaceFolder, prepare_data
-
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     run_dir = Path(run_dir)
@@ -199,7 +199,7 @@ def evaluate_model(
             for k, v in evaluate_batch(original, fill, pixel_mask).items():
                 per_image[method][k].append(v)
             if keep_images:
-                kept[method].append(pixel_mask * fill.clamp(0, 1) + (1 - pixel_mask) * original)
+                kept[method].append(paste_visible(fill.clamp(0, 1), original, pixel_mask))
         if keep_images:
             kept["original"].append(original)
         bar.update(len(idx))
@@ -327,8 +327,6 @@ def evaluate_run(
     scored), ``mask`` (its settings), ``checkpoint``, and with ``write`` ``json_path`` and
     ``figure_path`` under ``run_dir/eval/``.
     """
-    from .checkpoint import load_model_from_run
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")

@@ -21,12 +21,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from .config import DEVICES, check_seed
-from .errors import UserError
-from .runtime import resolve_device
+from .checkpoint import load_model_from_run
+from .config import DEVICES
+from .data import image_tensor, load_face
+from .errors import UserError, check_seed
+from .image_io import resize_center_crop, to_rgb
+from .metrics import evaluate_batch, paste_visible, patch_mask_to_pixel_mask
 from .masking import MASK_KINDS, make_mask
+from .runtime import resolve_device
 from .transforms import batch_to_input, denormalize
+from .viz import four_panel_figure, masked_image
 
 __all__ = [
     "add_cli_arguments",
@@ -72,16 +78,12 @@ def _resize_center_crop01(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
     """One input -> uint8 (3, size, size), the datasets' item form."""
-    from .data import image_tensor, load_face
-
     if isinstance(item, (str, Path)):
         return load_face(item, size)
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[-1] != 3:
             raise UserError(f"{where}: a numpy image must be (H, W, 3), got shape {item.shape}")
         if item.dtype == np.uint8:  # as a photo: Pillow's resize + crop, like a file
-            from PIL import Image
-
             item = Image.fromarray(item)
         else:
             item = torch.from_numpy(np.ascontiguousarray(item, dtype=np.float32)).permute(2, 0, 1)
@@ -98,13 +100,7 @@ def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
             )
         x01 = _resize_center_crop01(item.detach().cpu().float().clamp(0, 1), size)
         return x01.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)  # 8-bit pixels, as any photo
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a requirement
-        Image = None
-    if Image is not None and isinstance(item, Image.Image):
-        from .image_io import resize_center_crop, to_rgb
-
+    if isinstance(item, Image.Image):
         return image_tensor(resize_center_crop(to_rgb(item), size))
     raise UserError(
         f"{where}: expected a file path, a PIL image, or a (3, H, W) tensor in [0, 1]; got {type(item).__name__}"
@@ -155,9 +151,6 @@ def reconstruct_images(
     (N, 3, H, W) in [0, 1]; ``mask`` (N, L) and ``pixel_mask`` (N, 1, H, W), 1 = hidden;
     ``psnr_masked`` and ``ssim_masked`` (N,) over the hidden region.
     """
-    from .metrics import evaluate_batch, patch_mask_to_pixel_mask
-    from .viz import masked_image
-
     size, p = int(model.img_size), int(model.patch_size)
     batch = prepare_images(images, size)
     n, grid = batch.shape[0], size // p
@@ -174,7 +167,7 @@ def reconstruct_images(
     original = denormalize(batch)
     mask = mask.float().cpu()
     pixel_mask = patch_mask_to_pixel_mask(mask, p, size)
-    recon_visible = pixel_mask * recon + (1 - pixel_mask) * original
+    recon_visible = paste_visible(recon, original, pixel_mask)
     scores = evaluate_batch(original, recon, mask, p)
     return {
         "original": original,
@@ -241,9 +234,6 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     check_mask_arguments(args)
-    from .checkpoint import load_model_from_run
-    from .viz import four_panel_figure
-
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
         raise UserError(f"--out {out}: give a figure file name ending in .png, .jpg, .pdf or .svg")

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .errors import UserError
+
 #: File extensions scanned as images (lower case; matching is case-insensitive).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".pgm", ".ppm")
 
@@ -48,8 +50,6 @@ def max_pixels() -> int:
     except ValueError:
         value = 0
     if value < 1:
-        from .errors import UserError
-
         raise UserError(f"{MAX_PIXELS_ENV} must be a positive number of pixels; got {text!r}")
     return value
 

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, check_seed
 
 MASK_KINDS = ("random", "center", "left", "right", "eyes", "mouth", "patches")
 
@@ -206,8 +206,6 @@ def make_mask(
     """(N, L) masks for ``n`` images: random ones (seeded, per image) or one structured shape repeated."""
     rows, cols = _grid(grid)
     if kind == "random":
-        from .config import check_seed
-
         check_seed(seed)
         length = rows * cols
         keep = num_visible(length, mask_ratio)

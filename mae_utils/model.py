@@ -141,7 +141,7 @@ class MaskedAutoencoder(nn.Module):
         layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS,
     ):
         super().__init__()
-        _check_sizes(img_size, patch_size, in_chans, embed_dim, num_heads, decoder_embed_dim, decoder_num_heads)
+        check_sizes(img_size, patch_size, in_chans, embed_dim, num_heads, decoder_embed_dim, decoder_num_heads)
         self.config = dict(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
             num_heads=num_heads, decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
@@ -300,7 +300,9 @@ class MaskedAutoencoder(nn.Module):
             )
 
 
-def _check_sizes(img_size, patch_size, in_chans, embed_dim, num_heads, decoder_embed_dim, decoder_num_heads) -> None:
+def check_sizes(img_size: int, patch_size: int, in_chans: int, embed_dim: int, num_heads: int,
+                decoder_embed_dim: int, decoder_num_heads: int) -> None:
+    """The architecture's shape rules (the one check: the model's constructor and ``TrainConfig`` use it)."""
     for name, value in dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans).items():
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be a positive integer, got {value!r}")

@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from . import checkpoint as ckpt
 from .checkpoint import check_finite, check_tensor_set, describe_tensors
@@ -148,8 +150,6 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "checkpoint", **k
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
 
         try:
             return load_file(str(path))

@@ -42,7 +42,7 @@ def tqdm(*args: Any, **kwargs: Any) -> text_tqdm:
         return text_tqdm(*args, **kwargs)
     if in_kernel():
         try:
-            from tqdm.notebook import tqdm as widget_tqdm
+            from tqdm.notebook import tqdm as widget_tqdm  # local: needs ipywidgets, only in a live kernel
 
             return widget_tqdm(*args, **kwargs)
         except ImportError:  # no ipywidgets: text bars

@@ -26,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .checkpoint import resolve
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, host_name, pid_alive, remove_dead_tmp_files
 
@@ -40,8 +41,6 @@ RUN_ENTRIES = ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpo
 
 def holds_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir/checkpoints`` has a complete checkpoint (``last`` or ``best``, or their ``.old``)."""
-    from .checkpoint import resolve
-
     for name in ("last", "best"):
         try:
             resolve(run_dir / "checkpoints" / name)

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 
 from .errors import UserError
+from .progress import tqdm
 
 #: How many uniform random numbers each face draws (a fixed budget keeps faces reproducible).
 N_DRAWS = 160
@@ -582,8 +584,6 @@ def generate_faces(
     chunk = _chunk_for(size)
     bar = None
     if progress:
-        from .progress import tqdm
-
         bar = tqdm(total=len(indices), desc=desc, unit="img")
     for start in range(0, len(indices), chunk):
         sel = indices[start : start + chunk]
@@ -619,9 +619,6 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Write ``args.n`` synthetic faces as ``face_000000.png`` ... into ``args.out``."""
-    from PIL import Image
-    from .progress import tqdm
-
     if args.n < 1:
         raise UserError(f"--n must be at least 1, got {args.n}")
     if args.size < 8:

@@ -47,17 +47,22 @@ from .config import (
     TrainConfig,
     add_config_arguments,
     config_from_args,
+    fixed_on_resume,
     load_run_config,
 )
+from .data import prepare_data
 from .errors import UserError
 from .fileio import atomic_write_text
 from .loaders import TrainItems, build_loader, mix_seed
+from .metrics import paste_visible, patch_mask_to_pixel_mask, psnr_masked
 from .model import MaskedAutoencoder, build_mae
 from .optim import autocast, build_optimizer, make_adamw, param_groups, train_step
+from .pretrained import load_init_weights
 from .progress import tqdm
 from .runtime import resolve_amp, resolve_device
 from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
-from .transforms import batch_to_input
+from .transforms import batch_to_input, denormalize
+from .viz import four_panel_figure, masked_image
 
 __all__ = [
     "FitResult",
@@ -74,7 +79,6 @@ __all__ = [
     "train_step",
 ]
 
-SYNTHETIC_DEFAULT_IMAGES = 2000
 NUM_SAMPLE_IMAGES = 6
 
 
@@ -127,8 +131,6 @@ def initial_model(
     """
     if not config.init_from:
         return build_model(config), config
-    from .pretrained import load_init_weights
-
     model = load_init_weights(config.init_from, config.image_size, norm_pix_loss=config.norm_pix_loss)
     shape = {name: model.config[name] for name in ARCHITECTURE_FIELDS}
     changed = {k: v for k, v in shape.items() if getattr(config, k) != v}
@@ -285,8 +287,6 @@ def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
 def _pixels01(model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstruction, original) in [0, 1]. With norm_pix_loss the prediction is in per-patch
     normalised units; it is mapped back with each patch's true mean/std, as in the paper's figures."""
-    from .data import denormalize
-
     recon = denormalize(model.prediction_to_images(pred, imgs)).clamp(0, 1)
     return recon, denormalize(imgs.float()).clamp(0, 1)
 
@@ -294,8 +294,6 @@ def _pixels01(model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor) 
 @torch.no_grad()
 def _validate(run: _Run) -> dict[str, float]:
     """Mean hidden-patch loss and mean per-image masked PSNR (dB) over the validation set."""
-    from .metrics import patch_mask_to_pixel_mask, psnr_masked
-
     model = run.model
     model.eval()
     sums = torch.zeros(3, dtype=_acc_dtype(run.device), device=run.device)
@@ -320,8 +318,6 @@ def _validate(run: _Run) -> dict[str, float]:
 @torch.no_grad()
 def save_samples(run: _Run, epoch: int) -> Path:
     """Four-panel grid of the first validation images (fixed masks) after ``epoch``."""
-    from .metrics import paste_visible, patch_mask_to_pixel_mask
-    from .viz import four_panel_figure, masked_image
 
     n = min(NUM_SAMPLE_IMAGES, len(run.val_set))
     items = [run.val_set[i] for i in range(n)]
@@ -373,8 +369,7 @@ def _restore(run: _Run) -> None:
             f"{run.run_dir} has already trained {state['epoch']} epochs; --epochs {run.config.epochs} cannot undo "
             f"them: give --epochs {state['epoch']} or more (more extends the run), or evaluate it as it is"
         )
-    changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in RESUME_OVERRIDABLE | {"out_dir"} and getattr(saved, f.name) != getattr(run.config, f.name)]  # fmt: skip
+    changed = fixed_on_resume(saved, {f.name: getattr(run.config, f.name) for f in dataclasses.fields(TrainConfig)})
     if changed:
         raise UserError(
             f"cannot resume {run.run_dir} with different {', '.join(changed)}; only "
@@ -414,8 +409,6 @@ def _restore(run: _Run) -> None:
 
 def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Callable[[str], None] | None) -> _Run:
     """Everything before the first epoch. ``folder`` (rank 0 only) is the opened, locked run folder."""
-    from .data import prepare_data
-
     device = resolve_device(config.device)  # under torchrun: the local rank's GPU
     runtime.init_from_env(device.type)
     world, rank = runtime.world_size(), runtime.rank()
@@ -439,14 +432,11 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
     model = model.to(device)
 
     # data: rank 0 first (it writes split.json and the cache), then the others reuse them
-    max_images = config.max_images
-    if config.data_dir is None and max_images is None:
-        max_images = SYNTHETIC_DEFAULT_IMAGES
     splits = None
     for turn in (0, 1):
         if (rank == 0) == (turn == 0):
             splits = prepare_data(
-                config.data_dir, config.image_size, max_images=max_images, val_frac=config.val_frac,
+                config.data_dir, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
                 test_frac=config.test_frac, seed=config.seed, split_path=str(run_dir / "split.json"),
                 cache_dir=config.cache_dir, augment=config.augmentation() or False,
                 log=log if rank == 0 else (lambda _m: None),
@@ -614,7 +604,7 @@ def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     saved = load_run_config(run_dir)
     if "out_dir" in given and Path(given["out_dir"]) != run_dir:
         raise UserError("--out-dir cannot differ from --resume: a resumed run continues in its own folder")
-    bad = [k for k, v in given.items() if k not in RESUME_OVERRIDABLE | {"out_dir"} and getattr(saved, k) != v]
+    bad = fixed_on_resume(saved, given)
     if bad:
         raise UserError(
             f"--resume takes the settings from {run_dir}/config.json; cannot change "

@@ -13,18 +13,22 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
+from .checkpoint import resolve
 from .config import TrainConfig, load_run_config
 from .errors import UserError
 from .metrics import patch_mask_to_pixel_mask
 from .optim import build_optimizer, schedule_rates
 from .progress import batch_kernel, in_kernel
+from .synthetic import generate_faces
+from .train import fit
 from .viz import masked_image
 
 __all__ = [
@@ -270,7 +274,7 @@ class LiveLossPlot:
     def __call__(self, line: dict[str, Any]) -> None:
         if not self.live:
             return
-        from IPython.display import display
+        from IPython.display import display  # local: IPython exists only where a notebook runs
 
         self.history.append(line)
         fig = _figure(5, 3)
@@ -326,8 +330,6 @@ def training_figure(run_dir: str | os.PathLike[str]) -> Figure:
 # ---------------------------------------------------------------------- the photos notebook
 def has_trained_model(run_dir: str | os.PathLike[str], which: str = "best") -> bool:
     """Whether ``run_dir`` holds a finished checkpoint (``checkpoints/<which>``) and its ``config.json``."""
-    from .checkpoint import resolve
-
     run = Path(run_dir)
     try:
         resolve(run / "checkpoints" / which)
@@ -357,8 +359,6 @@ def ensure_run(run_dir: str | os.PathLike[str], which: str = "best") -> Path:
     Lets a notebook that needs a model run anywhere: it reuses the main notebook's run when there is
     one, and otherwise pays a minute for a small model of its own.
     """
-    from .train import fit
-
     quick = quick_config()
     if has_trained_model(run_dir, which):
         print(f"using the trained model in {relative(run_dir)}")
@@ -373,10 +373,6 @@ def ensure_run(run_dir: str | os.PathLike[str], which: str = "best") -> Path:
 def demo_photos(folder: str | os.PathLike[str], n: int = 4, size: int = 128, seed: int = 1234) -> list[str]:
     """Write ``n`` synthetic faces as PNG files (a generator seed no training run uses by default) and
     return their paths: stand-ins for your own photos, so the notebook runs without any."""
-    from PIL import Image
-
-    from .synthetic import generate_faces
-
     if n < 1:
         raise UserError(f"n must be at least 1, got {n}")
     out = Path(folder)
