@@ -1,4 +1,4 @@
-"""Face data: photo folders, built-in synthetic faces, reproducible splits, a fast uint8 cache, loaders.
+"""Face data sets: photo folders and built-in synthetic faces as uint8 items, with a fast uint8 cache.
 
 * :class:`FaceFolder` scans a folder recursively for images (:data:`IMAGE_EXTENSIONS`, any case), in
   sorted order, decodes each one correctly to RGB (:mod:`mae_utils.image_io`), resizes the shorter
@@ -9,8 +9,7 @@
   change, written atomically. Later epochs and later runs read it instead of decoding JPEGs.
 * :class:`SyntheticFaces` is the default data set when no folder is given
   (:mod:`mae_utils.synthetic` draws the faces; here they become a Dataset with the same contract).
-* :func:`prepare_data` makes the train / val / test split (``sklearn`` ``train_test_split``,
-  seeded; saved to and reused from ``split.json``) and the three datasets;
+* :func:`mae_utils.splits.prepare_data` splits them into train / val / test (``split.json``);
   :func:`mae_utils.loaders.build_loader` makes the loaders.
 
 Items are uint8 (3, S, S) tensors (:func:`image_tensor`): a quarter of the bytes of float32 through
@@ -26,9 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
@@ -36,7 +33,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import check_fracs
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, remove_dead_tmp_files
 from .image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image, load_rgb, max_pixels
@@ -48,9 +44,7 @@ __all__ = [
     "MEAN",
     "STD",
     "IMAGE_EXTENSIONS",
-    "SYNTHETIC_DEFAULT_IMAGES",
     "Augment",
-    "DataSplits",
     "FaceFolder",
     "SyntheticFaces",
     "default_cache_dir",
@@ -59,13 +53,8 @@ __all__ = [
     "image_tensor",
     "load_face",
     "normalize",
-    "prepare_data",
     "scan_images",
-    "split_names",
 ]
-
-#: How many synthetic faces :func:`prepare_data` generates when ``max_images`` is not given.
-SYNTHETIC_DEFAULT_IMAGES = 2000
 
 #: Environment variable that moves the default cache folder (``off`` disables the cache).
 CACHE_ENV = "MASKAE_CACHE_DIR"
@@ -75,7 +64,7 @@ CACHE_ENV = "MASKAE_CACHE_DIR"
 FOLLOW_SYMLINKS_ENV = "MASKAE_FOLLOW_SYMLINKS"
 
 _CACHE_VERSION = 1
-_SKIPPED_SHOWN = 5  # how many skipped file names a log line shows
+SKIPPED_SHOWN = 5  # how many skipped file names a log line shows
 
 CacheDir = str | Path | None | Literal[False]
 
@@ -94,7 +83,7 @@ def image_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
 
 
-def _as_augment(augment: bool | Augment | None) -> Augment | None:
+def as_augment(augment: bool | Augment | None) -> Augment | None:
     if augment is True:
         return Augment()
     if augment is False or augment is None:
@@ -131,7 +120,7 @@ class _ImageDataset(Dataset):
 # --- scanning ------------------------------------------------------------------------------------
 
 
-def _check_root(root: str | Path, what: str = "data_dir") -> Path:
+def check_folder(root: str | Path, what: str = "data_dir") -> Path:
     path = Path(root).expanduser()
     if not path.exists():
         raise UserError(f"{what} {path} does not exist")
@@ -155,7 +144,7 @@ def scan_images(
     folder once. What the scan did not enter (symlinked folders not followed, folders it cannot read)
     is described in ``notes``, one line each, for the run's log.
     """
-    root = _check_root(root)
+    root = check_folder(root)
     follow = _follow_symlinks_default() if follow_symlinks is None else follow_symlinks
     found: list[str] = []
     ignored = 0
@@ -196,12 +185,12 @@ def scan_images(
     return sorted(found), ignored
 
 
-def _fmt_names(names: Sequence[str], shown: int = _SKIPPED_SHOWN) -> str:
+def _fmt_names(names: Sequence[str], shown: int = SKIPPED_SHOWN) -> str:
     more = f", ... and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
 
 
-def _fmt_skipped(skipped: Sequence[tuple[Any, str]], shown: int = _SKIPPED_SHOWN) -> str:
+def format_skipped(skipped: Sequence[tuple[Any, str]], shown: int = SKIPPED_SHOWN) -> str:
     parts = [f"{Path(p).as_posix() if not isinstance(p, str) else p} ({reason})" for p, reason in skipped[:shown]]
     more = f", ... and {len(skipped) - shown} more" if len(skipped) > shown else ""
     return ", ".join(parts) + more
@@ -334,9 +323,9 @@ class FaceFolder(_ImageDataset):
         progress: bool = True,
         workers: int | None = None,
     ) -> None:
-        self.root = _check_root(root)
-        self.image_size = _check_size(image_size)
-        self.augment = _as_augment(augment)
+        self.root = check_folder(root)
+        self.image_size = check_image_size(image_size)
+        self.augment = as_augment(augment)
         self.progress = progress
         workers = _default_workers() if workers is None else max(1, int(workers))
         n_other = 0
@@ -363,7 +352,7 @@ class FaceFolder(_ImageDataset):
         if not good:
             raise UserError(
                 f"no usable images in {self.root}: all {len(candidates)} file(s) with accepted extensions "
-                f"({', '.join(IMAGE_EXTENSIONS)}) were rejected: {_fmt_skipped(skipped)}"
+                f"({', '.join(IMAGE_EXTENSIONS)}) were rejected: {format_skipped(skipped)}"
             )
         self.rel_files: list[str] = good
         self.files: list[Path] = [self.root / rel for rel in good]
@@ -485,11 +474,11 @@ class FaceFolder(_ImageDataset):
         if missing:
             raise UserError(
                 f"{len(missing)} requested file(s) are missing from {self.root} or unreadable: "
-                f"{', '.join(missing[:_SKIPPED_SHOWN])}"
+                f"{', '.join(missing[:SKIPPED_SHOWN])}"
             )
         view = object.__new__(FaceFolder)
         view.__dict__.update(self.__getstate__())
-        view.augment = _as_augment(augment)
+        view.augment = as_augment(augment)
         # keep the cache rows of the full set but expose only the chosen files
         view._rows = np.array([self._rows[index[r]] for r in rel_files], dtype=np.int64)
         view.rel_files = [self.rel_files[index[r]] for r in rel_files]
@@ -537,7 +526,7 @@ def _read_cache_meta(meta_path: Path, npy: Path, key: str, image_size: int) -> d
         return None
 
 
-def _check_size(image_size: int) -> int:
+def check_image_size(image_size: int) -> int:
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
         raise UserError(f"image_size must be an integer of at least 8 pixels, got {image_size!r}")
     return int(image_size)
@@ -554,7 +543,7 @@ def load_face(path: str | Path, image_size: int) -> torch.Tensor:
     if path.is_dir():
         raise UserError(f"image {path} is a directory, not an image file")
     try:
-        arr = load_image(path, _check_size(image_size))
+        arr = load_image(path, check_image_size(image_size))
     except ImageDecodeError as exc:
         raise UserError(f"cannot read image {path}: {exc}") from None
     return image_tensor(arr)
@@ -584,9 +573,9 @@ class SyntheticFaces(_ImageDataset):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise UserError(f"n (number of synthetic faces) must be a positive integer, got {n!r}")
         self.n = int(n)
-        self.image_size = _check_size(image_size)
+        self.image_size = check_image_size(image_size)
         self.seed = int(seed)
-        self.augment = _as_augment(augment)
+        self.augment = as_augment(augment)
         idx = np.arange(self.n) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
             raise UserError(f"synthetic face indices must lie in [0, {self.n}), got {int(idx.min())}..{int(idx.max())}")
@@ -605,179 +594,3 @@ class SyntheticFaces(_ImageDataset):
 
     def __repr__(self) -> str:
         return f"SyntheticFaces({len(self)} of {self.n}, image_size={self.image_size}, seed={self.seed})"
-
-
-# --- splits --------------------------------------------------------------------------------------
-
-
-@dataclass
-class DataSplits:
-    """The three datasets plus what a run records about them."""
-
-    train: Dataset
-    val: Dataset
-    test: Dataset
-    split: dict[str, list[str]]  # {"train": [...], "val": [...], "test": [...]}: relative paths or synthetic names
-    root: str | None  # the data folder, or None for synthetic faces
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
-
-
-def split_names(
-    names: Sequence[str], val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, *, source: str = "the data"
-) -> dict[str, list[str]]:
-    """Split ``names`` into train / val / test with ``sklearn.model_selection.train_test_split``.
-
-    The result depends only on the set of names, the fractions and the seed (names are sorted
-    first), so the same files give the same split on any machine. A non-zero fraction gets at
-    least one image; each list comes back sorted.
-    """
-    from sklearn.model_selection import train_test_split  # local: a heavy import (~1.5 s) only splits need
-
-    check_fracs(val_frac, test_frac)
-    names = sorted(set(names))
-    n = len(names)
-    n_val = max(1, round(n * val_frac)) if val_frac > 0 else 0
-    n_test = max(1, round(n * test_frac)) if test_frac > 0 else 0
-    if n - n_val - n_test < 1:
-        need = (1 if val_frac > 0 else 0) + (1 if test_frac > 0 else 0) + 1
-        raise UserError(
-            f"{source} has {n} usable image(s): too few for a train/val/test split with val_frac={val_frac} "
-            f"and test_frac={test_frac} (need at least {need}, and more for useful training)"
-        )
-    rest, test = (train_test_split(names, test_size=n_test, random_state=seed, shuffle=True) if n_test else (names, []))
-    train, val = (train_test_split(rest, test_size=n_val, random_state=seed, shuffle=True) if n_val else (rest, []))
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
-
-
-def _read_split(path: Path) -> dict[str, list[str]]:
-    try:
-        data = json.loads(path.read_text())
-        split = {k: [str(x) for x in data[k]] for k in ("train", "val", "test")}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"split file {path} is not a valid split.json ({exc})") from None
-    return split
-
-
-def _write_split(path: Path, split: dict[str, list[str]], skipped: Sequence[tuple[str, str]], root: str | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {**split, "root": root, "skipped": [list(s) for s in skipped]}
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
-
-
-def _synthetic_index(name: str, split_path: Path) -> int:
-    prefix = "synthetic/"
-    if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
-        raise UserError(
-            f"split file {split_path} lists {name!r}, which is not a synthetic face: it belongs to a photo "
-            f"folder run; pass that run's data_dir"
-        )
-    return int(name[len(prefix) :])
-
-
-def prepare_data(
-    data_dir: str | Path | None,
-    image_size: int,
-    *,
-    max_images: int | None = None,
-    val_frac: float = 0.1,
-    test_frac: float = 0.1,
-    seed: int = 0,
-    split_path: str | Path | None = None,
-    cache_dir: CacheDir = None,
-    augment: bool | Augment = True,
-    log: Callable[[str], None] = print,
-) -> DataSplits:
-    """Build the train / val / test datasets for a run (only train augments).
-
-    ``data_dir=None`` means synthetic faces (``max_images`` of them, default
-    :data:`SYNTHETIC_DEFAULT_IMAGES`). For a folder, ``max_images`` keeps a seeded random subset of
-    the image files. If ``split_path`` exists its split is reused (a resumed run); otherwise the
-    split is computed and written there. ``cache_dir``: see :class:`FaceFolder`.
-    """
-    image_size = _check_size(image_size)
-    check_fracs(val_frac, test_frac)
-    bad_max = isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1
-    if max_images is not None and bad_max:
-        raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
-    split_file = Path(split_path) if split_path is not None else None
-    saved = _read_split(split_file) if split_file is not None and split_file.exists() else None
-    train_aug = _as_augment(augment)
-
-    if data_dir is None:
-        n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
-        if saved is not None:
-            split = saved
-            n = max([n] + [_synthetic_index(s, split_file) + 1 for part in split.values() for s in part])
-        else:
-            names = [f"synthetic/{i:06d}" for i in range(n)]
-            split = split_names(names, val_frac, test_frac, seed, source=f"synthetic data ({n} faces)")
-        idx = {k: [_synthetic_index(s, split_file or Path("split.json")) for s in v] for k, v in split.items()}
-        t0 = time.perf_counter()
-        train = SyntheticFaces(n, image_size, seed, augment=train_aug or False, indices=idx["train"])
-        val = SyntheticFaces(n, image_size, seed, indices=idx["val"])
-        test = SyntheticFaces(n, image_size, seed, indices=idx["test"])
-        log(f"data: {n} synthetic faces at {image_size}px (seed {seed}), drawn in {time.perf_counter() - t0:.1f} s")
-        _log_split(log, split, saved is not None, split_file, seed)
-        if saved is None and split_file is not None:
-            _write_split(split_file, split, [], None)
-        return DataSplits(train, val, test, split, None, [])
-
-    root = _check_root(data_dir)
-    notes: list[str] = []
-    candidates, n_other = scan_images(root, notes=notes)
-    for note in notes:
-        log(f"data: {root}: {note}")
-    if saved is not None:
-        needed = sorted({s for part in saved.values() for s in part})
-        if not set(needed) <= set(candidates):
-            missing = sorted(set(needed) - set(candidates))
-            raise UserError(
-                f"split file {split_file} lists {len(missing)} image(s) no longer in {root}: "
-                f"{', '.join(missing[:_SKIPPED_SHOWN])}{' ...' if len(missing) > _SKIPPED_SHOWN else ''}"
-            )
-    if max_images is not None and len(candidates) > max_images:
-        rng = np.random.default_rng(seed)
-        keep = np.sort(rng.choice(len(candidates), size=int(max_images), replace=False))
-        chosen = [candidates[i] for i in keep]
-        if saved is not None:  # a resumed run must find all of its split's files
-            chosen = sorted(set(chosen) | set(needed))
-        log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
-            f"(max_images={max_images}, seed {seed})")  # fmt: skip
-        candidates = chosen
-    if not candidates:
-        raise UserError(
-            f"no image files in {root} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)}; "
-            f"{n_other} other file(s) ignored)"
-        )
-    t0 = time.perf_counter()
-    full = FaceFolder(root, image_size, files=candidates, cache_dir=cache_dir)
-    skipped = [(Path(p).relative_to(root).as_posix(), r) for p, r in full.skipped]
-    seconds = time.perf_counter() - t0
-    cache_note = f"cache {full.cache_path} ({full.cache_status}, {seconds:.1f} s)" if full.cache_path else "no cache"
-    log(f"data: {root}: {len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped; {cache_note}")
-    if skipped:
-        log(f"data: skipped {len(skipped)} unreadable file(s): {_fmt_skipped(skipped)}")
-    if saved is not None:
-        split = saved
-        unusable = [s for part in split.values() for s in part if s not in set(full.rel_files)]
-        if unusable:
-            raise UserError(
-                f"split file {split_file} lists {len(unusable)} image(s) that can no longer be read in {root}: "
-                f"{', '.join(unusable[:_SKIPPED_SHOWN])}"
-            )
-    else:
-        split = split_names(full.rel_files, val_frac, test_frac, seed, source=str(root))
-    train = full.subset(split["train"], augment=train_aug or False)
-    val = full.subset(split["val"])
-    test = full.subset(split["test"])
-    _log_split(log, split, saved is not None, split_file, seed)
-    if saved is None and split_file is not None:
-        _write_split(split_file, split, skipped, str(root))
-    return DataSplits(train, val, test, split, str(root), skipped)
-
-
-def _log_split(
-    log: Callable[[str], None], split: dict[str, list[str]], reused: bool, path: Path | None, seed: int
-) -> None:
-    where = f"reused from {path}" if reused else (f"seed {seed}, written to {path}" if path else f"seed {seed}")
-    log(f"split: {len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test ({where})")

@@ -50,7 +50,6 @@ from .config import (
     fixed_on_resume,
     load_run_config,
 )
-from .data import prepare_data
 from .errors import UserError
 from .fileio import atomic_write_text
 from .loaders import TrainItems, build_loader, mix_seed
@@ -60,6 +59,7 @@ from .optim import autocast, build_optimizer, make_adamw, param_groups, train_st
 from .pretrained import load_init_weights
 from .progress import tqdm
 from .runtime import resolve_amp, resolve_device
+from .splits import prepare_data
 from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
 from .transforms import batch_to_input, denormalize
 from .viz import four_panel_figure, masked_image

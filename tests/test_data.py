@@ -17,12 +17,11 @@ from mae_utils.data import (
     SyntheticFaces,
     default_cache_dir,
     load_face,
-    prepare_data,
     scan_images,
-    split_names,
 )
 from mae_utils.errors import UserError
 from mae_utils.loaders import build_loader
+from mae_utils.splits import prepare_data, split_names
 from mae_utils.transforms import MEAN, STD, batch_to_input, denormalize, normalize
 from mae_utils.image_io import BACKGROUND, load_image
 

@@ -28,6 +28,7 @@ from mae_utils import train as train_mod
 from mae_utils.errors import UserError
 from mae_utils.model import MaskedAutoencoder, build_mae
 from mae_utils.pretrained import load_pretrained
+from mae_utils import splits as splits_mod
 from mae_utils.rundir import LOCK_FILE, REPLACED_DIR
 from mae_utils.synthetic import generate_faces
 from mae_utils.train import NonFiniteLossError, TrainConfig, fit
@@ -459,13 +460,13 @@ def test_images_over_the_pixel_limit_are_skipped_with_a_reason(tmp_path, monkeyp
     Image.new("RGB", (300, 200), (200, 100, 50)).save(folder / "huge.png")
     monkeypatch.setenv("MASKAE_MAX_PIXELS", "50000")  # 300x200 = 60000 pixels is over it
     lines: list[str] = []
-    splits = data.prepare_data(folder, 32, cache_dir=tmp_path / "cache", log=lines.append)
+    splits = splits_mod.prepare_data(folder, 32, cache_dir=tmp_path / "cache", log=lines.append)
     assert ("huge.png", "image too large: 300x200 = 0 MP, over the 0.05 MP limit (set MASKAE_MAX_PIXELS to "
             "allow it)") in splits.skipped  # fmt: skip
     assert any("skipped 1 unreadable file(s): huge.png (image too large" in x for x in lines)
     monkeypatch.setenv("MASKAE_MAX_PIXELS", "lots")
     with pytest.raises(UserError, match="MASKAE_MAX_PIXELS must be a positive number"):
-        data.prepare_data(folder, 32, cache_dir=tmp_path / "cache", log=lines.append)
+        splits_mod.prepare_data(folder, 32, cache_dir=tmp_path / "cache", log=lines.append)
 
 
 @pytest.mark.parametrize("sixteen_bit", [False, True])
@@ -509,7 +510,7 @@ def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "scandir", scandir)
     lines: list[str] = []
-    splits = data.prepare_data(root, 32, cache_dir=False, log=lines.append)
+    splits = splits_mod.prepare_data(root, 32, cache_dir=False, log=lines.append)
     assert sum(len(v) for v in splits.split.values()) == 10
     text = "\n".join(lines)
     assert "not following 2 symlinked folder(s): linked, loop (set MASKAE_FOLLOW_SYMLINKS=1" in text
