@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mae_utils.checkpoint import load_model_from_run  # noqa: E402
-from mae_utils.evaluate_reconstruct import reconstruct_images  # noqa: E402
 from mae_utils.baselines import inpaint_harmonic  # noqa: E402
 from mae_utils.metrics import paste_visible, psnr_masked  # noqa: E402
+from mae_utils.reconstruct import reconstruct_images  # noqa: E402
 
 # (top, left, side) of the face in the 512x512 portrait, framed like an aligned face chip (UTKFace):
 # eyes about a third of the width apart, at 45% of the height, forehead to chin

@@ -31,7 +31,7 @@ def _prog() -> str:
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mae_utils.train", "train an MAE (synthetic faces unless --data-dir is given)"),
     "evaluate": ("mae_utils.evaluate", "masked-region PSNR/SSIM of a run against classical baselines"),
-    "reconstruct": ("mae_utils.evaluate_reconstruct", "four-panel figure for your own photos"),
+    "reconstruct": ("mae_utils.reconstruct", "four-panel figure for your own photos"),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
 }
 

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, remove_dead_tmp_files
-from .image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image, load_rgb, max_pixels
+from .image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_image, load_rgb, max_pixels
 from .progress import tqdm
 from .synthetic import generate_faces
 from .transforms import MEAN, STD, Augment, batch_to_input, denormalize, normalize
@@ -170,7 +170,7 @@ def scan_images(
         for name in filenames:
             if name.startswith("."):
                 continue
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            if is_image_name(name):
                 found.append((rel_dir / name).as_posix())
             else:
                 ignored += 1

@@ -34,7 +34,7 @@ from .checkpoint import load_model_from_run
 from .config import DEVICES
 from .data import FaceFolder
 from .errors import UserError
-from .evaluate_reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
+from .reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
 from .fileio import atomic_write_text
 from .masking import MASK_KINDS, make_mask
 from .metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize

@@ -1,7 +1,7 @@
 """Honest reconstruction metrics: masked-region and full-image PSNR and SSIM, confidence intervals.
 
 Everything here works on pixels in ``[0, 1]`` (undo the data normalisation first with
-``mae_utils.data.denormalize``): a PSNR peak of 1.0 is only right for such pixels, and the seed's
+``mae_utils.transforms.denormalize``): a PSNR peak of 1.0 is only right for such pixels, and the seed's
 24.6 dB for a model whose true PSNR was 18.6 dB came from using the wrong peak on ``[-1, 1]`` data.
 Targets outside ``[0, 1]`` are therefore refused with a message that says so.
 
@@ -75,7 +75,7 @@ def check_images(name: str, x: torch.Tensor, *, check_range: bool) -> None:
         if lo < -_RANGE_TOL or hi > 1.0 + _RANGE_TOL:
             raise UserError(
                 f"{name}: pixel values span [{lo:.3f}, {hi:.3f}], outside [0, 1]; undo the "
-                "normalisation with mae_utils.data.denormalize before computing metrics"
+                "normalisation with mae_utils.transforms.denormalize before computing metrics"
             )
 
 

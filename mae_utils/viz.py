@@ -1,4 +1,6 @@
-"""Figures: original / masked / reconstruction / reconstruction + visible.
+"""Every figure: the four panels (original / masked / reconstruction / reconstruction + visible),
+evaluation's curves and galleries, and the tutorial's pictures (faces, patches, masks, position
+tables, the learning-rate schedule, training curves); the notebooks and commands call them.
 
 The four panels are the MAE paper's Figure 2 layout. Everything takes pixels in [0, 1]; the figures
 are built through matplotlib's object API (no ``pyplot`` state), so saving from a training loop or a
@@ -18,11 +20,31 @@ from matplotlib.figure import Figure
 
 from .errors import UserError
 from .metrics import patch_mask_to_pixel_mask
+from .optim import schedule_rates
 
 #: How many images the evaluation comparison figure shows.
 FIGURE_ROWS = 6
 
 DEFAULT_TITLES = ("original", "masked", "reconstruction", "reconstruction + visible")
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure through matplotlib's object API: no pyplot state, no display needed."""
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _hwc(img01: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, C) numpy for imshow."""
+    if img01.ndim != 3 or img01.shape[0] not in (1, 3):
+        raise UserError(f"expected one (C, H, W) image with 1 or 3 channels; got {tuple(img01.shape)}")
+    return img01.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy().squeeze()
+
+
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def masked_image(img01: torch.Tensor, pixel_mask: torch.Tensor, grey: float = 0.5) -> torch.Tensor:
@@ -66,8 +88,7 @@ def four_panel_figure(
         raise UserError(f"the four panels differ in shape: {[tuple(p.shape) for p in panels]}")
     if len(titles) != 4:
         raise UserError(f"titles must name the 4 panels; got {len(titles)}")
-    fig = Figure(figsize=(4 * panel_inches, rows * panel_inches + 0.3), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(4 * panel_inches, rows * panel_inches + 0.3)
     axes = fig.subplots(rows, 4, squeeze=False)
     for r in range(rows):
         for c in range(4):
@@ -94,8 +115,7 @@ def ratio_curve_figure(curve: dict[float, dict]) -> Figure:
 
     ratios = sorted(curve)
     methods = list(curve[ratios[0]]["summary"])
-    fig = Figure(figsize=(10, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(10, 3.6)
     for ax, metric, label in zip(fig.subplots(1, 2), ("psnr_masked", "ssim_masked"), ("PSNR (dB)", "SSIM")):
         for m in methods:
             means = [curve[r]["summary"][m][metric]["mean"] for r in ratios]
@@ -119,8 +139,7 @@ def mask_gallery_figure(shapes: dict[str, dict], patch_size: int, image_size: in
     kinds = list(shapes)
     methods = list(shapes[kinds[0]]["summary"])
     cols = ["masked", *methods, "original"]
-    fig = Figure(figsize=(1.7 * len(cols), 1.8 * len(kinds)), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(1.7 * len(cols), 1.8 * len(kinds))
     axes = fig.subplots(len(kinds), len(cols), squeeze=False)
     for r, kind in enumerate(kinds):
         res, img = shapes[kind], shapes[kind]["images"]
@@ -154,8 +173,7 @@ def comparison_figure(result: dict[str, Any], path: str | Path | None = None, ro
     pixel_mask = patch_mask_to_pixel_mask(result["masks"][:rows], p, tuple(imgs["original"].shape[-2:]))
     masked = masked_image(imgs["original"][:rows], pixel_mask)
     cols = 2 + len(methods)
-    fig = Figure(figsize=(1.6 * cols, 1.8 * rows + 0.3), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(1.6 * cols, 1.8 * rows + 0.3)
     axes = fig.subplots(rows, cols, squeeze=False)
     for r in range(rows):
         panels = [("original", imgs["original"][r]), ("masked", masked[r])]
@@ -173,4 +191,177 @@ def comparison_figure(result: dict[str, Any], path: str | Path | None = None, ro
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
+    return fig
+
+
+# ---------------------------------------------------------------------- the tutorial's figures
+def face_grid_figure(images01: torch.Tensor, cols: int = 8, title: str | None = None, inches: float = 1.0) -> Figure:
+    """A grid of (N, C, H, W) images in [0, 1]."""
+    if images01.ndim != 4 or len(images01) == 0:
+        raise UserError(f"images01 must be a non-empty (N, C, H, W) batch; got {tuple(images01.shape)}")
+    n = len(images01)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig = new_figure(cols * inches, rows * inches + (0.3 if title else 0))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        _bare(ax)
+        if i < n:
+            ax.imshow(_hwc(images01[i]))
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def _draw_grid(ax, size: int, patch_size: int, color: str = "white") -> None:
+    for k in range(0, size + 1, patch_size):
+        ax.axhline(k - 0.5, color=color, lw=0.6)
+        ax.axvline(k - 0.5, color=color, lw=0.6)
+
+
+def patch_grid_figure(img01: torch.Tensor, patch_size: int, inches: float = 4.0) -> Figure:
+    """One face cut into its patch grid, each patch numbered in the row-major order the model uses."""
+    size = img01.shape[-1]
+    grid = size // patch_size
+    fig = new_figure(inches, inches)
+    ax = fig.subplots()
+    ax.imshow(_hwc(img01))
+    _draw_grid(ax, size, patch_size)
+    fontsize = max(4.0, min(9.0, 90.0 / grid))
+    if grid <= 16:
+        for k in range(grid * grid):
+            r, c = divmod(k, grid)
+            ax.text(c * patch_size + patch_size / 2 - 0.5, r * patch_size + patch_size / 2 - 0.5, str(k),
+                    ha="center", va="center", fontsize=fontsize, color="white",
+                    bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.35, lw=0))  # fmt: skip
+    ax.set_title(f"{grid} x {grid} = {grid * grid} patches of {patch_size} x {patch_size} px", fontsize=9)
+    _bare(ax)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def masking_figure(img01: torch.Tensor, masks: torch.Tensor, patch_size: int, inches: float = 2.2) -> Figure:
+    """The face, the face with mask 1 applied, mask 1 as a picture, then each further mask applied.
+
+    ``masks``: (M, L) patch masks, 1 = hidden. The mask picture shows hidden patches black and
+    visible ones white on the patch grid: what the encoder is told to ignore.
+    """
+    if masks.ndim != 2 or len(masks) == 0:
+        raise UserError(f"masks must be (M, L) with M >= 1; got {tuple(masks.shape)}")
+    size = img01.shape[-1]
+    grid = size // patch_size
+    pixel = patch_mask_to_pixel_mask(masks.float(), patch_size, size)
+    panels = [("original", _hwc(img01), None)]
+    ratio = float(masks[0].mean())
+    panels.append((f"mask 1: {ratio:.0%} hidden", _hwc(masked_image(img01, pixel[0])), None))
+    panels.append(("mask 1 (black = hidden)", (1 - masks[0].reshape(grid, grid)).numpy(), "gray"))
+    for i in range(1, len(masks)):
+        panels.append((f"mask {i + 1}: another draw", _hwc(masked_image(img01, pixel[i])), None))
+    fig = new_figure(len(panels) * inches, inches + 0.45)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, img, cmap) in zip(axes, panels):
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        _bare(ax)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------------- the model
+def position_table_figure(pos_embed: torch.Tensor, grid_size: int, max_maps: int = 8) -> Figure:
+    """Left: the fixed sin-cos table as a heat map (patch x channel). Right: how similar each patch's
+    position vector is to every other one (cosine), one small map per patch: a bright spot at the
+    patch itself and fading with distance, so attention can tell near from far.
+
+    ``pos_embed``: (L [+1], D), the model's ``pos_embed[0]`` (the class-token row, if present, is dropped).
+    At most ``max_maps`` x ``max_maps`` similarity maps are drawn (evenly spaced rows/columns).
+    """
+    table = pos_embed.detach().float().cpu()
+    if table.ndim == 3:
+        table = table[0]
+    length = grid_size * grid_size
+    if table.shape[0] == length + 1:
+        table = table[1:]
+    if table.shape[0] != length:
+        raise UserError(f"pos_embed has {table.shape[0]} rows; a {grid_size}x{grid_size} grid needs {length} (+1)")
+    unit = table / table.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    sim = (unit @ unit.T).reshape(grid_size, grid_size, grid_size, grid_size)
+    picks = np.unique(np.linspace(0, grid_size - 1, min(grid_size, max_maps)).round().astype(int))
+    k = len(picks)
+    low = float(sim.min())
+    fig = new_figure(11, 4.6)
+    left, right = fig.subfigures(1, 2, width_ratios=[1.15, 1])
+    ax = left.subplots()
+    im = ax.imshow(table.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xlabel("channel (first half: column, second half: row)", fontsize=9)
+    ax.set_ylabel("patch index (row-major)", fontsize=9)
+    ax.set_title(f"sin-cos position table, {length} patches x {table.shape[1]} channels", fontsize=10)
+    left.colorbar(im, ax=ax, shrink=0.8)
+    axes = right.subplots(k, k, squeeze=False)
+    for i, r in enumerate(picks):
+        for j, c in enumerate(picks):
+            axes[i][j].imshow(sim[r, c].numpy(), cmap="viridis", vmin=low, vmax=1)
+            _bare(axes[i][j])
+            if j == 0:
+                axes[i][j].set_ylabel(str(r), fontsize=7, rotation=0, labelpad=6)
+            if i == k - 1:
+                axes[i][j].set_xlabel(str(c), fontsize=7)
+    right.suptitle(f"cosine similarity of patch (row, col) to all patches\n(colour scale {low:.2f} to 1)", fontsize=10)
+    return fig
+
+
+def schedule_figure(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_per_epoch: int | None = None) -> Figure:
+    """The learning rate of every step of a One-Cycle ``scheduler`` (warm-up, peak, cosine decay)."""
+    rates = schedule_rates(scheduler)
+    fig = new_figure(6, 2.6)
+    ax = fig.subplots()
+    ax.plot(np.arange(1, len(rates) + 1), rates, color="C3")
+    peak = int(np.argmax(rates))
+    ax.annotate(f"peak {rates[peak]:.2g} at step {peak + 1}", (peak + 1, rates[peak]), fontsize=8,
+                xytext=(8, -12), textcoords="offset points")  # fmt: skip
+    if steps_per_epoch:
+        for k in range(steps_per_epoch, len(rates), steps_per_epoch):
+            ax.axvline(k + 0.5, color="0.85", lw=0.6, zorder=0)
+    ax.set_xlabel("optimiser step" + (" (grey lines: epochs)" if steps_per_epoch else ""))
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"One-Cycle schedule: {len(rates)} steps", fontsize=10)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def training_figure(history: Sequence[dict[str, Any]], steps: np.ndarray, lrs: np.ndarray) -> Figure:
+    """Loss curves (train and validation, hidden patches) and validation masked PSNR per epoch, and
+    the learning rate of every step with the rates the run logged at each epoch's end.
+
+    ``history``: the run's ``metrics.jsonl`` lines; ``steps``, ``lrs``: its One-Cycle plan
+    (:func:`mae_utils.tutorial.read_metrics` and :func:`mae_utils.tutorial.lr_schedule` read both).
+    """
+    epochs = [h["epoch"] for h in history]
+    fig = new_figure(12, 3.4)
+    ax_loss, ax_psnr, ax_lr = fig.subplots(1, 3)
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    val = [(h["epoch"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
+    if val:
+        ax_loss.plot(*zip(*val), "s-", label="validation")
+        ax_psnr.plot(*zip(*[(h["epoch"], h["val_psnr_masked"]) for h in history if h.get("val_psnr_masked") is not None]),
+                     "s-", color="C2")  # fmt: skip
+    ax_loss.set_title("loss: MSE on hidden patches", fontsize=10)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.legend()
+    ax_psnr.set_title("validation PSNR on hidden pixels (dB)", fontsize=10)
+    ax_psnr.set_xlabel("epoch")
+    ax_lr.plot(steps, lrs, color="C3", label="One-Cycle schedule")
+    ax_lr.plot([h["step"] for h in history], [h["lr"] for h in history], "k.", label="each epoch's last step")
+    ax_lr.set_title("learning rate", fontsize=10)
+    ax_lr.set_xlabel("optimiser step")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax_lr.legend(fontsize=8)
+    for ax in (ax_loss, ax_psnr, ax_lr):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
     return fig

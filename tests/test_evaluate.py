@@ -15,7 +15,7 @@ from mae_utils import cli
 from mae_utils.data import SyntheticFaces, batch_to_input, denormalize
 from mae_utils.errors import UserError
 from mae_utils.evaluate import evaluate_model, evaluate_run, format_table
-from mae_utils.evaluate_reconstruct import prepare_images, reconstruct_images
+from mae_utils.reconstruct import prepare_images, reconstruct_images
 from mae_utils.masking import make_mask
 from mae_utils.baselines import inpaint_mean_fill
 from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked

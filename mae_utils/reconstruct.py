@@ -96,7 +96,7 @@ def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise UserError(
                 f"{where}: pixel values span [{lo:.3f}, {hi:.3f}]; pass images in [0, 1] "
-                "(undo the normalisation with mae_utils.data.denormalize)"
+                "(undo the normalisation with mae_utils.transforms.denormalize)"
             )
         x01 = _resize_center_crop01(item.detach().cpu().float().clamp(0, 1), size)
         return x01.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)  # 8-bit pixels, as any photo
