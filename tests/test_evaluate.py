@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from mae_utils import cli
-from mae_utils.data import SyntheticFaces, batch_to_input, denormalize
+from mae_utils.data import SyntheticFaces
 from mae_utils.errors import UserError
 from mae_utils.evaluate import evaluate_model, evaluate_run, format_table
 from mae_utils.reconstruct import prepare_images, reconstruct_images
@@ -22,6 +22,7 @@ from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked
 from mae_utils.model import patchify, unpatchify
 from mae_utils.synthetic import generate_faces
 from mae_utils.train import TrainConfig, fit
+from mae_utils.transforms import batch_to_input, denormalize
 
 # one quick epoch on 2 shared CPU cores: 32 px images, 8 px patches (16 patches), a 1-block encoder
 SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=1, embed_dim=32, depth=1,
