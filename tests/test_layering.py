@@ -1,0 +1,57 @@
+"""The package's layering, read from the source: no import cycle, no module but the CLI and the
+notebook-facing API importing ``train``, and function-local imports only where a comment says why."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mae_utils"
+MAY_IMPORT_TRAIN = {"__init__", "cli", "tutorial"}  # cli loads commands by name; tutorial is notebook glue
+
+
+def _imports() -> tuple[dict[str, set[str]], list[tuple[str, int, str]]]:
+    """(module -> package modules it imports at the top, [(module, line, text) of local imports])."""
+    top: dict[str, set[str]] = {}
+    local: list[tuple[str, int, str]] = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        lines = path.read_text().splitlines()
+        top[path.stem] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if node.col_offset > 0:
+                local.append((path.stem, node.lineno, lines[node.lineno - 1]))
+            elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                top[path.stem].update([node.module] if node.module else [a.name for a in node.names])
+    return top, local
+
+
+def test_no_import_cycle():
+    top, _ = _imports()
+    state: dict[str, str] = {}
+
+    def visit(module: str, chain: list[str]) -> None:
+        state[module] = "open"
+        for dep in top.get(module, ()):
+            assert state.get(dep) != "open", "import cycle: " + " -> ".join(chain + [dep])
+            if dep not in state:
+                visit(dep, chain + [dep])
+        state[module] = "done"
+
+    for module in top:
+        if module not in state:
+            visit(module, [module])
+
+
+def test_only_the_cli_and_notebook_api_import_train():
+    top, local = _imports()
+    importers = {m for m, deps in top.items() if "train" in deps}
+    importers |= {m for m, _, text in local if ".train" in text}
+    assert importers <= MAY_IMPORT_TRAIN, f"set-up helpers live in runtime.py, not train.py: {importers}"
+
+
+def test_local_imports_say_why():
+    _, local = _imports()
+    silent = [f"{m}.py:{n}: {text.strip()}" for m, n, text in local if "# local:" not in text]
+    assert not silent, "imports belong at the top unless a comment ('# local: ...') says why:\n" + "\n".join(silent)
