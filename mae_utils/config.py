@@ -69,8 +69,8 @@ class TrainConfig:
     val_frac: float = _f(0.1, "fraction of images held out for validation")
     test_frac: float = _f(0.1, "fraction of images held out for the final test")
     augment: bool = _f(True, "augment training images (crops, flips and the colour settings below)")
-    crop_scale_min: float = _f(0.35, "augmentation: smallest crop, as a share of the image area (< 1 zooms in)")
-    crop_scale_max: float = _f(1.6, "augmentation: largest crop; > 1 zooms out, the face smaller in the frame")
+    crop_scale_min: float = _f(0.5, "augmentation: smallest crop, as a share of the image area (< 1 zooms in)")
+    crop_scale_max: float = _f(1.4, "augmentation: largest crop; > 1 zooms out, the face smaller in the frame")
     grey_prob: float = _f(0.0, "augmentation: probability of turning a training image grey")
     color_jitter: float = _f(0.0, "augmentation: brightness, contrast and saturation factors in [1-x, 1+x]")
     cache_dir: str | None = _f(

@@ -107,7 +107,8 @@ class Augment:
     width / height (drawn log-uniformly). ``hflip``: probability of a mirror image. ``grey``: probability
     of a grey image (luma in all three channels): grey photos, scans and infrared frames are faces too.
     ``jitter``: brightness, contrast and saturation factors drawn from ``[1 - jitter, 1 + jitter]``
-    (lighting and white balance differ between sources). The defaults keep a light crop and a flip.
+    (lighting and white balance differ between sources). These defaults keep a light crop and a flip;
+    TrainConfig builds a wider one from its fields (crops of 0.5-1.4 of the area by default).
     """
 
     crop_scale: tuple[float, float] = (0.85, 1.0)

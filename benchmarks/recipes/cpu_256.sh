@@ -16,7 +16,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
   --image-size 256 --patch-size 16 --embed-dim 192 --depth 6 --num-heads 3 \
   --decoder-embed-dim 128 --decoder-depth 2 --decoder-num-heads 4 \
   --batch-size 16 --base-lr 0.032 --epochs ${EPOCHS:-6} --num-workers 1 \
-  --crop-scale-min 0.35 --crop-scale-max 1.3 --grey-prob 0.2 --color-jitter 0.3 --sample-every 0
+  --crop-scale-min 0.5 --crop-scale-max 1.4 --sample-every 0
 
 "$PY" -m mae_utils evaluate --run "$OUT_DIR" --device cpu --name test --limit 1000
 if [ -n "$OTHER_DIR" ]; then

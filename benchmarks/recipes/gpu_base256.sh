@@ -14,7 +14,7 @@ PY=${PYTHON:-python}
   --embed-dim none --depth none --num-heads none \
   --decoder-embed-dim none --decoder-depth none --decoder-num-heads none \
   --batch-size 256 --base-lr 1.5e-4 --epochs ${EPOCHS:-400} --num-workers 8 --compile \
-  --crop-scale-min 0.35 --crop-scale-max 1.3 --grey-prob 0.2 --color-jitter 0.3
+  --crop-scale-min 0.5 --crop-scale-max 1.4
 
 "$PY" -m mae_utils evaluate --run "$OUT_DIR" --name test
 if [ -n "$OTHER_DIR" ]; then
