@@ -101,6 +101,14 @@ def _harmonic_solve(values: torch.Tensor, hidden: torch.Tensor, tol: float = 1e-
     return (1.0 - hidden) * values + x
 
 
+#: Pixels per image plane solved together by :func:`inpaint_harmonic` (16 images of 256x256). The
+#: batched conjugate gradients run until the slowest image converges and stream every image's arrays
+#: each step, so a big batch of big images costs more per image: on 64 UTKFace faces at 256 px (CPU,
+#: 2 threads) one batch of 64 took 2.25 s per image, chunks of 16 took 0.58 s (3.9x), results equal
+#: to 3e-5. Batches of 64 px images stay whole up to 256 images.
+HARMONIC_CHUNK_PIXELS = 16 * 256 * 256
+
+
 def inpaint_harmonic(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
     """Harmonic (Laplace / membrane) fill: hidden pixels solve the discrete Laplace equation.
 
@@ -112,7 +120,10 @@ def inpaint_harmonic(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.
     m = _check_baseline_inputs(images01, pixel_mask)
     dtype = compute_dtype(images01.device)
     hidden = m.to(dtype).expand_as(images01).contiguous()
-    filled = _harmonic_solve(images01.to(dtype), hidden).to(images01.dtype)
+    chunk = max(1, HARMONIC_CHUNK_PIXELS // (images01.shape[-2] * images01.shape[-1]))
+    values = images01.to(dtype)
+    parts = [_harmonic_solve(v, h) for v, h in zip(values.split(chunk), hidden.split(chunk))]
+    filled = torch.cat(parts).to(images01.dtype)
     return (1.0 - m) * images01 + m * filled.clamp(0.0, 1.0)
 
 

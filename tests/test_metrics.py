@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mae_utils import baselines
 from mae_utils.errors import UserError
 from mae_utils.baselines import BASELINES, inpaint_biharmonic, inpaint_harmonic, inpaint_mean_fill
 from mae_utils.metrics import (
@@ -273,6 +274,19 @@ def test_harmonic_solves_laplace_on_hidden_pixels():
     lap = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * out
     hidden = pm.bool().expand_as(out)
     assert lap[hidden].abs().max() < 1e-4  # converged: each hidden pixel is the mean of its neighbours
+
+
+def test_harmonic_in_chunks_matches_one_batch(monkeypatch):
+    # Large batches of large images are solved a few images at a time; each image keeps its own result.
+    imgs = _structured(5, 32, seed=5)
+    pm = patch_mask_to_pixel_mask(_random_patch_mask(5, 4, 0.75, seed=5), 8, 32)
+    whole = inpaint_harmonic(imgs, pm)
+    monkeypatch.setattr(baselines, "HARMONIC_CHUNK_PIXELS", 2 * 32 * 32)  # chunks of 2, 2 and 1 images
+    chunked = inpaint_harmonic(imgs, pm)
+    assert chunked.shape == whole.shape
+    torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=0)
+    single = torch.cat([inpaint_harmonic(imgs[i : i + 1], pm[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(chunked, single, atol=1e-4, rtol=0)
 
 
 def test_smooth_baselines_rank_as_expected_on_a_smooth_image():
