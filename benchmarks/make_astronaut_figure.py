@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +27,7 @@ from mae_utils.checkpoint import load_model_from_run  # noqa: E402
 from mae_utils.baselines import inpaint_harmonic  # noqa: E402
 from mae_utils.metrics import paste_visible, psnr_masked  # noqa: E402
 from mae_utils.reconstruct import reconstruct_images  # noqa: E402
+from mae_utils.viz import new_figure  # noqa: E402
 
 # (top, left, side) of the face in the 512x512 portrait, framed like an aligned face chip (UTKFace):
 # eyes about a third of the width apart, at 45% of the height, forehead to chin
@@ -56,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     model, _ = load_model_from_run(args.run, args.checkpoint, "cpu")
     face = astronaut_face()
     cols = ("masked", "harmonic", "model", "original")
-    fig = Figure(figsize=(1.9 * len(cols), 1.95 * len(MASKS)), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure(1.9 * len(cols), 1.95 * len(MASKS), dpi=110)
     axes = fig.subplots(len(MASKS), len(cols), squeeze=False)
     for r, (kind, label) in enumerate(MASKS):
         res = reconstruct_images(model, [face], kind, mask_ratio=0.75, seed=args.seed, device="cpu")

@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import UserError, check_seed
 from .model import PRESETS, check_sizes
-from .transforms import Augment
+from .transforms import MAX_CROP_SCALE, Augment
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -132,8 +132,8 @@ class TrainConfig:
         _positive(self, "decoder_num_heads", "patience")
         _non_negative(self, "num_workers", "sample_every", "weight_decay")
         check_seed(self.seed)
-        if not 0.0 < self.crop_scale_min <= self.crop_scale_max <= 4.0:
-            raise UserError(f"crop_scale_min and crop_scale_max must satisfy 0 < min <= max <= 4; got "
+        if not 0.0 < self.crop_scale_min <= self.crop_scale_max <= MAX_CROP_SCALE:
+            raise UserError(f"crop_scale_min and crop_scale_max must satisfy 0 < min <= max <= {MAX_CROP_SCALE:g}; got "
                             f"{self.crop_scale_min} and {self.crop_scale_max}")  # fmt: skip
         if not 0.0 <= self.grey_prob <= 1.0:
             raise UserError(f"grey_prob must be a probability in [0, 1]; got {self.grey_prob}")

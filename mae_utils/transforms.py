@@ -92,6 +92,10 @@ def denormalize(t: torch.Tensor) -> torch.Tensor:
     return (t * std + mean).clamp(0.0, 1.0)
 
 
+#: Largest crop, as a share of the image area (4: the face at half the frame's side); Augment and
+#: TrainConfig both check against it.
+MAX_CROP_SCALE = 4.0
+
 #: Luma weights (ITU-R BT.601) for grey images and saturation changes.
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -119,8 +123,9 @@ class Augment:
 
     def __post_init__(self) -> None:
         lo, hi = self.crop_scale
-        if not (0 < lo <= hi <= 4):
-            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= 4, got {self.crop_scale}")
+        if not (0 < lo <= hi <= MAX_CROP_SCALE):
+            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= {MAX_CROP_SCALE:g}, "
+                            f"got {self.crop_scale}")  # fmt: skip
         rlo, rhi = self.crop_ratio
         if not (0 < rlo <= rhi):
             raise UserError(f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")

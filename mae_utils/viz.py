@@ -28,9 +28,9 @@ FIGURE_ROWS = 6
 DEFAULT_TITLES = ("original", "masked", "reconstruction", "reconstruction + visible")
 
 
-def new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
     """An empty figure through matplotlib's object API: no pyplot state, no display needed."""
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
