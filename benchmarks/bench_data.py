@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mae_utils.data import FaceFolder, scan_images  # noqa: E402
-from mae_utils.loaders import build_loader  # noqa: E402
+from mae_utils.util.loaders import build_loader  # noqa: E402
 from mae_utils.synthetic import generate_faces  # noqa: E402
 
 

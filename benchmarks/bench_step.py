@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mae_utils.errors import UserError  # noqa: E402
+from mae_utils.util.errors import UserError  # noqa: E402
 from mae_utils.model import MaskedAutoencoder  # noqa: E402
 from mae_utils.optim import make_adamw, param_groups  # noqa: E402
-from mae_utils.runtime import configure_device, resolve_amp, resolve_device  # noqa: E402
+from mae_utils.util.runtime import configure_device, resolve_amp, resolve_device  # noqa: E402
 
 # Equal configurations for every contender (the three settings).
 CONFIGS: dict[str, dict[str, int]] = {

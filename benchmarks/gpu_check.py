@@ -48,11 +48,11 @@ for _p in (str(ROOT), str(ROOT / "benchmarks")):
         sys.path.insert(0, _p)
 
 import bench_step  # noqa: E402
-from mae_utils.checkpoint import load_state  # noqa: E402
+from mae_utils.util.checkpoint import load_state  # noqa: E402
 from mae_utils.data import FaceFolder  # noqa: E402
-from mae_utils.errors import UserError  # noqa: E402
-from mae_utils.loaders import TrainItems, collate_batch  # noqa: E402
-from mae_utils.runtime import configure_device  # noqa: E402
+from mae_utils.util.errors import UserError  # noqa: E402
+from mae_utils.util.loaders import TrainItems, collate_batch  # noqa: E402
+from mae_utils.util.runtime import configure_device  # noqa: E402
 from mae_utils.synthetic import run_cli as synth_cli  # noqa: E402
 from mae_utils.transforms import Augment, batch_to_input  # noqa: E402
 

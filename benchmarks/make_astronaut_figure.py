@@ -23,10 +23,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mae_utils.checkpoint import load_model_from_run  # noqa: E402
+from mae_utils.util.checkpoint import load_model_from_run  # noqa: E402
 from mae_utils.baselines import inpaint_harmonic  # noqa: E402
 from mae_utils.metrics import paste_visible, psnr_masked  # noqa: E402
-from mae_utils.reconstruct import reconstruct_images  # noqa: E402
+from mae_utils.tools.reconstruct import reconstruct_images  # noqa: E402
 from mae_utils.viz import new_figure  # noqa: E402
 
 # (top, left, side) of the face in the 512x512 portrait, framed like an aligned face chip (UTKFace):

@@ -3,12 +3,12 @@
 The package holds the code the notebooks teach; the README maps its modules.
 """
 
-from .errors import UserError
+from .util.errors import UserError
 from .masking import make_mask, random_masking
 from .model import PRESETS, MaskedAutoencoder, build_mae, patchify, unpatchify
 from .config import TrainConfig
-from .checkpoint import load_model_from_run
-from .pretrained import load_pretrained
+from .util.checkpoint import load_model_from_run
+from .tools.pretrained import load_pretrained
 from .train import fit
 
 __all__ = [

@@ -1,8 +1,8 @@
-"""``python -m mae_utils <command>``: see :mod:`mae_utils.cli`."""
+"""``python -m mae_utils <command>``: see :mod:`mae_utils.util.cli`."""
 
 import sys
 
-from .cli import main
+from .util.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from skimage.restoration import inpaint_biharmonic as _skimage_biharmonic
 
-from .errors import UserError
+from .util.errors import UserError
 from .metrics import check_images, check_pixel_mask, compute_dtype
 
 __all__ = ["BASELINES", "inpaint_biharmonic", "inpaint_harmonic", "inpaint_mean_fill"]

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, check_seed
+from .util.errors import UserError, check_seed
 from .model import PRESETS, check_sizes
 from .transforms import MAX_CROP_SCALE, Augment
 

@@ -1,7 +1,7 @@
 """Face data sets: photo folders and built-in synthetic faces as uint8 items, with a fast uint8 cache.
 
 * :class:`FaceFolder` scans a folder recursively for images (:data:`IMAGE_EXTENSIONS`, any case), in
-  sorted order, decodes each one correctly to RGB (:mod:`mae_utils.image_io`), resizes the shorter
+  sorted order, decodes each one correctly to RGB (:mod:`mae_utils.util.image_io`), resizes the shorter
   side and center-crops to ``image_size``. Files that cannot be decoded (empty, truncated, corrupt,
   not an image) are found once, excluded and listed in ``ds.skipped``; other files are ignored.
 * The cache: each image is decoded and resized once into a memory-mapped uint8 ``.npy`` file keyed
@@ -10,7 +10,7 @@
 * :class:`SyntheticFaces` is the default data set when no folder is given
   (:mod:`mae_utils.synthetic` draws the faces; here they become a Dataset with the same contract).
 * :func:`mae_utils.splits.prepare_data` splits them into train / val / test (``split.json``);
-  :func:`mae_utils.loaders.build_loader` makes the loaders.
+  :func:`mae_utils.util.loaders.build_loader` makes the loaders.
 
 Items are uint8 (3, S, S) tensors (:func:`image_tensor`): a quarter of the bytes of float32 through
 the loader, its workers and the copy to the GPU. :func:`mae_utils.transforms.batch_to_input` turns a
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import UserError
-from .fileio import atomic_write_text, environment_error, remove_dead_tmp_files
-from .image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_image, load_rgb, max_pixels
-from .progress import tqdm
+from .util.errors import UserError
+from .util.fileio import atomic_write_text, environment_error, remove_dead_tmp_files
+from .util.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_image, load_rgb, max_pixels
+from .util.progress import tqdm
 from .synthetic import generate_faces
 from .transforms import MEAN, STD, Augment, batch_to_input, denormalize, normalize
 
@@ -77,7 +77,7 @@ def image_tensor(img: np.ndarray) -> torch.Tensor:
 
     One plain copy, kept in the stored (H, W, 3) order: the item is a (3, H, W) view of it
     ("channels last" strides). Reordering the bytes to (3, H, W) costs more than everything else an
-    item needs at 256 px; :func:`~mae_utils.loaders.collate_batch` stacks such items with plain copies and
+    item needs at 256 px; :func:`~mae_utils.util.loaders.collate_batch` stacks such items with plain copies and
     :func:`~mae_utils.transforms.batch_to_input` reorders whole batches on the device.
     """
     return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)

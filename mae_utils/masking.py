@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from .errors import UserError, check_seed
+from .util.errors import UserError, check_seed
 
 MASK_KINDS = ("random", "center", "left", "right", "eyes", "mouth", "patches")
 

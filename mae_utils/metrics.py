@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from .util.errors import UserError
 
 __all__ = [
     "PSNR_MAX_DB",

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UserError
+from .util.errors import UserError
 from .masking import choose_visible, gather_tokens
 from .pos_embed import sincos_2d
 

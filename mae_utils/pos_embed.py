@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import UserError
+from .util.errors import UserError
 
 
 def sincos_1d(embed_dim: int, positions: torch.Tensor) -> torch.Tensor:

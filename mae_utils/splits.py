@@ -30,8 +30,8 @@ from .data import (
     format_skipped,
     scan_images,
 )
-from .errors import UserError
-from .fileio import atomic_write_text
+from .util.errors import UserError
+from .util.fileio import atomic_write_text
 from .transforms import Augment
 
 __all__ = ["SYNTHETIC_DEFAULT_IMAGES", "DataSplits", "prepare_data", "split_names"]

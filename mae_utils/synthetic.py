@@ -25,8 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
-from .progress import tqdm
+from .util.errors import UserError
+from .util.progress import tqdm
 
 #: How many uniform random numbers each face draws (a fixed budget keeps faces reproducible).
 N_DRAWS = 160

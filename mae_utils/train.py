@@ -40,8 +40,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import checkpoint as ckpt
-from . import runtime
+from .util import checkpoint as ckpt
+from .util import runtime
 from .config import (
     RESUME_OVERRIDABLE,
     TrainConfig,
@@ -50,17 +50,17 @@ from .config import (
     fixed_on_resume,
     load_run_config,
 )
-from .errors import UserError
-from .fileio import atomic_write_text
-from .loaders import TrainItems, build_loader, mix_seed
+from .util.errors import UserError
+from .util.fileio import atomic_write_text
+from .util.loaders import TrainItems, build_loader, mix_seed
 from .metrics import paste_visible, patch_mask_to_pixel_mask, psnr_masked
 from .model import MaskedAutoencoder, build_mae
 from .optim import autocast, build_optimizer, make_adamw, param_groups, train_step
-from .pretrained import load_init_weights
-from .progress import tqdm
-from .runtime import resolve_amp, resolve_device
+from .tools.pretrained import load_init_weights
+from .util.progress import tqdm
+from .util.runtime import resolve_amp, resolve_device
 from .splits import prepare_data
-from .rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
+from .util.rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
 from .transforms import batch_to_input, denormalize
 from .viz import four_panel_figure, masked_image
 
@@ -125,7 +125,7 @@ def initial_model(
 
     Without ``init_from``: :func:`build_model` (random weights; seed the RNG first for a given draw).
     With it: the weights of an official MAE ``.pth``, a Hugging Face ViTMAE folder, or a run's
-    checkpoint (see :func:`mae_utils.pretrained.load_init_weights`); the architecture comes from the
+    checkpoint (see :func:`mae_utils.tools.pretrained.load_init_weights`); the architecture comes from the
     weights, so the returned config's patch size and widths are the weights' (a note says what
     changed), and the fixed position tables are recomputed for ``config.image_size``.
     """
@@ -548,8 +548,8 @@ def fit(
     A fresh run refuses an ``out_dir`` that already holds one unless ``overwrite``, which moves the old
     run aside and deletes it only once the new run has saved its first checkpoint. The folder is locked
     while the run lasts, and a run that fails before its first checkpoint leaves the folder as it found
-    it (:mod:`mae_utils.rundir`). ``log`` receives each progress line (default: above the tqdm bars);
-    ``on_epoch`` each epoch's metrics line (e.g. :class:`mae_utils.tutorial.LiveLossPlot`).
+    it (:mod:`mae_utils.util.rundir`). ``log`` receives each progress line (default: above the tqdm bars);
+    ``on_epoch`` each epoch's metrics line (e.g. :class:`mae_utils.util.tutorial.LiveLossPlot`).
     """
     started_group = not runtime.is_distributed()
     config.validate()

@@ -20,7 +20,7 @@ DataLoader's default collate batches dict entries), and its step to :func:`apply
 
 Normalisation uses the ImageNet mean/std (:data:`MEAN`, :data:`STD`): the official MAE and the
 Hugging Face ViTMAE checkpoints were trained on inputs normalised that way, so a pretrained model
-loaded with :mod:`mae_utils.pretrained` sees faces the way it saw its training images, and models
+loaded with :mod:`mae_utils.tools.pretrained` sees faces the way it saw its training images, and models
 trained here can be compared with it on equal terms.
 
 torchvision's ``transforms.v2`` is not used: it draws one set of parameters per call from the global
@@ -37,7 +37,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from .util.errors import UserError
 
 __all__ = ["MEAN", "STD", "Augment", "AugmentParams", "apply_augment", "batch_to_input", "denormalize", "normalize"]
 

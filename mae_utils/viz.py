@@ -18,7 +18,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .errors import UserError
+from .util.errors import UserError
 from .metrics import patch_mask_to_pixel_mask
 from .optim import schedule_rates
 
@@ -109,7 +109,7 @@ def four_panel_figure(
 def ratio_curve_figure(curve: dict[float, dict]) -> Figure:
     """Masked-region PSNR and SSIM against the mask ratio, one line per method, 95% CI error bars.
 
-    ``curve`` maps each ratio to an :func:`mae_utils.evaluate.evaluate_model` result.
+    ``curve`` maps each ratio to an :func:`mae_utils.tools.evaluate.evaluate_model` result.
     """
 
 
@@ -339,7 +339,7 @@ def training_figure(history: Sequence[dict[str, Any]], steps: np.ndarray, lrs: n
     the learning rate of every step with the rates the run logged at each epoch's end.
 
     ``history``: the run's ``metrics.jsonl`` lines; ``steps``, ``lrs``: its One-Cycle plan
-    (:func:`mae_utils.tutorial.read_metrics` and :func:`mae_utils.tutorial.lr_schedule` read both).
+    (:func:`mae_utils.util.tutorial.read_metrics` and :func:`mae_utils.util.tutorial.lr_schedule` read both).
     """
     epochs = [h["epoch"] for h in history]
     fig = new_figure(12, 3.4)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from mae_utils import checkpoint as ckpt
-from mae_utils.errors import UserError
+from mae_utils.util import checkpoint as ckpt
+from mae_utils.util.errors import UserError
 from mae_utils.model import build_mae
 
 

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from mae_utils import cli
+from mae_utils.util import cli
 from mae_utils.config import TrainConfig, add_config_arguments, config_from_args, load_run_config
-from mae_utils.errors import UserError
+from mae_utils.util.errors import UserError
 
 
 def test_defaults_validate():

@@ -19,11 +19,11 @@ from mae_utils.data import (
     load_face,
     scan_images,
 )
-from mae_utils.errors import UserError
-from mae_utils.loaders import build_loader
+from mae_utils.util.errors import UserError
+from mae_utils.util.loaders import build_loader
 from mae_utils.splits import prepare_data, split_names
 from mae_utils.transforms import MEAN, STD, batch_to_input, denormalize, normalize
-from mae_utils.image_io import BACKGROUND, load_image
+from mae_utils.util.image_io import BACKGROUND, load_image
 
 S = 16  # image size used throughout: sources are made S x S so resizing is the identity
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mae_utils import runtime
+from mae_utils.util import runtime
 from mae_utils.train import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]

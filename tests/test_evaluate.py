@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mae_utils import cli
+from mae_utils.util import cli
 from mae_utils.data import SyntheticFaces
-from mae_utils.errors import UserError
-from mae_utils.evaluate import evaluate_model, evaluate_run, format_table
-from mae_utils.reconstruct import prepare_images, reconstruct_images
+from mae_utils.util.errors import UserError
+from mae_utils.tools.evaluate import evaluate_model, evaluate_run, format_table
+from mae_utils.tools.reconstruct import prepare_images, reconstruct_images
 from mae_utils.masking import make_mask
 from mae_utils.baselines import inpaint_mean_fill
 from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked
@@ -109,7 +109,7 @@ def test_structured_mask_is_the_same_for_every_image_and_bad_input_is_refused():
 
 
 def test_trained_model_scores_match_an_independent_forward_pass(run_dir):
-    from mae_utils.checkpoint import load_model_from_run
+    from mae_utils.util.checkpoint import load_model_from_run
 
     model, _ = load_model_from_run(run_dir)
     ds = _faces(4)

@@ -22,14 +22,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from mae_utils import checkpoint as ckpt
-from mae_utils import cli, data
+from mae_utils.util import checkpoint as ckpt
+from mae_utils.util import cli
+from mae_utils import data
 from mae_utils import train as train_mod
-from mae_utils.errors import UserError
+from mae_utils.util.errors import UserError
 from mae_utils.model import MaskedAutoencoder, build_mae
-from mae_utils.pretrained import load_pretrained
+from mae_utils.tools.pretrained import load_pretrained
 from mae_utils import splits as splits_mod
-from mae_utils.rundir import LOCK_FILE, REPLACED_DIR
+from mae_utils.util.rundir import LOCK_FILE, REPLACED_DIR
 from mae_utils.synthetic import generate_faces
 from mae_utils.train import NonFiniteLossError, TrainConfig, fit
 
@@ -256,7 +257,7 @@ def _state_only_full(folder: str) -> str:
 _KILLED_DURING_FIRST_SAVE = textwrap.dedent(
     """
     import os, signal, sys, tempfile
-    from mae_utils import checkpoint, cli
+    from mae_utils.util import checkpoint, cli
 
     def dying_save(ckpt_dir, *args, **kwargs):
         ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -471,7 +472,7 @@ def test_images_over_the_pixel_limit_are_skipped_with_a_reason(tmp_path, monkeyp
 
 @pytest.mark.parametrize("sixteen_bit", [False, True])
 def test_big_images_are_reduced_while_decoding(tmp_path, monkeypatch, sixteen_bit):
-    from mae_utils import image_io
+    from mae_utils.util import image_io
 
     rng = np.random.default_rng(0)
     if sixteen_bit:  # a 16-bit grey scan: reduced through 32-bit integers, then scaled to 8 bits as before

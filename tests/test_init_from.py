@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from mae_utils import checkpoint as ckpt
-from mae_utils import cli
-from mae_utils.errors import UserError
+from mae_utils.util import checkpoint as ckpt
+from mae_utils.util import cli
+from mae_utils.util.errors import UserError
 from mae_utils.model import build_mae
 from mae_utils.pos_embed import sincos_2d
 from mae_utils.train import TrainConfig, fit, initial_model
@@ -35,7 +35,7 @@ def _source_official(tmp_path):
 
 
 def _source_hf(tmp_path):
-    from mae_utils.pretrained import hf_to_official
+    from mae_utils.tools.pretrained import hf_to_official
 
     hf = make_hf_model(image_size=32, patch_size=8)
     hf.save_pretrained(tmp_path / "hf")

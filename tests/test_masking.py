@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mae_utils.errors import UserError
+from mae_utils.util.errors import UserError
 from mae_utils.masking import choose_visible, make_mask, mask_to_indices, random_masking, structured_mask
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mae_utils import baselines
-from mae_utils.errors import UserError
+from mae_utils.util.errors import UserError
 from mae_utils.baselines import BASELINES, inpaint_biharmonic, inpaint_harmonic, inpaint_mean_fill
 from mae_utils.metrics import (
     PSNR_MAX_DB,

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mae_utils import PRESETS, MaskedAutoencoder, build_mae, patchify, unpatchify
-from mae_utils.errors import UserError
+from mae_utils.util.errors import UserError
 
 
 def small_model(**kw):

@@ -10,8 +10,8 @@ from typing import Optional
 import papermill
 import pytest
 
-from mae_utils.errors import UserError
-from mae_utils.notebook_params import check_parameters, check_run_folder, config_from_params
+from mae_utils.util.errors import UserError
+from mae_utils.util.notebook_params import check_parameters, check_run_folder, config_from_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def test_another_run_is_refused_with_both_ways_on_and_the_same_run_is_redone(tmp
     (run / "checkpoints" / "last").mkdir(parents=True)
     (run / "metrics.jsonl").write_text("{}\n")
     assert check_run_folder(TrainConfig(out_dir=str(run), epochs=3), overwrite=False) is False  # no checkpoint yet
-    for name in ("model.safetensors", "state.pt"):  # a run, as mae_utils.rundir counts them
+    for name in ("model.safetensors", "state.pt"):  # a run, as mae_utils.util.rundir counts them
         (run / "checkpoints" / "last" / name).write_bytes(b"saved")
     (run / "config.json").write_text(json.dumps({**TrainConfig(out_dir=str(run)).to_dict(), "model": {}}))
     with pytest.raises(UserError, match=r"python -m mae_utils train --resume .*run.*-p overwrite True"):

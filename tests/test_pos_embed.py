@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mae_utils.errors import UserError
+from mae_utils.util.errors import UserError
 from mae_utils.pos_embed import sincos_2d
 
 

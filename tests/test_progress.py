@@ -9,8 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
-from mae_utils.progress import batch_kernel, tqdm
-from mae_utils.tutorial import LiveLossPlot
+from mae_utils.util.progress import batch_kernel, tqdm
+from mae_utils.util.tutorial import LiveLossPlot
 bar = tqdm(total=3)
 print(batch_kernel(), type(bar).__module__, bar.disable, LiveLossPlot().live)
 bar.close()
@@ -43,7 +43,7 @@ def test_live_kernel_gets_widgets_and_batch_kernel_no_bars():
 
 
 def test_terminal_gets_text_bars():
-    from mae_utils.progress import batch_kernel, tqdm
+    from mae_utils.util.progress import batch_kernel, tqdm
 
     bar = tqdm(total=1, disable=False)
     assert type(bar).__module__ == "tqdm.std" and not batch_kernel()

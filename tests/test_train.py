@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from mae_utils import checkpoint as ckpt
-from mae_utils import cli
+from mae_utils.util import checkpoint as ckpt
+from mae_utils.util import cli
 from mae_utils import train as train_mod
 from mae_utils.model import MaskedAutoencoder, build_mae
 from mae_utils.train import FitResult, NonFiniteLossError, TrainConfig, fit, param_groups

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mae_utils.errors import UserError
-from mae_utils.loaders import TrainItems
+from mae_utils.util.errors import UserError
+from mae_utils.util.loaders import TrainItems
 from mae_utils.transforms import MEAN, STD, Augment, apply_augment, batch_to_input, denormalize, normalize
 
 S = 24

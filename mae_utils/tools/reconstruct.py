@@ -9,7 +9,7 @@ comes back in [0, 1] as the four panels of the MAE paper's Figure 2 (original, m
 reconstruction, reconstruction with the visible patches pasted back).
 
 :func:`model_reconstruction` is the lower-level step (normalised batch + explicit mask -> pixels in
-[0, 1]); :mod:`mae_utils.evaluate` uses it too, so what is scored is what is shown.
+[0, 1]); :mod:`mae_utils.tools.evaluate` uses it too, so what is scored is what is shown.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import load_model_from_run
-from .config import DEVICES
-from .data import image_tensor, load_face
-from .errors import UserError, check_seed
-from .image_io import resize_center_crop, to_rgb
-from .metrics import evaluate_batch, paste_visible, patch_mask_to_pixel_mask
-from .masking import MASK_KINDS, make_mask
-from .runtime import resolve_device
-from .transforms import batch_to_input, denormalize
-from .viz import four_panel_figure, masked_image
+from ..util.checkpoint import load_model_from_run
+from ..config import DEVICES
+from ..data import image_tensor, load_face
+from ..util.errors import UserError, check_seed
+from ..util.image_io import resize_center_crop, to_rgb
+from ..metrics import evaluate_batch, paste_visible, patch_mask_to_pixel_mask
+from ..masking import MASK_KINDS, make_mask
+from ..util.runtime import resolve_device
+from ..transforms import batch_to_input, denormalize
+from ..viz import four_panel_figure, masked_image
 
 __all__ = [
     "add_cli_arguments",

@@ -29,20 +29,20 @@ from typing import Any, Sequence
 
 import torch
 
-from .baselines import BASELINES
-from .checkpoint import load_model_from_run
-from .config import DEVICES
-from .data import FaceFolder
-from .errors import UserError
+from ..baselines import BASELINES
+from ..util.checkpoint import load_model_from_run
+from ..config import DEVICES
+from ..data import FaceFolder
+from ..util.errors import UserError
 from .reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
-from .fileio import atomic_write_text
-from .masking import MASK_KINDS, make_mask
-from .metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
-from .progress import tqdm
-from .runtime import resolve_device
-from .splits import prepare_data
-from .transforms import batch_to_input, denormalize
-from .viz import comparison_figure
+from ..util.fileio import atomic_write_text
+from ..masking import MASK_KINDS, make_mask
+from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
+from ..util.progress import tqdm
+from ..util.runtime import resolve_device
+from ..splits import prepare_data
+from ..transforms import batch_to_input, denormalize
+from ..viz import comparison_figure
 
 __all__ = [
     "DEFAULT_BASELINES",

@@ -25,10 +25,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from . import checkpoint as ckpt
-from .checkpoint import check_finite, check_tensor_set, describe_tensors
-from .errors import UserError
-from .model import PRESETS, MaskedAutoencoder
+from ..util import checkpoint as ckpt
+from ..util.checkpoint import check_finite, check_tensor_set, describe_tensors
+from ..util.errors import UserError
+from ..model import PRESETS, MaskedAutoencoder
 
 # Official releases do not store head counts. Known widths: the published ViT encoders' (Dosovitskiy et
 # al.), the MAE decoder's (512 wide, 16 heads), and this project's presets. Any other width must be

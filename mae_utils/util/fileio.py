@@ -2,7 +2,7 @@
 
 One home for writing a text file atomically (a reader sees the old file or the new one, never half of
 one), for turning a failure of the environment (disk full, read-only folder, permission denied) into a
-:class:`~mae_utils.errors.UserError` that names the path, and for telling whether a process that left
+:class:`~mae_utils.util.errors.UserError` that names the path, and for telling whether a process that left
 a temporary file or a lock behind is still alive.
 """
 

@@ -40,10 +40,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from .config import load_run_config
+from ..config import load_run_config
 from .errors import UserError
 from .fileio import environment_error
-from .model import MaskedAutoencoder
+from ..model import MaskedAutoencoder
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"

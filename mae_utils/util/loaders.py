@@ -19,7 +19,7 @@ from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_
 
 from . import runtime
 from .errors import UserError
-from .transforms import Augment
+from ..transforms import Augment
 
 __all__ = ["TrainItems", "build_loader", "collate_batch", "mix_seed"]
 

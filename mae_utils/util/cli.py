@@ -2,7 +2,7 @@
 
 Each command lives in the module that does its job; that module exposes
 ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``. This file only dispatches, and turns a
-:class:`~mae_utils.errors.UserError` (or an ``OSError`` from the environment: disk full, permission
+:class:`~mae_utils.util.errors.UserError` (or an ``OSError`` from the environment: disk full, permission
 denied) into one ``error: ...`` line on stderr and exit status 2.
 
 Flags are never guessed: abbreviations are off (``--epoch`` is not ``--epochs``), and an unknown or
@@ -30,8 +30,8 @@ def _prog() -> str:
 # command -> (module that implements it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mae_utils.train", "train an MAE (synthetic faces unless --data-dir is given)"),
-    "evaluate": ("mae_utils.evaluate", "masked-region PSNR/SSIM of a run against classical baselines"),
-    "reconstruct": ("mae_utils.reconstruct", "four-panel figure for your own photos"),
+    "evaluate": ("mae_utils.tools.evaluate", "masked-region PSNR/SSIM of a run against classical baselines"),
+    "reconstruct": ("mae_utils.tools.reconstruct", "four-panel figure for your own photos"),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
 }
 

@@ -23,7 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from .config import TrainConfig, annotation_type, load_run_config
+from ..config import TrainConfig, annotation_type, load_run_config
 from .errors import UserError
 from .rundir import holds_checkpoint
 
@@ -131,7 +131,7 @@ def parameter_help(params: Mapping[str, Any]) -> str:
 def check_run_folder(config: TrainConfig, overwrite: bool, notebook: str = "maskAE.ipynb") -> bool:
     """Whether ``fit`` must replace the run in ``config.out_dir``; refuses to replace another run.
 
-    A folder holding a run (a saved checkpoint, as :mod:`mae_utils.rundir` defines it) with other
+    A folder holding a run (a saved checkpoint, as :mod:`mae_utils.util.rundir` defines it) with other
     settings, or an unreadable ``config.json``, is kept unless ``overwrite``: the error gives the two
     ways on (with ``overwrite``, ``fit`` moves the old run aside until the new one has a checkpoint). A run with exactly these settings is what this
     notebook is about to make again from the same seed (a re-run, e.g. ``pytest`` twice), so it is

@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 
 from .checkpoint import resolve
-from .config import TrainConfig, load_run_config
+from ..config import TrainConfig, load_run_config
 from .errors import UserError
-from .optim import build_optimizer, schedule_rates
+from ..optim import build_optimizer, schedule_rates
 from .progress import batch_kernel, in_kernel
-from .synthetic import generate_faces
-from .train import fit
-from .viz import new_figure
+from ..synthetic import generate_faces
+from ..train import fit
+from ..viz import new_figure
 
 __all__ = [
     "demo_photos",
