@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from mae_utils.model import build_mae
+from mae_utils.model import MaskedAutoencoder
 from mae_utils.util import checkpoint as ckpt
 from mae_utils.util.errors import UserError
-from mae_utils.model import build_mae
+
+from tiny_runs import cli_error, copy_run, fault_faces, train_tiny_run
 
 
 def _save(path, value: float):
@@ -131,3 +138,112 @@ def test_rng_states_round_trip(tmp_path):
     ckpt.restore_rng(ckpt.load_state(tmp_path / "c")["rng"])
     got = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+
+
+# ---------------------------------------------------------------------- faults (issue 11's table)
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return fault_faces(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, faces) -> Path:
+    return train_tiny_run(tmp_path_factory, faces)
+
+
+def test_disk_full_while_saving_a_checkpoint(tmp_path, monkeypatch):
+    model = build_mae("tiny", img_size=32, patch_size=8, depth=1, decoder_depth=1)
+    ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), {"epoch": 1}, model.config)
+    real_mkdtemp = ckpt.tempfile.mkdtemp
+
+    def full_disk_mkdtemp(**kwargs):
+        folder = Path(real_mkdtemp(**kwargs))
+        for name in (ckpt.MODEL_FILE, ckpt.STATE_FILE):
+            (folder / name).symlink_to("/dev/full")
+        return str(folder)
+
+    monkeypatch.setattr(ckpt.tempfile, "mkdtemp", full_disk_mkdtemp)
+    with pytest.raises(UserError, match=r"cannot save checkpoint .*last.*the previous checkpoint .* is kept"):
+        ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), {"epoch": 2}, model.config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]  # temporaries removed
+    assert ckpt.load_state(tmp_path / "last")["epoch"] == 1
+    # the state file alone failing (torch's own error text) gives the same kind of message
+    monkeypatch.setattr(ckpt.tempfile, "mkdtemp", lambda **kw: _state_only_full(real_mkdtemp(**kw)))
+    with pytest.raises(UserError, match="disk full"):
+        ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), {"epoch": 2}, model.config)
+    assert ckpt.load_state(tmp_path / "last")["epoch"] == 1
+
+
+def _state_only_full(folder: str) -> str:
+    (Path(folder) / ckpt.STATE_FILE).symlink_to("/dev/full")
+    return folder
+
+
+def _rewrite(ckpt_dir: Path, *, config=None, raw_config: str | None = None, change=None) -> Path:
+    path = ckpt_dir / ckpt.MODEL_FILE
+    tensors = load_file(str(path))
+    meta = {"format": "pt", "mae_config": json.dumps({**ckpt.read_model_config(ckpt_dir), **(config or {})})}
+    if raw_config is not None:
+        meta["mae_config"] = raw_config
+    if change is not None:
+        change(tensors)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def test_an_edited_config_fails_before_anything_is_allocated(tmp_path, tiny_run, capsys, monkeypatch):
+    run = copy_run(tiny_run, tmp_path)
+    _rewrite(run / "checkpoints" / "best", config={"embed_dim": 16384, "depth": 64})
+    built = []
+    real_init = MaskedAutoencoder.__init__
+
+    @functools.wraps(real_init)
+    def spy(self, *args, **kwargs):
+        built.append(kwargs)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(MaskedAutoencoder, "__init__", spy)
+    err = cli_error(capsys, ["evaluate", "--run", str(run)])
+    assert "model.safetensors: mae_config embed_dim is 16384 but the stored tensors imply 32" in err
+    assert built == []  # not even a meta-device model was built
+    err = cli_error(capsys, ["reconstruct", "--run", str(run), "--images", str(tmp_path),
+                              "--out", str(tmp_path / "o.png")])  # fmt: skip
+    assert "mae_config embed_dim" in err
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (dict(change=lambda t: t.update({"decoder_pred.weight": torch.zeros(10, 32)})),
+         "tensor decoder_pred.weight has shape [10, 32], the model needs [192, 32]"),
+        (dict(change=lambda t: t.pop("norm.bias")), "missing norm.bias"),
+        (dict(change=lambda t: t.update({"extra": torch.zeros(2)})), "unexpected extra"),
+        (dict(config={"dropout": 0.1}), "mae_config has unknown key(s) dropout"),
+        (dict(config={"num_heads": "two"}), "mae_config num_heads must be a positive int"),
+        (dict(raw_config="{not json"), "mae_config metadata is not valid JSON"),
+        (dict(raw_config="[1, 2]"), "mae_config metadata must be a JSON object"),
+    ],
+)
+def test_inconsistent_weights_are_user_errors(tmp_path, tiny_run, capsys, edit, message):
+    run = copy_run(tiny_run, tmp_path)
+    _rewrite(run / "checkpoints" / "best", **edit)
+    err = cli_error(capsys, ["evaluate", "--run", str(run)])
+    assert "model.safetensors" in err and message in err, err
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.update({k: v.to(torch.int8) for k, v in t.items()}), "is I8, not floating point"),
+        (lambda t: t.update({k: torch.full_like(v, float("nan")) for k, v in t.items()}), "NaN/inf value"),
+        (lambda t: t["blocks.0.mlp.fc1.weight"].view(-1)[3].fill_(float("inf")), "blocks.0.mlp.fc1.weight holds 1"),
+    ],
+)
+def test_int8_or_non_finite_weights_are_refused(tmp_path, tiny_run, capsys, change, message):
+    run = copy_run(tiny_run, tmp_path)
+    _rewrite(run / "checkpoints" / "best", change=change)
+    assert message in cli_error(capsys, ["evaluate", "--run", str(run)])
+    # resuming from such weights is refused the same way
+    _rewrite(run / "checkpoints" / "last", change=change)
+    assert message in cli_error(capsys, ["train", "--resume", str(run), "--epochs", "3"])
+

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
-from mae_utils.util import cli
 from mae_utils.config import TrainConfig, add_config_arguments, config_from_args, load_run_config
+from mae_utils.util import cli
 from mae_utils.util.errors import UserError
+
+from tiny_runs import cli_error, fault_faces, train_tiny_run
 
 
 def test_defaults_validate():
@@ -121,3 +124,25 @@ def test_bad_cli_values_exit_2(argv, expected, capsys, tmp_path):
     assert code == 2
     assert "error:" in err and expected in err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------- faults (issue 11's table)
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return fault_faces(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, faces) -> Path:
+    return train_tiny_run(tmp_path_factory, faces)
+
+
+def test_seed_out_of_range(tiny_run, faces, capsys, tmp_path):
+    huge = "99999999999999999999"
+    err = cli_error(capsys, ["train", "--data-dir", str(faces), "--out-dir", str(tmp_path / "r"), "--seed", huge])
+    assert "seed must be an integer from 0 to 4294967295" in err
+    assert not (tmp_path / "r").exists()
+    assert "seed must be" in cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", huge])
+    err = cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", "-1", "--mask", "eyes"])
+    assert "--seed must be an integer from 0 to 4294967295; got -1" in err
+

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
+from mae_utils import data
+from mae_utils import splits as splits_mod
+from mae_utils import train as train_mod
 from mae_utils.data import (
     IMAGE_EXTENSIONS,
     FaceFolder,
@@ -19,11 +26,14 @@ from mae_utils.data import (
     load_face,
     scan_images,
 )
-from mae_utils.util.errors import UserError
-from mae_utils.util.loaders import build_loader
 from mae_utils.splits import prepare_data, split_names
 from mae_utils.transforms import MEAN, STD, batch_to_input, denormalize, normalize
+from mae_utils.util import cli
+from mae_utils.util.errors import UserError
 from mae_utils.util.image_io import BACKGROUND, load_image
+from mae_utils.util.loaders import build_loader
+
+from tiny_runs import BAD_NAME, fault_faces, train_tiny_run, write_faces
 
 S = 16  # image size used throughout: sources are made S x S so resizing is the identity
 
@@ -418,3 +428,86 @@ def test_two_working_directories_share_one_cache(tmp_path: Path) -> None:
     assert (status1, status2) == ("built", "reused")  # the second working directory reused the first one's cache
     Path(path1).unlink()
     Path(path1).with_name(Path(path1).name.replace(".cache.npy", ".json")).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------- faults (issue 11's table)
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return fault_faces(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, faces) -> Path:
+    return train_tiny_run(tmp_path_factory, faces)
+
+
+def test_non_utf8_file_names_train_and_evaluate(tiny_run, faces, tmp_path):
+    bad = os.fsdecode(BAD_NAME)
+    split = json.loads((tiny_run / "split.json").read_text())
+    assert bad in split["train"] + split["val"] + split["test"]
+    shown: list[str] = []
+    train_mod._RunLog(tmp_path / "log.txt", shown.append, active=True)(f"data: skipped {bad}")  # a log line naming it
+    assert shown == ["data: skipped face_\\udcff\\udcfe.png"] and (tmp_path / "log.txt").read_text() == shown[0] + "\n"
+    ds = data.FaceFolder(faces, 32, cache_dir=tmp_path / "cache", progress=False)
+    assert bad in ds.rel_files and len(ds) == 24 and ds.cache_status == "built"
+    where = next(k for k in ("train", "val", "test") if bad in split[k])
+    assert cli.main(["evaluate", "--run", str(tiny_run), "--baselines", "mean_fill", "--split", where,
+                     "--name", "with_bad_name"]) == 0  # fmt: skip
+    assert bad in json.loads((tiny_run / "eval" / "with_bad_name.json").read_text())["names"]
+
+
+def _cache_tmp(root: Path, cache: Path, size: int) -> Path:
+    files, _ = data.scan_images(root)
+    npy = cache / f"faces_{size}px_{data._cache_key(root, files, size)}.cache.npy"
+    return npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
+
+
+def test_disk_full_while_building_the_cache(tmp_path, faces):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    tmp = _cache_tmp(faces, cache, 32)
+    tmp.symlink_to("/dev/full")  # every write to the cache's temporary file fails with ENOSPC
+    with pytest.raises(UserError, match="cannot write the image cache in .*No space left on device"):
+        data.FaceFolder(faces, 32, cache_dir=cache, progress=False)
+    assert list(cache.iterdir()) == []  # no temporary, no half cache
+    # too little free space is found before writing anything; a dead build's temporary is cleared
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = cache / f".faces_32px_x.cache.npy.{dead.pid}.tmp"
+    stale.write_bytes(b"half")
+    real_usage = shutil.disk_usage
+    try:
+        data.shutil.disk_usage = lambda p: real_usage(p)._replace(free=10_000)
+        with pytest.raises(UserError, match="not enough disk space .* 0 MiB free"):
+            data.FaceFolder(faces, 32, cache_dir=cache, progress=False)
+    finally:
+        data.shutil.disk_usage = real_usage
+    assert list(cache.iterdir()) == []
+    assert len(data.FaceFolder(faces, 32, cache_dir=cache, progress=False)) == 24
+
+
+def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
+    root = write_faces(tmp_path / "faces", 10)
+    write_faces(tmp_path / "elsewhere", 3, seed=9)
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    (root / "loop").symlink_to(root)
+    (root / "locked").mkdir()
+    Image.new("RGB", (40, 40)).save(root / "locked" / "x.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # what an unreadable folder does (root reads everything, so it is told)
+        if str(path).endswith("locked"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    lines: list[str] = []
+    splits = splits_mod.prepare_data(root, 32, cache_dir=False, log=lines.append)
+    assert sum(len(v) for v in splits.split.values()) == 10
+    text = "\n".join(lines)
+    assert "not following 2 symlinked folder(s): linked, loop (set MASKAE_FOLLOW_SYMLINKS=1" in text
+    assert "cannot read 1 folder(s), skipped: locked (Permission denied)" in text
+    monkeypatch.setenv("MASKAE_FOLLOW_SYMLINKS", "1")
+    files, _ = data.scan_images(root)
+    assert len([f for f in files if f.startswith("linked/")]) == 3 and not any(f.startswith("loop/") for f in files)
+

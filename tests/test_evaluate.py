@@ -4,6 +4,7 @@ mask, that numbers match an independent computation, and the command-line behavi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,18 +12,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mae_utils.util import cli
-from mae_utils.data import SyntheticFaces
-from mae_utils.util.errors import UserError
-from mae_utils.tools.evaluate import evaluate_model, evaluate_run, format_table
-from mae_utils.tools.reconstruct import prepare_images, reconstruct_images
-from mae_utils.masking import make_mask
 from mae_utils.baselines import inpaint_mean_fill
+from mae_utils.data import SyntheticFaces
+from mae_utils.masking import make_mask
 from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked
 from mae_utils.model import patchify, unpatchify
 from mae_utils.synthetic import generate_faces
+from mae_utils.tools.evaluate import evaluate_model, evaluate_run, format_table
+from mae_utils.tools.reconstruct import prepare_images, reconstruct_images
 from mae_utils.train import TrainConfig, fit
 from mae_utils.transforms import batch_to_input, denormalize
+from mae_utils.util import cli
+from mae_utils.util.errors import UserError
+
+from tiny_runs import cli_error, copy_run, fault_faces, train_tiny_run
 
 # one quick epoch on 2 shared CPU cores: 32 px images, 8 px patches (16 patches), a 1-block encoder
 SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=1, embed_dim=32, depth=1,
@@ -235,3 +238,31 @@ def test_reconstruct_cli_writes_the_figure(run_dir, tmp_path, capsys):
     txt = str(tmp_path / "x.txt")
     assert cli.main(["reconstruct", "--run", str(run_dir), "--images", str(paths[0]), "--out", txt]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- faults (issue 11's table)
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return fault_faces(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, faces) -> Path:
+    return train_tiny_run(tmp_path_factory, faces)
+
+
+@pytest.mark.parametrize("name", ["/tmp/escaped", "../../escaped", "sub/escaped", "..", ".hidden"])
+def test_evaluate_name_must_be_a_file_name(tiny_run, capsys, name):
+    err = cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--name", name])
+    assert "must be a plain file name" in err
+    assert not Path("/tmp/escaped.json").exists() and not (tiny_run.parent.parent / "escaped.json").exists()
+
+
+def test_evaluate_refuses_a_folder_mixing_two_runs(tmp_path, tiny_run, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    split = json.loads((run / "split.json").read_text())
+    split["run_id"] = "another-run"
+    (run / "split.json").write_text(json.dumps(split))
+    err = cli_error(capsys, ["evaluate", "--run", str(run)])
+    assert "mixes files of different runs" in err and "split.json (run another-)" in err
+

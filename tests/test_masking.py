@@ -1,8 +1,14 @@
+from pathlib import Path
+
 import pytest
 import torch
+from PIL import Image
 
-from mae_utils.util.errors import UserError
 from mae_utils.masking import choose_visible, make_mask, mask_to_indices, random_masking, structured_mask
+from mae_utils.synthetic import generate_faces
+from mae_utils.util.errors import UserError
+
+from tiny_runs import cli_error, fault_faces, train_tiny_run
 
 
 @pytest.mark.parametrize("length,ratio", [(16, 0.75), (64, 0.75), (49, 0.75), (196, 0.9), (10, 0.33), (64, 0.0)])
@@ -90,3 +96,29 @@ def test_make_mask_random_is_seeded_and_per_image():
     assert torch.all(a.sum(1) == 48)
     assert not torch.equal(a[0], a[1])
     assert make_mask("left", 3, 8).shape == (3, 64)
+
+
+# ---------------------------------------------------------------------- faults (issue 11's table)
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return fault_faces(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, faces) -> Path:
+    return train_tiny_run(tmp_path_factory, faces)
+
+
+def test_center_mask_ratio_zero_is_refused_and_the_area_is_the_closest(tiny_run, capsys, tmp_path):
+    Image.fromarray(generate_faces(1, size=32)[0]).save(tmp_path / "a.png")
+    err = cli_error(capsys, ["reconstruct", "--run", str(tiny_run), "--images", str(tmp_path / "a.png"),
+                              "--out", str(tmp_path / "o.png"), "--mask", "center", "--mask-ratio", "0"])  # fmt: skip
+    assert "the center mask's mask_ratio is the block's area and must be between 0 and 1" in err
+    for grid in (4, 5, 8, 14, (6, 8)):
+        rows, cols = (grid, grid) if isinstance(grid, int) else grid
+        blocks = [r * c / (rows * cols) for r in range(rows % 2 or 2, rows, 2) for c in range(cols % 2 or 2, cols, 2)]
+        for ratio in (0.1, 0.25, 0.5, 0.75, 0.9):
+            hidden = float(structured_mask("center", grid, mask_ratio=ratio).mean())
+            assert abs(hidden - ratio) == pytest.approx(min(abs(b - ratio) for b in blocks), abs=1e-6), (grid, ratio)
+    assert float(structured_mask("center", 8, mask_ratio=0.75).mean()) == 36 / 64  # as the help says
+

@@ -125,3 +125,23 @@ def test_clear_errors(tmp_path):
     (tmp_path / "cfgonly" / "config.json").write_text(json.dumps({"model_type": "vit_mae"}))
     with pytest.raises(UserError, match="neither model.safetensors"):
         load_pretrained(tmp_path / "cfgonly")
+
+
+# ---------------------------------------------------------------------- faults (issue 11's table)
+def test_pretrained_of_an_unknown_width_asks_for_head_counts(tmp_path):
+    m = build_mae("tiny", img_size=32, patch_size=8, embed_dim=96, depth=1, num_heads=2,
+                  decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=2)  # fmt: skip
+    torch.save({"model": m.state_dict()}, tmp_path / "odd.pth")
+    with pytest.raises(UserError, match=r"width 96 is not a standard one .* pass num_heads="):
+        load_pretrained(tmp_path / "odd.pth")
+    with pytest.raises(UserError, match="width 64 .* pass decoder_num_heads="):
+        load_pretrained(tmp_path / "odd.pth", num_heads=2)
+    loaded = load_pretrained(tmp_path / "odd.pth", num_heads=2, decoder_num_heads=2)
+    imgs, noise = torch.randn(1, 3, 32, 32), torch.rand(1, 16)
+    assert torch.equal(loaded.eval()(imgs, noise=noise)[1], m.eval()(imgs, noise=noise)[1])
+    state = dict(m.state_dict())
+    state["norm.weight"] = torch.full_like(m.norm.weight, float("nan"))
+    torch.save({"model": state}, tmp_path / "nan.pth")
+    with pytest.raises(UserError, match="norm.weight holds 96 NaN/inf"):
+        load_pretrained(tmp_path / "nan.pth", num_heads=2, decoder_num_heads=2)
+

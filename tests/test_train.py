@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from mae_utils.util import checkpoint as ckpt
-from mae_utils.util import cli
 from mae_utils import train as train_mod
 from mae_utils.model import MaskedAutoencoder, build_mae
 from mae_utils.train import FitResult, NonFiniteLossError, TrainConfig, fit, param_groups
+from mae_utils.util import checkpoint as ckpt
+from mae_utils.util import cli
+
+from tiny_runs import TINY, cli_error, copy_run, fault_faces, train_tiny_run
 
 # a few seconds per epoch on 2 shared CPU cores: 32 px images, 8 px patches, a 2-block encoder
 SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=3, embed_dim=64, depth=2,
@@ -146,3 +149,45 @@ def test_device_and_amp_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             train_mod.resolve_device("cuda")
+
+
+# ---------------------------------------------------------------------- faults (issue 11's table)
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return fault_faces(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, faces) -> Path:
+    return train_tiny_run(tmp_path_factory, faces)
+
+
+def test_resume_with_fewer_epochs_than_done(tmp_path, tiny_run, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    err = cli_error(capsys, ["train", "--resume", str(run), "--epochs", "1"])
+    assert "has already trained 2 epochs; --epochs 1 cannot undo them: give --epochs 2 or more" in err
+    assert ckpt.load_state(run / "checkpoints" / "last")["epoch"] == 2  # untouched
+
+
+@pytest.mark.slow
+def test_the_advice_after_a_non_finite_loss_works(tmp_path, faces, monkeypatch):
+    real_epoch, real_loss = train_mod._train_epoch, MaskedAutoencoder.forward_loss
+    poisoned = {"on": False}
+
+    def epoch_hook(run, epoch, **kwargs):
+        poisoned["on"] = epoch == 1 and run.config.base_lr > 5e-4  # only the too-fast setting diverges
+        return real_epoch(run, epoch, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_train_epoch", epoch_hook)
+    monkeypatch.setattr(MaskedAutoencoder, "forward_loss",
+                        lambda self, *a: real_loss(self, *a) * (float("nan") if poisoned["on"] else 1.0))  # fmt: skip
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError) as info:
+        fit(TrainConfig(**TINY, data_dir=str(faces), out_dir=str(run), cache_dir="off"))
+    advice = str(info.value).split("continue from it with a lower learning rate: ")[1]
+    assert advice == f"--resume {run} --base-lr 0.0001"
+    assert cli.main(["train", *advice.split()]) == 0  # exactly what it said
+    assert json.loads((run / "config.json").read_text())["base_lr"] == 1e-4
+    assert ckpt.load_state(run / "checkpoints" / "last")["epoch"] == 2
+    assert "base_lr 0.001 -> 0.0001 from step" in (run / "log.txt").read_text()
+
