@@ -247,3 +247,42 @@ def test_int8_or_non_finite_weights_are_refused(tmp_path, tiny_run, capsys, chan
     _rewrite(run / "checkpoints" / "last", change=change)
     assert message in cli_error(capsys, ["train", "--resume", str(run), "--epochs", "3"])
 
+
+
+# ---------------------------------------------------------------------- issue 20: damaged checkpoint files
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(b""), "state.pt is empty (0 bytes)"),
+        (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "state.pt"),
+        (lambda p: torch.save([1, 2, 3], p), "state.pt holds a list, not a checkpoint's state"),
+        (lambda p: torch.save({"epoch": "two"}, p), "state.pt lacks"),
+    ],
+    ids=["empty", "truncated", "a list", "wrong entries"],
+)
+def test_damaged_state_files_are_named_errors(tmp_path, tiny_run, capsys, damage, message):
+    run = copy_run(tiny_run, tmp_path)
+    damage(run / "checkpoints" / "best" / ckpt.STATE_FILE)
+    err = cli_error(capsys, ["evaluate", "--run", str(run), "--baselines", "mean_fill"])
+    assert message in err and "checkpoints/best" in err, err
+    last = run / "checkpoints" / "last" / ckpt.STATE_FILE
+    damage(last)
+    damaged = last.read_bytes()
+    err = cli_error(capsys, ["train", "--resume", str(run), "--epochs", "3"])
+    assert message in err and "checkpoints/last" in err, err
+    assert last.read_bytes() == damaged  # nothing replaced: the file is still there to inspect or restore
+
+
+@pytest.mark.parametrize("size", [0, 100], ids=["empty", "truncated"])
+def test_damaged_weights_files_are_named_errors(tmp_path, tiny_run, capsys, size):
+    run = copy_run(tiny_run, tmp_path)
+    weights = run / "checkpoints" / "best" / ckpt.MODEL_FILE
+    weights.write_bytes(weights.read_bytes()[:size])
+    err = cli_error(capsys, ["evaluate", "--run", str(run), "--baselines", "mean_fill"])
+    assert "model.safetensors" in err and "damaged" in err, err
+
+
+def test_state_file_permissions_match_the_weights(tmp_path):
+    _save(tmp_path / "last", 1.0)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "last").iterdir()}
+    assert modes[ckpt.STATE_FILE] == modes[ckpt.MODEL_FILE], modes

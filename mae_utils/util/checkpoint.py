@@ -101,6 +101,7 @@ def save_checkpoint(
             if set(written) != set(tensors):
                 raise OSError(errno.EIO, "model.safetensors read back incomplete")
             torch.save(state, tmp / STATE_FILE)
+            os.chmod(tmp / STATE_FILE, (tmp / MODEL_FILE).stat().st_mode & 0o777)  # as private as the weights
             for name in (MODEL_FILE, STATE_FILE):
                 _fsync_file(tmp / name)
         except (OSError, RuntimeError, SafetensorError, UserError) as exc:
@@ -145,24 +146,49 @@ def resolve(ckpt_dir: str | Path) -> Path:
     raise UserError(f"no checkpoint in {ckpt_dir} (expected {MODEL_FILE} and {STATE_FILE})")
 
 
-def load_state(ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``state.pt`` through PyTorch's restricted unpickler: tensors and plain values only."""
+#: What a training run's ``state.pt`` must hold, and of which type, to be resumed or evaluated.
+TRAIN_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "epoch": int, "step": int, "best_val_loss": (int, float), "stale_evals": int, "optimizer": dict,
+    "scheduler": dict, "scaler": dict, "rng": dict, "config": dict, "history": list, "world_size": int,
+}  # fmt: skip
+
+_DAMAGED = "restore it from a backup, or use the run's other checkpoint (--checkpoint last / best)"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def load_state(
+    ckpt_dir: str | Path, map_location: str | torch.device = "cpu", required: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``state.pt`` through PyTorch's restricted unpickler: tensors and plain values only.
+
+    ``required`` (e.g. :data:`TRAIN_STATE_TYPES`) names entries that must be present with those types;
+    an empty, truncated or otherwise damaged file is a :class:`UserError` naming it.
+    """
     path = resolve(ckpt_dir) / STATE_FILE
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: state.pt is empty (0 bytes), a damaged checkpoint; {_DAMAGED}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, OSError) as exc:
         raise UserError(
-            f"{path}: refused to load (not a plain tensor/state file, or damaged): {str(exc).splitlines()[0]}"
-        ) from exc
+            f"{path}: refused to load (not a plain tensor/state file, or damaged): {_first_line(exc)}"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: state.pt holds a {type(state).__name__}, not a checkpoint's state; {_DAMAGED}")
+    bad = [k for k, kind in (required or {}).items()
+           if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)]  # fmt: skip
+    if bad:
+        raise UserError(f"{path}: state.pt lacks {', '.join(bad)} (or holds the wrong type); {_DAMAGED}")
+    return state
 
 
 def load_model_state(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The weights from ``model.safetensors`` (no pickle involved)."""
-    path = resolve(ckpt_dir) / MODEL_FILE
-    try:
-        return load_file(str(path), device=str(device))
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
+    return load_weights_file(resolve(ckpt_dir) / MODEL_FILE, device)
 
 
 def _header(path: Path) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]]]:
@@ -175,13 +201,36 @@ def _header(path: Path) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int,
                 sl = fh.get_slice(k)
                 tensors[k] = (sl.get_dtype(), tuple(sl.get_shape()))
     except (SafetensorError, OSError) as exc:
-        raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
+        raise UserError(f"{path}: not a readable safetensors file (empty, truncated or damaged?): "
+                        f"{_first_line(exc)}") from None  # fmt: skip
     return meta, tensors
+
+
+def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]]]:
+    """(metadata, {tensor: (dtype, shape)}) of any safetensors file, without reading its tensors."""
+    return _header(Path(path))
+
+
+def read_header_metadata(path: str | Path) -> dict[str, str]:
+    return _header(Path(path))[0]
+
+
+def load_weights_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file (no pickle involved)."""
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{path}: not a readable safetensors file (damaged?): {_first_line(exc)}") from None
 
 
 def read_model_config(ckpt_dir: str | Path) -> dict[str, Any]:
     """The ``MaskedAutoencoder`` constructor arguments stored with the weights."""
-    path = resolve(ckpt_dir) / MODEL_FILE
+    return read_file_config(resolve(ckpt_dir) / MODEL_FILE)
+
+
+def read_file_config(path: str | Path) -> dict[str, Any]:
+    """The ``mae_config`` metadata of one ``model.safetensors`` file."""
+    path = Path(path)
     meta, _ = _header(path)
     if "mae_config" not in meta:
         raise UserError(f"{path}: no mae_config in its metadata; was it written by maskAE?")
@@ -326,7 +375,7 @@ def check_run_files(run_dir: str | Path, which: str = "best") -> None:
             ids[name] = data.get("run_id") if isinstance(data, dict) else None
         except (OSError, ValueError):
             ids[name] = None
-    ids[f"checkpoints/{which}"] = load_state(run_dir / "checkpoints" / which).get("run_id")
+    ids[f"checkpoints/{which}"] = load_state(run_dir / "checkpoints" / which, required=TRAIN_STATE_TYPES).get("run_id")
     known = {k: v for k, v in ids.items() if v}
     if len(set(known.values())) > 1:
         listed = ", ".join(f"{k} (run {v[:8]})" for k, v in known.items())
