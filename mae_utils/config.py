@@ -120,8 +120,12 @@ class TrainConfig:
     sample_every: int = _f(1, "save a reconstruction grid to samples/ every this many epochs; 0 = never")
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> "TrainConfig":
-        """Check every field once; raise :class:`UserError` naming the field and the allowed values."""
+    def validate(self, *, need_init_from: bool = True) -> "TrainConfig":
+        """Check every field once; raise :class:`UserError` naming the field and the allowed values.
+
+        ``~`` in the path fields is expanded. ``need_init_from=False`` (a resume) does not require the
+        ``init_from`` source to exist any more: the run's own checkpoint holds the weights.
+        """
         for f in fields(self):
             _check_type(f, getattr(self, f.name))
             choices = f.metadata.get("choices")
@@ -155,14 +159,22 @@ class TrainConfig:
             raise UserError(f"warmup_frac must be in [0, 1); got {self.warmup_frac}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise UserError(f"grad_clip must be > 0 or none; got {self.grad_clip}")
+        self._expand_user()
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"data_dir {self.data_dir!r} is not a folder")
-        if self.init_from is not None and not Path(self.init_from).expanduser().exists():
+        if need_init_from and self.init_from is not None and not Path(self.init_from).exists():
             raise UserError(f"init_from {self.init_from!r}: no such file or folder")
         if not str(self.out_dir).strip():
             raise UserError("out_dir must name a folder")
         self._validate_model()
         return self
+
+    def _expand_user(self) -> None:
+        """``~/x`` means the home folder in every path field, as in a shell (papermill passes it literally)."""
+        for name in ("data_dir", "out_dir", "init_from", "cache_dir"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.startswith("~"):
+                setattr(self, name, str(Path(value).expanduser()))
 
     def _validate_model(self) -> None:
         arch = {**PRESETS[self.preset], **self.model_overrides()}

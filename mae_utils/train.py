@@ -56,7 +56,7 @@ from .util.loaders import TrainItems, build_loader, mix_seed
 from .metrics import paste_visible, patch_mask_to_pixel_mask, psnr_masked
 from .model import MaskedAutoencoder, build_mae
 from .optim import autocast, build_optimizer, make_adamw, param_groups, train_step
-from .tools.pretrained import load_init_weights
+from .tools.pretrained import init_record, load_init_weights
 from .util.progress import tqdm
 from .util.runtime import resolve_amp, resolve_device
 from .splits import prepare_data
@@ -131,7 +131,7 @@ def initial_model(
     """
     if not config.init_from:
         return build_model(config), config
-    model = load_init_weights(config.init_from, config.image_size, norm_pix_loss=config.norm_pix_loss)
+    model = load_init_weights(config.init_from, config.image_size, norm_pix_loss=config.norm_pix_loss, log=log)
     shape = {name: model.config[name] for name in ARCHITECTURE_FIELDS}
     changed = {k: v for k, v in shape.items() if getattr(config, k) != v}
     if changed:
@@ -362,7 +362,7 @@ def _save(run: _Run, name: str) -> None:
 def _restore(run: _Run) -> None:
     """Load ``checkpoints/last`` into the run (weights, optimizer, schedule, counters, RNG)."""
     last = run.run_dir / "checkpoints" / "last"
-    state = ckpt.load_state(last)
+    state = ckpt.load_state(last, required=ckpt.TRAIN_STATE_TYPES)
     saved = TrainConfig.from_dict(state["config"], source=str(last / ckpt.STATE_FILE))
     if run.config.epochs < state["epoch"]:
         raise UserError(
@@ -405,6 +405,19 @@ def _restore(run: _Run) -> None:
     run.history = list(state["history"])
     run.run_id = state.get("run_id") or run.run_id
     ckpt.restore_rng(state["rng"])
+
+
+def _init_source(config: TrainConfig, run_dir: Path, restored: bool) -> dict[str, Any] | None:
+    """What ``init_from`` loaded (path, checkpoint, SHA-256): recorded once, kept on resume, which
+    needs only the run's own checkpoint and never the source again."""
+    if not config.init_from:
+        return None
+    if restored:
+        try:
+            return json.loads((run_dir / "config.json").read_text()).get("init_source")
+        except (OSError, ValueError, AttributeError):
+            return None
+    return init_record(config.init_from)
 
 
 def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Callable[[str], None] | None) -> _Run:
@@ -477,7 +490,7 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
         f"effective batch {effective_batch}, peak lr {max_lr:.3g}, {steps_per_epoch} steps/epoch")  # fmt: skip
     if rank == 0:
         record = {**config.to_dict(), "model": model.config, "runtime": runtime.environment(device, amp_dtype, world),
-                  "run_id": run.run_id}  # fmt: skip
+                  "run_id": run.run_id, "init_source": _init_source(config, run_dir, restore)}  # fmt: skip
         atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
         stamp_split(run_dir / "split.json", run.run_id)
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
@@ -552,7 +565,7 @@ def fit(
     ``on_epoch`` each epoch's metrics line (e.g. :class:`mae_utils.util.tutorial.LiveLossPlot`).
     """
     started_group = not runtime.is_distributed()
-    config.validate()
+    config.validate(need_init_from=not resume)  # a resumed run's weights are its own checkpoint's
     folder = None
     failed = True
     try:
@@ -594,6 +607,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     """(config, resume) from parsed CLI arguments."""
     given = config_from_args(args)
+    if args.resume is not None and not args.resume.strip():
+        raise UserError("--resume needs a run folder and got an empty value (an unset shell variable?); "
+                        "give --resume runs/NAME, or leave --resume out to start a new run")  # fmt: skip
     if args.resume and args.overwrite:
         raise UserError("--resume continues a run and --overwrite replaces it: give one of them, not both")
     if not args.resume:

@@ -97,3 +97,31 @@ def test_init_from_errors_name_the_problem(tmp_path):
     with pytest.raises(UserError, match="no finished checkpoint"):
         initial_model(TrainConfig(**RUN, init_from=str(tmp_path / "empty_run")))
     assert cli.main(["train", "--init-from", str(tmp_path / "nope"), "--out-dir", str(tmp_path / "r")]) == 2
+
+
+# ---------------------------------------------------------------------- issue 20: init_from is recorded
+def test_the_run_records_its_source_and_resumes_without_it(tmp_path, monkeypatch):
+    import hashlib
+    import shutil
+
+    path, _, _ = _source_official(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative init_from, as typed in a shell
+    small = {**RUN, "epochs": 1}
+    fit(TrainConfig(**small, init_from=path.name, out_dir="tuned"))
+    record = json.loads((tmp_path / "tuned" / "config.json").read_text())["init_source"]
+    assert record["path"] == str(path.resolve()) and record["checkpoint"] is None
+    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    shutil.move(str(path), str(tmp_path / "moved.pth"))  # the source is gone
+    monkeypatch.chdir(tmp_path / "tuned")  # and the working directory differs
+    assert cli.main(["train", "--resume", str(tmp_path / "tuned"), "--epochs", "2"]) == 0
+    assert ckpt.load_state(tmp_path / "tuned" / "checkpoints" / "last")["epoch"] == 2
+
+
+def test_init_from_a_run_without_best_says_it_uses_last(tmp_path):
+    import shutil
+
+    src, _, _ = _source_run(tmp_path)
+    shutil.rmtree(src / "checkpoints" / "best")
+    lines: list[str] = []
+    _, cfg = initial_model(TrainConfig(**RUN, init_from=str(src), out_dir=str(tmp_path / "t")), log=lines.append)
+    assert any("checkpoints/last" in x and "no best" in x for x in lines), lines

@@ -145,3 +145,40 @@ def test_pretrained_of_an_unknown_width_asks_for_head_counts(tmp_path):
     with pytest.raises(UserError, match="norm.weight holds 96 NaN/inf"):
         load_pretrained(tmp_path / "nan.pth", num_heads=2, decoder_num_heads=2)
 
+
+
+# ---------------------------------------------------------------------- issue 20: Hugging Face configs are checked
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("layer_norm_eps", "1e-12", "layer_norm_eps must be a positive number; got '1e-12'"),
+        ("layer_norm_eps", -1, "layer_norm_eps must be a positive number; got -1"),
+        ("num_attention_heads", 4.5, "num_attention_heads must be a positive integer; got 4.5"),
+        ("decoder_num_attention_heads", "4", "decoder_num_attention_heads must be a positive integer"),
+        ("norm_pix_loss", "yes", "norm_pix_loss must be true or false"),
+    ],
+)
+def test_hf_config_values_are_type_checked(tmp_path, key, value, message):
+    make_hf_model().save_pretrained(tmp_path / "hf")
+    path = tmp_path / "hf" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    with pytest.raises(UserError, match="config.json: " + message.replace("(", r"\(").replace(".", r"\.")):
+        load_pretrained(tmp_path / "hf")
+
+
+def test_a_folder_without_config_json_says_so(tmp_path):
+    make_hf_model().save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf" / "config.json").unlink()
+    with pytest.raises(UserError, match="no config.json beside it") as info:
+        load_pretrained(tmp_path / "hf" / "model.safetensors")
+    assert "encoder-only" not in str(info.value)
+
+
+def test_a_bare_safetensors_file_uses_its_metadata_config(tmp_path):
+    from mae_utils.util import checkpoint as ckpt
+
+    m = build_mae("tiny", img_size=32, patch_size=8, embed_dim=96, depth=1, num_heads=2,
+                  decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=2)  # fmt: skip
+    ckpt.save_checkpoint(tmp_path / "ck", m.state_dict(), {"epoch": 1}, m.config)
+    loaded = load_pretrained(tmp_path / "ck" / ckpt.MODEL_FILE)  # widths 96/64 are not standard
+    assert loaded.config["num_heads"] == 2 and loaded.config["decoder_num_heads"] == 2

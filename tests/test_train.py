@@ -191,3 +191,12 @@ def test_the_advice_after_a_non_finite_loss_works(tmp_path, faces, monkeypatch):
     assert ckpt.load_state(run / "checkpoints" / "last")["epoch"] == 2
     assert "base_lr 0.001 -> 0.0001 from step" in (run / "log.txt").read_text()
 
+
+
+# ---------------------------------------------------------------------- issue 20
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_resume_is_an_error_not_a_new_run(tmp_path, capsys, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    err = cli_error(capsys, ["train", "--resume", value])
+    assert "--resume needs a run folder" in err
+    assert list(tmp_path.iterdir()) == []  # no runs/mae started

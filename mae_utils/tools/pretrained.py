@@ -17,9 +17,12 @@ When the requested ``img_size`` gives another patch grid, the fixed sin-cos tabl
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -174,6 +177,42 @@ def _hf_files(path: Path) -> tuple[Path, Path] | None:
     raise UserError(f"{folder} has config.json but neither model.safetensors nor pytorch_model.bin")
 
 
+def _hf_known(hf_config: dict, config_path: Path, norm_pix_loss: bool) -> dict:
+    """The constructor arguments a Hugging Face ``config.json`` gives, each checked for type and sign."""
+    def positive(key: str, kind: type) -> Any:
+        value = hf_config.get(key)
+        ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+        if value is not None and not (ok and math.isfinite(value) and value > 0):
+            what = "a positive number" if kind is float else "a positive integer"
+            raise UserError(f"{config_path}: {key} must be {what}; got {value!r}")
+        return None if value is None else kind(value)
+
+    norm = hf_config.get("norm_pix_loss", norm_pix_loss)
+    if not isinstance(norm, bool):
+        raise UserError(f"{config_path}: norm_pix_loss must be true or false; got {norm!r}")
+    known = dict(num_heads=positive("num_attention_heads", int),
+                 decoder_num_heads=positive("decoder_num_attention_heads", int),
+                 layer_norm_eps=positive("layer_norm_eps", float), norm_pix_loss=norm)  # fmt: skip
+    return {k: v for k, v in known.items() if v is not None}
+
+
+def _load_own_file(path: Path, img_size: int | None, norm_pix_loss: bool) -> MaskedAutoencoder:
+    """A maskAE ``model.safetensors`` (any name): its metadata holds the model's constructor arguments."""
+    config = ckpt.read_file_config(path)
+    _, tensors = ckpt.read_header(path)
+    ckpt.check_model_config(config, tensors, str(path))
+    model = MaskedAutoencoder(**config)
+    state = ckpt.load_weights_file(path)
+    check_finite(state, str(path))
+    model.load_state_dict(state, strict=True)
+    model.norm_pix_loss = model.config["norm_pix_loss"] = bool(config.get("norm_pix_loss", norm_pix_loss))
+    if img_size is not None and img_size != model.img_size:
+        if img_size % model.patch_size:
+            raise UserError(f"img_size {img_size} is not divisible by the checkpoint's patch_size {model.patch_size}")
+        model.set_grid(img_size // model.patch_size)
+    return model
+
+
 def load_pretrained(
     path: str | Path,
     img_size: int | None = None,
@@ -205,20 +244,23 @@ def load_pretrained(
         if hf_config.get("hidden_act", "gelu") != "gelu":
             raise UserError(f"{config_path}: hidden_act {hf_config['hidden_act']!r} is not supported (gelu only)")
         state = hf_to_official(_read_weights(weights_path))
-        known = dict(
-            num_heads=hf_config.get("num_attention_heads"),
-            decoder_num_heads=hf_config.get("decoder_num_attention_heads"),
-            layer_norm_eps=hf_config.get("layer_norm_eps"),
-            norm_pix_loss=hf_config.get("norm_pix_loss", norm_pix_loss),
-        )
+        known = _hf_known(hf_config, config_path, norm_pix_loss)
     else:
         if path.is_dir():
-            raise UserError(f"{path} is a directory without config.json: not a Hugging Face ViTMAE folder")
+            has = [n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
+            raise UserError(f"{path} is a folder without config.json: " + (
+                f"it holds {has[0]}; put the model's config.json beside it" if has else "not a Hugging Face "
+                "ViTMAE folder"))  # fmt: skip
+        if path.suffix == ".safetensors" and "mae_config" in ckpt.read_header_metadata(path):
+            return _load_own_file(path, img_size, norm_pix_loss)  # a maskAE checkpoint's weights file
         state = _read_weights(path)
         if isinstance(state, dict) and isinstance(state.get("model"), dict):
             state = state["model"]
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise UserError(f"{path} does not hold a state dict of tensors")
+        if any(k.startswith(("vit.", "decoder.decoder")) for k in state):
+            raise UserError(f"{path} holds Hugging Face ViTMAE weights but there is no config.json beside it; "
+                            f"put the model's config.json in {path.parent}")  # fmt: skip
         known = dict(norm_pix_loss=norm_pix_loss)
     known.update({k: v for k, v in dict(num_heads=num_heads, decoder_num_heads=decoder_num_heads).items() if v})
     source = str(weights_path if hf is not None else path)
@@ -239,29 +281,55 @@ def load_pretrained(
     return model
 
 
-def load_init_weights(path: str | Path, img_size: int, *, norm_pix_loss: bool = False) -> MaskedAutoencoder:
-    """The weights a run starts from (``TrainConfig.init_from``), as a model for ``img_size`` images.
-
-    ``path`` is a training run folder (its ``checkpoints/best``, else ``last``), one checkpoint folder
-    (``model.safetensors`` with its ``mae_config``), an official MAE ``.pth`` or a Hugging Face ViTMAE
-    folder/file. The architecture is the weights'; the fixed position tables are recomputed when
-    ``img_size`` gives another patch grid; ``norm_pix_loss`` is the new run's choice.
-    """
+def init_source(path: str | Path, log: Callable[[str], None] | None = None) -> tuple[Path, Path | None]:
+    """(the path, the checkpoint folder to load or None) for ``init_from``; a run without ``best`` uses
+    ``last``, and says so through ``log``."""
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"init_from {path}: no such file or folder")
-    ckpt_dir = None
     if (path / "checkpoints").is_dir():
         for which in ("best", "last"):
             try:
-                ckpt_dir = ckpt.resolve(path / "checkpoints" / which)
-                break
+                found = ckpt.resolve(path / "checkpoints" / which)
             except UserError:
                 continue
-        if ckpt_dir is None:
-            raise UserError(f"init_from {path}: the run has no finished checkpoint in checkpoints/best or last")
-    elif (path / ckpt.MODEL_FILE).is_file() and not (path / "config.json").is_file():
-        ckpt_dir = path
+            if which == "last" and log is not None:
+                log(f"note: init_from {path}: no best checkpoint there; using checkpoints/last")
+            return path, found
+        raise UserError(f"init_from {path}: the run has no finished checkpoint in checkpoints/best or last")
+    if (path / ckpt.MODEL_FILE).is_file() and not (path / "config.json").is_file():
+        return path, path
+    return path, None
+
+
+def init_record(path: str | Path) -> dict[str, Any]:
+    """What ``init_from`` loaded, for the run's ``config.json``: the absolute path, the checkpoint folder
+    (runs) and the SHA-256 of the weights file, so the run is traceable after the source moves."""
+    path, ckpt_dir = init_source(path)
+    if ckpt_dir is not None:
+        weights = ckpt_dir / ckpt.MODEL_FILE
+    else:
+        hf = _hf_files(path)
+        weights = hf[1] if hf is not None else path
+    digest = hashlib.sha256()
+    with open(weights, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return {"path": str(path.resolve()), "checkpoint": None if ckpt_dir is None else str(ckpt_dir.resolve()),
+            "weights": str(weights.resolve()), "sha256": digest.hexdigest()}  # fmt: skip
+
+
+def load_init_weights(
+    path: str | Path, img_size: int, *, norm_pix_loss: bool = False, log: Callable[[str], None] | None = None
+) -> MaskedAutoencoder:
+    """The weights a run starts from (``TrainConfig.init_from``), as a model for ``img_size`` images.
+
+    ``path`` is a training run folder (its ``checkpoints/best``, else ``last``, said through ``log``),
+    one checkpoint folder (``model.safetensors`` with its ``mae_config``), an official MAE ``.pth`` or a
+    Hugging Face ViTMAE folder/file. The architecture is the weights'; the fixed position tables are
+    recomputed when ``img_size`` gives another patch grid; ``norm_pix_loss`` is the new run's choice.
+    """
+    path, ckpt_dir = init_source(path, log)
     if ckpt_dir is not None:
         model = ckpt.load_model(ckpt_dir).train()
         if img_size % model.patch_size:
