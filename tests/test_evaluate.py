@@ -266,3 +266,24 @@ def test_evaluate_refuses_a_folder_mixing_two_runs(tmp_path, tiny_run, capsys):
     err = cli_error(capsys, ["evaluate", "--run", str(run)])
     assert "mixes files of different runs" in err and "split.json (run another-)" in err
 
+
+
+# ---------------------------------------------------------------------- issue 20: moved data
+def test_a_run_whose_data_moved_scores_its_own_test_split(tmp_path, faces, capsys, monkeypatch):
+    import shutil
+
+    from mae_utils.train import fit as fit_run
+    from tiny_runs import TINY
+
+    shutil.copytree(faces, tmp_path / "work" / "faces")
+    monkeypatch.chdir(tmp_path / "work")  # trained with a relative data_dir
+    fit_run(TrainConfig(**{**TINY, "epochs": 1}, data_dir="faces", out_dir=str(tmp_path / "run"), cache_dir="off"))
+    test_split = json.loads((tmp_path / "run" / "split.json").read_text())["test"]
+    shutil.move(str(tmp_path / "work" / "faces"), str(tmp_path / "moved"))
+    err = cli_error(capsys, ["evaluate", "--run", str(tmp_path / "run"), "--baselines", "mean_fill"])
+    assert "pass --data-dir with its new location" in err
+    for name, extra in (("moved", []), ("moved_test", ["--split", "test"])):
+        assert cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data-dir", str(tmp_path / "moved"),
+                         "--baselines", "mean_fill", "--name", name, *extra]) == 0  # fmt: skip
+        record = json.loads((tmp_path / "run" / "eval" / f"{name}.json").read_text())
+        assert record["data"]["split"] == "test" and sorted(record["names"]) == sorted(test_split)

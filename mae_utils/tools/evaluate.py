@@ -74,6 +74,17 @@ def _same_folder(a: str | Path, b: str | Path) -> bool:
         return False
 
 
+def _holds_split(folder: str | Path, split_path: Path) -> bool:
+    """Whether ``folder`` holds every image the run's ``split.json`` lists (its paths are relative)."""
+    try:
+        record = json.loads(split_path.read_text())
+        names = [n for k in SPLITS for n in record[k]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    root = Path(folder).expanduser()
+    return bool(names) and root.is_dir() and all((root / n).is_file() for n in names)
+
+
 def load_eval_dataset(
     run_dir: str | Path, config: Any, data_dir: str | Path | None = None, split: str | None = None
 ) -> tuple[Any, dict[str, Any]]:
@@ -87,6 +98,8 @@ def load_eval_dataset(
     run_dir = Path(run_dir)
     own_dir = config.data_dir
     foreign = data_dir is not None and (own_dir is None or not _same_folder(data_dir, own_dir))
+    if foreign and own_dir is not None and _holds_split(data_dir, run_dir / "split.json"):
+        foreign = False  # the run's data, moved (or named from another working directory): score its split
     if foreign:
         if split is not None:
             raise UserError(
@@ -102,7 +115,8 @@ def load_eval_dataset(
     if folder is not None and not Path(folder).expanduser().is_dir():
         raise UserError(
             f"the run's data folder {folder!r} (from {run_dir}/config.json) is not a folder here; "
-            "pass --data-dir with its location"
+            "pass --data-dir with its new location (the run's split is still scored: split.json lists its "
+            "images relative to the data folder)"
         )
     splits = prepare_data(
         folder, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
