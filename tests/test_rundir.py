@@ -213,3 +213,15 @@ def test_a_run_that_fails_before_training_leaves_no_files(tmp_path, capsys, monk
                               *TINY_FLAGS, "--batch-size", "64"])  # fmt: skip
     assert "simulated failure" in err and sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
 
+
+
+# ---------------------------------------------------------------------- issue 20: a replacing run keeps eval/
+def test_replacing_a_run_keeps_its_evaluation_results(tmp_path, tiny_run, faces):
+    run = copy_run(tiny_run, tmp_path)
+    old_id = json.loads((run / "config.json").read_text())["run_id"]
+    assert cli.main(["evaluate", "--run", str(run), "--baselines", "mean_fill", "--name", "mine"]) == 0
+    mine = (run / "eval" / "mine.json").read_bytes()
+    fit(TrainConfig(**{**TINY, "epochs": 1}, data_dir=str(faces), out_dir=str(run), cache_dir="off"), overwrite=True)
+    kept = run / "eval" / f"previous_run_{old_id[:8]}" / "mine.json"
+    assert kept.read_bytes() == mine
+    assert f"kept the previous run's evaluation results in {kept.parent}" in (run / "log.txt").read_text()

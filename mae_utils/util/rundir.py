@@ -238,9 +238,27 @@ class RunFolder:
             self.is_committed = True
             aside = self.path / REPLACED_DIR
             if aside.is_dir():
+                kept = self._keep_evaluations(aside)
+                if kept is not None:
+                    notes.append(f"--overwrite: kept the previous run's evaluation results in {kept}")
                 shutil.rmtree(aside, ignore_errors=True)
                 notes.append(f"--overwrite: the first checkpoint is saved; deleted the previous run ({aside})")
         return notes
+
+    def _keep_evaluations(self, aside: Path) -> Path | None:
+        """Move the replaced run's ``eval/`` (results the user made, not the run) to
+        ``eval/previous_run_<id>``: a replacing run deletes only what runs create."""
+        old_eval = aside / "eval"
+        if not old_eval.is_dir() or not any(old_eval.iterdir()):
+            return None
+        target = self.path / "eval" / f"previous_run_{(read_run_id(aside) or 'unknown')[:8]}"
+        n = 1
+        while target.exists():
+            n += 1
+            target = target.with_name(f"{target.name.split('.')[0]}.{n}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(old_eval, target)
+        return target
 
     def close(self, failed: bool = False) -> None:
         """Release the lock; after a failure before the first checkpoint, leave the folder as found."""
