@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .util.errors import UserError
+from .util.errors import UserError, check_seed
 from .util.progress import tqdm
 
 #: How many uniform random numbers each face draws (a fixed budget keeps faces reproducible).
@@ -557,6 +557,10 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     return out.astype(np.uint8).transpose(1, 2, 3, 0).copy()
 
 
+#: The largest synthetic face: a 4096 px face renders in about 1 GB of float arrays.
+MAX_SIZE = 4096
+
+
 def _chunk_for(size: int) -> int:
     return max(1, min(64, (1 << 18) // (size * size)))
 
@@ -576,8 +580,9 @@ def generate_faces(
             raise UserError("generate_faces needs n or indices")
         indices = np.arange(n)
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if size < 8:
-        raise UserError(f"synthetic face size must be at least 8 px, got {size}")
+    if not 8 <= size <= MAX_SIZE:
+        raise UserError(f"synthetic face size must be from 8 to {MAX_SIZE} px, got {size}")
+    check_seed(seed)
     if (indices < 0).any():
         raise UserError("synthetic face indices must be non-negative")
     out = np.empty((len(indices), size, size, 3), dtype=np.uint8)
@@ -623,6 +628,10 @@ def run_cli(args: argparse.Namespace) -> int:
         raise UserError(f"--n must be at least 1, got {args.n}")
     if args.size < 8:
         raise UserError(f"--size must be at least 8, got {args.size}")
+    if args.size > MAX_SIZE:
+        raise UserError(f"--size {args.size} is too large: synthetic faces are at most {MAX_SIZE} px (each is "
+                        "rendered in memory); resize them afterwards if you need more")  # fmt: skip
+    check_seed(args.seed, "--seed")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")

@@ -90,3 +90,18 @@ def test_synth_command_writes_pngs(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "--n must be at least 1" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
     assert cli_main(["synth", "--out", str(tmp_path / "file"), "--n", "2"]) == 2
+
+
+# ---------------------------------------------------------------------- issue 20
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--size", "100000"], "--size 100000 is too large"),
+        (["--seed", "-5"], "--seed must be an integer from 0 to 4294967295; got -5"),
+    ],
+)
+def test_synth_bad_size_or_seed_is_one_error_line(tmp_path, capsys, flags, message):
+    assert cli_main(["synth", "--out", str(tmp_path / "o"), "--n", "2", *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {message}" in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
