@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
@@ -330,6 +331,7 @@ class FaceFolder(_ImageDataset):
         workers = _default_workers() if workers is None else max(1, int(workers))
         n_other = 0
         self.scan_notes: list[str] = []  # what the scan did not enter (symlinked, unreadable folders)
+        max_pixels()  # a bad MASKAE_MAX_PIXELS is one error now, not a reason to skip every photo
         if files is None:
             candidates, n_other = scan_images(self.root, notes=self.scan_notes)
         else:
@@ -384,7 +386,8 @@ class FaceFolder(_ImageDataset):
         stem = f"faces_{self.image_size}px_{key}"
         npy, meta_path = cache / f"{stem}.cache.npy", cache / f"{stem}.json"
         meta = _read_cache_meta(meta_path, npy, key, self.image_size)
-        if meta is None:
+        damaged = meta if meta is not None and meta.get("crc32") != _checksum(npy) else None
+        if meta is None or damaged is not None:
             try:
                 cache.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -393,6 +396,9 @@ class FaceFolder(_ImageDataset):
                 raise UserError(f"cache_dir {cache} is not writable (pass another cache_dir, or False to disable)")
             meta = self._build_cache(npy, meta_path, key, candidates, workers)
             self.cache_status = "built"
+            if damaged is not None:
+                self.cache_status = ("rebuilt: the old cache failed its checksum (damaged)" if damaged.get("crc32")
+                                     else "rebuilt: the old cache had no checksum")  # fmt: skip
         else:
             self.cache_status = "reused"
         self.cache_path = npy
@@ -428,6 +434,7 @@ class FaceFolder(_ImageDataset):
                 fh.write(bytes(row_bytes * (n - len(good))))  # rows of skipped files: never read
                 fh.flush()
                 os.fsync(fh.fileno())
+            crc32 = _checksum(tmp)
             os.replace(tmp, npy)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -443,6 +450,7 @@ class FaceFolder(_ImageDataset):
             "count": len(good),
             "files": good,
             "skipped": skipped,
+            "crc32": crc32,
         }
         atomic_write_text(meta_path, json.dumps(meta))
         return meta
@@ -506,6 +514,17 @@ def _check_free_space(folder: Path, needed: int, what: str) -> None:
             f"not enough disk space in {folder} for {what}: needs {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB "
             f"free; free some space, point cache_dir (or {CACHE_ENV}) elsewhere, or set it to off"
         )
+
+
+def _checksum(path: Path) -> str:
+    """CRC-32 of a cache file, read in 16 MiB blocks (~1 GB/s): checked at every open, so bytes damaged
+    in place are rebuilt instead of served as wrong pixels. A cache from before checksums has none and
+    is rebuilt once."""
+    crc = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def _read_cache_meta(meta_path: Path, npy: Path, key: str, image_size: int) -> dict[str, Any] | None:

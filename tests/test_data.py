@@ -511,3 +511,21 @@ def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
     files, _ = data.scan_images(root)
     assert len([f for f in files if f.startswith("linked/")]) == 3 and not any(f.startswith("loop/") for f in files)
 
+
+
+# ---------------------------------------------------------------------- issue 20: a damaged cache is rebuilt
+def test_a_cache_damaged_in_place_is_rebuilt_not_served(tmp_path):
+    folder = write_faces(tmp_path / "faces", 6)
+    built = FaceFolder(folder, 32, cache_dir=tmp_path / "cache", progress=False)
+    want = np.stack([built.uint8(i) for i in range(len(built))])
+    npy = built.cache_path
+    raw = bytearray(npy.read_bytes())
+    raw[-5000:-4000] = bytes(1000)  # same size, other bytes
+    npy.write_bytes(bytes(raw))
+    lines: list[str] = []
+    again = prepare_data(folder, 32, cache_dir=tmp_path / "cache", log=lines.append, augment=False)
+    full = FaceFolder(folder, 32, cache_dir=tmp_path / "cache", progress=False)
+    assert full.cache_status == "reused"  # the rebuild above repaired it
+    np.testing.assert_array_equal(np.stack([full.uint8(i) for i in range(len(full))]), want)
+    assert any("failed its checksum" in x and "rebuilt" in x for x in lines), lines
+    assert len(again.train) + len(again.val) + len(again.test) == 6

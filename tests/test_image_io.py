@@ -48,3 +48,16 @@ def test_big_images_are_reduced_while_decoding(tmp_path, monkeypatch, sixteen_bi
     assert reduced == [((1024, 1024), 8)]  # 1024 -> 128 px (4x the target) before any conversion
     assert np.abs(small.astype(int) - full.astype(int)).mean() < 2.0  # the same picture
 
+
+
+# ---------------------------------------------------------------------- issue 20: the pixel limit's value
+@pytest.mark.parametrize("value", ["inf", "1e400", "abc", "-3", "nan"])
+def test_a_bad_pixel_limit_is_one_error_not_every_photo_skipped(tmp_path, monkeypatch, value):
+    from mae_utils.data import FaceFolder
+
+    folder = write_faces(tmp_path / "faces", 3)
+    monkeypatch.setenv("MASKAE_MAX_PIXELS", value)
+    with pytest.raises(UserError, match=f"MASKAE_MAX_PIXELS must be a positive number of pixels .*; got '{value}'"):
+        FaceFolder(folder, 32, cache_dir=False, progress=False)
+    with pytest.raises(UserError, match="MASKAE_MAX_PIXELS"):
+        splits_mod.prepare_data(folder, 32, cache_dir=tmp_path / "cache", log=lambda _m: None)

@@ -17,6 +17,7 @@ them; and an image that would still decode to more than :func:`max_pixels` pixel
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -46,12 +47,13 @@ def max_pixels() -> int:
     if not text:
         return DEFAULT_MAX_PIXELS
     try:
-        value = int(float(text))
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise UserError(f"{MAX_PIXELS_ENV} must be a positive number of pixels; got {text!r}")
-    return value
+        value = 0.0
+    if not (math.isfinite(value) and value >= 1):
+        raise UserError(f"{MAX_PIXELS_ENV} must be a positive number of pixels (e.g. 100000000 for 100 MP); "
+                        f"got {text!r}")  # fmt: skip
+    return int(value)
 
 
 class ImageDecodeError(Exception):
@@ -119,6 +121,7 @@ def load_rgb(path: str | Path, draft_size: int | None = None, limit: int | None 
     pixels (default :func:`max_pixels`) is refused before decoding. Raises :class:`ImageDecodeError`.
     """
     path = Path(path)
+    allowed = max_pixels() if limit is None else limit  # a bad setting is the user's error, not the photo's
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -132,7 +135,6 @@ def load_rgb(path: str | Path, draft_size: int | None = None, limit: int | None 
                 if draft_size and img.format == "JPEG":
                     img.draft(None, (draft_size, draft_size))
                 w, h = img.size  # from the header (after draft scaling): nothing decoded yet
-                allowed = max_pixels() if limit is None else limit
                 if w * h > allowed:
                     raise ImageDecodeError(
                         f"image too large: {w}x{h} = {w * h / 1e6:.0f} MP, over the {allowed / 1e6:g} MP limit "
