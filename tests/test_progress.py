@@ -3,6 +3,7 @@ batch (papermill, nbmake), text in a terminal."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,27 @@ def test_live_kernel_gets_widgets_and_batch_kernel_no_bars():
 def test_terminal_gets_text_bars():
     from mae_utils.util.progress import batch_kernel, tqdm
 
-    bar = tqdm(total=1, disable=False)
-    assert type(bar).__module__ == "tqdm.std" and not batch_kernel()
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    bar = tqdm(total=1, file=Terminal())
+    assert type(bar).__module__ == "tqdm.std" and not batch_kernel() and not bar.disable
     bar.close()
+
+
+def test_redirected_output_gets_no_bars_but_the_epoch_lines(tmp_path):
+    """Issue 20: a nohup'd run's log filled with carriage-return bars."""
+    import subprocess
+    import sys
+
+    from tiny_runs import TINY_FLAGS, subprocess_env
+
+    log = tmp_path / "log.out"
+    with open(log, "w") as fh:
+        code = subprocess.run([sys.executable, "-m", "mae_utils", "train", "--out-dir", str(tmp_path / "run"),
+                               "--max-images", "24", *TINY_FLAGS], cwd=ROOT, env=subprocess_env(), stdout=fh,
+                              stderr=subprocess.STDOUT, timeout=300).returncode  # fmt: skip
+    text = log.read_bytes().decode()  # bytes: read_text would turn the bars' carriage returns into newlines
+    assert code == 0 and "\r" not in text, text[-2000:]
+    assert "epoch 1/2:" in text and "epoch 2/2:" in text

@@ -1,6 +1,7 @@
 """Progress bars that suit where the code runs.
 
-* a terminal: text bars (tqdm);
+* a terminal: text bars (tqdm); output redirected to a file or pipe: no bars (carriage-return bars
+  would fill the log), the callers' plain line per epoch only;
 * live Jupyter (JupyterLab, Notebook, VS Code): widget bars;
 * a notebook executed in batch (papermill, nbmake, ``jupyter nbconvert --execute``): no bars. Nobody
   watches them there, and their last state is saved with the notebook: frozen bars at ``0%`` and
@@ -35,8 +36,18 @@ def batch_kernel() -> bool:
     return not getattr(kernel, "_allow_stdin", True)
 
 
+def _to_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def tqdm(*args: Any, **kwargs: Any) -> text_tqdm:
-    """A tqdm bar: a widget in live Jupyter, text in a terminal, disabled in a batch kernel."""
+    """A tqdm bar: a widget in live Jupyter, text in a terminal, disabled in a batch kernel and when the
+    output is redirected to a file or pipe (a nohup'd or scheduled run's log gets the plain lines only)."""
+    if not in_kernel() and not _to_terminal(kwargs.get("file") or sys.stderr):
+        kwargs["disable"] = True
     if batch_kernel():
         kwargs["disable"] = True
         return text_tqdm(*args, **kwargs)
