@@ -50,7 +50,7 @@ from .config import (
     fixed_on_resume,
     load_run_config,
 )
-from .util.errors import UserError
+from .util.errors import UserError, sigterm_as_interrupt
 from .util.fileio import atomic_write_text
 from .util.loaders import TrainItems, build_loader, mix_seed
 from .metrics import paste_visible, patch_mask_to_pixel_mask, psnr_masked
@@ -573,7 +573,8 @@ def fit(
             folder = RunFolder(config.out_dir, resume=resume, overwrite=overwrite).open()
         run = _setup(config, resume, folder, log)
         try:
-            _run_epochs(run, on_epoch)
+            with sigterm_as_interrupt():  # a scheduler's stop ends the run as Ctrl-C does
+                _run_epochs(run, on_epoch)
         except NonFiniteLossError as exc:
             run.log(f"error: {exc}")
             raise

@@ -200,3 +200,30 @@ def test_an_empty_resume_is_an_error_not_a_new_run(tmp_path, capsys, monkeypatch
     err = cli_error(capsys, ["train", "--resume", value])
     assert "--resume needs a run folder" in err
     assert list(tmp_path.iterdir()) == []  # no runs/mae started
+
+
+@pytest.mark.slow
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    """A scheduler's stop: the epoch in flight is abandoned, the lock released, --resume continues."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mae_utils.util.rundir import LOCK_FILE
+    from tiny_runs import ROOT, TINY_FLAGS, subprocess_env
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mae_utils", "train", "--out-dir", str(run), "--max-images", "64",
+                             *TINY_FLAGS, "--epochs", "200"], cwd=ROOT, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "stopped (SIGTERM)" in err and not (run / LOCK_FILE).exists()
+    done = ckpt.load_state(run / "checkpoints" / "last")["epoch"]
+    assert cli.main(["train", "--resume", str(run), "--epochs", str(done + 1)]) == 0
+    assert ckpt.load_state(run / "checkpoints" / "last")["epoch"] == done + 1

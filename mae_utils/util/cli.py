@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the environment (disk full, permissions, a vanished file): never a traceback
         print(f"error: {environment_error(exc, exc.filename or '', 'use')}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during training (errors.Terminated)
+        print(f"{exc or 'interrupted'}; a training run continues from its last checkpoint with --resume",
+              file=sys.stderr)  # fmt: skip
         return 130
