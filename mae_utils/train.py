@@ -170,9 +170,13 @@ class _RunLog:
         # file names that are not valid UTF-8 reach here as surrogates: shown escaped, never a crash
         message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         self.echo(message)
-        if self.path is not None:
+        self.to_file(message)
+
+    def to_file(self, message: str) -> None:
+        """Into ``log.txt`` only (for what the caller shows itself, such as the final error)."""
+        if self.active and self.path is not None:
             with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(message + "\n")
+                fh.write(message.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
 
 
 # ---------------------------------------------------------------------- the loop
@@ -576,7 +580,7 @@ def fit(
             with sigterm_as_interrupt():  # a scheduler's stop ends the run as Ctrl-C does
                 _run_epochs(run, on_epoch)
         except NonFiniteLossError as exc:
-            run.log(f"error: {exc}")
+            run.log.to_file(f"error: {exc}")  # the command line prints it once, on stderr
             raise
         failed = False
         last = run.history[-1] if run.history else {}

@@ -287,3 +287,13 @@ def test_a_run_whose_data_moved_scores_its_own_test_split(tmp_path, faces, capsy
                          "--baselines", "mean_fill", "--name", name, *extra]) == 0  # fmt: skip
         record = json.loads((tmp_path / "run" / "eval" / f"{name}.json").read_text())
         assert record["data"]["split"] == "test" and sorted(record["names"]) == sorted(test_split)
+
+
+def test_reconstruct_out_cannot_be_one_of_the_inputs(tiny_run, tmp_path, capsys):
+    photo = tmp_path / "me.png"
+    Image.fromarray(generate_faces(1, size=32)[0]).save(photo)
+    before = photo.read_bytes()
+    err = cli_error(capsys, ["reconstruct", "--run", str(tiny_run), "--images", str(photo), "--out",
+                             str(tmp_path / "." / "me.png")])  # fmt: skip
+    assert "--out" in err and "is one of the input images" in err
+    assert photo.read_bytes() == before

@@ -227,3 +227,15 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     done = ckpt.load_state(run / "checkpoints" / "last")["epoch"]
     assert cli.main(["train", "--resume", str(run), "--epochs", str(done + 1)]) == 0
     assert ckpt.load_state(run / "checkpoints" / "last")["epoch"] == done + 1
+
+
+def test_a_non_finite_loss_error_is_printed_once(tmp_path, capsys, monkeypatch):
+    from tiny_runs import TINY_FLAGS
+
+    real_loss = MaskedAutoencoder.forward_loss
+    monkeypatch.setattr(MaskedAutoencoder, "forward_loss", lambda self, *a: real_loss(self, *a) * float("nan"))
+    capsys.readouterr()
+    assert cli.main(["train", "--out-dir", str(tmp_path / "run"), "--max-images", "24", *TINY_FLAGS]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count("training loss became") == 1, captured
+    assert "error: training loss became" in captured.err

@@ -237,6 +237,10 @@ def run_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
         raise UserError(f"--out {out}: give a figure file name ending in .png, .jpg, .pdf or .svg")
+    for image in args.images:
+        if Path(image).is_file() and out.exists() and out.resolve() == Path(image).resolve():
+            raise UserError(f"--out {out} is one of the input images; it would be overwritten: choose another "
+                            "--out file")  # fmt: skip
     device = resolve_device(args.device)
     model, _ = load_model_from_run(args.run, args.checkpoint, device)
     result = reconstruct_images(model, args.images, args.mask, mask_ratio=args.mask_ratio,
