@@ -75,7 +75,7 @@ class TrainConfig:
     color_jitter: float = _f(0.0, "augmentation: brightness, contrast and saturation factors in [1-x, 1+x]")
     cache_dir: str | None = _f(
         None, "where decoded uint8 images are cached; none = $MASKAE_CACHE_DIR or the project's data/cache; "
-        "off = no cache"
+        "off (or false, no) = no cache"
     )
     # model
     preset: str = _f("tiny", "model size", choices=("tiny", "small", "base", "large"))

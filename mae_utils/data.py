@@ -233,7 +233,7 @@ def _resolve_cache_dir(cache_dir: CacheDir) -> Path | None:
         return None
     if cache_dir is None:
         return default_cache_dir()
-    if isinstance(cache_dir, str) and cache_dir.strip().lower() in ("off", "none"):
+    if isinstance(cache_dir, str) and cache_dir.strip().lower() in ("off", "none", "false", "no", "0"):
         return None
     return Path(cache_dir).expanduser()
 

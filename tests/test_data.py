@@ -529,3 +529,11 @@ def test_a_cache_damaged_in_place_is_rebuilt_not_served(tmp_path):
     np.testing.assert_array_equal(np.stack([full.uint8(i) for i in range(len(full))]), want)
     assert any("failed its checksum" in x and "rebuilt" in x for x in lines), lines
     assert len(again.train) + len(again.val) + len(again.test) == 6
+
+
+@pytest.mark.parametrize("word", ["false", "False", "no", "0"])
+def test_cache_dir_false_means_no_cache_not_a_folder_named_false(tmp_path, monkeypatch, word):
+    folder = write_faces(tmp_path / "faces", 3)
+    monkeypatch.chdir(tmp_path)
+    ds = FaceFolder(folder, 32, cache_dir=word, progress=False)
+    assert ds.cache_path is None and not (tmp_path / word).exists()
