@@ -177,6 +177,19 @@ def _hf_files(path: Path) -> tuple[Path, Path] | None:
     raise UserError(f"{folder} has config.json but neither model.safetensors nor pytorch_model.bin")
 
 
+def _official_state(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of an official-layout file (a ``model`` entry or a bare state dict)."""
+    state = _read_weights(path)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} does not hold a state dict of tensors")
+    if any(k.startswith(("vit.", "decoder.decoder")) for k in state):
+        raise UserError(f"{path} holds Hugging Face ViTMAE weights but there is no config.json beside it; "
+                        f"put the model's config.json in {path.parent}")  # fmt: skip
+    return state
+
+
 def _hf_known(hf_config: dict, config_path: Path, norm_pix_loss: bool) -> dict:
     """The constructor arguments a Hugging Face ``config.json`` gives, each checked for type and sign."""
     def positive(key: str, kind: type) -> Any:
@@ -253,14 +266,7 @@ def load_pretrained(
                 "ViTMAE folder"))  # fmt: skip
         if path.suffix == ".safetensors" and "mae_config" in ckpt.read_header_metadata(path):
             return _load_own_file(path, img_size, norm_pix_loss)  # a maskAE checkpoint's weights file
-        state = _read_weights(path)
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise UserError(f"{path} does not hold a state dict of tensors")
-        if any(k.startswith(("vit.", "decoder.decoder")) for k in state):
-            raise UserError(f"{path} holds Hugging Face ViTMAE weights but there is no config.json beside it; "
-                            f"put the model's config.json in {path.parent}")  # fmt: skip
+        state = _official_state(path)
         known = dict(norm_pix_loss=norm_pix_loss)
     known.update({k: v for k, v in dict(num_heads=num_heads, decoder_num_heads=decoder_num_heads).items() if v})
     source = str(weights_path if hf is not None else path)
