@@ -286,3 +286,23 @@ def test_state_file_permissions_match_the_weights(tmp_path):
     _save(tmp_path / "last", 1.0)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "last").iterdir()}
     assert modes[ckpt.STATE_FILE] == modes[ckpt.MODEL_FILE], modes
+
+
+def test_an_interrupted_overwrite_points_at_the_previous_run_and_resume_restores_it(tmp_path, tiny_run, capsys):
+    """An ``--overwrite`` killed before its first checkpoint leaves the old run in RUN/.replaced/ (and
+    maybe the new run's config.json and a stale lock): evaluate names it and the way back, which works."""
+    run = copy_run(tiny_run, tmp_path)
+    weights = (run / "checkpoints" / "best" / ckpt.MODEL_FILE).read_bytes()
+    aside = run / ".replaced"
+    aside.mkdir()
+    for name in ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpoints"):
+        os.replace(run / name, aside / name)
+    (run / "config.json").write_text((aside / "config.json").read_text())  # the new run had written its own
+    (run / ".lock").write_text(json.dumps({"pid": 2**22 + 17, "host": os.uname().nodename, "started": "?"}))
+    err = cli_error(capsys, ["evaluate", "--run", str(run), "--baselines", "mean_fill"])
+    assert str(aside) in err and f"--resume {run}" in err, err
+    from mae_utils.util import cli
+
+    assert cli.main(["train", "--resume", str(run)]) == 0
+    assert not aside.exists() and (run / "checkpoints" / "best" / ckpt.MODEL_FILE).read_bytes() == weights
+    assert cli.main(["evaluate", "--run", str(run), "--baselines", "mean_fill"]) == 0

@@ -356,9 +356,27 @@ def load_model_from_run(run_dir: str | Path, which: str = "best", device: str | 
     """``(model, TrainConfig)`` of a training run; ``which`` is 'best' or 'last'."""
     if which not in ("best", "last"):
         raise UserError(f"which must be 'best' or 'last'; got {which!r}")
+    check_not_half_replaced(run_dir, which)
     config = load_run_config(run_dir)
     check_run_files(run_dir, which)
     return load_model(Path(run_dir) / "checkpoints" / which, device), config
+
+
+def check_not_half_replaced(run_dir: str | Path, which: str = "best") -> None:
+    """Refuse, with the way back, a run whose ``--overwrite`` was killed before the new run saved:
+    the old run then sits in ``RUN/.replaced/`` and ``train --resume RUN`` moves it back."""
+    run_dir = Path(run_dir)
+    aside = run_dir / ".replaced"  # rundir.REPLACED_DIR (rundir imports this module)
+    if not aside.is_dir():
+        return
+    try:
+        resolve(run_dir / "checkpoints" / which)
+    except UserError:
+        raise UserError(
+            f"no checkpoint in {run_dir}/checkpoints/{which}: an --overwrite was interrupted before the new run "
+            f"saved one, and the previous run sits in {aside}; restore it with "
+            f"'python -m mae_utils train --resume {run_dir}' (it moves the previous run back and continues it)"
+        ) from None
 
 
 def check_run_files(run_dir: str | Path, which: str = "best") -> None:
