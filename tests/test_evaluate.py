@@ -297,3 +297,52 @@ def test_reconstruct_out_cannot_be_one_of_the_inputs(tiny_run, tmp_path, capsys)
                              str(tmp_path / "." / "me.png")])  # fmt: skip
     assert "--out" in err and "is one of the input images" in err
     assert photo.read_bytes() == before
+
+
+# ---------------------------------------------------------------------- issue 20: where results go
+def test_an_evaluation_with_other_settings_does_not_replace_an_earlier_one(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    base = ["evaluate", "--run", str(run), "--baselines", "mean_fill", "--limit", "3"]
+    assert cli.main(base) == 0
+    result = run / "eval" / "test_random75_best.json"
+    first = result.read_text()
+    for extra, what in ((["--seed", "1"], "seed 0 -> 1"), (["--limit", "2"], "limit 3 -> 2"),
+                        (["--baselines", "mean_fill", "harmonic"], "baselines")):  # fmt: skip
+        err = cli_error(capsys, [*base, *extra])
+        assert str(result) in err and what in err and "--name" in err and "--overwrite" in err, err
+        assert result.read_text() == first  # the earlier evaluation is kept
+    assert cli.main(base) == 0  # a rerun with the same settings replaces its own result
+    assert json.loads(result.read_text())["mask"]["seed"] == 0
+    assert cli.main([*base, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads(result.read_text())["mask"]["seed"] == 1
+    # the recipe scripts' explicit names keep working, reruns included
+    for _ in range(2):
+        assert cli.main([*base, "--name", "test"]) == 0 and (run / "eval" / "test.json").is_file()
+
+
+def test_an_unwritable_results_folder_is_named_before_scoring_and_out_dir_saves_there(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    (run / "eval").write_text("not a folder")  # a folder that cannot take the results (root ignores chmod)
+    err = cli_error(capsys, ["evaluate", "--run", str(run), "--baselines", "mean_fill"])
+    assert f"cannot write evaluation results to {run / 'eval'}" in err and "--out-dir DIR" in err, err
+    out = tmp_path / "elsewhere"
+    assert cli.main(["evaluate", "--run", str(run), "--baselines", "mean_fill", "--out-dir", str(out)]) == 0
+    assert (out / "test_random75_best.json").is_file() and (out / "test_random75_best.png").is_file()
+
+
+def test_a_failed_write_after_scoring_still_shows_the_scores(tiny_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from mae_utils.tools import evaluate as ev
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ev, "atomic_write_text", full)
+    run = copy_run(tiny_run, tmp_path)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--run", str(run), "--baselines", "mean_fill"]) == 2
+    captured = capsys.readouterr()
+    assert "PSNR masked (dB)" in captured.out and "model - mean_fill" in captured.out  # the scores, not lost
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(run / "eval") in errors[0] and "--out-dir" in errors[0], captured.err

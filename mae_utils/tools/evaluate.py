@@ -14,7 +14,10 @@ of N: file lists are often sorted by something meaningful (UTKFace names start w
 the first N would be a biased sample.
 
 Results go to ``RUN/eval/<name>.json`` (summary, paired differences, per-image values, file names)
-and ``RUN/eval/<name>.png`` (a few images: original, masked, model, each baseline).
+and ``RUN/eval/<name>.png`` (a few images: original, masked, model, each baseline), or under
+``--out-dir``. A rerun with the same settings replaces its result; an earlier result of the same name
+made with other settings (seed, limit, baselines, mask, data, checkpoint) is kept unless ``--overwrite``.
+The table is printed before anything is written, so a failed write loses no scores.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -48,6 +52,7 @@ __all__ = [
     "DEFAULT_BASELINES",
     "METRICS",
     "add_cli_arguments",
+    "check_results_target",
     "eval_name",
     "evaluate_model",
     "evaluate_run",
@@ -316,6 +321,75 @@ def _json_ready(result: dict[str, Any]) -> dict[str, Any]:
     return {"summary": summary, "paired_model_minus_baseline_psnr_masked": paired, "per_image": per_image}
 
 
+# ---------------------------------------------------------------------- where results go
+def _settings(record: dict[str, Any]) -> dict[str, Any]:
+    """What makes two evaluations differ, from a result record (its ``data``, ``mask``, ``baselines``)."""
+    data, mask = record.get("data") or {}, record.get("mask") or {}
+    folder = data.get("data_dir") if data.get("source") == "folder" else None
+    if folder is not None:
+        folder = str(Path(str(folder)).expanduser().resolve())
+    return {"checkpoint": record.get("checkpoint"), "data": data.get("source"), "folder": folder,
+            "split": data.get("split"), "limit": data.get("limit"), "mask": mask.get("kind"),
+            "mask_ratio": mask.get("mask_ratio"), "patches": mask.get("patches"), "seed": mask.get("seed"),
+            "baselines": sorted(record.get("baselines") or [])}  # fmt: skip
+
+
+def check_results_target(folder: Path, stem: str, record: dict[str, Any], overwrite: bool = False) -> None:
+    """Before scoring: ``folder`` must take files, and ``folder/stem.json`` may be replaced only by a rerun
+    (the same settings) or with ``overwrite``; an evaluation with other settings is not lost silently."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".{stem}.{os.getpid()}.probe.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"cannot write evaluation results to {folder}: {reason}; pass --out-dir DIR (a folder "
+                        "you can write to) to save them there") from None  # fmt: skip
+    earlier = folder / f"{stem}.json"
+    if overwrite or not earlier.exists():
+        return
+    try:
+        old = _settings(json.loads(earlier.read_text()))
+    except (OSError, ValueError, AttributeError):
+        old = {}
+    new = _settings(record)
+    diffs = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    if diffs:
+        raise UserError(
+            f"{earlier} holds an earlier evaluation with other settings ({', '.join(diffs)}); pass --name NEW "
+            "to keep both, or --overwrite to replace it"
+        )
+
+
+def _save_results(result: dict[str, Any], record: dict[str, Any], folder: Path, stem: str) -> None:
+    """Write ``folder/stem.png`` and ``folder/stem.json``; a failure is one error naming the folder."""
+    fig_path, json_path = folder / f"{stem}.png", folder / f"{stem}.json"
+    try:
+        comparison_figure(result, fig_path).clear()
+        record = {**record, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "norm_pix_loss": result["norm_pix_loss"], "best_baseline": best_baseline(result),
+                  **_json_ready(result), "names": result["names"], "figure": fig_path.name}  # fmt: skip
+        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
+    except (OSError, UserError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise UserError(f"could not save the evaluation in {folder} ({reason}); the scores were computed (the "
+                        "table above): rerun with --out-dir DIR, a folder you can write to") from None  # fmt: skip
+    result.update(json_path=json_path, figure_path=fig_path)
+
+
+def _mask_settings(mask: str, mask_ratio: float, patches: Sequence[int] | None, seed: int) -> dict[str, Any]:
+    return {"kind": mask, "mask_ratio": mask_ratio if mask in ("random", "center") else None,
+            "patches": list(patches) if patches else None, "seed": seed}  # fmt: skip
+
+
+def _title(run_dir: Path, record: dict[str, Any], result: dict[str, Any]) -> str:
+    data, mask = record["data"], record["mask"]
+    return (f"{run_dir} ({record['checkpoint']} checkpoint): {result['n_images']} {data['split']} images of "
+            f"{data['data_dir'] or 'synthetic faces'}, {mask['kind']} mask, {result['hidden_fraction']:.0%} of "
+            f"patches hidden (seed {mask['seed']})")  # fmt: skip
+
+
 # ---------------------------------------------------------------------- the library entry point
 def evaluate_run(
     run_dir: str | Path,
@@ -333,61 +407,47 @@ def evaluate_run(
     which: str = "best",
     write: bool = True,
     name: str | None = None,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
     keep_images: bool = False,
     progress: bool = True,
+    on_scored: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a training run's model against the baselines; what the CLI and the notebooks call.
 
-    Returns :func:`evaluate_model`'s dict plus ``table`` (the printed text), ``data`` (what was
-    scored), ``mask`` (its settings), ``checkpoint``, and with ``write`` ``json_path`` and
-    ``figure_path`` under ``run_dir/eval/``.
+    Returns :func:`evaluate_model`'s dict plus ``table``, ``data``, ``mask``, ``checkpoint``, and with
+    ``write`` ``json_path`` and ``figure_path`` under ``out_dir`` (default ``run_dir/eval/``), checked
+    before scoring (:func:`check_results_target`); ``on_scored(result)`` runs before writing.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
     if name is not None:
         check_file_stem(name)
-    dev = resolve_device(device)
-    model, config = load_model_from_run(run_dir, which, dev)
+    model, config = load_model_from_run(run_dir, which, dev := resolve_device(device))
     dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
+    record = {"run": str(run_dir), "checkpoint": which, "data": {**data_desc, "n_available": len(dataset),
+              "limit": limit}, "mask": _mask_settings(mask, mask_ratio, patches, seed),
+              "baselines": list(dict.fromkeys(baselines))}  # fmt: skip
+    data_desc, mask_desc = record["data"], record["mask"]
+    folder = Path(out_dir) if out_dir is not None else run_dir / "eval"
+    stem = name or eval_name(data_desc, mask, mask_ratio, which)
+    if write:
+        check_results_target(folder, stem, record, overwrite)
     started = time.perf_counter()
     result = evaluate_model(
         model, dataset, mask=mask, mask_ratio=mask_ratio, patches=patches, limit=limit, batch_size=batch_size,
         seed=seed, baselines=baselines, device=dev, keep_images=keep_images or write, progress=progress,
     )  # fmt: skip
-    mask_desc = {"kind": mask, "mask_ratio": mask_ratio if mask in ("random", "center") else None,
-                 "patches": list(patches) if patches else None, "seed": seed,
-                 "hidden_fraction": result["hidden_fraction"]}  # fmt: skip
-    data_desc = {**data_desc, "n_available": len(dataset), "n_images": result["n_images"], "limit": limit}
-    where = data_desc["data_dir"] or "synthetic faces"
-    title = (f"{run_dir} ({which} checkpoint): {result['n_images']} {data_desc['split']} images of {where}, "
-             f"{mask} mask, {result['hidden_fraction']:.0%} of patches hidden (seed {seed})")  # fmt: skip
-    result.update(table=format_table(result, title), data=data_desc, mask=mask_desc, checkpoint=which)
+    mask_desc["hidden_fraction"], data_desc["n_images"] = result["hidden_fraction"], result["n_images"]
+    result.update(table=format_table(result, _title(run_dir, record, result)), data=data_desc, mask=mask_desc,
+                  checkpoint=which)  # fmt: skip
+    if on_scored is not None:
+        on_scored(result)
     if write:
-        stem = name or eval_name(data_desc, mask, mask_ratio, which)
-        out_dir = run_dir / "eval"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fig_path = out_dir / f"{stem}.png"
-        fig = comparison_figure(result, fig_path)
-        fig.clear()
-        record = {
-            "run": str(run_dir),
-            "checkpoint": which,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "data": data_desc,
-            "mask": mask_desc,
-            "model": getattr(model, "config", None),
-            "norm_pix_loss": result["norm_pix_loss"],
-            "baselines": list(dict.fromkeys(baselines)),
-            "best_baseline": best_baseline(result),
-            "seconds": {**result["seconds"], "total": time.perf_counter() - started},
-            **_json_ready(result),
-            "names": result["names"],
-            "figure": fig_path.name,
-        }
-        json_path = out_dir / f"{stem}.json"
-        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
-        result.update(json_path=json_path, figure_path=fig_path)
+        record.update(model=getattr(model, "config", None), seconds={**result["seconds"],
+                      "total": time.perf_counter() - started})  # fmt: skip
+        _save_results(result, record, folder, stem)
         if not keep_images:
             result.pop("images", None)
     return result
@@ -419,7 +479,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which checkpoint of the run (default: best)")  # fmt: skip
     parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="where to run the model (default: auto)")  # fmt: skip
-    parser.add_argument("--name", default=None, help="file name stem under RUN/eval/ (default: from split and mask)")
+    parser.add_argument("--name", default=None,
+                        help="file name stem of the results (default: from split, mask and checkpoint)")  # fmt: skip
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="where to write NAME.json and NAME.png (default: RUN/eval)")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier result of that name made with other settings (a rerun with "
+                             "the same settings replaces it anyway)")  # fmt: skip
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -430,7 +496,7 @@ def run_cli(args: argparse.Namespace) -> int:
         args.run, data_dir=args.data_dir, split=args.split, mask=args.mask, mask_ratio=args.mask_ratio,
         patches=args.patches, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
         baselines=args.baselines, device=args.device, which=args.checkpoint, name=args.name,
+        out_dir=args.out_dir, overwrite=args.overwrite, on_scored=lambda r: print(r["table"], flush=True),
     )  # fmt: skip
-    print(result["table"])
     print(f"wrote {result['json_path']} and {result['figure_path']}")
     return 0
