@@ -573,15 +573,15 @@ def fit(
     folder = None
     failed = True
     try:
-        if runtime.env_rank() == 0:
-            folder = RunFolder(config.out_dir, resume=resume, overwrite=overwrite).open()
-        run = _setup(config, resume, folder, log)
-        try:
-            with sigterm_as_interrupt():  # a scheduler's stop ends the run as Ctrl-C does
+        with sigterm_as_interrupt():  # a scheduler's stop ends the run as Ctrl-C does, data preparation too
+            if runtime.env_rank() == 0:
+                folder = RunFolder(config.out_dir, resume=resume, overwrite=overwrite).open()
+            run = _setup(config, resume, folder, log)
+            try:
                 _run_epochs(run, on_epoch)
-        except NonFiniteLossError as exc:
-            run.log.to_file(f"error: {exc}")  # the command line prints it once, on stderr
-            raise
+            except NonFiniteLossError as exc:
+                run.log.to_file(f"error: {exc}")  # the command line prints it once, on stderr
+                raise
         failed = False
         last = run.history[-1] if run.history else {}
         return FitResult(run.run_dir, dict(last), run.best_val_loss, list(run.history))

@@ -239,3 +239,31 @@ def test_a_non_finite_loss_error_is_printed_once(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert (captured.out + captured.err).count("training loss became") == 1, captured
     assert "error: training loss became" in captured.err
+
+
+def test_sigterm_during_data_preparation_is_handled_like_ctrl_c(tmp_path):
+    """A stop before the first epoch (while the data is prepared) also ends cleanly: exit 130, no lock,
+    and the folder left as it was found (this attempt created it, so it is gone)."""
+    import subprocess
+    import sys
+
+    from tiny_runs import ROOT, TINY_FLAGS, subprocess_env
+
+    run = tmp_path / "run"
+    script = (
+        "import os, signal, sys\n"
+        "from mae_utils import train\n"
+        "from mae_utils.util import cli\n"
+        "real = train.prepare_data\n"
+        "def stopped_here(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "train.prepare_data = stopped_here\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, "train", "--out-dir", str(run), "--max-images", "24",
+                           *TINY_FLAGS], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
+    assert "stopped (SIGTERM)" in proc.stderr and "--resume" in proc.stderr
+    assert not run.exists()  # no lock, no leftovers: the attempt removed the folder it made
