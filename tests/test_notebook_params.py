@@ -145,3 +145,26 @@ def test_every_notebook_lists_its_parameters_with_types_and_checks_them(name):
     assert code_before[-1].rstrip().splitlines()[-1].startswith("names_before_parameters = set(globals())")
     code_after = "".join(nb["cells"][tagged[0] + 1]["source"])
     assert "check_parameters(globals(), names_before_parameters)" in code_after, f"{name}: no check after the parameters"
+
+
+# ---------------------------------------------------------------------- issue 20
+@pytest.mark.parametrize("name", ["torch", "Path"])
+def test_a_parameter_that_replaces_an_import_is_refused_up_front(name):
+    ns, before = _namespace({name: 0})  # papermill -p torch 1 / -p Image 0: the import is gone
+    with pytest.raises(UserError, match=rf"parameter '{name}' is not a parameter but a name the notebook imports"):
+        check_parameters(ns, before)
+
+
+def test_a_number_where_text_is_needed_points_at_papermills_raw_option():
+    ns, before = _namespace({"data_dir": 5})  # -p data_dir 5
+    with pytest.raises(UserError, match=r"data_dir must be text or None; got 5 .*-r data_dir VALUE"):
+        check_parameters(ns, before)
+
+
+@pytest.mark.slow
+def test_papermill_refuses_a_parameter_named_like_an_import(tmp_path):
+    error = _run_notebook(tmp_path, "notebooks/reconstruct_your_photos.ipynb", torch=1)
+    assert error.ename == "UserError" and "parameter 'torch' is not a parameter" in error.evalue
+    error = _run_notebook(tmp_path, Image=0, out_dir=str(tmp_path / "run"))  # maskAE.ipynb shows figures with it
+    assert error.ename == "UserError" and "parameter 'Image' is not a parameter" in error.evalue
+    assert not (tmp_path / "run").exists()  # refused before training, not after

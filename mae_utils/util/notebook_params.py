@@ -27,7 +27,7 @@ from ..config import TrainConfig, annotation_type, load_run_config
 from .errors import UserError
 from .rundir import holds_checkpoint
 
-__all__ = ["check_parameters", "check_run_folder", "config_from_params", "parameter_help"]
+__all__ = ["check_no_shadowed_imports", "check_parameters", "check_run_folder", "config_from_params", "parameter_help"]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -42,6 +42,7 @@ def check_parameters(namespace: MutableMapping[str, Any], before: set[str]) -> d
     papermill's added cell assigns without annotations, so a name it adds that the parameters cell
     does not have is a misspelt or unknown parameter.
     """
+    check_no_shadowed_imports(namespace, before)
     annotations = dict(namespace.get("__annotations__", {}))
     declared = [name for name in annotations if name in namespace and name not in before]
     added = [n for n, v in namespace.items()
@@ -58,6 +59,34 @@ def check_parameters(namespace: MutableMapping[str, Any], before: set[str]) -> d
         values[name] = namespace[name] = _convert(name, annotations[name], namespace[name])
     namespace["_parameters_checked"] = True
     return values
+
+
+#: IPython's own plain-valued globals, defined before any cell runs.
+_IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+#: What papermill's ``-p``/``-r``/``-y`` can assign: plain values, never a module, class or function.
+_PAPERMILL_VALUES = (type(None), bool, int, float, str, list, dict)
+
+
+def check_no_shadowed_imports(namespace: Mapping[str, Any], before: set[str]) -> None:
+    """Refuse ``-p torch 1`` or ``-p Image 0``: papermill assigns any name, and one the notebook imported
+    before its parameters cell would be replaced by a plain value and break a later cell (after training).
+
+    The names defined before the parameters cell are the notebook's imports (modules, classes,
+    functions); one of them holding a plain value now was assigned by papermill.
+    """
+    if namespace.get("_parameters_checked"):  # a re-run in Jupyter: earlier runs' variables are in ``before``
+        return
+    annotations = namespace.get("__annotations__", {})
+    shadowed = sorted(n for n in before if n in namespace and not n.startswith("_") and n not in _IPYTHON_NAMES
+                      and n not in annotations and isinstance(namespace[n], _PAPERMILL_VALUES))  # fmt: skip
+    if shadowed:
+        name = shadowed[0]
+        declared = sorted(n for n in annotations if n in namespace and n not in before)
+        raise UserError(
+            f"parameter {name!r} is not a parameter but a name the notebook imports (papermill set it to "
+            f"{namespace[name]!r}, which would break a later cell); drop -p {name}. This notebook's parameters: "
+            f"{', '.join(declared)}"
+        )
 
 
 def _convert(name: str, annotation: Any, value: Any) -> Any:
@@ -101,7 +130,10 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
     if base is str:
         if isinstance(value, str):
             return value
-        raise UserError(f"parameter {name} must be text{' or None' if optional else ''}; got {value!r}")
+        hint = ""
+        if isinstance(value, (bool, int, float)):  # papermill's -p reads 5, 1e3 or True as a number or bool
+            hint = f" (papermill's -p turned it into a number; pass text with -r {name} VALUE, the raw option)"
+        raise UserError(f"parameter {name} must be text{' or None' if optional else ''}; got {value!r}{hint}")
     if base in (list, tuple):
         if isinstance(value, (list, tuple)):
             return list(value)
