@@ -168,3 +168,9 @@ def test_papermill_refuses_a_parameter_named_like_an_import(tmp_path):
     error = _run_notebook(tmp_path, Image=0, out_dir=str(tmp_path / "run"))  # maskAE.ipynb shows figures with it
     assert error.ename == "UserError" and "parameter 'Image' is not a parameter" in error.evalue
     assert not (tmp_path / "run").exists()  # refused before training, not after
+
+
+@pytest.mark.slow
+def test_evaluate_notebook_with_a_misspelt_run_dir_says_so(tmp_path):
+    error = _run_notebook(tmp_path, "notebooks/evaluate.ipynb", run_dir=str(tmp_path / "runs" / "notebok"))
+    assert error.ename == "UserError" and "notebok does not exist" in error.evalue  # not the quick model's scores

@@ -6,8 +6,10 @@ themselves live in :mod:`mae_utils.viz`.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,10 @@ from PIL import Image
 from .checkpoint import resolve
 from ..config import TrainConfig, load_run_config
 from .errors import UserError
+from .fileio import host_name, pid_alive
 from ..optim import build_optimizer, schedule_rates
 from .progress import batch_kernel, in_kernel
+from .rundir import LOCK_FILE, holds_checkpoint, read_lock
 from ..synthetic import generate_faces
 from ..train import fit
 from ..viz import new_figure
@@ -29,11 +33,14 @@ __all__ = [
     "ensure_run",
     "has_trained_model",
     "LiveLossPlot",
+    "NOTEBOOK_RUN_DIR",
+    "check_quick_fallback",
     "lr_schedule",
     "quick_config",
     "parameter_counts",
     "read_metrics",
     "relative",
+    "train_quick_model",
 ]
 
 
@@ -149,22 +156,83 @@ def quick_config() -> TrainConfig:
                        decoder_num_heads=3, batch_size=32, base_lr=1.6e-2, sample_every=0, seed=0)  # fmt: skip
 
 
+#: The run ``maskAE.ipynb`` trains by default: the other notebooks' default ``run_dir``.
+NOTEBOOK_RUN_DIR = "runs/notebook"
+
+
 def ensure_run(run_dir: str | os.PathLike[str], which: str = "best") -> Path:
     """``run_dir`` if it holds a trained model; else the quick model (:func:`quick_config`), trained
     into ``runs/quick`` the first time it is needed.
 
     Lets a notebook that needs a model run anywhere: it reuses the main notebook's run when there is
-    one, and otherwise pays a minute for a small model of its own.
+    one, and otherwise pays a minute for a small model of its own. Only the default ``run_dir``
+    (``runs/notebook``) or ``runs/quick`` falls back: a ``run_dir`` the user named that is missing
+    (misspelt), holds no model, or holds only the other checkpoint is an error saying so.
     """
     quick = quick_config()
     if has_trained_model(run_dir, which):
         print(f"using the trained model in {relative(run_dir)}")
         return Path(run_dir)
+    check_quick_fallback(run_dir, which)
     if has_trained_model(quick.out_dir, which):
         print(f"{relative(run_dir)} holds no trained model; using the quick model in {relative(quick.out_dir)}")
         return Path(quick.out_dir)
     print(f"{relative(run_dir)} holds no trained model; training a quick one in {relative(quick.out_dir)}")
-    return Path(fit(quick, overwrite=True).run_dir)
+    return train_quick_model(quick, which)
+
+
+def check_quick_fallback(run_dir: str | os.PathLike[str], which: str = "best") -> None:
+    """A :class:`UserError` unless a notebook may use the quick model instead of ``run_dir``: the user's
+    own run, misspelt or unfinished, must not be replaced by another model without a word."""
+    run, other = Path(run_dir), "last" if which == "best" else "best"
+    if has_trained_model(run, other):
+        raise UserError(f"run_dir {relative(run)} holds no {which} checkpoint, only {other}: set checkpoint = "
+                        f"{other!r} (papermill: -p checkpoint {other}) to use it")  # fmt: skip
+    if run.resolve() in (Path(NOTEBOOK_RUN_DIR).resolve(), Path(QUICK_RUN_DIR).resolve()):
+        return
+    if not run.exists():
+        near = [p.name for p in run.parent.iterdir() if p.is_dir()] if run.parent.is_dir() else []
+        close = difflib.get_close_matches(run.name, near, n=1, cutoff=0.6)
+        hint = f" (did you mean {relative(run.parent / close[0])}?)" if close else ""
+        raise UserError(f"run_dir {relative(run)} does not exist{hint}; give a training run folder, or "
+                        f"{NOTEBOOK_RUN_DIR} to use maskAE.ipynb's run or else the quick model")  # fmt: skip
+    raise UserError(f"run_dir {relative(run)} holds no trained model (no checkpoints/{which} with config.json): "
+                    f"train it first, or give {NOTEBOOK_RUN_DIR} to use maskAE.ipynb's run or else the quick model")
+
+
+def train_quick_model(quick: TrainConfig, which: str = "best", wait_s: float = 1800.0) -> Path:
+    """Train the quick model into ``quick.out_dir``; if another notebook is training it right now (two
+    started together), wait for that one to finish and use its model instead of failing on its lock."""
+    folder = Path(quick.out_dir)
+    while True:
+        try:
+            return Path(fit(quick, overwrite=holds_checkpoint(folder)).run_dir)
+        except UserError:
+            waited = _wait_for_trainer(folder, wait_s)
+            if has_trained_model(folder, which):
+                print(f"using the quick model the other process trained in {relative(folder)}")
+                return folder
+            if not waited:
+                raise
+
+
+def _wait_for_trainer(folder: Path, wait_s: float, poll_s: float = 0.5) -> bool:
+    """Wait while another live process holds ``folder``'s run lock; False if none held it."""
+    owner = read_lock(folder / LOCK_FILE)
+    if owner is None or owner.get("pid") == os.getpid():
+        return False
+    same_host = owner.get("host") == host_name()
+    if same_host and not pid_alive(owner["pid"]):
+        return False
+    print(f"process {owner['pid']} (started {owner.get('started', '?')}) is training the quick model in "
+          f"{relative(folder)}; waiting for it")  # fmt: skip
+    deadline = time.monotonic() + wait_s
+    while read_lock(folder / LOCK_FILE) == owner and (not same_host or pid_alive(owner["pid"])):
+        if time.monotonic() > deadline:
+            raise UserError(f"waited {wait_s / 60:.0f} min for process {owner['pid']} to train the quick model in "
+                            f"{relative(folder)}; wait for it to finish, or set run_dir to a trained run")  # fmt: skip
+        time.sleep(poll_s)
+    return True
 
 
 def demo_photos(folder: str | os.PathLike[str], n: int = 4, size: int = 128, seed: int = 1234) -> list[str]:
