@@ -18,7 +18,7 @@ from mae_utils.masking import make_mask
 from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked
 from mae_utils.model import patchify, unpatchify
 from mae_utils.synthetic import generate_faces
-from mae_utils.tools.evaluate import evaluate_model, evaluate_run, format_table
+from mae_utils.tools.evaluate import ZoomedOut, evaluate_model, evaluate_run, format_table
 from mae_utils.tools.reconstruct import prepare_images, reconstruct_images
 from mae_utils.train import TrainConfig, fit
 from mae_utils.transforms import batch_to_input, denormalize
@@ -174,6 +174,25 @@ def test_evaluate_cli_prints_the_table_and_reports_user_errors(run_dir, tmp_path
     assert "nope" in capsys.readouterr().err
     assert cli.main(["evaluate", "--run", str(run_dir), "--limit", "0"]) == 2
     assert "--limit" in capsys.readouterr().err
+
+
+def test_zoomed_out_faces_sit_in_another_evaluation_photo_seeded(run_dir, capsys):
+    faces = _faces(6)
+    zoomed = ZoomedOut(faces, 0.5, "photo", seed=4)
+    again = ZoomedOut(faces, 0.5, "photo", seed=4)
+    others = [zoomed.other(i) for i in range(6)]
+    assert all(j != i for i, j in enumerate(others)) and others == [again.other(i) for i in range(6)]
+    assert others != [ZoomedOut(faces, 0.5, "photo", seed=5).other(i) for i in range(6)]
+    for i in (0, 3):
+        item, behind = zoomed[i], faces[others[i]]
+        assert item.dtype == torch.uint8 and item.shape == faces[i].shape
+        assert (item[:, :2, :2].float() - behind[:, :2, :2].float()).abs().max() <= 1  # the corner: the other photo
+        assert not torch.equal(item, faces[i])
+    res = evaluate_run(run_dir, baselines=("mean_fill",), progress=False, zoom_out_side=0.5, limit=3)
+    assert res["json_path"].name == "test_zoom50photo_random75_best.json" and "shrunk to 0.5" in res["table"]
+    assert json.loads(res["json_path"].read_text())["data"]["zoom_fill"] == "photo"
+    assert cli.main(["evaluate", "--run", str(run_dir), "--zoom-out", "1.5", "--limit", "2"]) == 2
+    assert "--zoom-out" in capsys.readouterr().err
 
 
 def test_format_table_handles_a_single_image():

@@ -41,7 +41,8 @@ from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pi
 from ..util.progress import tqdm
 from ..util.runtime import resolve_device
 from ..splits import prepare_data
-from ..transforms import batch_to_input, denormalize
+from ..transforms import ZOOM_FILLS, batch_to_input, denormalize, zoom_out
+from ..util.loaders import mix_seed
 from ..viz import comparison_figure
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "format_table",
     "load_eval_dataset",
     "run_cli",
+    "ZoomedOut",
 ]
 
 DEFAULT_BASELINES: tuple[str, ...] = ("mean_fill", "harmonic", "biharmonic")
@@ -129,6 +131,40 @@ def load_eval_dataset(
         raise UserError(f"the {split} split of {run_dir} is empty; choose another --split")
     source = "synthetic" if folder is None else "run split"
     return ds, {"source": source, "data_dir": None if folder is None else str(folder), "split": split}
+
+
+class ZoomedOut:
+    """``dataset``'s faces shrunk to ``side`` of the frame side, centred in a real surround.
+
+    The surround (``fill``): ``photo``, another image of the same dataset behind the face (picked per
+    index from ``seed``, never the face itself), met by its mirrored borders, as the training
+    augmentation makes it; ``reflect``, its own borders mirrored; ``mean``, flat mean colour. Items
+    stay uint8, so every method is scored on the same new photos, surround included.
+    """
+
+    def __init__(self, dataset: Any, side: float, fill: str = "photo", seed: int = 0):
+        if fill not in ZOOM_FILLS:
+            raise UserError(f"--zoom-fill must be one of {', '.join(ZOOM_FILLS)}; got {fill!r}")
+        if not 0.0 < side <= 1.0:
+            raise UserError(f"--zoom-out must be in (0, 1], the face's share of the frame side; got {side}")
+        self.dataset, self.side, self.fill, self.seed = dataset, float(side), fill, int(seed)
+        self.rel_files = _image_names(dataset)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def other(self, i: int) -> int:
+        """The index of the image behind face ``i``."""
+        n = len(self.dataset)
+        if n < 2:
+            return i
+        g = torch.Generator().manual_seed(mix_seed(self.seed, 21, i))
+        return (i + 1 + int(torch.randint(n - 1, (1,), generator=g))) % n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        face = self.dataset[i][None]
+        behind = self.dataset[self.other(i)][None] if self.fill == "photo" else None
+        return zoom_out(face, self.side, fill=self.fill, background=behind)[0]
 
 
 # ---------------------------------------------------------------------- scoring
@@ -290,6 +326,8 @@ def eval_name(split_desc: dict[str, Any], mask: str, mask_ratio: float, which: s
     else:
         where = split_desc["split"]
     shape = f"{mask}{round(mask_ratio * 100)}" if mask in ("random", "center") else mask
+    if split_desc.get("zoom_out") is not None:
+        where += f"_zoom{round(split_desc['zoom_out'] * 100)}{split_desc['zoom_fill']}"
     return f"{where}_{shape}_{which}"
 
 
@@ -335,8 +373,13 @@ def evaluate_run(
     name: str | None = None,
     keep_images: bool = False,
     progress: bool = True,
+    zoom_out_side: float | None = None,
+    zoom_fill: str = "photo",
 ) -> dict[str, Any]:
     """Evaluate a training run's model against the baselines; what the CLI and the notebooks call.
+
+    ``zoom_out_side``: score the faces shrunk to this share of the frame side in a ``zoom_fill``
+    surround (:class:`ZoomedOut`, seeded by ``seed``), to see a source framed wider than it comes.
 
     Returns :func:`evaluate_model`'s dict plus ``table`` (the printed text), ``data`` (what was
     scored), ``mask`` (its settings), ``checkpoint``, and with ``write`` ``json_path`` and
@@ -350,6 +393,9 @@ def evaluate_run(
     dev = resolve_device(device)
     model, config = load_model_from_run(run_dir, which, dev)
     dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
+    if zoom_out_side is not None:
+        dataset = ZoomedOut(dataset, zoom_out_side, zoom_fill, seed)
+        data_desc = {**data_desc, "zoom_out": zoom_out_side, "zoom_fill": zoom_fill}
     started = time.perf_counter()
     result = evaluate_model(
         model, dataset, mask=mask, mask_ratio=mask_ratio, patches=patches, limit=limit, batch_size=batch_size,
@@ -360,6 +406,8 @@ def evaluate_run(
                  "hidden_fraction": result["hidden_fraction"]}  # fmt: skip
     data_desc = {**data_desc, "n_available": len(dataset), "n_images": result["n_images"], "limit": limit}
     where = data_desc["data_dir"] or "synthetic faces"
+    if zoom_out_side is not None:
+        where += f", shrunk to {zoom_out_side:g} of the frame in a {zoom_fill} surround"
     title = (f"{run_dir} ({which} checkpoint): {result['n_images']} {data_desc['split']} images of {where}, "
              f"{mask} mask, {result['hidden_fraction']:.0%} of patches hidden (seed {seed})")  # fmt: skip
     result.update(table=format_table(result, title), data=data_desc, mask=mask_desc, checkpoint=which)
@@ -420,6 +468,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="where to run the model (default: auto)")  # fmt: skip
     parser.add_argument("--name", default=None, help="file name stem under RUN/eval/ (default: from split and mask)")
+    parser.add_argument("--zoom-out", type=float, default=None, metavar="S",
+                        help="score each face shrunk to S of the frame side (e.g. 0.5), centred in a real "
+                             "surround (see --zoom-fill): faces framed wider than the source frames them")  # fmt: skip
+    parser.add_argument("--zoom-fill", default="photo", choices=ZOOM_FILLS,
+                        help="surround for --zoom-out: photo (another evaluation image, seeded), reflect "
+                             "(mirrored borders) or mean (flat colour) (default: photo)")  # fmt: skip
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -430,6 +484,7 @@ def run_cli(args: argparse.Namespace) -> int:
         args.run, data_dir=args.data_dir, split=args.split, mask=args.mask, mask_ratio=args.mask_ratio,
         patches=args.patches, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
         baselines=args.baselines, device=args.device, which=args.checkpoint, name=args.name,
+        zoom_out_side=args.zoom_out, zoom_fill=args.zoom_fill,
     )  # fmt: skip
     print(result["table"])
     print(f"wrote {result['json_path']} and {result['figure_path']}")
