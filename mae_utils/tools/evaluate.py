@@ -13,8 +13,13 @@ held-out ``--split`` (default ``test``), so nothing the model trained on is scor
 of N: file lists are often sorted by something meaningful (UTKFace names start with the age), so
 the first N would be a biased sample.
 
+Besides PSNR and SSIM, every method gets *blockiness* and *detail* (:func:`mae_utils.metrics.seam_scores`:
+1.0 = as natural and as detailed as the photo), which see the mosaic of separately guessed patches
+that PSNR barely sees. The model is scored twice, always: raw (``model``, the MAE's own number) and
+made seam-free by :func:`mae_utils.baselines.blend_seams` (``model+blend``).
+
 Results go to ``RUN/eval/<name>.json`` (summary, paired differences, per-image values, file names)
-and ``RUN/eval/<name>.png`` (a few images: original, masked, model, each baseline).
+and ``RUN/eval/<name>.png`` (a few images: original, masked, model, model+blend, each baseline).
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import argparse
 import json
 import math
 import time
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from ..baselines import BASELINES
+from ..baselines import BASELINES, blend_seams
 from ..util.checkpoint import load_model_from_run
 from ..config import DEVICES
 from ..data import FaceFolder
@@ -46,8 +52,11 @@ from ..util.loaders import mix_seed
 from ..viz import comparison_figure
 
 __all__ = [
+    "BLEND",
     "DEFAULT_BASELINES",
+    "Evaluation",
     "METRICS",
+    "RunEvaluation",
     "add_cli_arguments",
     "eval_name",
     "evaluate_model",
@@ -59,7 +68,9 @@ __all__ = [
 ]
 
 DEFAULT_BASELINES: tuple[str, ...] = ("mean_fill", "harmonic", "biharmonic")
-METRICS: tuple[str, ...] = ("psnr_masked", "ssim_masked", "psnr_full", "ssim_full")
+METRICS: tuple[str, ...] = ("psnr_masked", "ssim_masked", "psnr_full", "ssim_full", "blockiness", "detail")
+#: The row of the model's output made seam-free (:func:`mae_utils.baselines.blend_seams`).
+BLEND = "model+blend"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -187,6 +198,76 @@ def _select(n_total: int, limit: int | None, seed: int) -> list[int]:
     return sorted(torch.randperm(n_total, generator=g)[:limit].tolist())
 
 
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_model` measured. Methods are ``model``, ``model+blend`` and the baselines.
+
+    ``indices``: dataset positions scored; ``masks`` (N, L), 1 = hidden; ``per_image`` {method:
+    {metric: (N,) tensor}}; ``summary`` {method: {metric: {mean, ci95, n}}}; ``paired`` {baseline:
+    {mean, ci95, n}}: model minus baseline, masked PSNR, per image; ``paired_blend`` the same for
+    ``model+blend`` (and its key ``model``: blend minus raw); ``seconds`` per method; ``images``
+    {"original", method: (N, 3, H, W) in [0, 1], visible pasted back} when kept.
+    """
+
+    n_images: int
+    indices: list[int]
+    names: list[str]
+    masks: torch.Tensor
+    hidden_fraction: float
+    per_image: dict[str, dict[str, torch.Tensor]]
+    summary: dict[str, dict[str, dict[str, float]]]
+    paired: dict[str, dict[str, float]]
+    paired_blend: dict[str, dict[str, float]]
+    seconds: dict[str, float]
+    norm_pix_loss: bool
+    images: dict[str, torch.Tensor] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style reads (``res["summary"]``), as evaluate's results were read before they were a dataclass."""
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+@dataclass
+class RunEvaluation(Evaluation):
+    """:func:`evaluate_run`'s result: the :class:`Evaluation` plus ``table`` (the printed text), ``data``
+    (what was scored), ``mask`` (its settings), ``checkpoint``, and when written ``json_path`` and
+    ``figure_path``."""
+
+    table: str = ""
+    data: dict[str, Any] | None = None
+    mask: dict[str, Any] | None = None
+    checkpoint: str = "best"
+    json_path: Path | None = None
+    figure_path: Path | None = None
+
+
+def _paired(values: dict[str, dict[str, torch.Tensor]], method: str, others: Sequence[str]) -> dict[str, dict]:
+    out = {}
+    for b in others:
+        diff = values[method]["psnr_masked"].double() - values[b]["psnr_masked"].double()
+        mean, half = mean_ci95(diff)
+        out[b] = {"mean": mean, "ci95": half, "n": int(diff.numel())}
+    return out
+
+
+def _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds) -> dict[str, torch.Tensor]:
+    """Every method's filled images for one batch (pixels in [0, 1]), timing each."""
+    p = int(model.patch_size)
+    t0 = time.perf_counter()
+    fills = {"model": model_reconstruction(model, batch_to_input(imgs, device), m.to(device)).cpu()}
+    seconds["model"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fills[BLEND] = blend_seams(original, pixel_mask, fills["model"].clamp(0, 1), p)
+    seconds[BLEND] += time.perf_counter() - t0
+    for b in baselines:
+        t0 = time.perf_counter()
+        fills[b] = BASELINES[b](original, pixel_mask)
+        seconds[b] += time.perf_counter() - t0
+    return fills
+
+
 def evaluate_model(
     model: torch.nn.Module,
     dataset: Any,
@@ -201,16 +282,12 @@ def evaluate_model(
     device: str | torch.device = "cpu",
     keep_images: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Score a model and the baselines on ``dataset`` (items: uint8 (3, H, W), or normalised floats).
+) -> Evaluation:
+    """Score a model (raw and blended) and the baselines on ``dataset`` (items: uint8 (3, H, W), or normalised floats).
 
     Every image gets its mask from one :func:`~mae_utils.masking.make_mask` call over the whole
     selection (seeded), so results do not depend on ``batch_size``, and the model and every baseline
-    see the same mask. Returns ``n_images``, ``indices`` (dataset positions scored), ``names``,
-    ``masks`` (N, L), ``per_image`` {method: {metric: (N,) tensor}}, ``summary`` {method: {metric:
-    {mean, ci95, n}}}, ``paired`` {baseline: {mean, ci95}} (model minus baseline, masked PSNR, per
-    image), ``seconds`` {method: time spent}, and with ``keep_images`` ``images`` {"original",
-    method: (N, 3, H, W) in [0, 1], visible pixels pasted back}.
+    see the same mask. With ``keep_images`` the result holds every method's images.
     """
     baselines = _check_baselines(baselines)
     if mask not in MASK_KINDS:
@@ -225,7 +302,7 @@ def evaluate_model(
     if n == 0:
         raise UserError("no images to evaluate")
     masks = make_mask(mask, n, size // p, mask_ratio=mask_ratio, patches=patches, seed=seed)
-    methods = ("model", *baselines)
+    methods = ("model", BLEND, *baselines)
     per_image: dict[str, dict[str, list[torch.Tensor]]] = {m: {k: [] for k in METRICS} for m in methods}
     seconds = {m: 0.0 for m in methods}
     kept: dict[str, list[torch.Tensor]] = {m: [] for m in ("original", *methods)}
@@ -239,15 +316,8 @@ def evaluate_model(
         m = masks[start : start + len(idx)]
         original = denormalize(imgs)
         pixel_mask = patch_mask_to_pixel_mask(m, p, size)
-        t0 = time.perf_counter()
-        fills = {"model": model_reconstruction(model, batch_to_input(imgs, device), m.to(device)).cpu()}
-        seconds["model"] += time.perf_counter() - t0
-        for b in baselines:
-            t0 = time.perf_counter()
-            fills[b] = BASELINES[b](original, pixel_mask)
-            seconds[b] += time.perf_counter() - t0
-        for method, fill in fills.items():
-            for k, v in evaluate_batch(original, fill, pixel_mask).items():
+        for method, fill in _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds).items():
+            for k, v in evaluate_batch(original, fill, m, p).items():
                 per_image[method][k].append(v)
             if keep_images:
                 kept[method].append(paste_visible(fill.clamp(0, 1), original, pixel_mask))
@@ -256,32 +326,19 @@ def evaluate_model(
         bar.update(len(idx))
     bar.close()
     values = {m: {k: torch.cat(v) for k, v in d.items()} for m, d in per_image.items()}
-    paired = {}
-    for b in baselines:
-        diff = values["model"]["psnr_masked"].double() - values[b]["psnr_masked"].double()
-        mean, half = mean_ci95(diff)
-        paired[b] = {"mean": mean, "ci95": half, "n": n}
-    result: dict[str, Any] = {
-        "n_images": n,
-        "indices": indices,
-        "names": [names_all[i] for i in indices],
-        "masks": masks,
-        "hidden_fraction": float(masks.mean()),
-        "per_image": values,
-        "summary": {m: summarize(v) for m, v in values.items()},
-        "paired": paired,
-        "seconds": seconds,
-        "norm_pix_loss": bool(getattr(model, "norm_pix_loss", False)),
-    }
-    if keep_images:
-        result["images"] = {k: torch.cat(v) for k, v in kept.items()}
-    return result
+    return Evaluation(
+        n_images=n, indices=indices, names=[names_all[i] for i in indices], masks=masks,
+        hidden_fraction=float(masks.mean()), per_image=values, summary={m: summarize(v) for m, v in values.items()},
+        paired=_paired(values, "model", baselines), paired_blend=_paired(values, BLEND, ("model", *baselines)),
+        seconds=seconds, norm_pix_loss=bool(getattr(model, "norm_pix_loss", False)),
+        images={k: torch.cat(v) for k, v in kept.items()} if keep_images else None,
+    )  # fmt: skip
 
 
-def best_baseline(result: dict[str, Any]) -> str | None:
+def best_baseline(result: Evaluation) -> str | None:
     """The baseline with the highest mean masked-region PSNR (the one to beat)."""
-    names = [m for m in result["summary"] if m != "model"]
-    return max(names, key=lambda m: result["summary"][m]["psnr_masked"]["mean"]) if names else None
+    names = [m for m in result.summary if m not in ("model", BLEND)]
+    return max(names, key=lambda m: result.summary[m]["psnr_masked"]["mean"]) if names else None
 
 
 # ---------------------------------------------------------------------- reporting
@@ -291,12 +348,14 @@ def _fmt(stat: dict[str, float], digits: int) -> str:
     return f"{stat['mean']:.{digits}f} ± {half_text}"
 
 
-def format_table(result: dict[str, Any], title: str | None = None) -> str:
-    """A plain-text table: one row per method, masked PSNR/SSIM and full-image PSNR/SSIM (mean ± 95% CI)."""
+def format_table(result: Evaluation, title: str | None = None) -> str:
+    """A plain-text table: one row per method, masked PSNR/SSIM, blockiness, detail and full-image
+    PSNR/SSIM (mean ± 95% CI), then the paired margins over the strongest baseline."""
     cols = (("psnr_masked", "PSNR masked (dB)", 2), ("ssim_masked", "SSIM masked", 3),
+            ("blockiness", "blockiness", 2), ("detail", "detail", 2),
             ("psnr_full", "PSNR full (dB)", 2), ("ssim_full", "SSIM full", 3))  # fmt: skip
     rows = [["method", *(c[1] for c in cols)]]
-    for method, stats in result["summary"].items():
+    for method, stats in result.summary.items():
         rows.append([method, *(_fmt(stats[key], d) for key, _, d in cols)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [title] if title else []
@@ -306,13 +365,18 @@ def format_table(result: dict[str, Any], title: str | None = None) -> str:
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     best = best_baseline(result)
-    if best is not None:
-        d = result["paired"][best]
-        lines.append(
-            f"model - {best} (strongest baseline): {d['mean']:+.2f} dB masked PSNR "
-            f"(paired 95% CI ± {d['ci95']:.2f}, {d['n']} images)"
-        )
-    if result.get("norm_pix_loss"):
+    margins = [("model", best, result.paired.get(best)), (BLEND, best, result.paired_blend.get(best)),
+               (BLEND, "model", result.paired_blend.get("model"))]  # fmt: skip
+    for method, other, d in margins:
+        if other is None or d is None:
+            continue
+        what = " (strongest baseline)" if other == best else ""
+        half = "n/a" if d["ci95"] is None or math.isnan(d["ci95"]) else f"{d['ci95']:.2f}"
+        lines.append(f"{method} - {other}{what}: {d['mean']:+.2f} dB masked PSNR (paired 95% CI ± {half}, "
+                     f"{d['n']} images)")  # fmt: skip
+    lines.append("blockiness: steps across hidden patches' borders vs inside them, relative to the photo (1 = "
+                 "natural); detail: steps inside hidden patches relative to the photo (1 = as sharp)")  # fmt: skip
+    if result.norm_pix_loss:
         lines.append(
             "note: norm_pix_loss model: its pixels use the hidden patches' true mean/std (not a fair comparison)"
         )
@@ -340,21 +404,51 @@ def check_file_stem(name: str) -> str:
     return name
 
 
-def _json_ready(result: dict[str, Any]) -> dict[str, Any]:
+def _json_ready(result: Evaluation) -> dict[str, Any]:
     def clean(x: float) -> float | None:
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
     summary = {
-        m: {k: {kk: clean(vv) for kk, vv in s.items()} for k, s in d.items()} for m, d in result["summary"].items()
+        m: {k: {kk: clean(vv) for kk, vv in s.items()} for k, s in d.items()} for m, d in result.summary.items()
     }
-    paired = {b: {k: clean(v) for k, v in d.items()} for b, d in result["paired"].items()}
+    paired = {b: {k: clean(v) for k, v in d.items()} for b, d in result.paired.items()}
+    blend = {b: {k: clean(v) for k, v in d.items()} for b, d in result.paired_blend.items()}
     per_image = {
-        m: {k: [round(float(x), 5) for x in v.tolist()] for k, v in d.items()} for m, d in result["per_image"].items()
+        m: {k: [round(float(x), 5) for x in v.tolist()] for k, v in d.items()} for m, d in result.per_image.items()
     }
-    return {"summary": summary, "paired_model_minus_baseline_psnr_masked": paired, "per_image": per_image}
+    return {"summary": summary, "paired_model_minus_baseline_psnr_masked": paired,
+            "paired_blend_minus_other_psnr_masked": blend, "per_image": per_image}  # fmt: skip
 
 
 # ---------------------------------------------------------------------- the library entry point
+def _write_results(result: RunEvaluation, run_dir: Path, stem: str, model: Any, baselines: Sequence[str],
+                   seconds_total: float) -> None:
+    """RUN/eval/STEM.png (the comparison figure) and RUN/eval/STEM.json (everything measured)."""
+    out_dir = run_dir / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig_path = out_dir / f"{stem}.png"
+    fig = comparison_figure(result, fig_path)
+    fig.clear()
+    record = {
+        "run": str(run_dir),
+        "checkpoint": result.checkpoint,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": result.data,
+        "mask": result.mask,
+        "model": getattr(model, "config", None),
+        "norm_pix_loss": result.norm_pix_loss,
+        "baselines": list(dict.fromkeys(baselines)),
+        "best_baseline": best_baseline(result),
+        "seconds": {**result.seconds, "total": seconds_total},
+        **_json_ready(result),
+        "names": result.names,
+        "figure": fig_path.name,
+    }
+    json_path = out_dir / f"{stem}.json"
+    atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
+    result.json_path, result.figure_path = json_path, fig_path
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -375,15 +469,12 @@ def evaluate_run(
     progress: bool = True,
     zoom_out_side: float | None = None,
     zoom_fill: str = "photo",
-) -> dict[str, Any]:
+) -> RunEvaluation:
     """Evaluate a training run's model against the baselines; what the CLI and the notebooks call.
 
     ``zoom_out_side``: score the faces shrunk to this share of the frame side in a ``zoom_fill``
     surround (:class:`ZoomedOut`, seeded by ``seed``), to see a source framed wider than it comes.
-
-    Returns :func:`evaluate_model`'s dict plus ``table`` (the printed text), ``data`` (what was
-    scored), ``mask`` (its settings), ``checkpoint``, and with ``write`` ``json_path`` and
-    ``figure_path`` under ``run_dir/eval/``.
+    With ``write``, the figure and the JSON go under ``run_dir/eval/`` (:class:`RunEvaluation`).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -397,47 +488,26 @@ def evaluate_run(
         dataset = ZoomedOut(dataset, zoom_out_side, zoom_fill, seed)
         data_desc = {**data_desc, "zoom_out": zoom_out_side, "zoom_fill": zoom_fill}
     started = time.perf_counter()
-    result = evaluate_model(
+    scored = evaluate_model(
         model, dataset, mask=mask, mask_ratio=mask_ratio, patches=patches, limit=limit, batch_size=batch_size,
         seed=seed, baselines=baselines, device=dev, keep_images=keep_images or write, progress=progress,
     )  # fmt: skip
     mask_desc = {"kind": mask, "mask_ratio": mask_ratio if mask in ("random", "center") else None,
                  "patches": list(patches) if patches else None, "seed": seed,
-                 "hidden_fraction": result["hidden_fraction"]}  # fmt: skip
-    data_desc = {**data_desc, "n_available": len(dataset), "n_images": result["n_images"], "limit": limit}
+                 "hidden_fraction": scored.hidden_fraction}  # fmt: skip
+    data_desc = {**data_desc, "n_available": len(dataset), "n_images": scored.n_images, "limit": limit}
     where = data_desc["data_dir"] or "synthetic faces"
     if zoom_out_side is not None:
         where += f", shrunk to {zoom_out_side:g} of the frame in a {zoom_fill} surround"
-    title = (f"{run_dir} ({which} checkpoint): {result['n_images']} {data_desc['split']} images of {where}, "
-             f"{mask} mask, {result['hidden_fraction']:.0%} of patches hidden (seed {seed})")  # fmt: skip
-    result.update(table=format_table(result, title), data=data_desc, mask=mask_desc, checkpoint=which)
+    title = (f"{run_dir} ({which} checkpoint): {scored.n_images} {data_desc['split']} images of {where}, "
+             f"{mask} mask, {scored.hidden_fraction:.0%} of patches hidden (seed {seed})")  # fmt: skip
+    result = RunEvaluation(**{f.name: getattr(scored, f.name) for f in fields(Evaluation)},
+                           table=format_table(scored, title), data=data_desc, mask=mask_desc, checkpoint=which)  # fmt: skip
     if write:
         stem = name or eval_name(data_desc, mask, mask_ratio, which)
-        out_dir = run_dir / "eval"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fig_path = out_dir / f"{stem}.png"
-        fig = comparison_figure(result, fig_path)
-        fig.clear()
-        record = {
-            "run": str(run_dir),
-            "checkpoint": which,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "data": data_desc,
-            "mask": mask_desc,
-            "model": getattr(model, "config", None),
-            "norm_pix_loss": result["norm_pix_loss"],
-            "baselines": list(dict.fromkeys(baselines)),
-            "best_baseline": best_baseline(result),
-            "seconds": {**result["seconds"], "total": time.perf_counter() - started},
-            **_json_ready(result),
-            "names": result["names"],
-            "figure": fig_path.name,
-        }
-        json_path = out_dir / f"{stem}.json"
-        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
-        result.update(json_path=json_path, figure_path=fig_path)
+        _write_results(result, run_dir, stem, model, baselines, time.perf_counter() - started)
         if not keep_images:
-            result.pop("images", None)
+            result.images = None
     return result
 
 
@@ -486,6 +556,6 @@ def run_cli(args: argparse.Namespace) -> int:
         baselines=args.baselines, device=args.device, which=args.checkpoint, name=args.name,
         zoom_out_side=args.zoom_out, zoom_fill=args.zoom_fill,
     )  # fmt: skip
-    print(result["table"])
-    print(f"wrote {result['json_path']} and {result['figure_path']}")
+    print(result.table)
+    print(f"wrote {result.json_path} and {result.figure_path}")
     return 0
