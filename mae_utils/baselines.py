@@ -1,7 +1,8 @@
-"""The classical inpainting baselines an MAE must beat: mean fill, harmonic (Laplace), biharmonic.
+"""The classical inpainting baselines an MAE must beat (mean fill, harmonic (Laplace), biharmonic), and
+the seam-free blend of a model's guess that reuses the harmonic solver (:func:`blend_seams`).
 
-Each is ``(images01 (N, C, H, W), pixel_mask (N, 1, H, W)) -> filled images01`` on pixels in [0, 1],
-visible pixels kept; :data:`BASELINES` names them for the evaluate command. Scores live in
+Each baseline is ``(images01 (N, C, H, W), pixel_mask (N, 1, H, W)) -> filled images01`` on pixels in
+[0, 1], visible pixels kept; :data:`BASELINES` names them for the evaluate command. Scores live in
 :mod:`mae_utils.metrics`.
 """
 
@@ -17,7 +18,7 @@ from skimage.restoration import inpaint_biharmonic as _skimage_biharmonic
 from .util.errors import UserError
 from .metrics import check_images, check_pixel_mask, compute_dtype
 
-__all__ = ["BASELINES", "inpaint_biharmonic", "inpaint_harmonic", "inpaint_mean_fill"]
+__all__ = ["BASELINES", "blend_seams", "inpaint_biharmonic", "inpaint_harmonic", "inpaint_mean_fill"]
 
 
 def _check_baseline_inputs(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
@@ -69,21 +70,28 @@ def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
 
 
-def _harmonic_solve(values: torch.Tensor, hidden: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+def _harmonic_solve(
+    values: torch.Tensor, hidden: torch.Tensor, tol: float = 1e-6, divergence: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Solve the 5-point Laplace equation on hidden pixels, visible pixels fixed, Neumann image border.
 
-    The system ``deg * u - sum(hidden neighbours) = sum(visible neighbours)`` is symmetric positive
-    definite (every hidden region touches a visible pixel), so conjugate gradients converge; one CG per
-    image and channel, all batched. The pyramid fill is the starting point.
+    The system ``deg * u - sum(hidden neighbours) = sum(visible neighbours) + divergence`` is symmetric
+    positive definite (every hidden region touches a visible pixel), so conjugate gradients converge;
+    one CG per image and channel, all batched. ``divergence`` (default zero: the harmonic fill) is the
+    sum over each pixel's neighbours q of the wanted step u_p - u_q (a Poisson / guided fill). The
+    pyramid fill, or ``start``, is the starting point.
     """
     dims = (2, 3)
     deg = _neighbour_sum(torch.ones_like(values[:1, :1]))
-    x = hidden * _fill_level(values, 1.0 - hidden)
+    x = hidden * (_fill_level(values, 1.0 - hidden) if start is None else start)
 
     def apply(u: torch.Tensor) -> torch.Tensor:
         return hidden * (deg * u - _neighbour_sum(u))
 
     b = hidden * _neighbour_sum((1.0 - hidden) * values)
+    if divergence is not None:
+        b = b + hidden * divergence
     r = b - apply(x)
     p = r.clone()
     rr = (r * r).sum(dims, keepdim=True)
@@ -136,6 +144,49 @@ def inpaint_biharmonic(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torc
     for i in range(imgs.shape[0]):
         out[i] = _skimage_biharmonic(imgs[i], hidden[i], channel_axis=-1)
     filled = torch.from_numpy(out).permute(0, 3, 1, 2).to(images01.device, images01.dtype)
+    return (1.0 - m) * images01 + m * filled.clamp(0.0, 1.0)
+
+
+def _seam_free_steps(guide: torch.Tensor, p: int, dim: int) -> torch.Tensor:
+    """Steps ``guide[k] - guide[k+1]`` along ``dim``; each step across a patch border replaced by the
+    mean of the two steps beside it, inside each patch (a seam's jump is not trusted; the slope is)."""
+    n = guide.shape[dim]
+    steps = guide.narrow(dim, 0, n - 1) - guide.narrow(dim, 1, n - 1)
+    k = torch.arange(p - 1, n - 1, p, device=guide.device)  # step k joins pixel k (last of a patch) and k+1
+    if p < 2 or len(k) == 0:
+        return steps
+    beside = 0.5 * (steps.index_select(dim, k - 1) + steps.index_select(dim, (k + 1).clamp_max(n - 2)))
+    return steps.index_copy(dim, k, beside)
+
+
+def blend_seams(images01: torch.Tensor, pixel_mask: torch.Tensor, guess01: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """A model's guess made seam-free: keep its steps inside each patch, meet the visible pixels.
+
+    Solves ``Laplace(u) = div(g)`` on hidden pixels with ``u`` = the visible pixels elsewhere (Poisson
+    image editing, Perez et al. 2003), where ``g`` are the steps of the guess (the visible pixels pasted
+    into it) between neighbours, except across patch borders, where the guess's jump is replaced by the
+    mean slope just inside the two patches (gradient-domain seam removal as in panorama stitching,
+    Agarwala et al. 2004). The per-patch offsets of a mosaic go, its inner structure stays. A guess that
+    is right and locally quadratic across borders comes back unchanged; the harmonic fill is the same
+    solve without a guess. Same batching and chunks as :func:`inpaint_harmonic`.
+    """
+    m = _check_baseline_inputs(images01, pixel_mask)
+    check_images("guess01", guess01, check_range=False)
+    if guess01.shape != images01.shape:
+        raise UserError(f"guess01 has shape {tuple(guess01.shape)} but the images {tuple(images01.shape)}")
+    dtype = compute_dtype(images01.device)
+    hidden = m.to(dtype).expand_as(images01).contiguous()
+    values = images01.to(dtype)
+    guide = hidden * guess01.to(dtype).clamp(0.0, 1.0) + (1.0 - hidden) * values
+    div = torch.zeros_like(values)
+    for dim in (-1, -2):
+        steps = _seam_free_steps(guide, patch_size, dim)
+        zero = torch.zeros_like(steps.narrow(dim, 0, 1))
+        div = div + torch.cat([steps, zero], dim) - torch.cat([zero, steps], dim)
+    chunk = max(1, HARMONIC_CHUNK_PIXELS // (images01.shape[-2] * images01.shape[-1]))
+    parts = [_harmonic_solve(v, h, divergence=d, start=g) for v, h, d, g in
+             zip(values.split(chunk), hidden.split(chunk), div.split(chunk), guide.split(chunk))]  # fmt: skip
+    filled = torch.cat(parts).to(images01.dtype)
     return (1.0 - m) * images01 + m * filled.clamp(0.0, 1.0)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .util.errors import UserError, check_seed
 from .model import PRESETS, check_sizes
-from .transforms import MAX_CROP_SCALE, Augment
+from .transforms import MAX_CROP_SCALE, SCALE_DRAWS, ZOOM_FILLS, Augment
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -71,6 +71,15 @@ class TrainConfig:
     augment: bool = _f(True, "augment training images (crops, flips and the colour settings below)")
     crop_scale_min: float = _f(0.5, "augmentation: smallest crop, as a share of the image area (< 1 zooms in)")
     crop_scale_max: float = _f(1.4, "augmentation: largest crop; > 1 zooms out, the face smaller in the frame")
+    crop_scale_draw: str = _f(
+        "uniform", "augmentation: how the crop's area is drawn between min and max: uniform, or log (each "
+        "doubling equally likely; suits wide ranges such as 0.5-4)", choices=SCALE_DRAWS, legacy="uniform",
+    )
+    zoom_fill: str = _f(
+        "photo", "augmentation: what surrounds a zoomed-out photo: mean (flat mean colour), reflect (its "
+        "borders mirrored), photo (another training photo, met by the mirrored borders)", choices=ZOOM_FILLS,
+        legacy="mean",
+    )
     grey_prob: float = _f(0.0, "augmentation: probability of turning a training image grey")
     color_jitter: float = _f(0.0, "augmentation: brightness, contrast and saturation factors in [1-x, 1+x]")
     cache_dir: str | None = _f(
@@ -192,7 +201,7 @@ class TrainConfig:
         if not self.augment:
             return None
         return Augment(crop_scale=(self.crop_scale_min, self.crop_scale_max), grey=self.grey_prob,
-                       jitter=self.color_jitter)  # fmt: skip
+                       jitter=self.color_jitter, fill=self.zoom_fill, scale_draw=self.crop_scale_draw)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -261,7 +270,11 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from exc
     names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig.from_dict({k: v for k, v in data.items() if k in names}, source=str(path))
+    values = {k: v for k, v in data.items() if k in names}
+    # a field added later, with a new default, keeps the behaviour the run was trained with
+    values.update({f.name: f.metadata["legacy"] for f in fields(TrainConfig)
+                   if "legacy" in f.metadata and f.name not in data})  # fmt: skip
+    return TrainConfig.from_dict(values, source=str(path))
 
 
 # ---------------------------------------------------------------------- command line

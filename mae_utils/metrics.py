@@ -5,7 +5,11 @@ Everything here works on pixels in ``[0, 1]`` (undo the data normalisation first
 24.6 dB for a model whose true PSNR was 18.6 dB came from using the wrong peak on ``[-1, 1]`` data.
 Targets outside ``[0, 1]`` are therefore refused with a message that says so.
 
-The headline numbers are computed over the *hidden* pixels only. Full-image numbers are also given,
+The headline numbers are computed over the *hidden* pixels only. Two more numbers see what PSNR
+barely does, a mosaic of separately guessed patches (:func:`seam_scores`): *blockiness* (how much
+larger steps across the borders of hidden patches are than steps inside them, relative to the same
+ratio on the original; 1.0 = as natural as the photo) and *detail* (steps inside hidden patches
+relative to the original's; 1.0 = as much fine structure, below 1 = blurred). Full-image numbers are also given,
 on the reconstruction with the visible patches pasted back, but they flatter any MAE: a quarter of
 the pixels (at 75 % masking) are copied from the input.
 
@@ -38,6 +42,7 @@ __all__ = [
     "patch_mask_to_pixel_mask",
     "psnr",
     "psnr_masked",
+    "seam_scores",
     "ssim",
     "ssim_masked",
     "summarize",
@@ -246,6 +251,63 @@ def ssim_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.
 
 
 # --------------------------------------------------------------------------------------------
+# blockiness and detail
+# --------------------------------------------------------------------------------------------
+#: Steps are floored at half a grey level of an 8-bit display (smaller ones cannot be seen), so a flat
+#: fill (zero steps inside a patch) gets a large, finite blockiness instead of a division by zero.
+STEP_FLOOR = 0.5 / 255.0
+
+
+def _step_sums(x: torch.Tensor, hidden: torch.Tensor, p: int) -> tuple[torch.Tensor, ...]:
+    """Per image: (sum of |steps| across patch borders touching a hidden patch, their count, sum of
+    |steps| between neighbours inside one hidden patch, their count), over rows and columns, channels
+    averaged. ``hidden``: (N, 1, H, W) bool."""
+    sums = [torch.zeros(x.shape[0], dtype=torch.float64, device=x.device) for _ in range(4)]
+    for dim in (-1, -2):
+        n = x.shape[dim]
+        a, b = x.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1)
+        ha, hb = hidden.narrow(dim, 0, n - 1), hidden.narrow(dim, 1, n - 1)
+        step = (a - b).abs().double().mean(1, keepdim=True)
+        shape = [1, 1, 1, 1]
+        shape[dim] = n - 1
+        border = ((torch.arange(1, n, device=x.device) % p) == 0).view(shape)
+        across = border & (ha | hb)
+        inside = ~border & ha
+        for k, sel in ((0, across), (2, inside)):
+            sums[k] += (step * sel).flatten(1).sum(1)
+            sums[k + 1] += sel.expand_as(step).flatten(1).sum(1).double()
+    return tuple(sums)
+
+
+def seam_scores(
+    recon01: torch.Tensor, original01: torch.Tensor, mask: torch.Tensor, patch_size: int
+) -> dict[str, torch.Tensor]:
+    """Per-image ``blockiness`` and ``detail`` of a reconstruction (visible patches pasted back).
+
+    With ``step`` the mean absolute difference between horizontally or vertically neighbouring pixels
+    (channels averaged): *border* steps straddle a patch border that touches a hidden patch, *interior*
+    steps join two pixels of one hidden patch. ``blockiness = (border / interior of the composite) /
+    (border / interior of the original)``: 1 = seams as the photo has them, above 1 = a mosaic.
+    ``detail = interior of the composite / interior of the original``: below 1 = smoother than the photo.
+    Steps are floored at :data:`STEP_FLOOR`. ``mask``: the (N, L) patch mask (1 = hidden), row-major.
+    An identical reconstruction scores exactly 1 on both.
+    """
+    _check_pair(recon01, original01, "recon01", "original01")
+    pixel_mask = patch_mask_to_pixel_mask(mask, patch_size, tuple(original01.shape[-2:]))
+    hidden = check_pixel_mask(pixel_mask, original01) > 0.5
+    composite = torch.where(hidden, recon01.clamp(0.0, 1.0), original01)
+    ratios = []
+    for x in (composite, original01):
+        b_sum, b_n, i_sum, i_n = _step_sums(x, hidden, patch_size)
+        if bool((b_n == 0).any()) or bool((i_n == 0).any()):
+            raise UserError("seam_scores: every image needs a hidden patch and patches of at least 2 pixels")
+        border, interior = (b_sum / b_n).clamp_min(STEP_FLOOR), (i_sum / i_n).clamp_min(STEP_FLOOR)
+        ratios.append((border, interior))
+    (b_r, i_r), (b_o, i_o) = ratios
+    return {"blockiness": ((b_r / i_r) / (b_o / i_o)).float(), "detail": (i_r / i_o).float()}
+
+
+# --------------------------------------------------------------------------------------------
 # statistics
 # --------------------------------------------------------------------------------------------
 def mean_ci95(values: Sequence[float] | torch.Tensor | np.ndarray) -> tuple[float, float]:
@@ -288,10 +350,11 @@ def evaluate_batch(
     mask: torch.Tensor,
     patch_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-image metrics of a reconstruction: ``psnr_masked``, ``ssim_masked``, ``psnr_full``, ``ssim_full``.
+    """Per-image metrics of a reconstruction: ``psnr_masked``, ``ssim_masked``, ``psnr_full``, ``ssim_full``,
+    and with a patch mask also ``blockiness`` and ``detail`` (:func:`seam_scores`).
 
     ``mask`` is the (N, L) patch mask (1 = hidden) with ``patch_size``, or an (N, 1, H, W) pixel mask
-    (then ``patch_size`` may be None). The reconstruction is clamped to [0, 1] (what can be displayed)
+    (then ``patch_size`` may be None, and there are no seam scores: they need the patch grid). The reconstruction is clamped to [0, 1] (what can be displayed)
     and the visible pixels are pasted back before SSIM and full-image PSNR, so the model and the
     baselines are scored on the same composite image. Values are float32 tensors of shape (N,).
     """
@@ -308,9 +371,12 @@ def evaluate_batch(
         pixel_mask = mask
     m = check_pixel_mask(pixel_mask, original01, "mask")
     composite = paste_visible(recon01.clamp(0.0, 1.0), original01, m)
-    return {
+    scores = {
         "psnr_masked": psnr_masked(composite, original01, m),
         "ssim_masked": ssim_masked(composite, original01, m),
         "psnr_full": psnr(composite, original01),
         "ssim_full": ssim(composite, original01),
     }
+    if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+        scores.update(seam_scores(composite, original01, mask, patch_size))
+    return scores

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 from .util.errors import UserError
 
-__all__ = ["MEAN", "STD", "Augment", "AugmentParams", "apply_augment", "batch_to_input", "denormalize", "normalize"]
+__all__ = ["MEAN", "STD", "SCALE_DRAWS", "ZOOM_FILLS", "Augment", "AugmentParams", "apply_augment", "batch_to_input",
+           "denormalize", "normalize", "zoom_out"]
 
 #: Per-channel mean and std of the normalisation (ImageNet's; see the module docstring for why).
 MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -47,8 +48,10 @@ STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 #: One image's (or, batched, a batch's) augmentation parameters: ``box`` (top, left, height, width) of
 #: the crop as fractions of the image side (beyond [0, 1] when zooming out), ``flip`` (bool), ``color``
-#: (brightness, contrast, saturation factors), ``grey`` (bool). Batched: ``box`` (N, 4), ``flip`` (N,),
-#: ``color`` (N, 3), ``grey`` (N,).
+#: (brightness, contrast, saturation factors), ``grey`` (bool), ``fill`` (index into :data:`ZOOM_FILLS`),
+#: ``other`` (a uniform number in [0, 1) that picks the background photo), and with the ``photo`` fill
+#: ``background`` (another image's uint8 pixels, added by the training loader). Batched: ``box`` (N, 4),
+#: ``flip``, ``fill``, ``other``, ``grey`` (N,), ``color`` (N, 3), ``background`` (N, 3, H, W).
 AugmentParams = Mapping[str, torch.Tensor]
 
 
@@ -96,6 +99,20 @@ def denormalize(t: torch.Tensor) -> torch.Tensor:
 #: TrainConfig both check against it.
 MAX_CROP_SCALE = 4.0
 
+#: What fills the frame beyond the photo when zooming out: ``mean`` the data set's mean colour (flat, as
+#: no photo is), ``reflect`` the photo's own borders mirrored outwards, ``photo`` another training photo
+#: as the background, met by the mirrored borders over a soft band (:data:`PHOTO_FEATHER`).
+ZOOM_FILLS: tuple[str, ...] = ("mean", "reflect", "photo")
+
+#: How the crop's area is drawn from ``crop_scale``: ``uniform`` in area (torchvision's
+#: RandomResizedCrop), or ``log`` (log-uniform: each doubling of the area equally likely, so a wide range
+#: such as 0.5..4 gives zoom in, mild zoom out and a face at half the frame side about equally often).
+SCALE_DRAWS: tuple[str, ...] = ("uniform", "log")
+
+#: Width of the band beyond the photo, in photo sides, over which the mirrored borders fade into the
+#: background photo (``photo`` fill): no hard rectangular edge for the model to learn as a cue.
+PHOTO_FEATHER = 0.125
+
 #: Luma weights (ITU-R BT.601) for grey images and saturation changes.
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -111,8 +128,10 @@ class Augment:
     width / height (drawn log-uniformly). ``hflip``: probability of a mirror image. ``grey``: probability
     of a grey image (luma in all three channels): grey photos, scans and infrared frames are faces too.
     ``jitter``: brightness, contrast and saturation factors drawn from ``[1 - jitter, 1 + jitter]``
-    (lighting and white balance differ between sources). These defaults keep a light crop and a flip;
-    TrainConfig builds a wider one from its fields (crops of 0.5-1.4 of the area by default).
+    (lighting and white balance differ between sources). ``fill``: what surrounds a zoomed-out photo
+    (:data:`ZOOM_FILLS`; ``photo`` needs the loader to add a ``background`` image, as
+    :class:`~mae_utils.util.loaders.TrainItems` does). ``scale_draw``: :data:`SCALE_DRAWS`. These
+    defaults keep a light crop and a flip; TrainConfig builds a wider one from its fields.
     """
 
     crop_scale: tuple[float, float] = (0.85, 1.0)
@@ -120,8 +139,14 @@ class Augment:
     hflip: float = 0.5
     grey: float = 0.0
     jitter: float = 0.0
+    fill: str = "mean"
+    scale_draw: str = "uniform"
 
     def __post_init__(self) -> None:
+        if self.fill not in ZOOM_FILLS:
+            raise UserError(f"Augment.fill must be one of {', '.join(ZOOM_FILLS)}, got {self.fill!r}")
+        if self.scale_draw not in SCALE_DRAWS:
+            raise UserError(f"Augment.scale_draw must be one of {', '.join(SCALE_DRAWS)}, got {self.scale_draw!r}")
         lo, hi = self.crop_scale
         if not (0 < lo <= hi <= MAX_CROP_SCALE):
             raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= {MAX_CROP_SCALE:g}, "
@@ -140,11 +165,16 @@ class Augment:
 
         A crop of ``crop_scale`` of the area with aspect ``crop_ratio`` at a uniform position: inside
         the image when zooming in (clipped to it, torchvision's ``RandomResizedCrop`` without retries),
-        around it when zooming out (the photo lands anywhere inside the larger box). Always nine
-        draws, so turning one option on does not shift the others' random numbers.
+        around it when zooming out (the photo lands anywhere inside the larger box). Always ten
+        draws, so turning one option on does not shift the others' random numbers (the tenth, ``other``,
+        picks the background photo; it came last, so the first nine are what they always were).
         """
-        u = torch.rand(9, generator=generator, dtype=torch.float64).tolist()
-        scale = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * u[0]
+        u = torch.rand(10, generator=generator, dtype=torch.float64).tolist()
+        lo_s, hi_s = self.crop_scale
+        if self.scale_draw == "log":
+            scale = math.exp(math.log(lo_s) + (math.log(hi_s) - math.log(lo_s)) * u[0])
+        else:
+            scale = lo_s + (hi_s - lo_s) * u[0]
         lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
         ratio = math.exp(lo + (hi - lo) * u[1])
         w, h = math.sqrt(scale * ratio), math.sqrt(scale / ratio)
@@ -159,25 +189,36 @@ class Augment:
             "flip": torch.tensor(flip),
             "color": torch.tensor(color, dtype=torch.float32),
             "grey": torch.tensor(grey),
+            "fill": torch.tensor(ZOOM_FILLS.index(self.fill)),
+            "other": torch.tensor(u[9], dtype=torch.float64),
         }
 
 
 _FULL_BOX = torch.tensor([0.0, 0.0, 1.0, 1.0])
 
 
-def _crop(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+def _crop(x: torch.Tensor, box: torch.Tensor, fill: str = "mean", background: torch.Tensor | None = None) -> torch.Tensor:
     """Resample each box to the full size. Inside the image: bilinear at pixel centres, edge pixels
-    repeated (as Pillow resizes a box). Beyond it (zoom out): zeros, which is the mean colour in the
-    normalised space this runs in."""
+    repeated (as Pillow resizes a box). Beyond it (zoom out), by ``fill``: zeros (the mean colour in
+    the normalised space this runs in), the photo mirrored, or ``background`` (normalised, (N, 3, H, W))
+    met by the mirrored photo over a band of :data:`PHOTO_FEATHER` photo sides."""
     n = x.shape[0]
     top, left, h, w = box.unbind(1)
     theta = torch.zeros(n, 2, 3, dtype=torch.float32)
     theta[:, 0, 0], theta[:, 0, 2] = w, 2 * left + w - 1  # output x in [-1, 1] -> source x
     theta[:, 1, 1], theta[:, 1, 2] = h, 2 * top + h - 1
     outside = bool(((box[:, :2] < 0) | (box[:, :2] + box[:, 2:] > 1 + 1e-6)).any())
-    grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros" if outside else "border",
-                         align_corners=False)  # fmt: skip
+    grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False).to(x.dtype)
+    padding = "border" if not outside else {"mean": "zeros", "reflect": "reflection", "photo": "reflection"}[fill]
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+    if not outside or fill != "photo":
+        return out
+    if background is None or background.shape != x.shape:
+        raise UserError("the photo zoom fill needs a background batch shaped like the images "
+                        f"{tuple(x.shape)}, got {None if background is None else tuple(background.shape)}")  # fmt: skip
+    beyond = (grid.abs() - 1.0).clamp_min(0.0).norm(dim=-1) / 2.0  # distance beyond the photo, in photo sides
+    alpha = (1.0 - beyond / PHOTO_FEATHER).clamp(0.0, 1.0).unsqueeze(1)
+    return alpha * out + (1.0 - alpha) * background.to(out.dtype)
 
 
 def _recolor(x: torch.Tensor, color: torch.Tensor | None, grey: torch.Tensor | None) -> torch.Tensor:
@@ -199,16 +240,23 @@ def _recolor(x: torch.Tensor, color: torch.Tensor | None, grey: torch.Tensor | N
 def apply_augment(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     """Apply a batch of :meth:`Augment.draw` parameters to a normalised float (N, 3, H, W) batch on its device.
 
-    Crops (see :func:`_crop`), flips (exact), then colour changes on the pixels in [0, 1]. Parameters
-    that change nothing (full boxes, no flip, unit factors, no grey) cost nothing, so the default
-    crop-and-flip is exactly what it was before colour existed.
+    Crops (see :func:`_crop`; ``fill`` and ``background`` say what surrounds a zoomed-out photo, the
+    batch's first ``fill`` for all, as one :class:`Augment` drew them), flips (exact), then colour
+    changes on the pixels in [0, 1]. Parameters that change nothing (full boxes, no flip, unit
+    factors, no grey) cost nothing, so the default crop-and-flip is exactly what it was before colour
+    existed. A uint8 ``background`` is normalised here.
     """
     n = x.shape[0]
     box = params.get("box")
     if box is not None:
         box = box.reshape(n, 4).to(torch.float32)
         if not bool((box.cpu() == _FULL_BOX).all()):
-            x = _crop(x, box)
+            code = params.get("fill")
+            fill = ZOOM_FILLS[int(code.reshape(-1)[0])] if code is not None else "mean"
+            background = params.get("background")
+            if background is not None:
+                background = batch_to_input(background.reshape(x.shape), x.device)
+            x = _crop(x, box, fill, background)
     flip = params.get("flip")
     if flip is not None and bool(flip.cpu().any()):
         f = flip.reshape(n, 1, 1, 1).to(x.device, torch.bool, non_blocking=True)
@@ -248,3 +296,28 @@ def batch_to_input(
     if augment:
         x = apply_augment(x, augment)
     return x
+
+
+def zoom_out(
+    images: torch.Tensor, side: float, *, fill: str = "photo", background: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each uint8 (N, 3, H, W) image shrunk to ``side`` of the frame's side, centred, in a surround.
+
+    ``fill``: ``photo`` (``background`` (N, 3, H, W) uint8 behind it, met by mirrored borders, as in
+    training) or ``reflect`` or ``mean``. Returns uint8, so the result is a photo like any other: what
+    ``evaluate --zoom-out`` scores, to see faces framed wider than the source frames them.
+    """
+    if not 0.0 < side <= 1.0:
+        raise UserError(f"zoom-out side must be in (0, 1] (the face's share of the frame side), got {side}")
+    if fill not in ZOOM_FILLS:
+        raise UserError(f"zoom fill must be one of {', '.join(ZOOM_FILLS)}, got {fill!r}")
+    n = images.shape[0]
+    span = 1.0 / side
+    box = torch.tensor([[(1.0 - span) / 2, (1.0 - span) / 2, span, span]] * n, dtype=torch.float32)
+    params: dict[str, torch.Tensor] = {"box": box, "fill": torch.full((n,), ZOOM_FILLS.index(fill))}
+    if fill == "photo":
+        if background is None:
+            raise UserError("zoom_out with fill 'photo' needs a background batch")
+        params["background"] = background
+    out = denormalize(apply_augment(batch_to_input(images), params))
+    return (out * 255.0).round().clamp(0, 255).to(torch.uint8)

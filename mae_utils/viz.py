@@ -106,7 +106,7 @@ def four_panel_figure(
     return fig
 
 
-def ratio_curve_figure(curve: dict[float, dict]) -> Figure:
+def ratio_curve_figure(curve: dict[float, Any]) -> Figure:
     """Masked-region PSNR and SSIM against the mask ratio, one line per method, 95% CI error bars.
 
     ``curve`` maps each ratio to an :func:`mae_utils.tools.evaluate.evaluate_model` result.
@@ -114,36 +114,36 @@ def ratio_curve_figure(curve: dict[float, dict]) -> Figure:
 
 
     ratios = sorted(curve)
-    methods = list(curve[ratios[0]]["summary"])
+    methods = list(curve[ratios[0]].summary)
     fig = new_figure(10, 3.6)
     for ax, metric, label in zip(fig.subplots(1, 2), ("psnr_masked", "ssim_masked"), ("PSNR (dB)", "SSIM")):
         for m in methods:
-            means = [curve[r]["summary"][m][metric]["mean"] for r in ratios]
-            halves = [np.nan_to_num(curve[r]["summary"][m][metric]["ci95"]) for r in ratios]
+            means = [curve[r].summary[m][metric]["mean"] for r in ratios]
+            halves = [np.nan_to_num(curve[r].summary[m][metric]["ci95"]) for r in ratios]
             ax.errorbar([100 * r for r in ratios], means, yerr=halves, marker="o", capsize=3,
                         label=m, linewidth=2.5 if m == "model" else 1.2)  # fmt: skip
         ax.set_xlabel("patches hidden (%)")
         ax.set_ylabel(f"{label} over hidden pixels")
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=8)
-    fig.suptitle(f"{curve[ratios[0]]['n_images']} held-out images per point")
+    fig.suptitle(f"{curve[ratios[0]].n_images} held-out images per point")
     fig.tight_layout()
     return fig
 
 
-def mask_gallery_figure(shapes: dict[str, dict], patch_size: int, image_size: int) -> Figure:
+def mask_gallery_figure(shapes: dict[str, Any], patch_size: int, image_size: int) -> Figure:
     """One row per mask shape: the masked input, every method's result (its mean masked PSNR), the original.
 
     ``shapes`` maps a mask kind to an ``evaluate_model(..., keep_images=True)`` result.
     """
     kinds = list(shapes)
-    methods = list(shapes[kinds[0]]["summary"])
+    methods = list(shapes[kinds[0]].summary)
     cols = ["masked", *methods, "original"]
     fig = new_figure(1.7 * len(cols), 1.8 * len(kinds))
     axes = fig.subplots(len(kinds), len(cols), squeeze=False)
     for r, kind in enumerate(kinds):
-        res, img = shapes[kind], shapes[kind]["images"]
-        pm = patch_mask_to_pixel_mask(res["masks"][:1], patch_size, image_size)
+        res, img = shapes[kind], shapes[kind].images
+        pm = patch_mask_to_pixel_mask(res.masks[:1], patch_size, image_size)
         panels = {"masked": masked_image(img["original"][:1], pm)[0], "original": img["original"][0]}
         panels.update({m: img[m][0] for m in methods})
         for c, name in enumerate(cols):
@@ -152,9 +152,9 @@ def mask_gallery_figure(shapes: dict[str, dict], patch_size: int, image_size: in
             ax.set_xticks([])
             ax.set_yticks([])
             if name in methods:
-                title = f"{name}\n{res['summary'][name]['psnr_masked']['mean']:.1f} dB"
+                title = f"{name}\n{res.summary[name]['psnr_masked']['mean']:.1f} dB"
             elif name == "masked":
-                title = f"{kind} ({res['hidden_fraction']:.0%} hidden)"
+                title = f"{kind} ({res.hidden_fraction:.0%} hidden)"
             else:
                 title = name
             ax.set_title(title, fontsize=8)
@@ -162,15 +162,17 @@ def mask_gallery_figure(shapes: dict[str, dict], patch_size: int, image_size: in
     return fig
 
 
-def comparison_figure(result: dict[str, Any], path: str | Path | None = None, rows: int = FIGURE_ROWS):
-    """First ``rows`` scored images: original, masked, then each method (visible pasted back) with its masked PSNR."""
-    if "images" not in result:
+def comparison_figure(result: Any, path: str | Path | None = None, rows: int = FIGURE_ROWS):
+    """First ``rows`` scored images: original, masked, then each method (visible pasted back) with its masked PSNR.
+
+    ``result``: an :class:`mae_utils.tools.evaluate.Evaluation` with its images kept."""
+    if result.images is None:
         raise UserError("comparison_figure needs evaluate_model(..., keep_images=True)")
-    imgs = result["images"]
+    imgs = result.images
     methods = [m for m in imgs if m != "original"]
-    rows = min(rows, result["n_images"])
-    p = imgs["original"].shape[-1] // int(math.isqrt(result["masks"].shape[1]))
-    pixel_mask = patch_mask_to_pixel_mask(result["masks"][:rows], p, tuple(imgs["original"].shape[-2:]))
+    rows = min(rows, result.n_images)
+    p = imgs["original"].shape[-1] // int(math.isqrt(result.masks.shape[1]))
+    pixel_mask = patch_mask_to_pixel_mask(result.masks[:rows], p, tuple(imgs["original"].shape[-2:]))
     masked = masked_image(imgs["original"][:rows], pixel_mask)
     cols = 2 + len(methods)
     fig = new_figure(1.6 * cols, 1.8 * rows + 0.3)
@@ -185,8 +187,8 @@ def comparison_figure(result: dict[str, Any], path: str | Path | None = None, ro
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(name, fontsize=8)
-            if name in result["per_image"]:
-                ax.set_xlabel(f"{float(result['per_image'][name]['psnr_masked'][r]):.1f} dB", fontsize=8, labelpad=2)
+            if name in result.per_image:
+                ax.set_xlabel(f"{float(result.per_image[name]['psnr_masked'][r]):.1f} dB", fontsize=8, labelpad=2)
     fig.tight_layout(pad=0.3)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

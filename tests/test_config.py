@@ -85,6 +85,19 @@ def _parse(argv):
     return config_from_args(parser.parse_args(argv))
 
 
+def test_fields_added_later_keep_an_old_runs_behaviour(tmp_path):
+    """A config.json written before zoom_fill / crop_scale_draw existed resumes as it trained: flat fill,
+    uniform areas; a new run gets the new defaults, and a recorded value wins."""
+    (tmp_path / "config.json").write_text(json.dumps({"epochs": 3, "crop_scale_max": 1.4}))
+    old = load_run_config(tmp_path)
+    assert (old.zoom_fill, old.crop_scale_draw) == ("mean", "uniform")
+    assert old.augmentation().fill == "mean" and TrainConfig().augmentation().fill == "photo"
+    (tmp_path / "config.json").write_text(json.dumps({"epochs": 3, "zoom_fill": "reflect", "crop_scale_draw": "log"}))
+    new = load_run_config(tmp_path)
+    assert (new.zoom_fill, new.crop_scale_draw) == ("reflect", "log")
+    assert new.augmentation().scale_draw == "log"
+
+
 def test_flags_parse_types_and_none():
     given = _parse(["--image-size", "48", "--max-images", "none", "--no-augment", "--grad-clip", "0.5",
                     "--depth", "3", "--compile"])  # fmt: skip

@@ -18,7 +18,7 @@ from mae_utils.masking import make_mask
 from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked
 from mae_utils.model import patchify, unpatchify
 from mae_utils.synthetic import generate_faces
-from mae_utils.tools.evaluate import evaluate_model, evaluate_run, format_table
+from mae_utils.tools.evaluate import ZoomedOut, evaluate_model, evaluate_run, format_table
 from mae_utils.tools.reconstruct import prepare_images, reconstruct_images
 from mae_utils.train import TrainConfig, fit
 from mae_utils.transforms import batch_to_input, denormalize
@@ -67,21 +67,21 @@ def _faces(n: int = 5, size: int = 32, seed: int = 9) -> SyntheticFaces:
 def test_oracle_scores_perfectly_and_baselines_see_the_same_masks():
     ds, model = _faces(), Oracle()
     res = evaluate_model(model, ds, baselines=FAST, batch_size=3, seed=4, progress=False, keep_images=True)
-    assert res["n_images"] == 5 and res["hidden_fraction"] == 0.75
-    assert torch.allclose(res["per_image"]["model"]["psnr_masked"], torch.full((5,), PSNR_MAX_DB), atol=0.5)
-    assert torch.equal(torch.cat(model.calls), res["masks"])  # the model got exactly the recorded masks
-    assert torch.equal(res["masks"], make_mask("random", 5, 4, mask_ratio=0.75, seed=4))
+    assert res.n_images == 5 and res.hidden_fraction == 0.75
+    assert torch.allclose(res.per_image["model"]["psnr_masked"], torch.full((5,), PSNR_MAX_DB), atol=0.5)
+    assert torch.equal(torch.cat(model.calls), res.masks)  # the model got exactly the recorded masks
+    assert torch.equal(res.masks, make_mask("random", 5, 4, mask_ratio=0.75, seed=4))
     # mean fill recomputed independently on those masks
     orig = denormalize(torch.stack([ds[i] for i in range(5)]))
-    pm = patch_mask_to_pixel_mask(res["masks"], 8, 32)
+    pm = patch_mask_to_pixel_mask(res.masks, 8, 32)
     expected = psnr_masked(inpaint_mean_fill(orig, pm), orig, pm)
-    assert torch.allclose(res["per_image"]["mean_fill"]["psnr_masked"], expected, atol=1e-4)
-    assert torch.allclose(res["images"]["mean_fill"], inpaint_mean_fill(orig, pm), atol=1e-6)
+    assert torch.allclose(res.per_image["mean_fill"]["psnr_masked"], expected, atol=1e-4)
+    assert torch.allclose(res.images["mean_fill"], inpaint_mean_fill(orig, pm), atol=1e-6)
     # summary and paired difference follow from the per-image values
-    diff = res["per_image"]["model"]["psnr_masked"].double() - expected.double()
-    assert res["paired"]["mean_fill"]["mean"] == pytest.approx(float(diff.mean()), abs=1e-3)
-    assert res["summary"]["harmonic"]["psnr_masked"]["mean"] == pytest.approx(
-        float(res["per_image"]["harmonic"]["psnr_masked"].double().mean()), abs=1e-5
+    diff = res.per_image["model"]["psnr_masked"].double() - expected.double()
+    assert res.paired["mean_fill"]["mean"] == pytest.approx(float(diff.mean()), abs=1e-3)
+    assert res.summary["harmonic"]["psnr_masked"]["mean"] == pytest.approx(
+        float(res.per_image["harmonic"]["psnr_masked"].double().mean()), abs=1e-5
     )
 
 
@@ -89,8 +89,8 @@ def test_results_do_not_depend_on_batch_size_and_limit_is_a_seeded_subset():
     ds = _faces(7)
     a = evaluate_model(Oracle(), ds, baselines=("mean_fill",), batch_size=1, progress=False)
     b = evaluate_model(Oracle(), ds, baselines=("mean_fill",), batch_size=64, progress=False)
-    assert torch.equal(a["masks"], b["masks"])
-    assert torch.allclose(a["per_image"]["mean_fill"]["psnr_masked"], b["per_image"]["mean_fill"]["psnr_masked"])
+    assert torch.equal(a.masks, b.masks)
+    assert torch.allclose(a.per_image["mean_fill"]["psnr_masked"], b.per_image["mean_fill"]["psnr_masked"])
     c = evaluate_model(Oracle(), ds, baselines=(), limit=3, seed=1, progress=False)
     d = evaluate_model(Oracle(), ds, baselines=(), limit=3, seed=1, progress=False)
     e = evaluate_model(Oracle(), ds, baselines=(), limit=3, seed=2, progress=False)
@@ -101,8 +101,8 @@ def test_results_do_not_depend_on_batch_size_and_limit_is_a_seeded_subset():
 
 def test_structured_mask_is_the_same_for_every_image_and_bad_input_is_refused():
     res = evaluate_model(Oracle(), _faces(3), mask="left", baselines=FAST, progress=False)
-    assert torch.equal(res["masks"], make_mask("left", 3, 4))
-    assert res["hidden_fraction"] == 0.5
+    assert torch.equal(res.masks, make_mask("left", 3, 4))
+    assert res.hidden_fraction == 0.5
     with pytest.raises(UserError, match="unknown baseline"):
         evaluate_model(Oracle(), _faces(2), baselines=("telea",), progress=False)
     with pytest.raises(UserError, match="mask kind"):
@@ -119,12 +119,12 @@ def test_trained_model_scores_match_an_independent_forward_pass(run_dir):
     res = evaluate_model(model, ds, baselines=(), seed=2, progress=False)
     imgs = batch_to_input(torch.stack([ds[i] for i in range(4)]))
     with torch.no_grad():
-        _, pred, _ = model(imgs, mask=res["masks"])
+        _, pred, _ = model(imgs, mask=res.masks)
     recon = denormalize(model.unpatchify(pred))
     orig = denormalize(imgs)
-    pm = patch_mask_to_pixel_mask(res["masks"], 8, 32)
+    pm = patch_mask_to_pixel_mask(res.masks, 8, 32)
     expected = psnr_masked(recon, orig, pm)
-    assert torch.allclose(res["per_image"]["model"]["psnr_masked"], expected, atol=1e-4)
+    assert torch.allclose(res.per_image["model"]["psnr_masked"], expected, atol=1e-4)
     assert (expected < 60).all()  # a real, imperfect model
 
 
@@ -132,20 +132,26 @@ def test_trained_model_scores_match_an_independent_forward_pass(run_dir):
 def test_evaluate_run_scores_the_held_out_split_and_writes_json_and_figure(run_dir):
     res = evaluate_run(run_dir, baselines=("mean_fill", "harmonic", "biharmonic"), progress=False)
     split = json.loads((run_dir / "split.json").read_text())
-    assert res["names"] == split["test"] and res["data"]["split"] == "test"
-    assert not set(res["names"]) & set(split["train"])
-    record = json.loads(res["json_path"].read_text())
-    assert res["json_path"].name == "test_random75_best.json" and res["figure_path"].is_file()
-    assert set(record["summary"]) == {"model", "mean_fill", "harmonic", "biharmonic"}
+    assert res.names == split["test"] and res.data["split"] == "test"
+    assert not set(res.names) & set(split["train"])
+    record = json.loads(res.json_path.read_text())
+    assert res.json_path.name == "test_random75_best.json" and res.figure_path.is_file()
+    assert set(record["summary"]) == {"model", "model+blend", "mean_fill", "harmonic", "biharmonic"}
+    assert set(record["summary"]["model"]) >= {"psnr_masked", "ssim_masked", "blockiness", "detail"}
+    assert set(record["paired_blend_minus_other_psnr_masked"]) == {"model", "mean_fill", "harmonic", "biharmonic"}
     assert record["names"] == split["test"] and record["data"]["n_images"] == len(split["test"])
     vals = record["per_image"]["biharmonic"]["psnr_masked"]
     assert record["summary"]["biharmonic"]["psnr_masked"]["mean"] == pytest.approx(np.mean(vals), abs=1e-3)
     assert record["best_baseline"] in ("mean_fill", "harmonic", "biharmonic")
-    assert "images" not in res  # only kept when asked
-    for method in ("model", "mean_fill", "harmonic", "biharmonic"):
-        assert any(line.startswith(method) for line in res["table"].splitlines())
+    assert res.images is None  # only kept when asked
+    for method in ("model", "model+blend", "mean_fill", "harmonic", "biharmonic"):
+        assert any(line.startswith(method + " ") for line in res.table.splitlines())
+    assert "blockiness" in res.table and "model+blend - model:" in res.table
+    assert res["table"] is res.table and res["names"] is res.names  # dict-style reads of older notebooks
+    with pytest.raises(KeyError):
+        res["nope"]
     val = evaluate_run(run_dir, split="val", mask="center", baselines=FAST, write=False, progress=False)
-    assert val["names"] == split["val"] and "json_path" not in val
+    assert val.names == split["val"] and val.json_path is None
 
 
 def test_evaluate_on_another_folder_uses_all_its_images(run_dir, tmp_path):
@@ -156,8 +162,8 @@ def test_evaluate_on_another_folder_uses_all_its_images(run_dir, tmp_path):
     (folder / "notes.txt").write_text("not an image")
     res = evaluate_run(run_dir, data_dir=folder, baselines=("mean_fill",), progress=False,
                        mask="eyes", name="other")  # fmt: skip
-    assert res["n_images"] == 6 and res["data"]["source"] == "folder" and res["data"]["split"] == "all"
-    assert sorted(res["names"]) == [f"face_{i}.png" for i in range(6)]
+    assert res.n_images == 6 and res.data["source"] == "folder" and res.data["split"] == "all"
+    assert sorted(res.names) == [f"face_{i}.png" for i in range(6)]
     assert (run_dir / "eval" / "other.json").is_file()
     # a split only selects from the run's own data: with another folder it is refused, not ignored
     with pytest.raises(UserError, match="--split val selects from the run's own data"):
@@ -174,6 +180,25 @@ def test_evaluate_cli_prints_the_table_and_reports_user_errors(run_dir, tmp_path
     assert "nope" in capsys.readouterr().err
     assert cli.main(["evaluate", "--run", str(run_dir), "--limit", "0"]) == 2
     assert "--limit" in capsys.readouterr().err
+
+
+def test_zoomed_out_faces_sit_in_another_evaluation_photo_seeded(run_dir, capsys):
+    faces = _faces(6)
+    zoomed = ZoomedOut(faces, 0.5, "photo", seed=4)
+    again = ZoomedOut(faces, 0.5, "photo", seed=4)
+    others = [zoomed.other(i) for i in range(6)]
+    assert all(j != i for i, j in enumerate(others)) and others == [again.other(i) for i in range(6)]
+    assert others != [ZoomedOut(faces, 0.5, "photo", seed=5).other(i) for i in range(6)]
+    for i in (0, 3):
+        item, behind = zoomed[i], faces[others[i]]
+        assert item.dtype == torch.uint8 and item.shape == faces[i].shape
+        assert (item[:, :2, :2].float() - behind[:, :2, :2].float()).abs().max() <= 1  # the corner: the other photo
+        assert not torch.equal(item, faces[i])
+    res = evaluate_run(run_dir, baselines=("mean_fill",), progress=False, zoom_out_side=0.5, limit=3)
+    assert res.json_path.name == "test_zoom50photo_random75_best.json" and "shrunk to 0.5" in res.table
+    assert json.loads(res.json_path.read_text())["data"]["zoom_fill"] == "photo"
+    assert cli.main(["evaluate", "--run", str(run_dir), "--zoom-out", "1.5", "--limit", "2"]) == 2
+    assert "--zoom-out" in capsys.readouterr().err
 
 
 def test_format_table_handles_a_single_image():
@@ -204,6 +229,10 @@ def test_reconstruct_images_panels_are_consistent(tmp_path):
                        res["original"][pm.expand_as(res["original"]) == 0])  # fmt: skip
     assert torch.all(res["masked"][pm.expand_as(res["masked"]) == 1] == 0.5)
     assert (res["psnr_masked"] > 90).all()
+    visible = pm.expand_as(res["original"]) == 0
+    assert torch.equal(res["recon_blend"][visible], res["original"][visible])  # the blend keeps what was seen
+    assert res["recon_blend"].min() >= 0 and res["recon_blend"].max() <= 1
+    assert res["psnr_masked_blend"].shape == res["blockiness_blend"].shape == (len(paths),)
     # the file is decoded like training data: PIL image and [0, 1] tensor inputs give the same batch
     pil = Image.open(paths[0])
     t01 = torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255
@@ -231,6 +260,9 @@ def test_reconstruct_cli_writes_the_figure(run_dir, tmp_path, capsys):
     assert cli.main(argv) == 0
     assert out.is_file() and out.stat().st_size > 1000
     assert "p0.png" in capsys.readouterr().out
+    blended = tmp_path / "fig" / "blend.png"
+    assert cli.main([*argv[:-3], str(blended), "--mask", "eyes", "--blend"]) == 0 and blended.is_file()
+    assert "seam-free blend" in capsys.readouterr().out
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     assert cli.main(["reconstruct", "--run", str(run_dir), "--images", str(bad), "--out", str(out)]) == 2

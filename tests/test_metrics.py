@@ -11,6 +11,7 @@ import torch
 from mae_utils import baselines
 from mae_utils.util.errors import UserError
 from mae_utils.baselines import BASELINES, inpaint_biharmonic, inpaint_harmonic, inpaint_mean_fill
+from mae_utils.masking import make_mask
 from mae_utils.metrics import (
     PSNR_MAX_DB,
     evaluate_batch,
@@ -19,6 +20,7 @@ from mae_utils.metrics import (
     patch_mask_to_pixel_mask,
     psnr,
     psnr_masked,
+    seam_scores,
     ssim,
     ssim_masked,
     summarize,
@@ -312,7 +314,8 @@ def test_evaluate_batch_perfect_and_visible_garbage():
     pm = patch_mask_to_pixel_mask(mask, 8, 32)
     recon = torch.where(pm.bool().expand_as(orig), orig, torch.full_like(orig, 3.0))
     res = evaluate_batch(orig, recon, mask, 8)
-    assert set(res) == {"psnr_masked", "ssim_masked", "psnr_full", "ssim_full"}
+    assert set(res) == {"psnr_masked", "ssim_masked", "psnr_full", "ssim_full", "blockiness", "detail"}
+    assert torch.equal(res["blockiness"], torch.ones(2)) and torch.equal(res["detail"], torch.ones(2))
     for v in res.values():
         assert v.shape == (2,) and v.dtype == torch.float32
     # Hidden pixels are exact and visible ones are pasted back, so everything is perfect.
@@ -332,7 +335,7 @@ def test_evaluate_batch_full_psnr_is_masked_psnr_diluted():
     assert res["psnr_full"].item() == pytest.approx(10 * math.log10(1 / (0.01 * 0.75)), abs=1e-3)
     # A pixel mask gives the same answer as the patch mask.
     res_px = evaluate_batch(orig, recon, pm)
-    for k in res:
+    for k in res_px:  # (seam scores need the patch grid: only with the patch mask)
         assert torch.allclose(res[k], res_px[k])
 
 
@@ -347,3 +350,98 @@ def test_evaluate_batch_errors():
         evaluate_batch(orig, orig, mask, None)
     with pytest.raises(UserError, match="patches"):
         evaluate_batch(orig, orig, mask, 4)
+
+
+# ---------------------------------------------------------------- blockiness and detail
+def _texture(n: int = 3, size: int = 32) -> torch.Tensor:
+    """Smooth, patch-unaligned structure in [0.1, 0.9]: sines of periods that share nothing with 8 px."""
+    yy, xx = torch.meshgrid(torch.arange(size).double(), torch.arange(size).double(), indexing="ij")
+    imgs = []
+    for k in range(n):
+        base = torch.sin(xx / (2.3 + k) + 0.7 * k) * torch.cos(yy / (3.1 + 0.5 * k)) + 0.3 * torch.sin((xx + yy) / 1.7)
+        imgs.append(torch.stack([base, base.roll(3, 0), base.roll(5, 1)]))
+    t = torch.stack(imgs)
+    return (0.5 + 0.3 * t / t.abs().amax()).float()
+
+
+def _seam_mask(n: int = 3, seed: int = 0) -> torch.Tensor:
+    return make_mask("random", n, 4, mask_ratio=0.75, seed=seed)
+
+
+def test_seam_scores_identical_is_exactly_one_and_smooth_error_stays_near_one():
+    x, mask = _texture(), _seam_mask()
+    same = seam_scores(x, x, mask, 8)
+    assert torch.equal(same["blockiness"], torch.ones(3)) and torch.equal(same["detail"], torch.ones(3))
+    # a smooth photo (x^2 - y^2 + a ramp: harmonic, so the Laplace fill recovers it) filled from its
+    # visible patches by another route than copying: ~1
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    smooth = (0.5 + 0.3 * ((xx - 16) ** 2 - (yy - 16) ** 2) / 256 + 0.004 * xx).expand(1, 3, 32, 32).contiguous()
+    inner = torch.zeros(1, 16)
+    inner[0, [5, 10]] = 1  # hidden patches away from the image border
+    res = seam_scores(inpaint_harmonic(smooth, patch_mask_to_pixel_mask(inner, 8, 32)), smooth, inner, 8)
+    assert (res["blockiness"] - 1).abs().max() < 0.02 and (res["detail"] - 1).abs().max() < 0.02, res
+
+
+def test_seam_scores_see_a_mosaic_and_a_blur():
+    x, mask = _texture(), _seam_mask(seed=1)
+    g = torch.Generator().manual_seed(0)
+    offsets = (torch.rand(3, 1, 4, 4, generator=g) - 0.5) * 0.3  # each patch guessed with its own offset
+    blocky = (x + offsets.repeat_interleave(8, 2).repeat_interleave(8, 3)).clamp(0, 1)
+    res = seam_scores(blocky, x, mask, 8)
+    assert (res["blockiness"] > 1.5).all()
+    assert (res["detail"] - 1).abs().max() < 0.05  # the inside of each patch kept its structure
+    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate"), 5, 1)
+    res = seam_scores(blurred, x, mask, 8)
+    assert (res["detail"] < 0.8).all()
+    flat = torch.nn.functional.avg_pool2d(x, 8).repeat_interleave(8, 2).repeat_interleave(8, 3)  # patch means
+    res = seam_scores(flat, x, mask, 8)
+    assert (res["blockiness"] > 5).all() and (res["detail"] < 0.2).all()  # the mosaic of a blurred MAE, at worst
+
+
+def test_seam_scores_count_only_borders_touching_hidden_patches():
+    x = _texture(1)
+    mask = torch.zeros(1, 16)
+    mask[0, 5] = 1  # one hidden patch inside the grid: its four borders count, no other border
+    noisy = x.clone()
+    noisy[..., :8, :8] = 0.0  # a change in a visible patch is pasted over: it cannot matter
+    torch.testing.assert_close(seam_scores(noisy, x, mask, 8)["blockiness"], torch.ones(1))
+    res = evaluate_batch(x, x.flip(-1), mask, 8)
+    assert set(res) == {"psnr_masked", "ssim_masked", "psnr_full", "ssim_full", "blockiness", "detail"}
+    assert "blockiness" not in evaluate_batch(x, x, patch_mask_to_pixel_mask(mask, 8, 32))
+
+
+# ---------------------------------------------------------------- seam-free blend of a guess
+def _quadratic(n: int = 2, size: int = 32) -> torch.Tensor:
+    """Smooth photos whose second differences are constant: a right guess of them has no seam to fix."""
+    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    imgs = [0.5 + 0.2 * ((xx - 10 - k) ** 2 - 0.5 * (yy - 20) ** 2 + 3 * xx * yy / 4) / size**2 for k in range(n)]
+    return torch.stack([torch.stack([im, 0.9 * im, 1.1 * im - 0.05]) for im in imgs]).clamp(0, 1)
+
+
+def test_blend_returns_a_right_guess_and_keeps_visible_pixels():
+    x = _quadratic()
+    mask = make_mask("random", 2, 4, mask_ratio=0.75, seed=3)
+    pm = patch_mask_to_pixel_mask(mask, 8, 32)
+    out = baselines.blend_seams(x, pm, x, 8)
+    torch.testing.assert_close(out, x, rtol=0, atol=2e-5)
+    wild = baselines.blend_seams(x, pm, torch.rand_like(x), 8)
+    visible = (pm < 0.5).expand_as(x)
+    assert torch.equal(wild[visible], x[visible]) and wild.min() >= 0 and wild.max() <= 1
+
+
+def test_blend_removes_per_patch_offsets_and_a_flat_guess_is_about_the_harmonic_fill():
+    x = _quadratic()
+    mask = make_mask("random", 2, 4, mask_ratio=0.75, seed=4)
+    pm = patch_mask_to_pixel_mask(mask, 8, 32)
+    g = torch.Generator().manual_seed(1)
+    offsets = ((torch.rand(2, 1, 4, 4, generator=g) - 0.5) * 0.2).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    mosaic = x + offsets  # each patch guessed right but for its own offset: a seam at every border
+    before = psnr_masked(paste_visible(mosaic.clamp(0, 1), x, pm), x, pm)
+    out = baselines.blend_seams(x, pm, mosaic, 8)
+    assert (psnr_masked(out, x, pm) > 45).all() and (before < 32).all()
+    assert (seam_scores(out, x, mask, 8)["blockiness"] - 1).abs().max() < 0.01
+    # a flat guess brings no structure: nearly the harmonic fill (only the visible slopes beside borders guide it)
+    flat = baselines.blend_seams(x, pm, torch.full_like(x, 0.3), 8)
+    assert (flat - inpaint_harmonic(x, pm)).abs().max() < 0.01
+    with pytest.raises(UserError, match="guess01"):
+        baselines.blend_seams(x, pm, x[:1], 8)

@@ -20,8 +20,8 @@ from tiny_runs import TINY, cli_error, copy_run, fault_faces, train_tiny_run
 # a few seconds per epoch on 2 shared CPU cores: 32 px images, 8 px patches, a 2-block encoder
 SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=3, embed_dim=64, depth=2,
              num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, device="cpu",
-             base_lr=1e-3, seed=5, crop_scale_min=0.35, crop_scale_max=1.6, grey_prob=0.3,
-             color_jitter=0.3)  # fmt: skip
+             base_lr=1e-3, seed=5, crop_scale_min=0.35, crop_scale_max=3.0, grey_prob=0.3,
+             color_jitter=0.3, crop_scale_draw="log", zoom_fill="photo")  # fmt: skip
 
 
 def _weights(run_dir, which="last"):
@@ -30,8 +30,8 @@ def _weights(run_dir, which="last"):
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory) -> FitResult:
-    """Three epochs, never stopped (every augmentation on, zoom in and out, grey, colour: its draws must be
-    reproduced too)."""
+    """Three epochs, never stopped (every augmentation on, zoom in and out with another photo as the
+    surround, grey, colour: its draws, and the backgrounds they pick, must be reproduced too)."""
     return fit(TrainConfig(**SMALL, out_dir=str(tmp_path_factory.mktemp("full") / "run")))
 
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from mae_utils.util.errors import UserError
 from mae_utils.util.loaders import TrainItems
-from mae_utils.transforms import MEAN, STD, Augment, apply_augment, batch_to_input, denormalize, normalize
+from mae_utils.transforms import (MEAN, STD, ZOOM_FILLS, Augment, apply_augment, batch_to_input, denormalize,
+                                  normalize, zoom_out)
 
 S = 24
 
@@ -174,3 +175,97 @@ def test_every_option_draws_the_same_numbers_so_defaults_do_not_move():
         Augment(grey=-0.1)
     with pytest.raises(UserError, match="crop_scale"):
         Augment(crop_scale=(0.5, 5.0))
+
+
+def _zoomed(fill: str, background: torch.Tensor | None = None, side: float = 0.5) -> torch.Tensor:
+    params = {"box": torch.tensor([[-(1 / side - 1) / 2, -(1 / side - 1) / 2, 1 / side, 1 / side]]),
+              "fill": torch.tensor([ZOOM_FILLS.index(fill)])}  # fmt: skip
+    if background is not None:
+        params["background"] = background
+    return denormalize(apply_augment(batch_to_input(_smooth()[None]), params))[0]
+
+
+def test_zoom_out_surround_comes_from_real_content_not_flat_colour():
+    """reflect: the photo's borders mirrored; photo: another image behind, met by the mirrored borders."""
+    frame = torch.ones(S, S, dtype=torch.bool)
+    frame[S // 4 - 1 : 3 * S // 4 + 1, S // 4 - 1 : 3 * S // 4 + 1] = False  # the surround of a centred half-size photo
+    flat = _zoomed("mean")
+    assert flat[:, frame].std(1).max() < 1e-5  # the old fill: one colour
+    mirrored = _zoomed("reflect")
+    assert mirrored[:2, frame].std(1).min() > 0.05  # the gradients go on beyond the photo (channel 2 is flat)
+    # mirrored: the column just left of the photo repeats the photo's first column
+    torch.testing.assert_close(mirrored[:, S // 4 : 3 * S // 4, S // 4 - 1], mirrored[:, S // 4 : 3 * S // 4, S // 4],
+                               rtol=0, atol=0.03)  # fmt: skip
+    other = _pixels(1, seed=9)
+    photo = _zoomed("photo", other)
+    far = torch.zeros(S, S, dtype=torch.bool)
+    far[:2], far[-2:], far[:, :2], far[:, -2:] = True, True, True, True  # > PHOTO_FEATHER photo sides away
+    torch.testing.assert_close(photo[:, far], other[0].float()[:, far] / 255, rtol=0, atol=1e-5)
+    inner = slice(S // 4 + 1, 3 * S // 4 - 1)
+    torch.testing.assert_close(photo[:, inner, inner], mirrored[:, inner, inner], rtol=0, atol=1e-6)  # the face itself
+    assert photo[:, frame].std(1).min() > 0.05
+    with pytest.raises(UserError, match="background"):
+        _zoomed("photo")
+
+
+def test_log_scale_draw_spreads_doublings_evenly_and_options_keep_the_old_draws():
+    plain = Augment(crop_scale=(0.5, 4.0))
+    wide = Augment(crop_scale=(0.5, 4.0), scale_draw="log", fill="photo", grey=0.3, jitter=0.2)
+    areas = []
+    for k in range(400):
+        a, b = plain.draw(torch.Generator().manual_seed(k)), wide.draw(torch.Generator().manual_seed(k))
+        assert torch.equal(a["flip"], b["flip"]) and torch.equal(a["other"], b["other"])
+        assert int(a["fill"]) == 0 and int(b["fill"]) == ZOOM_FILLS.index("photo")
+        top, left, h, w = b["box"].double().tolist()
+        assert 0.5 - 1e-5 <= h * w <= 4 + 1e-5 or h * w < 1  # zoom-in crops are clipped to the image
+        for start, side in ((top, h), (left, w)):  # zoomed out: the photo inside the box; in: the box inside it
+            assert min(0.0, 1 - side) - 1e-6 <= start <= max(0.0, 1 - side) + 1e-6
+        areas.append(h * w)
+    areas_t = torch.tensor(areas)
+    thirds = [float(((areas_t > lo) & (areas_t <= hi)).double().mean()) for lo, hi in ((0, 1), (1, 2), (2, 9))]
+    assert all(0.25 < t < 0.42 for t in thirds), thirds  # log-uniform: each doubling about a third
+    # the first nine draws are those of the older nine-number draw: old runs reproduce
+    g = torch.Generator().manual_seed(3)
+    u = torch.rand(9, generator=g, dtype=torch.float64).tolist()
+    assert float(Augment().draw(torch.Generator().manual_seed(3))["box"][2]) == pytest.approx(
+        math.sqrt((0.85 + 0.15 * u[0]) / math.exp(math.log(0.95) + (math.log(1 / 0.95) - math.log(0.95)) * u[1])),
+        rel=1e-6)  # fmt: skip
+    with pytest.raises(UserError, match="fill"):
+        Augment(fill="blur")
+    with pytest.raises(UserError, match="scale_draw"):
+        Augment(scale_draw="normal")
+
+
+def test_training_items_carry_another_photo_as_background_per_seed_epoch_and_index():
+    ds = [t for t in _pixels(5, seed=1)]
+    aug = Augment(crop_scale=(2.0, 3.0), fill="photo")
+    a, b = TrainItems(ds, 9, seed=3, salt=1, augment=aug), TrainItems(ds, 9, seed=3, salt=1, augment=aug)
+    a.epoch = b.epoch = 1
+    seen = set()
+    for i in range(5):
+        bg = a[i][2]["background"]
+        match = [j for j in range(5) if torch.equal(bg, ds[j])]
+        assert match and match[0] != i  # another photo of the split, never the image itself
+        assert torch.equal(bg, b[i][2]["background"])  # the same for any instance (resume, workers)
+        seen.add(match[0])
+    assert len(seen) > 1
+    batch = torch.utils.data.default_collate([a[i] for i in range(5)])
+    assert batch[2]["background"].shape == (5, 3, S, S)
+    out = denormalize(batch_to_input(batch[0], augment=batch[2]))
+    assert out[:, :, :2, :2].std() > 0.05  # corners show the backgrounds, not one colour
+    assert TrainItems(ds, 9, seed=3, salt=1, augment=Augment())[0][2].get("background") is None
+
+
+def test_zoom_out_for_evaluation_centres_the_face_in_a_surround():
+    imgs, bg = _pixels(2, seed=4), _pixels(2, seed=5)
+    out = zoom_out(imgs, 0.5, fill="photo", background=bg)
+    assert out.dtype == torch.uint8 and out.shape == imgs.shape
+    torch.testing.assert_close(out[:, :, :2, :2].float(), bg[:, :, :2, :2].float(), rtol=0, atol=1.0)
+    shrunk = torch.nn.functional.avg_pool2d(imgs.float(), 2)  # half size: 2x2 averages, near enough
+    centre = out[:, :, S // 4 + 1 : 3 * S // 4 - 1, S // 4 + 1 : 3 * S // 4 - 1].float()
+    assert (centre - shrunk[:, :, 1:-1, 1:-1]).abs().mean() < 20
+    assert torch.equal(zoom_out(imgs, 1.0, fill="reflect"), imgs)
+    with pytest.raises(UserError, match="side"):
+        zoom_out(imgs, 1.5)
+    with pytest.raises(UserError, match="background"):
+        zoom_out(imgs, 0.5, fill="photo")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU quick recipe: 64 px images, 8 px patches, a 1.3 M-parameter MAE, 20 epochs on 2 CPU threads
-# (24 min 20 s in all on 2 idle cores, measured; see benchmarks/cpu_recipe.md).
+# (24 min 20 s in all on 2 idle cores, measured with issue 9's crops; see benchmarks/cpu_recipe.md).
 # Trains on DATA_DIR, then evaluates on its held-out test split (and, if OTHER_DIR is given, on every
 # image of another source the model never saw, e.g. ../shared/faces/yale).
 #   usage: benchmarks/recipes/cpu_quick.sh DATA_DIR OUT_DIR [OTHER_DIR]
@@ -12,14 +12,19 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}  # both cores; 1 keeps a shared machine predictable, at about twice the time
 
-# Random crops of 0.5..1.4 of the image area (TrainConfig's defaults), so faces are zoomed in (the MAE
-# paper's random resized crop) and out (smaller in the frame, the surround mean grey), and flipped: the
-# model learns faces, not one data set's framing. EXTRA adds flags (e.g. EXTRA="--grey-prob 0.2").
+# Random crops of 0.5..4 of the image area, drawn log-uniformly (zoom in, mild zoom out and a face at
+# half the frame side each about a third of the time), so faces are zoomed in (the MAE paper's random
+# resized crop) and out (smaller in the frame, as in wide photos such as LFW's), the surround another
+# training photo met by the face's mirrored borders (issue 21: a flat mean-grey surround is in no photo),
+# and flipped: the model learns faces, not one data set's framing. Issue 9's recipe (r6 in
+# cpu_recipe.md) was EXTRA="--crop-scale-max 1.4 --crop-scale-draw uniform --zoom-fill mean".
+# EXTRA adds flags (e.g. EXTRA="--grey-prob 0.2"); later flags win.
 "$PY" -m mae_utils train --data-dir "$DATA_DIR" --out-dir "$OUT_DIR" --device cpu \
   --image-size 64 --patch-size 8 --embed-dim 128 --depth 4 --num-heads 4 \
   --decoder-embed-dim 128 --decoder-depth 2 --decoder-num-heads 4 \
   --batch-size 16 --base-lr 0.032 --epochs ${EPOCHS:-20} \
-  --crop-scale-min 0.5 --crop-scale-max 1.4 --sample-every 0 ${EXTRA:-}
+  --crop-scale-min 0.5 --crop-scale-max 4 --crop-scale-draw log --zoom-fill photo \
+  --sample-every 0 ${EXTRA:-}
 
 "$PY" -m mae_utils evaluate --run "$OUT_DIR" --device cpu --name test
 if [ -n "$OTHER_DIR" ]; then

@@ -13,11 +13,16 @@ held-out ``--split`` (default ``test``), so nothing the model trained on is scor
 of N: file lists are often sorted by something meaningful (UTKFace names start with the age), so
 the first N would be a biased sample.
 
+Besides PSNR and SSIM, every method gets *blockiness* and *detail* (:func:`mae_utils.metrics.seam_scores`:
+1.0 = as natural and as detailed as the photo), which see the mosaic of separately guessed patches
+that PSNR barely sees. The model is scored twice, always: raw (``model``, the MAE's own number) and
+made seam-free by :func:`mae_utils.baselines.blend_seams` (``model+blend``).
+
 Results go to ``RUN/eval/<name>.json`` (summary, paired differences, per-image values, file names)
-and ``RUN/eval/<name>.png`` (a few images: original, masked, model, each baseline), or under
-``--out-dir``. A rerun with the same settings replaces its result; an earlier result of the same name
-made with other settings (seed, limit, baselines, mask, data, checkpoint) is kept unless ``--overwrite``.
-The table is printed before anything is written, so a failed write loses no scores.
+and ``RUN/eval/<name>.png`` (a few images: original, masked, model, model+blend, each baseline), or
+under ``--out-dir``. A rerun with the same settings replaces its result; an earlier result of the same
+name made with other settings (seed, limit, baselines, mask, data, zoom, checkpoint) is kept unless
+``--overwrite``. The table is printed before anything is written, so a failed write loses no scores.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from ..baselines import BASELINES
+from ..baselines import BASELINES, blend_seams
 from ..util.checkpoint import load_model_from_run
 from ..config import DEVICES
 from ..data import FaceFolder
@@ -45,12 +51,16 @@ from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pi
 from ..util.progress import tqdm
 from ..util.runtime import resolve_device
 from ..splits import prepare_data
-from ..transforms import batch_to_input, denormalize
+from ..transforms import ZOOM_FILLS, batch_to_input, denormalize, zoom_out
+from ..util.loaders import mix_seed
 from ..viz import comparison_figure
 
 __all__ = [
+    "BLEND",
     "DEFAULT_BASELINES",
+    "Evaluation",
     "METRICS",
+    "RunEvaluation",
     "add_cli_arguments",
     "check_results_target",
     "eval_name",
@@ -59,10 +69,13 @@ __all__ = [
     "format_table",
     "load_eval_dataset",
     "run_cli",
+    "ZoomedOut",
 ]
 
 DEFAULT_BASELINES: tuple[str, ...] = ("mean_fill", "harmonic", "biharmonic")
-METRICS: tuple[str, ...] = ("psnr_masked", "ssim_masked", "psnr_full", "ssim_full")
+METRICS: tuple[str, ...] = ("psnr_masked", "ssim_masked", "psnr_full", "ssim_full", "blockiness", "detail")
+#: The row of the model's output made seam-free (:func:`mae_utils.baselines.blend_seams`).
+BLEND = "model+blend"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -136,6 +149,40 @@ def load_eval_dataset(
     return ds, {"source": source, "data_dir": None if folder is None else str(folder), "split": split}
 
 
+class ZoomedOut:
+    """``dataset``'s faces shrunk to ``side`` of the frame side, centred in a real surround.
+
+    The surround (``fill``): ``photo``, another image of the same dataset behind the face (picked per
+    index from ``seed``, never the face itself), met by its mirrored borders, as the training
+    augmentation makes it; ``reflect``, its own borders mirrored; ``mean``, flat mean colour. Items
+    stay uint8, so every method is scored on the same new photos, surround included.
+    """
+
+    def __init__(self, dataset: Any, side: float, fill: str = "photo", seed: int = 0):
+        if fill not in ZOOM_FILLS:
+            raise UserError(f"--zoom-fill must be one of {', '.join(ZOOM_FILLS)}; got {fill!r}")
+        if not 0.0 < side <= 1.0:
+            raise UserError(f"--zoom-out must be in (0, 1], the face's share of the frame side; got {side}")
+        self.dataset, self.side, self.fill, self.seed = dataset, float(side), fill, int(seed)
+        self.rel_files = _image_names(dataset)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def other(self, i: int) -> int:
+        """The index of the image behind face ``i``."""
+        n = len(self.dataset)
+        if n < 2:
+            return i
+        g = torch.Generator().manual_seed(mix_seed(self.seed, 21, i))
+        return (i + 1 + int(torch.randint(n - 1, (1,), generator=g))) % n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        face = self.dataset[i][None]
+        behind = self.dataset[self.other(i)][None] if self.fill == "photo" else None
+        return zoom_out(face, self.side, fill=self.fill, background=behind)[0]
+
+
 # ---------------------------------------------------------------------- scoring
 def _check_baselines(baselines: Sequence[str]) -> tuple[str, ...]:
     unknown = [b for b in baselines if b not in BASELINES]
@@ -156,6 +203,76 @@ def _select(n_total: int, limit: int | None, seed: int) -> list[int]:
     return sorted(torch.randperm(n_total, generator=g)[:limit].tolist())
 
 
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_model` measured. Methods are ``model``, ``model+blend`` and the baselines.
+
+    ``indices``: dataset positions scored; ``masks`` (N, L), 1 = hidden; ``per_image`` {method:
+    {metric: (N,) tensor}}; ``summary`` {method: {metric: {mean, ci95, n}}}; ``paired`` {baseline:
+    {mean, ci95, n}}: model minus baseline, masked PSNR, per image; ``paired_blend`` the same for
+    ``model+blend`` (and its key ``model``: blend minus raw); ``seconds`` per method; ``images``
+    {"original", method: (N, 3, H, W) in [0, 1], visible pasted back} when kept.
+    """
+
+    n_images: int
+    indices: list[int]
+    names: list[str]
+    masks: torch.Tensor
+    hidden_fraction: float
+    per_image: dict[str, dict[str, torch.Tensor]]
+    summary: dict[str, dict[str, dict[str, float]]]
+    paired: dict[str, dict[str, float]]
+    paired_blend: dict[str, dict[str, float]]
+    seconds: dict[str, float]
+    norm_pix_loss: bool
+    images: dict[str, torch.Tensor] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style reads (``res["summary"]``), as evaluate's results were read before they were a dataclass."""
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+@dataclass
+class RunEvaluation(Evaluation):
+    """:func:`evaluate_run`'s result: the :class:`Evaluation` plus ``table`` (the printed text), ``data``
+    (what was scored), ``mask`` (its settings), ``checkpoint``, and when written ``json_path`` and
+    ``figure_path``."""
+
+    table: str = ""
+    data: dict[str, Any] | None = None
+    mask: dict[str, Any] | None = None
+    checkpoint: str = "best"
+    json_path: Path | None = None
+    figure_path: Path | None = None
+
+
+def _paired(values: dict[str, dict[str, torch.Tensor]], method: str, others: Sequence[str]) -> dict[str, dict]:
+    out = {}
+    for b in others:
+        diff = values[method]["psnr_masked"].double() - values[b]["psnr_masked"].double()
+        mean, half = mean_ci95(diff)
+        out[b] = {"mean": mean, "ci95": half, "n": int(diff.numel())}
+    return out
+
+
+def _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds) -> dict[str, torch.Tensor]:
+    """Every method's filled images for one batch (pixels in [0, 1]), timing each."""
+    p = int(model.patch_size)
+    t0 = time.perf_counter()
+    fills = {"model": model_reconstruction(model, batch_to_input(imgs, device), m.to(device)).cpu()}
+    seconds["model"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fills[BLEND] = blend_seams(original, pixel_mask, fills["model"].clamp(0, 1), p)
+    seconds[BLEND] += time.perf_counter() - t0
+    for b in baselines:
+        t0 = time.perf_counter()
+        fills[b] = BASELINES[b](original, pixel_mask)
+        seconds[b] += time.perf_counter() - t0
+    return fills
+
+
 def evaluate_model(
     model: torch.nn.Module,
     dataset: Any,
@@ -170,16 +287,12 @@ def evaluate_model(
     device: str | torch.device = "cpu",
     keep_images: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Score a model and the baselines on ``dataset`` (items: uint8 (3, H, W), or normalised floats).
+) -> Evaluation:
+    """Score a model (raw and blended) and the baselines on ``dataset`` (items: uint8 (3, H, W), or normalised floats).
 
     Every image gets its mask from one :func:`~mae_utils.masking.make_mask` call over the whole
     selection (seeded), so results do not depend on ``batch_size``, and the model and every baseline
-    see the same mask. Returns ``n_images``, ``indices`` (dataset positions scored), ``names``,
-    ``masks`` (N, L), ``per_image`` {method: {metric: (N,) tensor}}, ``summary`` {method: {metric:
-    {mean, ci95, n}}}, ``paired`` {baseline: {mean, ci95}} (model minus baseline, masked PSNR, per
-    image), ``seconds`` {method: time spent}, and with ``keep_images`` ``images`` {"original",
-    method: (N, 3, H, W) in [0, 1], visible pixels pasted back}.
+    see the same mask. With ``keep_images`` the result holds every method's images.
     """
     baselines = _check_baselines(baselines)
     if mask not in MASK_KINDS:
@@ -194,7 +307,7 @@ def evaluate_model(
     if n == 0:
         raise UserError("no images to evaluate")
     masks = make_mask(mask, n, size // p, mask_ratio=mask_ratio, patches=patches, seed=seed)
-    methods = ("model", *baselines)
+    methods = ("model", BLEND, *baselines)
     per_image: dict[str, dict[str, list[torch.Tensor]]] = {m: {k: [] for k in METRICS} for m in methods}
     seconds = {m: 0.0 for m in methods}
     kept: dict[str, list[torch.Tensor]] = {m: [] for m in ("original", *methods)}
@@ -208,15 +321,8 @@ def evaluate_model(
         m = masks[start : start + len(idx)]
         original = denormalize(imgs)
         pixel_mask = patch_mask_to_pixel_mask(m, p, size)
-        t0 = time.perf_counter()
-        fills = {"model": model_reconstruction(model, batch_to_input(imgs, device), m.to(device)).cpu()}
-        seconds["model"] += time.perf_counter() - t0
-        for b in baselines:
-            t0 = time.perf_counter()
-            fills[b] = BASELINES[b](original, pixel_mask)
-            seconds[b] += time.perf_counter() - t0
-        for method, fill in fills.items():
-            for k, v in evaluate_batch(original, fill, pixel_mask).items():
+        for method, fill in _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds).items():
+            for k, v in evaluate_batch(original, fill, m, p).items():
                 per_image[method][k].append(v)
             if keep_images:
                 kept[method].append(paste_visible(fill.clamp(0, 1), original, pixel_mask))
@@ -225,32 +331,19 @@ def evaluate_model(
         bar.update(len(idx))
     bar.close()
     values = {m: {k: torch.cat(v) for k, v in d.items()} for m, d in per_image.items()}
-    paired = {}
-    for b in baselines:
-        diff = values["model"]["psnr_masked"].double() - values[b]["psnr_masked"].double()
-        mean, half = mean_ci95(diff)
-        paired[b] = {"mean": mean, "ci95": half, "n": n}
-    result: dict[str, Any] = {
-        "n_images": n,
-        "indices": indices,
-        "names": [names_all[i] for i in indices],
-        "masks": masks,
-        "hidden_fraction": float(masks.mean()),
-        "per_image": values,
-        "summary": {m: summarize(v) for m, v in values.items()},
-        "paired": paired,
-        "seconds": seconds,
-        "norm_pix_loss": bool(getattr(model, "norm_pix_loss", False)),
-    }
-    if keep_images:
-        result["images"] = {k: torch.cat(v) for k, v in kept.items()}
-    return result
+    return Evaluation(
+        n_images=n, indices=indices, names=[names_all[i] for i in indices], masks=masks,
+        hidden_fraction=float(masks.mean()), per_image=values, summary={m: summarize(v) for m, v in values.items()},
+        paired=_paired(values, "model", baselines), paired_blend=_paired(values, BLEND, ("model", *baselines)),
+        seconds=seconds, norm_pix_loss=bool(getattr(model, "norm_pix_loss", False)),
+        images={k: torch.cat(v) for k, v in kept.items()} if keep_images else None,
+    )  # fmt: skip
 
 
-def best_baseline(result: dict[str, Any]) -> str | None:
+def best_baseline(result: Evaluation) -> str | None:
     """The baseline with the highest mean masked-region PSNR (the one to beat)."""
-    names = [m for m in result["summary"] if m != "model"]
-    return max(names, key=lambda m: result["summary"][m]["psnr_masked"]["mean"]) if names else None
+    names = [m for m in result.summary if m not in ("model", BLEND)]
+    return max(names, key=lambda m: result.summary[m]["psnr_masked"]["mean"]) if names else None
 
 
 # ---------------------------------------------------------------------- reporting
@@ -260,12 +353,14 @@ def _fmt(stat: dict[str, float], digits: int) -> str:
     return f"{stat['mean']:.{digits}f} ± {half_text}"
 
 
-def format_table(result: dict[str, Any], title: str | None = None) -> str:
-    """A plain-text table: one row per method, masked PSNR/SSIM and full-image PSNR/SSIM (mean ± 95% CI)."""
+def format_table(result: Evaluation, title: str | None = None) -> str:
+    """A plain-text table: one row per method, masked PSNR/SSIM, blockiness, detail and full-image
+    PSNR/SSIM (mean ± 95% CI), then the paired margins over the strongest baseline."""
     cols = (("psnr_masked", "PSNR masked (dB)", 2), ("ssim_masked", "SSIM masked", 3),
+            ("blockiness", "blockiness", 2), ("detail", "detail", 2),
             ("psnr_full", "PSNR full (dB)", 2), ("ssim_full", "SSIM full", 3))  # fmt: skip
     rows = [["method", *(c[1] for c in cols)]]
-    for method, stats in result["summary"].items():
+    for method, stats in result.summary.items():
         rows.append([method, *(_fmt(stats[key], d) for key, _, d in cols)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [title] if title else []
@@ -275,13 +370,18 @@ def format_table(result: dict[str, Any], title: str | None = None) -> str:
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     best = best_baseline(result)
-    if best is not None:
-        d = result["paired"][best]
-        lines.append(
-            f"model - {best} (strongest baseline): {d['mean']:+.2f} dB masked PSNR "
-            f"(paired 95% CI ± {d['ci95']:.2f}, {d['n']} images)"
-        )
-    if result.get("norm_pix_loss"):
+    margins = [("model", best, result.paired.get(best)), (BLEND, best, result.paired_blend.get(best)),
+               (BLEND, "model", result.paired_blend.get("model"))]  # fmt: skip
+    for method, other, d in margins:
+        if other is None or d is None:
+            continue
+        what = " (strongest baseline)" if other == best else ""
+        half = "n/a" if d["ci95"] is None or math.isnan(d["ci95"]) else f"{d['ci95']:.2f}"
+        lines.append(f"{method} - {other}{what}: {d['mean']:+.2f} dB masked PSNR (paired 95% CI ± {half}, "
+                     f"{d['n']} images)")  # fmt: skip
+    lines.append("blockiness: steps across hidden patches' borders vs inside them, relative to the photo (1 = "
+                 "natural); detail: steps inside hidden patches relative to the photo (1 = as sharp)")  # fmt: skip
+    if result.norm_pix_loss:
         lines.append(
             "note: norm_pix_loss model: its pixels use the hidden patches' true mean/std (not a fair comparison)"
         )
@@ -295,6 +395,8 @@ def eval_name(split_desc: dict[str, Any], mask: str, mask_ratio: float, which: s
     else:
         where = split_desc["split"]
     shape = f"{mask}{round(mask_ratio * 100)}" if mask in ("random", "center") else mask
+    if split_desc.get("zoom_out") is not None:
+        where += f"_zoom{round(split_desc['zoom_out'] * 100)}{split_desc['zoom_fill']}"
     return f"{where}_{shape}_{which}"
 
 
@@ -307,18 +409,20 @@ def check_file_stem(name: str) -> str:
     return name
 
 
-def _json_ready(result: dict[str, Any]) -> dict[str, Any]:
+def _json_ready(result: Evaluation) -> dict[str, Any]:
     def clean(x: float) -> float | None:
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
     summary = {
-        m: {k: {kk: clean(vv) for kk, vv in s.items()} for k, s in d.items()} for m, d in result["summary"].items()
+        m: {k: {kk: clean(vv) for kk, vv in s.items()} for k, s in d.items()} for m, d in result.summary.items()
     }
-    paired = {b: {k: clean(v) for k, v in d.items()} for b, d in result["paired"].items()}
+    paired = {b: {k: clean(v) for k, v in d.items()} for b, d in result.paired.items()}
+    blend = {b: {k: clean(v) for k, v in d.items()} for b, d in result.paired_blend.items()}
     per_image = {
-        m: {k: [round(float(x), 5) for x in v.tolist()] for k, v in d.items()} for m, d in result["per_image"].items()
+        m: {k: [round(float(x), 5) for x in v.tolist()] for k, v in d.items()} for m, d in result.per_image.items()
     }
-    return {"summary": summary, "paired_model_minus_baseline_psnr_masked": paired, "per_image": per_image}
+    return {"summary": summary, "paired_model_minus_baseline_psnr_masked": paired,
+            "paired_blend_minus_other_psnr_masked": blend, "per_image": per_image}  # fmt: skip
 
 
 # ---------------------------------------------------------------------- where results go
@@ -329,7 +433,8 @@ def _settings(record: dict[str, Any]) -> dict[str, Any]:
     if folder is not None:
         folder = str(Path(str(folder)).expanduser().resolve())
     return {"checkpoint": record.get("checkpoint"), "data": data.get("source"), "folder": folder,
-            "split": data.get("split"), "limit": data.get("limit"), "mask": mask.get("kind"),
+            "split": data.get("split"), "limit": data.get("limit"), "zoom_out": data.get("zoom_out"),
+            "zoom_fill": data.get("zoom_fill"), "mask": mask.get("kind"),
             "mask_ratio": mask.get("mask_ratio"), "patches": mask.get("patches"), "seed": mask.get("seed"),
             "baselines": sorted(record.get("baselines") or [])}  # fmt: skip
 
@@ -362,20 +467,20 @@ def check_results_target(folder: Path, stem: str, record: dict[str, Any], overwr
         )
 
 
-def _save_results(result: dict[str, Any], record: dict[str, Any], folder: Path, stem: str) -> None:
+def _save_results(result: RunEvaluation, record: dict[str, Any], folder: Path, stem: str) -> None:
     """Write ``folder/stem.png`` and ``folder/stem.json``; a failure is one error naming the folder."""
     fig_path, json_path = folder / f"{stem}.png", folder / f"{stem}.json"
     try:
         comparison_figure(result, fig_path).clear()
         record = {**record, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "norm_pix_loss": result["norm_pix_loss"], "best_baseline": best_baseline(result),
-                  **_json_ready(result), "names": result["names"], "figure": fig_path.name}  # fmt: skip
+                  "norm_pix_loss": result.norm_pix_loss, "best_baseline": best_baseline(result),
+                  **_json_ready(result), "names": result.names, "figure": fig_path.name}  # fmt: skip
         atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
     except (OSError, UserError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise UserError(f"could not save the evaluation in {folder} ({reason}); the scores were computed (the "
                         "table above): rerun with --out-dir DIR, a folder you can write to") from None  # fmt: skip
-    result.update(json_path=json_path, figure_path=fig_path)
+    result.json_path, result.figure_path = json_path, fig_path
 
 
 def _mask_settings(mask: str, mask_ratio: float, patches: Sequence[int] | None, seed: int) -> dict[str, Any]:
@@ -383,11 +488,13 @@ def _mask_settings(mask: str, mask_ratio: float, patches: Sequence[int] | None, 
             "patches": list(patches) if patches else None, "seed": seed}  # fmt: skip
 
 
-def _title(run_dir: Path, record: dict[str, Any], result: dict[str, Any]) -> str:
+def _title(run_dir: Path, record: dict[str, Any], scored: Evaluation) -> str:
     data, mask = record["data"], record["mask"]
-    return (f"{run_dir} ({record['checkpoint']} checkpoint): {result['n_images']} {data['split']} images of "
-            f"{data['data_dir'] or 'synthetic faces'}, {mask['kind']} mask, {result['hidden_fraction']:.0%} of "
-            f"patches hidden (seed {mask['seed']})")  # fmt: skip
+    where = data["data_dir"] or "synthetic faces"
+    if data.get("zoom_out") is not None:
+        where += f", shrunk to {data['zoom_out']:g} of the frame in a {data['zoom_fill']} surround"
+    return (f"{run_dir} ({record['checkpoint']} checkpoint): {scored.n_images} {data['split']} images of "
+            f"{where}, {mask['kind']} mask, {scored.hidden_fraction:.0%} of patches hidden (seed {mask['seed']})")
 
 
 # ---------------------------------------------------------------------- the library entry point
@@ -411,12 +518,15 @@ def evaluate_run(
     overwrite: bool = False,
     keep_images: bool = False,
     progress: bool = True,
-    on_scored: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_scored: Callable[[RunEvaluation], None] | None = None,
+    zoom_out_side: float | None = None,
+    zoom_fill: str = "photo",
+) -> RunEvaluation:
     """Evaluate a training run's model against the baselines; what the CLI and the notebooks call.
 
-    Returns :func:`evaluate_model`'s dict plus ``table``, ``data``, ``mask``, ``checkpoint``, and with
-    ``write`` ``json_path`` and ``figure_path`` under ``out_dir`` (default ``run_dir/eval/``), checked
+    ``zoom_out_side``: score the faces shrunk to this share of the frame side in a ``zoom_fill``
+    surround (:class:`ZoomedOut`, seeded by ``seed``), to see a source framed wider than it comes.
+    With ``write``, the figure and the JSON go under ``out_dir`` (default ``run_dir/eval/``), checked
     before scoring (:func:`check_results_target`); ``on_scored(result)`` runs before writing.
     """
     run_dir = Path(run_dir)
@@ -426,6 +536,9 @@ def evaluate_run(
         check_file_stem(name)
     model, config = load_model_from_run(run_dir, which, dev := resolve_device(device))
     dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
+    if zoom_out_side is not None:
+        dataset = ZoomedOut(dataset, zoom_out_side, zoom_fill, seed)
+        data_desc = {**data_desc, "zoom_out": zoom_out_side, "zoom_fill": zoom_fill}
     record = {"run": str(run_dir), "checkpoint": which, "data": {**data_desc, "n_available": len(dataset),
               "limit": limit}, "mask": _mask_settings(mask, mask_ratio, patches, seed),
               "baselines": list(dict.fromkeys(baselines))}  # fmt: skip
@@ -435,21 +548,22 @@ def evaluate_run(
     if write:
         check_results_target(folder, stem, record, overwrite)
     started = time.perf_counter()
-    result = evaluate_model(
+    scored = evaluate_model(
         model, dataset, mask=mask, mask_ratio=mask_ratio, patches=patches, limit=limit, batch_size=batch_size,
         seed=seed, baselines=baselines, device=dev, keep_images=keep_images or write, progress=progress,
     )  # fmt: skip
-    mask_desc["hidden_fraction"], data_desc["n_images"] = result["hidden_fraction"], result["n_images"]
-    result.update(table=format_table(result, _title(run_dir, record, result)), data=data_desc, mask=mask_desc,
-                  checkpoint=which)  # fmt: skip
+    mask_desc["hidden_fraction"], data_desc["n_images"] = scored.hidden_fraction, scored.n_images
+    result = RunEvaluation(**{f.name: getattr(scored, f.name) for f in fields(Evaluation)},
+                           table=format_table(scored, _title(run_dir, record, scored)), data=data_desc,
+                           mask=mask_desc, checkpoint=which)  # fmt: skip
     if on_scored is not None:
         on_scored(result)
     if write:
-        record.update(model=getattr(model, "config", None), seconds={**result["seconds"],
+        record.update(model=getattr(model, "config", None), seconds={**result.seconds,
                       "total": time.perf_counter() - started})  # fmt: skip
         _save_results(result, record, folder, stem)
         if not keep_images:
-            result.pop("images", None)
+            result.images = None
     return result
 
 
@@ -486,6 +600,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier result of that name made with other settings (a rerun with "
                              "the same settings replaces it anyway)")  # fmt: skip
+    parser.add_argument("--zoom-out", type=float, default=None, metavar="S",
+                        help="score each face shrunk to S of the frame side (e.g. 0.5), centred in a real "
+                             "surround (see --zoom-fill): faces framed wider than the source frames them")  # fmt: skip
+    parser.add_argument("--zoom-fill", default="photo", choices=ZOOM_FILLS,
+                        help="surround for --zoom-out: photo (another evaluation image, seeded), reflect "
+                             "(mirrored borders) or mean (flat colour) (default: photo)")  # fmt: skip
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -496,7 +616,8 @@ def run_cli(args: argparse.Namespace) -> int:
         args.run, data_dir=args.data_dir, split=args.split, mask=args.mask, mask_ratio=args.mask_ratio,
         patches=args.patches, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
         baselines=args.baselines, device=args.device, which=args.checkpoint, name=args.name,
-        out_dir=args.out_dir, overwrite=args.overwrite, on_scored=lambda r: print(r["table"], flush=True),
+        out_dir=args.out_dir, overwrite=args.overwrite, zoom_out_side=args.zoom_out, zoom_fill=args.zoom_fill,
+        on_scored=lambda r: print(r.table, flush=True),
     )  # fmt: skip
-    print(f"wrote {result['json_path']} and {result['figure_path']}")
+    print(f"wrote {result.json_path} and {result.figure_path}")
     return 0

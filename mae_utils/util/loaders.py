@@ -40,7 +40,9 @@ class TrainItems(Dataset):
     augmentations are the same after a resume and under any number of processes or workers.
     ``epoch=None`` gives fixed noise (validation). ``augment``: an :class:`~mae_utils.transforms.Augment`
     whose per-image parameters :func:`~mae_utils.transforms.batch_to_input` applies on the device
-    (``{}`` without one).
+    (``{}`` without one); with its ``photo`` zoom fill each item also carries ``background``, the
+    stored pixels of another image of the split, picked by the draw ``other`` (so it too is a function
+    of (seed, epoch, index), never of the batch).
     """
 
     def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None):
@@ -56,7 +58,19 @@ class TrainItems(Dataset):
             item = item[0]
         g = torch.Generator().manual_seed(mix_seed(self.seed, self.salt, -1 if self.epoch is None else self.epoch, i))
         noise = torch.rand(self.num_patches, generator=g)
-        return item, noise, (self.augment.draw(g) if self.augment is not None else {})
+        if self.augment is None:
+            return item, noise, {}
+        params = self.augment.draw(g)
+        if self.augment.fill == "photo":
+            params["background"] = self._background(i, float(params["other"]))
+        return item, noise, params
+
+    def _background(self, i: int, u: float) -> torch.Tensor:
+        """Another item than ``i`` (``u`` uniform in [0, 1)): the surround of a zoomed-out photo."""
+        n = len(self.ds)
+        j = i if n < 2 else (i + 1 + min(int(u * (n - 1)), n - 2)) % n
+        item = self.ds[j]
+        return item[0] if isinstance(item, (tuple, list)) else item
 
 
 def _seed_worker(worker_id: int) -> None:
