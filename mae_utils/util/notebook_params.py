@@ -23,7 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from ..config import TrainConfig, annotation_type, load_run_config
+from ..config import TrainConfig, annotation_type, load_run_config, same_settings
 from .errors import UserError
 from .rundir import holds_checkpoint
 
@@ -141,7 +141,7 @@ def check_run_folder(config: TrainConfig, overwrite: bool, notebook: str = "mask
     if overwrite or not holds_checkpoint(out_dir):
         return overwrite
     try:
-        same = load_run_config(out_dir).to_dict() == config.to_dict()
+        same = same_settings(load_run_config(out_dir), config)
     except UserError:
         same = False
     if same:
