@@ -22,6 +22,8 @@ import pytest
 
 from mae_utils.util import cli
 
+from conftest import TINY_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "maskAE.ipynb"
 NOTEBOOK_ONLY_PARAMS = {"overwrite", "num_show"}  # the rest are TrainConfig fields
@@ -121,8 +123,7 @@ def test_papermill_run_on_an_image_folder(tmp_path):
     out_nb = tmp_path / "out.ipynb"
     params = dict(
         data_dir=str(faces), out_dir=str(run_dir), cache_dir=str(tmp_path / "cache"), max_images=40,
-        image_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=32,
-        decoder_depth=1, decoder_num_heads=2, mask_ratio=0.5, epochs=2, batch_size=8, seed=5, num_show=2,
+        **TINY_MODEL, mask_ratio=0.5, epochs=2, batch_size=8, seed=5, num_show=2,
     )  # fmt: skip
     papermill.execute_notebook(str(NOTEBOOK), str(out_nb), parameters=params, cwd=str(ROOT), progress_bar=False,
                                kernel_name="python3")  # fmt: skip
