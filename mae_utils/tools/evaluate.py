@@ -317,6 +317,34 @@ def _json_ready(result: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the library entry point
+def _write_evaluation(out_dir: Path, stem: str, result: dict[str, Any], model: torch.nn.Module, which: str,
+                      baselines: list[str], started: float) -> None:
+    """Write ``stem.png`` (the comparison figure) and ``stem.json`` (the record) into ``out_dir``;
+    add their paths to ``result``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig_path = out_dir / f"{stem}.png"
+    fig = comparison_figure(result, fig_path)
+    fig.clear()
+    record = {
+        "run": str(out_dir.parent),
+        "checkpoint": which,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": result["data"],
+        "mask": result["mask"],
+        "model": getattr(model, "config", None),
+        "norm_pix_loss": result["norm_pix_loss"],
+        "baselines": baselines,
+        "best_baseline": best_baseline(result),
+        "seconds": {**result["seconds"], "total": time.perf_counter() - started},
+        **_json_ready(result),
+        "names": result["names"],
+        "figure": fig_path.name,
+    }
+    json_path = out_dir / f"{stem}.json"
+    atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
+    result.update(json_path=json_path, figure_path=fig_path)
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -365,29 +393,7 @@ def evaluate_run(
     result.update(table=format_table(result, title), data=data_desc, mask=mask_desc, checkpoint=which)
     if write:
         stem = name or eval_name(data_desc, mask, mask_ratio, which)
-        out_dir = run_dir / "eval"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fig_path = out_dir / f"{stem}.png"
-        fig = comparison_figure(result, fig_path)
-        fig.clear()
-        record = {
-            "run": str(run_dir),
-            "checkpoint": which,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "data": data_desc,
-            "mask": mask_desc,
-            "model": getattr(model, "config", None),
-            "norm_pix_loss": result["norm_pix_loss"],
-            "baselines": list(dict.fromkeys(baselines)),
-            "best_baseline": best_baseline(result),
-            "seconds": {**result["seconds"], "total": time.perf_counter() - started},
-            **_json_ready(result),
-            "names": result["names"],
-            "figure": fig_path.name,
-        }
-        json_path = out_dir / f"{stem}.json"
-        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
-        result.update(json_path=json_path, figure_path=fig_path)
+        _write_evaluation(run_dir / "eval", stem, result, model, which, list(dict.fromkeys(baselines)), started)
         if not keep_images:
             result.pop("images", None)
     return result
