@@ -589,13 +589,11 @@ def fit(
 ) -> FitResult:
     """Train (or, with ``resume=True``, continue ``config.out_dir``); returns the run's results.
 
-    Writes ``config.json``, ``split.json``, ``metrics.jsonl``, ``log.txt``, ``checkpoints/last``
-    (every epoch), ``checkpoints/best`` (best validation loss) and ``samples/`` into ``config.out_dir``.
-    A fresh run refuses an ``out_dir`` that already holds one unless ``overwrite``, which moves the old
-    run aside and deletes it only once the new run has saved its first checkpoint. The folder is locked
-    while the run lasts, and a run that fails before its first checkpoint leaves the folder as it found
-    it (:mod:`mae_utils.util.rundir`). ``log`` receives each progress line (default: above the tqdm bars);
-    ``on_epoch`` each epoch's metrics line (e.g. :class:`mae_utils.util.tutorial.LiveLossPlot`).
+    Writes the run folder (``config.json``, ``split.json``, ``metrics.jsonl``, ``log.txt``,
+    ``checkpoints/{last,best}``, ``samples/``) into ``config.out_dir``, under the rules of
+    ``docs/runs.md`` (lock, ``overwrite``, rollback: :mod:`mae_utils.util.rundir`). ``log`` receives
+    each progress line (default: above the tqdm bars); ``on_epoch`` each epoch's metrics line (e.g.
+    :class:`mae_utils.util.tutorial.LiveLossPlot`).
     """
     started_group = not runtime.is_distributed()
     config.validate(need_init_from=not resume)  # a resumed run's weights are its own checkpoint's

@@ -181,3 +181,12 @@ def test_dry_run_of_the_paper_setting_writes_nothing(tmp_path, monkeypatch, caps
     assert cli.main(argv[:-1] + ["--embed-dim", "384", "--num-heads", "6", "--dry-run"]) == 0
     assert "encoder 384 wide x 12 blocks (6 heads), decoder 512 x 8" in capsys.readouterr().out
     assert cli.main(["train", "--data-dir", "nowhere", "--dry-run"]) == 2  # the checks still run
+
+
+def test_readme_stays_short_and_its_test_command_is_the_ci_command():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150, "details belong in docs/, linked from the README"
+    assert ".venv/bin/python -m pytest -q\n" in readme
+    assert '"$VENV/bin/python" -m pytest -q\n' in (ROOT / ".ci" / "run").read_text()
+    linked = re.findall(r"\]\((docs/[\w.]+|benchmarks/[\w./]*)\)", readme)
+    assert linked and all((ROOT / link).exists() for link in linked), linked
