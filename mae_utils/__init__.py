@@ -1,6 +1,20 @@
 """maskAE: a Masked Autoencoder (He et al. 2021) for reconstructing faces.
 
-The package holds the code the notebooks teach; the README maps its modules.
+The top level is the algorithm that ``maskAE.ipynb`` teaches; read it in this order:
+
+1. ``masking``    which patches the encoder sees (``masking_ids``: the noise-argsort trick)
+2. ``pos_embed``  fixed 2-D sin-cos position tables
+3. ``model``      ``MaskedAutoencoder``: patchify, encoder on visible patches, decoder, loss; ``PRESETS``
+4. ``transforms`` uint8 batch -> normalised, augmented model input (``batch_to_input``)
+5. ``optim``      AdamW, the One-Cycle schedule and one training step
+6. ``config``     ``TrainConfig``: every setting, shared by the notebook, papermill and the CLI
+7. ``data``, ``splits``, ``synthetic``: photo folders, the uint8 cache, the split, synthetic faces
+8. ``train``      ``fit()``: the loop, checkpoints, resume, DDP; the ``train`` command
+9. ``metrics``, ``baselines``, ``viz``: masked-region PSNR/SSIM, classical inpainting, figures
+
+``util/`` is the run machinery (run folders, checkpoints, file IO, progress bars, device set-up,
+errors, parameter checks, the CLI); ``tools/`` is what you do with a trained model (evaluate,
+reconstruct, import published weights).
 """
 
 from .util.errors import UserError

@@ -109,11 +109,9 @@ def _harmonic_solve(
     return (1.0 - hidden) * values + x
 
 
-#: Pixels per image plane solved together by :func:`inpaint_harmonic` (16 images of 256x256). The
-#: batched conjugate gradients run until the slowest image converges and stream every image's arrays
-#: each step, so a big batch of big images costs more per image: on 64 UTKFace faces at 256 px (CPU,
-#: 2 threads) one batch of 64 took 2.25 s per image, chunks of 16 took 0.58 s (3.9x), results equal
-#: to 3e-5. Batches of 64 px images stay whole up to 256 images.
+#: Pixels per image plane solved together by :func:`inpaint_harmonic` (16 images of 256x256): the
+#: batched conjugate gradients run until the slowest image converges, so big batches of big images
+#: are solved in chunks (timing: benchmarks/measurements.md, "Harmonic baseline: chunk size").
 HARMONIC_CHUNK_PIXELS = 16 * 256 * 256
 
 

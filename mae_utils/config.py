@@ -34,6 +34,17 @@ RESUME_OVERRIDABLE = frozenset(
      "base_lr", "grad_clip"}
 )
 
+# The fields a preset fills in when they are None (TrainConfig.architecture).
+ARCHITECTURE_FIELDS = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
+
+
+def same_settings(a: "TrainConfig", b: "TrainConfig") -> bool:
+    """Whether two configs train the same model the same way; the architecture is compared as built
+    (``preset="tiny", embed_dim=128, ...`` equals the ``cpu`` preset with the same values)."""
+    plain = [f.name for f in fields(a) if f.name not in ARCHITECTURE_FIELDS + ("preset",)]
+    return a.architecture() == b.architecture() and all(getattr(a, n) == getattr(b, n) for n in plain)
+
+
 def fixed_on_resume(saved: "TrainConfig", values: dict[str, Any]) -> list[str]:
     """The names in ``values`` that differ from the run's ``saved`` settings but may not change on resume."""
     return [k for k, v in values.items() if k not in RESUME_OVERRIDABLE | {"out_dir"} and getattr(saved, k) != v]
@@ -55,9 +66,10 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
 @dataclass
 class TrainConfig:
     """Every training setting. The defaults are one CPU recipe, shared by the notebook, papermill and the CLI:
-    a 1 M-parameter MAE at 64 px with 8 px patches that trains in minutes on 2 cores, with the wide
-    zoom-in/zoom-out crops that made models generalise to face sources they never saw
-    (``benchmarks/cpu_recipe.md``). GPU recipes start from a preset (``--embed-dim none ...``)."""
+    the ``cpu`` preset (a 1 M-parameter MAE) at 64 px with 8 px patches, which trains in minutes on 2
+    cores, with the zoom-in/zoom-out crops that made models generalise to face sources they never saw
+    (``benchmarks/cpu_recipe.md``). The architecture fields default to None, "the preset's": a preset
+    builds exactly its row of ``model.PRESETS``, and a field set explicitly overrides that one value."""
 
     # data
     data_dir: str | None = _f(None, "folder of face photos (searched recursively); none = built-in synthetic faces")
@@ -87,14 +99,15 @@ class TrainConfig:
         "off (or false, no) = no cache"
     )
     # model
-    preset: str = _f("tiny", "model size", choices=("tiny", "small", "base", "large"))
+    preset: str = _f("cpu", "model size (model.PRESETS); cpu = minutes on a laptop, base = ViT-Base",
+                     choices=tuple(PRESETS))
     patch_size: int = _f(8, "patch side in pixels; image_size must be a multiple of it")
-    embed_dim: int | None = _f(128, "encoder width; overrides the preset; none = the preset's")
-    depth: int | None = _f(4, "encoder blocks; overrides the preset; none = the preset's")
-    num_heads: int | None = _f(4, "encoder attention heads; overrides the preset; none = the preset's")
-    decoder_embed_dim: int | None = _f(96, "decoder width; overrides the preset; none = the preset's")
-    decoder_depth: int | None = _f(2, "decoder blocks; overrides the preset; none = the preset's")
-    decoder_num_heads: int | None = _f(3, "decoder attention heads; overrides the preset; none = the preset's")
+    embed_dim: int | None = _f(None, "encoder width; none = the preset's")
+    depth: int | None = _f(None, "encoder blocks; none = the preset's")
+    num_heads: int | None = _f(None, "encoder attention heads; none = the preset's")
+    decoder_embed_dim: int | None = _f(None, "decoder width; none = the preset's")
+    decoder_depth: int | None = _f(None, "decoder blocks; none = the preset's")
+    decoder_num_heads: int | None = _f(None, "decoder attention heads; none = the preset's")
     norm_pix_loss: bool = _f(False, "loss on per-patch normalised pixels (MAE paper sec. 3); sharper features, odd colours")
     mask_ratio: float = _f(0.75, "fraction of patches hidden from the encoder (paper: 0.75)")
     init_from: str | None = _f(
@@ -186,15 +199,18 @@ class TrainConfig:
                 setattr(self, name, str(Path(value).expanduser()))
 
     def _validate_model(self) -> None:
-        arch = {**PRESETS[self.preset], **self.model_overrides()}
+        arch = self.architecture()
         check_sizes(self.image_size, self.patch_size, 3, arch["embed_dim"], arch["num_heads"],
                     arch["decoder_embed_dim"], arch["decoder_num_heads"])  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
     def model_overrides(self) -> dict[str, int]:
         """The architecture fields set explicitly (the rest come from ``preset``)."""
-        names = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in ARCHITECTURE_FIELDS if getattr(self, n) is not None}
+
+    def architecture(self) -> dict[str, int]:
+        """The six widths, depths and head counts the model gets: the preset's row, then the overrides."""
+        return {**PRESETS[self.preset], **self.model_overrides()}
 
     def augmentation(self) -> Augment | None:
         """The training augmentation these fields describe (None with ``augment`` off)."""

@@ -1,9 +1,11 @@
 """Which patches the encoder sees.
 
-Training uses :func:`random_masking`: every image gets its own random subset, the MAE recipe (He et
-al. 2021, sec. 3: uniform random sampling, 75% hidden). Evaluation and demos use structured masks
-(center block, half face, eyes or mouth band, an explicit list); they enter the model as an
-explicit (N, L) 0/1 tensor through :func:`mask_to_indices`.
+Training hides a random subset of each image's patches, the MAE recipe (He et al. 2021, sec. 3:
+uniform random sampling, 75% hidden). The trick is :func:`masking_ids`: sort one random number per
+patch, keep the smallest; the model, :func:`random_masking` and the notebook all use it. Evaluation
+and demos use structured masks (center block, half face, eyes or mouth band, an explicit list); they
+enter the model as an explicit (N, L) 0/1 tensor, which :func:`masking_noise` turns into numbers
+that sort the visible patches first.
 
 Convention everywhere: ``mask`` is (N, L) float, 1 = hidden, 0 = visible; patches in row-major order.
 """
@@ -34,17 +36,20 @@ def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def _order_to_mask(ids_shuffle: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first ``keep`` entries of each row's order stay visible: (ids_keep, mask, ids_restore)."""
-    n, length = ids_shuffle.shape
-    ids_restore = torch.argsort(ids_shuffle, dim=1)
-    mask = torch.ones(n, length, device=ids_shuffle.device)
-    mask[:, :keep] = 0
-    mask = torch.gather(mask, 1, ids_restore)
+def masking_ids(noise: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The MAE masking trick: one random number per patch; the ``keep`` smallest stay visible.
+
+    noise (N, L) -> ``ids_keep`` (N, K): the visible patches, ``mask`` (N, L): 1 = hidden, in patch
+    order, ``ids_restore`` (N, L): where each patch went in the sorted order, which puts the encoder's
+    [visible, then mask tokens] sequence back into patch order. The model and the notebook both call it.
+    """
+    ids_shuffle = torch.argsort(noise, dim=1)  # each row's patches, smallest noise first
+    ids_restore = torch.argsort(ids_shuffle, dim=1)  # the inverse permutation: undoes the sort
+    mask = (ids_restore >= keep).float()  # a patch sorted past the first `keep` is hidden
     return ids_shuffle[:, :keep], mask, ids_restore
 
 
-def choose_visible(
+def masking_noise(
     n: int,
     length: int,
     device: torch.device | str = "cpu",
@@ -52,35 +57,36 @@ def choose_visible(
     mask_ratio: float = 0.75,
     noise: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Decide the visible patches: ``(ids_keep (N, K), mask (N, L) 1=hidden, ids_restore (N, L))``.
+) -> tuple[torch.Tensor, int]:
+    """(noise (N, L), keep): what :func:`masking_ids` sorts, checked.
 
-    An explicit ``mask`` wins (visible patches keep their order); else ``noise`` (or fresh uniform
-    noise) decides: the ``int(L * (1 - mask_ratio))`` smallest values stay visible.
+    Fresh uniform noise unless ``noise`` is given; ``keep`` = ``int(L * (1 - mask_ratio))``. An
+    explicit (N, L) ``mask`` (1 = hidden) wins: it becomes noise that sorts its visible patches first,
+    in patch order.
     """
     if mask is not None:
         keep = check_mask(mask, n, length)
-        ids_shuffle = torch.argsort(mask.to(device), dim=1, stable=True)
-        return _order_to_mask(ids_shuffle, keep)
+        order = torch.arange(length, device=device, dtype=torch.float32)
+        return mask.to(device, torch.float32) * length + order, keep
     keep = num_visible(length, mask_ratio)
     if noise is None:
-        noise = torch.rand(n, length, device=device)
-    elif noise.shape != (n, length):
+        return torch.rand(n, length, device=device), keep
+    if noise.shape != (n, length):
         raise UserError(f"noise must have shape (N, L) = {(n, length)}, got {tuple(noise.shape)}")
-    return _order_to_mask(torch.argsort(noise.to(device), dim=1), keep)
+    return noise.to(device), keep
 
 
 def random_masking(
     x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hide a random ``mask_ratio`` of each row's tokens.
+    """Hide a random ``mask_ratio`` of each row's tokens (the official MAE function's signature).
 
     x: (N, L, D). ``noise`` (N, L) decides the mask: the ``int(L * (1 - mask_ratio))`` tokens with the
     smallest noise stay visible (official MAE and Hugging Face semantics), so equal noise gives an
-    equal mask. Returns ``(x_kept (N, K, D), mask (N, L) 1=hidden, ids_restore (N, L))`` where
-    ``ids_restore`` puts the [kept, hidden] order back into patch order.
+    equal mask. Returns ``(x_kept (N, K, D), mask (N, L) 1=hidden, ids_restore (N, L))``.
     """
-    ids_keep, mask, ids_restore = choose_visible(*x.shape[:2], x.device, mask_ratio=mask_ratio, noise=noise)
+    noise, keep = masking_noise(*x.shape[:2], x.device, mask_ratio=mask_ratio, noise=noise)
+    ids_keep, mask, ids_restore = masking_ids(noise, keep)
     return gather_tokens(x, ids_keep), mask.to(x.dtype), ids_restore
 
 
@@ -106,7 +112,8 @@ def mask_to_indices(
     x: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Like :func:`random_masking`, for an explicit (N, L) mask (1 = hidden); visible tokens keep their order."""
-    ids_keep, mask, ids_restore = choose_visible(*x.shape[:2], x.device, mask=mask)
+    noise, keep = masking_noise(*x.shape[:2], x.device, mask=mask)
+    ids_keep, mask, ids_restore = masking_ids(noise, keep)
     return gather_tokens(x, ids_keep), mask.to(x.dtype), ids_restore
 
 

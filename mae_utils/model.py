@@ -2,7 +2,7 @@
 
 One class, the algorithm in four steps you can read top to bottom in :meth:`MaskedAutoencoder.forward`:
 
-1. cut the image into patches and keep a random 25% of them (``masking.choose_visible``);
+1. cut the image into patches and keep a random 25% of them (``masking.masking_ids``);
 2. the encoder, a ViT, embeds and transforms only those visible patches (plus a class token);
 3. the light decoder puts a shared, learned mask token in every hidden slot, adds position
    information, and predicts the pixels of every patch;
@@ -19,15 +19,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .util.errors import UserError
-from .masking import choose_visible, gather_tokens
+from .masking import gather_tokens, masking_ids, masking_noise
 from .pos_embed import sincos_2d
 
 DEFAULT_LAYER_NORM_EPS = 1e-6  # the official MAE's; Hugging Face configs may carry another
 
 # Encoder width/depth/heads and decoder width/depth/heads. `base` and `large` are the paper's
-# ViT-B/L encoders with its 512-wide, 8-block decoder; `tiny` and `small` fit CPUs (decoder kept
-# light, as the paper finds depth matters little for reconstruction, Table 1a).
+# ViT-B/L encoders with its 512-wide, 8-block decoder; `cpu` (the default: ~1 M parameters at 64 px,
+# minutes on 2 cores), `tiny` and `small` fit CPUs (decoder kept light, as the paper finds depth
+# matters little for reconstruction, Table 1a).
 PRESETS: dict[str, dict[str, int]] = {
+    "cpu": dict(embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=3),
     "tiny": dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
     "small": dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
     "base": dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
@@ -216,9 +218,8 @@ class MaskedAutoencoder(nn.Module):
         self._check_input(imgs)
         patches = self.patch_embed.flatten_patches(imgs)
         n, length, _ = patches.shape
-        ids_keep, mask, ids_restore = choose_visible(
-            n, length, imgs.device, mask_ratio=mask_ratio, noise=noise, mask=mask
-        )
+        noise, keep = masking_noise(n, length, imgs.device, mask_ratio=mask_ratio, noise=noise, mask=mask)
+        ids_keep, mask, ids_restore = masking_ids(noise, keep)
         # embed and position only what the encoder will see
         x = self.patch_embed(gather_tokens(patches, ids_keep))
         x = x + gather_tokens(self.pos_embed[:, 1:].expand(n, -1, -1), ids_keep)

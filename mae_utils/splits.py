@@ -34,7 +34,7 @@ from .util.errors import UserError
 from .util.fileio import atomic_write_text
 from .transforms import Augment
 
-__all__ = ["SYNTHETIC_DEFAULT_IMAGES", "DataSplits", "prepare_data", "split_names"]
+__all__ = ["SYNTHETIC_DEFAULT_IMAGES", "DataSplits", "count_split", "prepare_data", "split_names", "split_sizes"]
 
 #: How many synthetic faces :func:`prepare_data` generates when ``max_images`` is not given.
 SYNTHETIC_DEFAULT_IMAGES = 2000
@@ -54,20 +54,9 @@ class DataSplits:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
 
-def split_names(
-    names: Sequence[str], val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, *, source: str = "the data"
-) -> dict[str, list[str]]:
-    """Split ``names`` into train / val / test with ``sklearn.model_selection.train_test_split``.
-
-    The result depends only on the set of names, the fractions and the seed (names are sorted
-    first), so the same files give the same split on any machine. A non-zero fraction gets at
-    least one image; each list comes back sorted.
-    """
-    from sklearn.model_selection import train_test_split  # local: a heavy import (~1.5 s) only splits need
-
+def split_sizes(n: int, val_frac: float, test_frac: float, *, source: str = "the data") -> tuple[int, int, int]:
+    """(train, val, test) image counts of a split of ``n`` images: a non-zero fraction gets at least one."""
     check_fracs(val_frac, test_frac)
-    names = sorted(set(names))
-    n = len(names)
     n_val = max(1, round(n * val_frac)) if val_frac > 0 else 0
     n_test = max(1, round(n * test_frac)) if test_frac > 0 else 0
     if n - n_val - n_test < 1:
@@ -76,9 +65,49 @@ def split_names(
             f"{source} has {n} usable image(s): too few for a train/val/test split with val_frac={val_frac} "
             f"and test_frac={test_frac} (need at least {need}, and more for useful training)"
         )
+    return n - n_val - n_test, n_val, n_test
+
+
+def split_names(
+    names: Sequence[str], val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, *, source: str = "the data"
+) -> dict[str, list[str]]:
+    """Split ``names`` into train / val / test with ``sklearn.model_selection.train_test_split``.
+
+    The result depends only on the set of names, the fractions and the seed (names are sorted
+    first), so the same files give the same split on any machine. A non-zero fraction gets at
+    least one image (:func:`split_sizes`); each list comes back sorted.
+    """
+    from sklearn.model_selection import train_test_split  # local: a heavy import (~1.5 s) only splits need
+
+    names = sorted(set(names))
+    _, n_val, n_test = split_sizes(len(names), val_frac, test_frac, source=source)
     rest, test = (train_test_split(names, test_size=n_test, random_state=seed, shuffle=True) if n_test else (names, []))
     train, val = (train_test_split(rest, test_size=n_val, random_state=seed, shuffle=True) if n_val else (rest, []))
     return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+
+
+def count_split(
+    data_dir: str | Path | None,
+    *,
+    max_images: int | None = None,
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    split_path: str | Path | None = None,
+) -> tuple[tuple[int, int, int], str]:
+    """((train, val, test) counts, where they come from) without decoding, caching or writing anything
+    (``train --dry-run``). A folder's count is of its image files; unreadable ones drop out later."""
+    if split_path is not None and Path(split_path).exists():
+        saved = _read_split(Path(split_path))
+        return (len(saved["train"]), len(saved["val"]), len(saved["test"])), f"the split in {split_path}"
+    if data_dir is None:
+        n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
+        return split_sizes(n, val_frac, test_frac), f"{n} synthetic faces"
+    root = check_folder(data_dir)
+    files, _ = scan_images(root)
+    n = min(len(files), max_images) if max_images is not None else len(files)
+    if n == 0:
+        raise UserError(f"no image files in {root} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    return split_sizes(n, val_frac, test_frac, source=str(root)), f"{n} of {len(files)} image files in {root}"
 
 
 def _read_split(path: Path) -> dict[str, list[str]]:
@@ -131,80 +160,110 @@ def prepare_data(
     bad_max = isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1
     if max_images is not None and bad_max:
         raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
-    split_file = Path(split_path) if split_path is not None else None
-    saved = _read_split(split_file) if split_file is not None and split_file.exists() else None
-    train_aug = as_augment(augment)
-
+    plan = _SplitPlan(Path(split_path) if split_path is not None else None, val_frac, test_frac, seed, log)
+    train_aug = as_augment(augment) or False
     if data_dir is None:
-        n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
-        if saved is not None:
-            split = saved
-            n = max([n] + [_synthetic_index(s, split_file) + 1 for part in split.values() for s in part])
-        else:
-            names = [f"synthetic/{i:06d}" for i in range(n)]
-            split = split_names(names, val_frac, test_frac, seed, source=f"synthetic data ({n} faces)")
-        idx = {k: [_synthetic_index(s, split_file or Path("split.json")) for s in v] for k, v in split.items()}
-        t0 = time.perf_counter()
-        train = SyntheticFaces(n, image_size, seed, augment=train_aug or False, indices=idx["train"])
-        val = SyntheticFaces(n, image_size, seed, indices=idx["val"])
-        test = SyntheticFaces(n, image_size, seed, indices=idx["test"])
-        log(f"data: {n} synthetic faces at {image_size}px (seed {seed}), drawn in {time.perf_counter() - t0:.1f} s")
-        _log_split(log, split, saved is not None, split_file, seed)
-        if saved is None and split_file is not None:
-            _write_split(split_file, split, [], None)
-        return DataSplits(train, val, test, split, None, [])
+        return _synthetic_splits(plan, image_size, max_images, train_aug)
+    return _folder_splits(plan, check_folder(data_dir), image_size, max_images, cache_dir, train_aug)
 
-    root = check_folder(data_dir)
+
+@dataclass
+class _SplitPlan:
+    """What both data paths share: where the split lives (and the one saved there), fractions, seed, log."""
+
+    split_file: Path | None
+    val_frac: float
+    test_frac: float
+    seed: int
+    log: Callable[[str], None]
+
+    def __post_init__(self) -> None:
+        exists = self.split_file is not None and self.split_file.exists()
+        self.saved = _read_split(self.split_file) if exists else None
+
+    def finish(self, split: dict[str, list[str]], skipped: list[tuple[str, str]], root: str | None) -> None:
+        """Log the split and write it, unless it was read from the split file."""
+        _log_split(self.log, split, self.saved is not None, self.split_file, self.seed)
+        if self.saved is None and self.split_file is not None:
+            _write_split(self.split_file, split, skipped, root)
+
+
+def _synthetic_splits(plan: _SplitPlan, image_size: int, max_images: int | None, train_aug: Augment | bool) -> DataSplits:
+    """The synthetic-face path of :func:`prepare_data`: names ``synthetic/000123``, faces drawn from the seed."""
+    n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
+    if plan.saved is not None:
+        split = plan.saved
+        n = max([n] + [_synthetic_index(s, plan.split_file) + 1 for part in split.values() for s in part])
+    else:
+        names = [f"synthetic/{i:06d}" for i in range(n)]
+        split = split_names(names, plan.val_frac, plan.test_frac, plan.seed, source=f"synthetic data ({n} faces)")
+    idx = {k: [_synthetic_index(s, plan.split_file or Path("split.json")) for s in v] for k, v in split.items()}
+    t0 = time.perf_counter()
+    seed = plan.seed
+    train = SyntheticFaces(n, image_size, seed, augment=train_aug, indices=idx["train"])
+    val = SyntheticFaces(n, image_size, seed, indices=idx["val"])
+    test = SyntheticFaces(n, image_size, seed, indices=idx["test"])
+    plan.log(f"data: {n} synthetic faces at {image_size}px (seed {seed}), drawn in {time.perf_counter() - t0:.1f} s")
+    plan.finish(split, [], None)
+    return DataSplits(train, val, test, split, None, [])
+
+
+def _folder_candidates(plan: _SplitPlan, root: Path, max_images: int | None) -> list[str]:
+    """The image files a folder run uses: scanned, checked against a saved split, capped by ``max_images``."""
     notes: list[str] = []
     candidates, n_other = scan_images(root, notes=notes)
     for note in notes:
-        log(f"data: {root}: {note}")
-    if saved is not None:
-        needed = sorted({s for part in saved.values() for s in part})
-        if not set(needed) <= set(candidates):
-            missing = sorted(set(needed) - set(candidates))
-            raise UserError(
-                f"split file {split_file} lists {len(missing)} image(s) no longer in {root}: "
-                f"{', '.join(missing[:SKIPPED_SHOWN])}{' ...' if len(missing) > SKIPPED_SHOWN else ''}"
-            )
+        plan.log(f"data: {root}: {note}")
+    needed = sorted({s for part in plan.saved.values() for s in part}) if plan.saved is not None else []
+    missing = sorted(set(needed) - set(candidates))
+    if missing:
+        raise UserError(
+            f"split file {plan.split_file} lists {len(missing)} image(s) no longer in {root}: "
+            f"{', '.join(missing[:SKIPPED_SHOWN])}{' ...' if len(missing) > SKIPPED_SHOWN else ''}"
+        )
     if max_images is not None and len(candidates) > max_images:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(plan.seed)
         keep = np.sort(rng.choice(len(candidates), size=int(max_images), replace=False))
-        chosen = [candidates[i] for i in keep]
-        if saved is not None:  # a resumed run must find all of its split's files
-            chosen = sorted(set(chosen) | set(needed))
-        log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
-            f"(max_images={max_images}, seed {seed})")  # fmt: skip
+        chosen = sorted(set(candidates[i] for i in keep) | set(needed))  # a resumed run finds all its files
+        plan.log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
+                 f"(max_images={max_images}, seed {plan.seed})")  # fmt: skip
         candidates = chosen
     if not candidates:
         raise UserError(
             f"no image files in {root} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)}; "
             f"{n_other} other file(s) ignored)"
         )
+    return candidates
+
+
+def _folder_splits(
+    plan: _SplitPlan, root: Path, image_size: int, max_images: int | None, cache_dir: CacheDir,
+    train_aug: Augment | bool,
+) -> DataSplits:
+    """The photo-folder path of :func:`prepare_data`: scan, decode (or read the cache), split."""
+    candidates = _folder_candidates(plan, root, max_images)
     t0 = time.perf_counter()
     full = FaceFolder(root, image_size, files=candidates, cache_dir=cache_dir)
     skipped = [(Path(p).relative_to(root).as_posix(), r) for p, r in full.skipped]
     seconds = time.perf_counter() - t0
     cache_note = f"cache {full.cache_path} ({full.cache_status}, {seconds:.1f} s)" if full.cache_path else "no cache"
-    log(f"data: {root}: {len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped; {cache_note}")
+    plan.log(f"data: {root}: {len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped; {cache_note}")
     if skipped:
-        log(f"data: skipped {len(skipped)} unreadable file(s): {format_skipped(skipped)}")
-    if saved is not None:
-        split = saved
-        unusable = [s for part in split.values() for s in part if s not in set(full.rel_files)]
+        plan.log(f"data: skipped {len(skipped)} unreadable file(s): {format_skipped(skipped)}")
+    if plan.saved is not None:
+        split = plan.saved
+        usable = set(full.rel_files)
+        unusable = [s for part in split.values() for s in part if s not in usable]
         if unusable:
             raise UserError(
-                f"split file {split_file} lists {len(unusable)} image(s) that can no longer be read in {root}: "
-                f"{', '.join(unusable[:SKIPPED_SHOWN])}"
+                f"split file {plan.split_file} lists {len(unusable)} image(s) that can no longer be read in "
+                f"{root}: {', '.join(unusable[:SKIPPED_SHOWN])}"
             )
     else:
-        split = split_names(full.rel_files, val_frac, test_frac, seed, source=str(root))
-    train = full.subset(split["train"], augment=train_aug or False)
-    val = full.subset(split["val"])
-    test = full.subset(split["test"])
-    _log_split(log, split, saved is not None, split_file, seed)
-    if saved is None and split_file is not None:
-        _write_split(split_file, split, skipped, str(root))
+        split = split_names(full.rel_files, plan.val_frac, plan.test_frac, plan.seed, source=str(root))
+    train = full.subset(split["train"], augment=train_aug)
+    val, test = full.subset(split["val"]), full.subset(split["test"])
+    plan.finish(split, skipped, str(root))
     return DataSplits(train, val, test, split, str(root), skipped)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -258,11 +259,8 @@ def _hair_texture(X: np.ndarray, Y: np.ndarray, freq: np.ndarray, curly: Any) ->
     return 1.0 + 0.06 * (straight + curly * (curls - straight))
 
 
-def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
-    """Draw one face per row of ``uniforms`` (see :func:`face_uniforms`): uint8 (N, size, size, 3)."""
-    d = _Draws(uniforms)
-    n = uniforms.shape[0]
-    # --- pose, head and colours ---------------------------------------------------------------
+def _pose_and_colours(d: _Draws, size: int) -> SimpleNamespace:
+    """Draws shared by every feature: pose, head shape, skin, hair colour and style, light."""
     cx, cy = d.u(-0.07, 0.07), d.u(-0.02, 0.09)
     scale, roll = d.u(0.80, 1.0), d.u(-0.13, 0.13)
     yaw = d.u(-1.0, 1.0)
@@ -285,8 +283,16 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     light_k = d.u(0.05, 0.22)
     lx, ly = np.cos(light_angle), np.sin(light_angle) * 0.6 - 0.4  # mostly from above
     yaw_off = yaw * np.float32(0.05)
+    return SimpleNamespace(
+        X=X, Y=Y, a_head=a_head, b=b, b_head=b_head, hair=hair,
+        hc=hc, jaw=jaw, light_k=light_k, lx=lx, ly=ly, pw=pw,
+        skin=skin, square=square, style=style, yaw=yaw, yaw_off=yaw_off,
+    )
 
-    # --- background ---------------------------------------------------------------------------
+
+def _background(d: _Draws, f: SimpleNamespace) -> None:
+    """A two-colour gradient, sometimes striped."""
+    b = f.b
     bg1, bg2 = d.hsv((0.05, 0.55), (0.35, 0.95)), d.hsv((0.05, 0.55), (0.25, 0.9))
     bg_angle = d.u(0, 2 * math.pi)
     stripes, stripe_f, stripe_amt = d.flag(0.25), d.u(6, 18), d.u(0.05, 0.25)
@@ -294,9 +300,13 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     t = t + stripes * stripe_amt * np.sin(stripe_f * (b.x * np.sin(bg_angle) - b.y * np.cos(bg_angle)))
     b.canvas[:] = bg1 + t[None] * (bg2 - bg1)
 
+
+def _back_hair(d: _Draws, f: SimpleNamespace) -> None:
+    """Hair behind the head: long or bob curtains, curly volume, a bun (each style only where drawn)."""
+    a_head, b, b_head, hair, hc = f.a_head, f.b, f.b_head, f.hair, f.hc
+    style = f.style
     hair_freq = d.u(70, 120)
     curly = (style == _CURLY).astype(np.float32)
-    # --- hair behind the head -----------------------------------------------------------------
     long_len = np.where(style == _LONG, d.u(0.45, 0.95), np.where(style == _BOB, d.u(0.18, 0.34), -10.0))
     long_len = long_len.astype(np.float32)
     bulk = d.u(0.05, 0.14)
@@ -328,8 +338,13 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         tex = _hair_texture(gX, gY, G.p(hair_freq), np.float32(kind == 1))
         _paint(G.canvas, back, G.p(hair) * tex[None] * 0.85)
         G.commit()
+    f.bulk, f.curly, f.hair_freq = bulk, curly, hair_freq
 
-    # --- neck, clothes ------------------------------------------------------------------------
+
+def _neck_and_clothes(d: _Draws, f: SimpleNamespace) -> None:
+    """The shading field of the skin, the neck and the clothes with their collar."""
+    X, Y, a_head, b, b_head = f.X, f.Y, f.a_head, f.b, f.b_head
+    hc, light_k, lx, ly, skin = f.hc, f.light_k, f.lx, f.ly, f.skin
     shade = 1.0 + light_k * ((X / a_head) * lx + ((Y - hc) / b_head) * ly)
     shade = shade - 0.16 * (((X / a_head) ** 2 + ((Y - hc) / b_head) ** 2) * 0.8)
     shade = np.maximum(shade, 0.35)
@@ -346,8 +361,12 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     clothes = np.maximum(clothes, _soft(np.abs(L.X) - cloth_w, L.pw) * _soft(cloth_top + 0.5 - L.Y, L.pw))
     clothes *= 1.0 - _ellipse(L.X, L.Y, 0, cloth_top, neck_w * 1.25, collar_depth + 0.02, L.pw)
     _paint(L.canvas, clothes, cloth * (1.0 + 0.15 * light_k / 0.22 * (L.X * lx))[None])
+    f.neck_w, f.shade = neck_w, shade
 
-    # --- ears ---------------------------------------------------------------------------------
+
+def _ears(d: _Draws, f: SimpleNamespace) -> None:
+    """Both ears, hidden by long or curly hair."""
+    a_head, b, style, yaw, yaw_off = f.a_head, f.b, f.style, f.yaw, f.yaw_off
     ear_y, ear_w, ear_h = d.u(-0.07, 0.03), d.u(0.055, 0.08), d.u(0.10, 0.14)
     ear_show = 1.0 - (style == _LONG) * d.flag(0.7) - (style == _CURLY) * 1.0
     for side in (-1.0, 1.0):
@@ -358,7 +377,11 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         _paint(E.canvas, outer * ear_show, E.skin(0.9))
         _paint(E.canvas, inner * ear_show * 0.5, E.skin(0.62))
 
-    # --- head ---------------------------------------------------------------------------------
+
+def _head(d: _Draws, f: SimpleNamespace) -> None:
+    """The head (an ellipse between round and square, narrowing to the jaw) and the chin's shadow."""
+    X, Y, a_head, b, b_head = f.X, f.Y, f.a_head, f.b, f.b_head
+    hc, jaw, neck_w, pw, square = f.hc, f.jaw, f.neck_w, f.pw, f.square
     dy = Y - hc
     aa = a_head * (1.0 - jaw * np.clip(dy / b_head, 0, 1) ** 2)
     u2, v2 = (X / aa) ** 2, (dy / b_head) ** 2
@@ -371,8 +394,12 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
     chin_shadow = np.clip(1.0 - np.abs(r_l - 1.0) / 0.12, 0, 1) * (1 - head[:, L.rows, L.cols])
     chin_shadow *= _soft(hc + b_head * 0.6 - L.Y, 0.05) * _soft(np.abs(L.X) - neck_w - 0.03, L.pw)
     _paint(L.canvas, chin_shadow * 0.35, L.skin(0.55))
+    f.r_head = r_head
 
-    # --- eyes ---------------------------------------------------------------------------------
+
+def _eyes(d: _Draws, f: SimpleNamespace) -> None:
+    """Sockets, creases, almond-shaped whites, irises with pupils and highlights, lids and lashes."""
+    b, lx, shade, yaw, yaw_off = f.b, f.lx, f.shade, f.yaw, f.yaw_off
     eye_x, eye_y = d.u(0.16, 0.21), d.u(-0.11, -0.03)
     eye_w, eye_open = d.u(0.075, 0.105), d.u(0.42, 0.68)
     eye_h = eye_w * eye_open
@@ -413,8 +440,13 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         _paint(W.canvas, line * liner, np.float32(0.08))
         lower = _soft(np.abs(d_eye) - 0.003, W.pw) * _soft(eye_y + eh * 0.3 - W.Y, W.pw)
         _paint(W.canvas, lower * 0.3, W.skin(0.6))
+    f.eye_h, f.eye_w, f.eye_x, f.eye_y = eye_h, eye_w, eye_x, eye_y
 
-    # --- brows --------------------------------------------------------------------------------
+
+def _brows(d: _Draws, f: SimpleNamespace) -> None:
+    """Both brows: arched and tilted, hair-coloured (dark skin-toned on bald heads)."""
+    b, eye_h, eye_x, eye_y, hair = f.b, f.eye_h, f.eye_x, f.eye_y, f.hair
+    skin, style, yaw_off = f.skin, f.style, f.yaw_off
     brow_gap, brow_w, brow_t = d.u(0.07, 0.12), d.u(0.08, 0.12), d.u(0.014, 0.034)
     arch, tilt = d.u(0.0, 0.04), d.u(-0.25, 0.3)
     brow_col = np.where(style == _BALD, np.float32(0.25) * skin, hair * 0.75)
@@ -427,7 +459,10 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         brow = _soft(np.abs(W.Y - yb) - thick * 0.5, W.pw) * _soft(np.abs(W.X - bcx) - brow_w, W.pw)
         _paint(W.canvas, brow * 0.9, brow_col)
 
-    # --- nose ---------------------------------------------------------------------------------
+
+def _nose(d: _Draws, f: SimpleNamespace) -> None:
+    """The nose by its shading: bridge, tip, the shadow under it, alae and nostrils."""
+    b, eye_y, lx, yaw_off = f.b, f.eye_y, f.lx, f.yaw_off
     nose_y, nose_w = d.u(0.08, 0.17), d.u(0.05, 0.085)
     ncx = yaw_off * 1.6
     M = b.window(-0.21, 0.21, -0.17, 0.27)
@@ -446,8 +481,12 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         _paint(M.canvas, ala * _soft(M.Y - nose_y - 0.02, M.pw) * 0.3, M.skin(0.6))
         nostril = _ellipse(M.X, M.Y, ncx + side * nose_w * 0.42, nose_y + 0.022, 0.02, 0.011, M.pw)
         _paint(M.canvas, nostril * 0.85, M.skin(0.4))
+    f.nose_y = nose_y
 
-    # --- blush --------------------------------------------------------------------------------
+
+def _blush(d: _Draws, f: SimpleNamespace) -> None:
+    """Blush on some cheeks."""
+    b, nose_y, yaw_off = f.b, f.nose_y, f.yaw_off
     blush = d.flag(0.3) * d.u(0.12, 0.3)
     if (blush > 0).any():
         for side in (-1.0, 1.0):
@@ -457,7 +496,11 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
             _paint(B.canvas, np.clip(1.0 - r_spot, 0, 1) ** 2 * B.p(blush), _rgb(0.9, 0.45, 0.45))
             B.commit()
 
-    # --- beard (under the mouth) --------------------------------------------------------------
+
+def _beard(d: _Draws, f: SimpleNamespace) -> None:
+    """A beard under the mouth on some faces (drawn before the mouth, which sits on it)."""
+    a_head, b, b_head, hair, hair_freq = f.a_head, f.b, f.b_head, f.hair, f.hair_freq
+    r_head = f.r_head
     beard, beard_len = d.flag(0.18), d.u(0.0, 0.12)
     mouth_y, mouth_w = d.u(0.27, 0.35), d.u(0.095, 0.155)
     if (beard > 0).any():
@@ -469,8 +512,13 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         region *= _soft(top - L.Y, L.pw * 2)
         _paint(L.canvas, region * 0.95, beard_field * 0.75)
         L.commit()
+    f.beard, f.mouth_w, f.mouth_y = beard, mouth_w, mouth_y
 
-    # --- mouth --------------------------------------------------------------------------------
+
+def _mouth(d: _Draws, f: SimpleNamespace) -> None:
+    """Lips (smiling or not, some open with teeth, some lipstick) and a moustache on bearded faces."""
+    b, beard, curly, hair, hair_freq = f.b, f.beard, f.curly, f.hair, f.hair_freq
+    mouth_w, mouth_y, skin, yaw_off = f.mouth_w, f.mouth_y, f.skin, f.yaw_off
     smile, open_m = d.u(-0.4, 1.0), d.flag(0.25) * d.u(0.015, 0.05)
     upper_t, lower_t = d.u(0.011, 0.024), d.u(0.016, 0.034)
     lipstick = d.flag(0.2)
@@ -509,7 +557,11 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         _paint(M.canvas, must, hf * 0.8)
         M.commit()
 
-    # --- hair on top of the head --------------------------------------------------------------
+
+def _top_hair(d: _Draws, f: SimpleNamespace) -> None:
+    """Hair on top of the head, with a hairline, temples and a parting."""
+    b, b_head, bulk, curly, hair = f.b, f.b_head, f.bulk, f.curly, f.hair
+    hair_freq, hc, r_head, style = f.hair_freq, f.hc, f.r_head, f.style
     hairline0 = np.where(style == _FRINGE, d.u(-0.3, -0.18), d.u(-0.44, -0.3)).astype(np.float32)
     temple_k, part = d.u(0.6, 1.8), d.u(-0.25, 0.25)
     if (style != _BALD).any():
@@ -522,7 +574,11 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         cap = _soft((r_l - 1.0 - reach) * b_head, L.pw) * _soft(L.Y - hl, L.pw)
         _paint(L.canvas, cap * (style != _BALD), hf)
 
-    # --- glasses ------------------------------------------------------------------------------
+
+def _glasses(d: _Draws, f: SimpleNamespace) -> None:
+    """Glasses on some faces: frames, tinted lenses (some sunglasses), arms and bridge."""
+    a_head, b, eye_w, eye_x, eye_y = f.a_head, f.b, f.eye_w, f.eye_x, f.eye_y
+    yaw_off = f.yaw_off
     glasses = d.flag(0.22)
     frame = d.color(_FRAMES)
     g_w, g_h, g_t, g_sq = d.u(1.35, 1.75), d.u(0.65, 0.95), d.u(0.010, 0.022), d.u(0.0, 1.0)
@@ -549,12 +605,32 @@ def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
         _paint(G.canvas, bridge_g, g_frame)
         G.commit()
 
-    # --- global light and exposure -----------------------------------------------------------
+
+def _light_and_exposure(d: _Draws, f: SimpleNamespace) -> np.ndarray:
+    """The scene's light gradient and exposure, then uint8 (N, size, size, 3)."""
+    b, lx, ly = f.b, f.lx, f.ly
     gain = d.u(0.85, 1.12)
     out = b.canvas * (gain * (1.0 + 0.08 * (b.x * lx + b.y * ly)) * 255.0)[None]
     np.clip(out, 0.0, 255.0, out=out)
     out += 0.5
     return out.astype(np.uint8).transpose(1, 2, 3, 0).copy()
+
+
+# Back to front: each feature paints over the ones before it, and draws its numbers in this order.
+_FEATURES = (
+    _background, _back_hair, _neck_and_clothes, _ears, _head,
+    _eyes, _brows, _nose, _blush, _beard,
+    _mouth, _top_hair, _glasses,
+)
+
+
+def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
+    """Draw one face per row of ``uniforms`` (see :func:`face_uniforms`): uint8 (N, size, size, 3)."""
+    d = _Draws(uniforms)
+    f = _pose_and_colours(d, size)
+    for feature in _FEATURES:
+        feature(d, f)
+    return _light_and_exposure(d, f)
 
 
 #: The largest synthetic face: a 4096 px face renders in about 1 GB of float arrays.

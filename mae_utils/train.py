@@ -29,6 +29,7 @@ import dataclasses
 import json
 import math
 import random
+import textwrap
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from torch.utils.data import DataLoader
 from .util import checkpoint as ckpt
 from .util import runtime
 from .config import (
+    ARCHITECTURE_FIELDS,
     RESUME_OVERRIDABLE,
     TrainConfig,
     add_config_arguments,
@@ -59,7 +61,7 @@ from .optim import autocast, build_optimizer, make_adamw, param_groups, train_st
 from .tools.pretrained import init_record, load_init_weights
 from .util.progress import tqdm
 from .util.runtime import resolve_amp, resolve_device
-from .splits import prepare_data
+from .splits import count_split, prepare_data
 from .util.rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
 from .transforms import batch_to_input, denormalize
 from .viz import four_panel_figure, masked_image
@@ -70,6 +72,7 @@ __all__ = [
     "TrainConfig",
     "add_cli_arguments",
     "build_model",
+    "dry_run",
     "fit",
     "initial_model",
     "make_adamw",
@@ -114,8 +117,7 @@ def build_model(config: TrainConfig) -> MaskedAutoencoder:
     )
 
 
-ARCHITECTURE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
-                       "decoder_num_heads")  # fmt: skip
+SHAPE_FIELDS = ("patch_size",) + ARCHITECTURE_FIELDS  # what init_from's weights decide
 
 
 def initial_model(
@@ -132,11 +134,12 @@ def initial_model(
     if not config.init_from:
         return build_model(config), config
     model = load_init_weights(config.init_from, config.image_size, norm_pix_loss=config.norm_pix_loss, log=log)
-    shape = {name: model.config[name] for name in ARCHITECTURE_FIELDS}
-    changed = {k: v for k, v in shape.items() if getattr(config, k) != v}
+    shape = {name: model.config[name] for name in SHAPE_FIELDS}
+    asked = {"patch_size": config.patch_size, **config.architecture()}
+    changed = {k: v for k, v in shape.items() if asked[k] != v}
     if changed:
         log(f"note: init_from {config.init_from}: the architecture comes from the weights: "
-              + ", ".join(f"{k} {getattr(config, k)} -> {v}" for k, v in changed.items()))  # fmt: skip
+              + ", ".join(f"{k} {asked[k]} -> {v}" for k, v in changed.items()))  # fmt: skip
     return model, dataclasses.replace(config, **shape).validate()
 
 
@@ -424,31 +427,31 @@ def _init_source(config: TrainConfig, run_dir: Path, restored: bool) -> dict[str
     return init_record(config.init_from)
 
 
-def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Callable[[str], None] | None) -> _Run:
-    """Everything before the first epoch. ``folder`` (rank 0 only) is the opened, locked run folder."""
+def _start_runtime(config: TrainConfig) -> tuple[torch.device, torch.dtype | None, int, int]:
+    """Set-up phase 1: (device, AMP dtype, world size, rank); joins the torchrun group if there is one."""
     device = resolve_device(config.device)  # under torchrun: the local rank's GPU
     runtime.init_from_env(device.type)
-    world, rank = runtime.world_size(), runtime.rank()
     amp_dtype = resolve_amp(config.amp, device)
     runtime.configure_device(device)
+    return device, amp_dtype, runtime.world_size(), runtime.rank()
 
-    run_dir = Path(config.out_dir)
-    # a run without a checkpoint (stopped in its first epoch) starts again at epoch 0 with its settings
-    restore = resume and (folder.has_checkpoint if folder is not None else holds_checkpoint(run_dir))
-    log = _RunLog(run_dir / "log.txt" if rank == 0 else None, echo, rank == 0)
-    log(f"{'resuming' if restore else 'training'} {run_dir} on {device}"
-        f"{f' x {world} processes' if world > 1 else ''}, amp {amp_dtype or 'none'}")  # fmt: skip
-    for note in folder.notes if folder is not None else ():
-        log(f"note: {note}")
 
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    if restore:  # the shape the run has, whatever built it; the weights are restored below
-        model = MaskedAutoencoder(**ckpt.read_model_config(run_dir / "checkpoints" / "last"))
-    else:  # with init_from, the config takes the weights' patch size and widths
-        model, config = initial_model(config, log=log)
-    model = model.to(device)
+def _starting_model(
+    config: TrainConfig, run_dir: Path, restore: bool, log: _RunLog
+) -> tuple[MaskedAutoencoder, TrainConfig]:
+    """Set-up phase 2: the model (seeded: identical initial weights on every rank) and its config."""
+    torch.manual_seed(config.seed)
+    if restore:  # the shape the run has, whatever built it; the weights are restored later
+        return MaskedAutoencoder(**ckpt.read_model_config(run_dir / "checkpoints" / "last")), config
+    return initial_model(config, log=log)  # with init_from, the config takes the weights' shape
 
-    # data: rank 0 first (it writes split.json and the cache), then the others reuse them
+
+def _training_data(
+    config: TrainConfig, run_dir: Path, world: int, rank: int, log: _RunLog
+) -> tuple[Any, TrainItems, TrainItems, int, TrainConfig]:
+    """Set-up phase 3: (splits, train set, val set, steps per epoch, config with the batch that runs).
+
+    Rank 0 goes first (it writes split.json and the cache), then the others reuse them."""
     splits = None
     for turn in (0, 1):
         if (rank == 0) == (turn == 0):
@@ -469,35 +472,61 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
         config = dataclasses.replace(config, batch_size=batch_size)  # config.json records what ran
     if len(val_set) == 0:
         raise UserError("the validation split is empty; raise --val-frac or --max-images")
+    return splits, train_set, val_set, steps_per_epoch, config
 
-    effective_batch = config.batch_size * world
-    optimizer, scheduler, note = build_optimizer(model, config, config.epochs * steps_per_epoch, world)
-    if note:
-        log(note)
-    max_lr = scheduler.base_lrs[0]
-    scaler = torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu",
-                                  enabled=amp_dtype == torch.float16)  # fmt: skip
+
+def _wrap_for_training(model: MaskedAutoencoder, config: TrainConfig, device: torch.device, world: int) -> nn.Module:
+    """What the step calls: the model, DDP-wrapped under torchrun, compiled with ``compile``."""
     train_model: nn.Module = model
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    if config.compile:
-        train_model = torch.compile(train_model)
+    return torch.compile(train_model) if config.compile else train_model
+
+
+def _write_run_record(run: _Run, restored: bool) -> None:
+    """Set-up's last phase (rank 0): config.json, the split's run id and metrics.jsonl so far."""
+    record = {**run.config.to_dict(), "model": run.model.config,
+              "runtime": runtime.environment(run.device, run.amp_dtype, run.world), "run_id": run.run_id,
+              "init_source": _init_source(run.config, run.run_dir, restored)}  # fmt: skip
+    atomic_write_text(run.run_dir / "config.json", json.dumps(record, indent=2) + "\n")
+    stamp_split(run.run_dir / "split.json", run.run_id)
+    atomic_write_text(run.run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
+
+
+def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Callable[[str], None] | None) -> _Run:
+    """Everything before the first epoch, phase by phase. ``folder`` (rank 0 only) is the opened, locked
+    run folder."""
+    device, amp_dtype, world, rank = _start_runtime(config)
+    run_dir = Path(config.out_dir)
+    # a run without a checkpoint (stopped in its first epoch) starts again at epoch 0 with its settings
+    restore = resume and (folder.has_checkpoint if folder is not None else holds_checkpoint(run_dir))
+    log = _RunLog(run_dir / "log.txt" if rank == 0 else None, echo, rank == 0)
+    log(f"{'resuming' if restore else 'training'} {run_dir} on {device}"
+        f"{f' x {world} processes' if world > 1 else ''}, amp {amp_dtype or 'none'}")  # fmt: skip
+    for note in folder.notes if folder is not None else ():
+        log(f"note: {note}")
+    model, config = _starting_model(config, run_dir, restore, log)
+    model = model.to(device)
+    splits, train_set, val_set, steps_per_epoch, config = _training_data(config, run_dir, world, rank, log)
+
+    optimizer, scheduler, note = build_optimizer(model, config, config.epochs * steps_per_epoch, world)
+    if note:
+        log(note)
+    scaler = torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu",
+                                  enabled=amp_dtype == torch.float16)  # fmt: skip
+    train_model = _wrap_for_training(model, config, device, world)
     run = _Run(config, run_dir, device, amp_dtype, world, rank, model, train_model, optimizer, scheduler,
                scaler, train_set, val_set, steps_per_epoch, log, folder)  # fmt: skip
     run.run_id = read_run_id(run_dir) if resume else new_run_id()
     if restore:
         _restore(run)
         log(f"resumed after epoch {run.epoch} (step {run.step}, best val loss {run.best_val_loss:.4f})")
-    log(f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images; "
-        f"effective batch {effective_batch}, peak lr {max_lr:.3g}, {steps_per_epoch} steps/epoch")  # fmt: skip
+    log(f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images; effective batch "
+        f"{config.batch_size * world}, peak lr {scheduler.base_lrs[0]:.3g}, {steps_per_epoch} steps/epoch")  # fmt: skip
     if rank == 0:
-        record = {**config.to_dict(), "model": model.config, "runtime": runtime.environment(device, amp_dtype, world),
-                  "run_id": run.run_id, "init_source": _init_source(config, run_dir, restore)}  # fmt: skip
-        atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
-        stamp_split(run_dir / "split.json", run.run_id)
-        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
+        _write_run_record(run, restore)
     return run
 
 
@@ -560,13 +589,11 @@ def fit(
 ) -> FitResult:
     """Train (or, with ``resume=True``, continue ``config.out_dir``); returns the run's results.
 
-    Writes ``config.json``, ``split.json``, ``metrics.jsonl``, ``log.txt``, ``checkpoints/last``
-    (every epoch), ``checkpoints/best`` (best validation loss) and ``samples/`` into ``config.out_dir``.
-    A fresh run refuses an ``out_dir`` that already holds one unless ``overwrite``, which moves the old
-    run aside and deletes it only once the new run has saved its first checkpoint. The folder is locked
-    while the run lasts, and a run that fails before its first checkpoint leaves the folder as it found
-    it (:mod:`mae_utils.util.rundir`). ``log`` receives each progress line (default: above the tqdm bars);
-    ``on_epoch`` each epoch's metrics line (e.g. :class:`mae_utils.util.tutorial.LiveLossPlot`).
+    Writes the run folder (``config.json``, ``split.json``, ``metrics.jsonl``, ``log.txt``,
+    ``checkpoints/{last,best}``, ``samples/``) into ``config.out_dir``, under the rules of
+    ``docs/runs.md`` (lock, ``overwrite``, rollback: :mod:`mae_utils.util.rundir`). ``log`` receives
+    each progress line (default: above the tqdm bars); ``on_epoch`` each epoch's metrics line (e.g.
+    :class:`mae_utils.util.tutorial.LiveLossPlot`).
     """
     started_group = not runtime.is_distributed()
     config.validate(need_init_from=not resume)  # a resumed run's weights are its own checkpoint's
@@ -604,6 +631,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in RUN_DIR from checkpoints/last; settings come from its "
                              f"config.json, and only {', '.join(sorted(RESUME_OVERRIDABLE))} may be given "
                              "(e.g. a larger --epochs to extend it)")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved settings, the model's size, the data count and the steps per "
+                             "epoch, then stop: nothing is written (check a long job before paying for it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh even if --out-dir already holds a run: the old run is moved aside and "
                              "deleted once the new one has saved its first checkpoint")  # fmt: skip
@@ -620,7 +650,8 @@ def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     if not args.resume:
         return TrainConfig(**given), False
     run_dir = Path(args.resume)
-    if (run_dir / REPLACED_DIR).is_dir():  # an --overwrite was killed: settle the folder before reading it
+    if (run_dir / REPLACED_DIR).is_dir() and not getattr(args, "dry_run", False):
+        # an --overwrite was killed: settle the folder before reading it (a dry run changes nothing)
         RunFolder(run_dir, resume=True, overwrite=False).open().close()
     saved = load_run_config(run_dir)
     if "out_dir" in given and Path(given["out_dir"]) != run_dir:
@@ -634,8 +665,55 @@ def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     return dataclasses.replace(saved, **given, out_dir=str(run_dir)), True
 
 
+def _planned_model(config: TrainConfig, resume: bool) -> tuple[MaskedAutoencoder, TrainConfig]:
+    """The model a run would train, built on the meta device (no memory, no weights) unless it must
+    read them: ``init_from`` takes its shape from the weights."""
+    last = Path(config.out_dir) / "checkpoints" / "last"
+    if resume and holds_checkpoint(last.parent.parent):
+        with torch.device("meta"):
+            return MaskedAutoencoder(**ckpt.read_model_config(last)), config
+    if config.init_from:
+        return initial_model(config)
+    with torch.device("meta"):
+        return build_model(config), config
+
+
+def dry_run(config: TrainConfig, resume: bool = False) -> str:
+    """What ``train`` would do with ``config``, without doing it (``train --dry-run``): the resolved
+    settings, the model's size and parameter count, the data count and the steps per epoch. Writes
+    nothing: no run folder, no split, no image cache."""
+    config.validate()
+    model, config = _planned_model(config, resume)
+    arch = {**dataclasses.asdict(config), **config.architecture()}
+    world = runtime.env_world_size()
+    split_path = Path(config.out_dir) / "split.json" if resume else None
+    (n_train, n_val, n_test), source = count_split(config.data_dir, max_images=config.max_images,
+                                                   val_frac=config.val_frac, test_frac=config.test_frac,
+                                                   split_path=split_path)  # fmt: skip
+    batch, steps, warning = plan_batches(n_train, config.batch_size, world)
+    count = sum(p.numel() for p in model.parameters())
+    grid = config.image_size // config.patch_size
+    settings = textwrap.fill(", ".join(f"{k}={v!r}" for k, v in arch.items()), 100, subsequent_indent="  ")
+    lines = [
+        "dry run: nothing was written",
+        f"settings: {settings}",
+        f"model: preset {config.preset}, encoder {arch['embed_dim']} wide x {arch['depth']} blocks "
+        f"({arch['num_heads']} heads), decoder {arch['decoder_embed_dim']} x {arch['decoder_depth']} "
+        f"({arch['decoder_num_heads']} heads)",
+        f"images: {config.image_size} px, {grid}x{grid} patches of {config.patch_size} px",
+        f"parameters: {count:,} ({count * 4 / 2**20:.1f} MiB in float32)",
+        f"data: {source}: {n_train} train / {n_val} val / {n_test} test",
+        f"steps: {steps} per epoch (batch {batch} x {world} process{'es' if world > 1 else ''}) x "
+        f"{config.epochs} epochs = {steps * config.epochs} steps",
+    ]
+    return "\n".join(lines + ([warning] if warning else []))
+
+
 def run_cli(args: argparse.Namespace) -> int:
     config, resume = config_for_cli(args)
+    if args.dry_run:
+        print(dry_run(config, resume))
+        return 0
     result = fit(config, resume=resume, overwrite=args.overwrite)
     if runtime.is_main():
         m = result.metrics

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mae_utils.config import TrainConfig, add_config_arguments, config_from_args, load_run_config
+from mae_utils.model import PRESETS
 from mae_utils.util import cli
 from mae_utils.util.errors import UserError
 
@@ -18,7 +19,7 @@ from tiny_runs import cli_error, fault_faces, train_tiny_run
 
 def test_defaults_validate():
     cfg = TrainConfig().validate()
-    assert cfg.preset == "tiny" and cfg.data_dir is None
+    assert cfg.preset == "cpu" and cfg.data_dir is None
 
 
 @pytest.mark.parametrize(
@@ -159,3 +160,21 @@ def test_seed_out_of_range(tiny_run, faces, capsys, tmp_path):
     err = cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--seed", "-1", "--mask", "eyes"])
     assert "--seed must be an integer from 0 to 4294967295; got -1" in err
 
+
+def test_presets_mean_what_they_say_and_old_runs_keep_their_model():
+    """Architecture fields default to the preset's; a run saved with explicit widths (before the cpu
+    preset existed) describes the same model and counts as the same settings."""
+    from mae_utils.config import same_settings
+    from mae_utils.train import build_model
+
+    def count(cfg):
+        return sum(p.numel() for p in build_model(cfg).parameters())
+
+    assert TrainConfig().architecture() == PRESETS["cpu"]
+    assert TrainConfig(preset="base").architecture() == PRESETS["base"]
+    assert TrainConfig(preset="base", depth=6).architecture() == {**PRESETS["base"], "depth": 6}
+    old = TrainConfig(preset="tiny", embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=96, decoder_depth=2,
+                      decoder_num_heads=3)  # fmt: skip
+    assert same_settings(old, TrainConfig()) and not same_settings(old, TrainConfig(depth=3))
+    assert count(old) == count(TrainConfig()) == 1_087_712
+    assert count(TrainConfig(preset="base", image_size=256, patch_size=16)) == 111_984_640

@@ -13,13 +13,14 @@ import pytest
 from mae_utils.util import runtime
 from mae_utils.train import TrainConfig, fit
 
+from conftest import TINY_MODEL
+
 REPO = Path(__file__).resolve().parents[1]
 
 # A small model and data set: 16 images -> 12 train / 2 val / 2 test; per-process batch 4, so the
 # 2-process run and the 1-process run with batch 8 take exactly one step on the same 8 images.
-ARGS = dict(image_size=32, patch_size=8, max_images=16, val_frac=0.125, test_frac=0.125, epochs=1,
-            embed_dim=64, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
-            augment=False, sample_every=0, device="cpu", seed=3, base_lr=1e-3, warmup_frac=0.0)  # fmt: skip
+ARGS = dict(TINY_MODEL, max_images=16, val_frac=0.125, test_frac=0.125, epochs=1, augment=False,
+            sample_every=0, device="cpu", seed=3, base_lr=1e-3, warmup_frac=0.0)  # fmt: skip
 
 
 def test_single_process_helpers():

@@ -25,12 +25,11 @@ from mae_utils.transforms import batch_to_input, denormalize
 from mae_utils.util import cli
 from mae_utils.util.errors import UserError
 
+from conftest import TINY_MODEL, write_faces
 from tiny_runs import cli_error, copy_run, fault_faces, train_tiny_run
 
 # one quick epoch on 2 shared CPU cores: 32 px images, 8 px patches (16 patches), a 1-block encoder
-SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=1, embed_dim=32, depth=1,
-             num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, device="cpu",
-             base_lr=1e-3, seed=3, sample_every=0)  # fmt: skip
+SMALL = dict(TINY_MODEL, max_images=40, batch_size=8, epochs=1, device="cpu", base_lr=1e-3, seed=3, sample_every=0)
 FAST = ("mean_fill", "harmonic")  # biharmonic is checked once, it is the slow one
 
 
@@ -154,11 +153,8 @@ def test_evaluate_run_scores_the_held_out_split_and_writes_json_and_figure(run_d
     assert val.names == split["val"] and val.json_path is None
 
 
-def test_evaluate_on_another_folder_uses_all_its_images(run_dir, tmp_path):
-    folder = tmp_path / "other_faces"
-    folder.mkdir()
-    for i, img in enumerate(generate_faces(size=40, seed=77, indices=np.arange(6), progress=False)):
-        Image.fromarray(img).save(folder / f"face_{i}.png")
+def test_evaluate_on_another_folder_uses_all_its_images(run_dir, face_folder):
+    folder = face_folder("other_faces", n=6, size=40, seed=77)
     (folder / "notes.txt").write_text("not an image")
     res = evaluate_run(run_dir, data_dir=folder, baselines=("mean_fill",), progress=False,
                        mask="eyes", name="other")  # fmt: skip
@@ -209,12 +205,7 @@ def test_format_table_handles_a_single_image():
 
 # ---------------------------------------------------------------------- reconstruct
 def _write_photos(folder, n=2, size=48):
-    paths = []
-    for i, img in enumerate(generate_faces(size=size, seed=5, indices=np.arange(n), progress=False)):
-        path = folder / f"p{i}.png"
-        Image.fromarray(img).save(path)
-        paths.append(path)
-    return paths
+    return write_faces(folder, n=n, size=size, seed=5, prefix="p")
 
 
 def test_reconstruct_images_panels_are_consistent(tmp_path):

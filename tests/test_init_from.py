@@ -16,11 +16,11 @@ from mae_utils.model import build_mae
 from mae_utils.pos_embed import sincos_2d
 from mae_utils.train import TrainConfig, fit, initial_model
 
+from conftest import TINY_MODEL
 from test_pretrained import make_hf_model
 
-# the config asks for the notebook's widths and 8 px patches; the weights have others
-RUN = dict(image_size=48, patch_size=8, embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=96,
-           decoder_depth=2, decoder_num_heads=3, max_images=20, batch_size=8, epochs=1, device="cpu",
+# the config asks for the notebook's model (the cpu preset) and 8 px patches; the weights have others
+RUN = dict(image_size=48, patch_size=8, preset="cpu", max_images=20, batch_size=8, epochs=1, device="cpu",
            base_lr=1e-3, sample_every=0, seed=3)  # fmt: skip
 SHAPE = ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
 
@@ -45,9 +45,7 @@ def _source_hf(tmp_path):
 
 
 def _source_run(tmp_path):
-    src = TrainConfig(**{**RUN, "image_size": 32, "embed_dim": 32, "depth": 1, "num_heads": 2,
-                         "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2},
-                      out_dir=str(tmp_path / "source"))  # fmt: skip
+    src = TrainConfig(**{**RUN, **TINY_MODEL}, out_dir=str(tmp_path / "source"))
     fit(src)
     return tmp_path / "source", ckpt.load_model_state(tmp_path / "source" / "checkpoints" / "best"), dict(
         patch_size=8, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)

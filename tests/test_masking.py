@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mae_utils.masking import choose_visible, make_mask, mask_to_indices, random_masking, structured_mask
+from mae_utils.masking import make_mask, mask_to_indices, masking_ids, masking_noise, random_masking, structured_mask
 from mae_utils.synthetic import generate_faces
 from mae_utils.util.errors import UserError
 
@@ -49,17 +49,25 @@ def test_explicit_mask_keeps_order_and_restores():
     assert restored.flatten().tolist() == [-1.0, 1.0, -1.0, 3.0, 4.0, -1.0]
 
 
+def test_masking_ids_keep_the_smallest_noise_and_restore_patch_order():
+    noise = torch.tensor([[0.9, 0.1, 0.8, 0.2, 0.7, 0.3]])
+    ids_keep, mask, ids_restore = masking_ids(noise, keep=2)
+    assert ids_keep.tolist() == [[1, 3]] and mask.tolist() == [[1, 0, 1, 0, 1, 1]]
+    order = torch.cat([ids_keep, torch.tensor([[5, 4, 2, 0]])], dim=1)  # visible, then hidden by noise
+    assert torch.gather(order, 1, ids_restore).tolist() == [[0, 1, 2, 3, 4, 5]]
+
+
 def test_explicit_mask_errors():
     with pytest.raises(UserError, match="same number"):
-        choose_visible(2, 4, mask=torch.tensor([[1.0, 0, 0, 0], [1, 1, 0, 0]]))
+        masking_noise(2, 4, mask=torch.tensor([[1.0, 0, 0, 0], [1, 1, 0, 0]]))
     with pytest.raises(UserError, match="shape"):
-        choose_visible(2, 4, mask=torch.zeros(2, 5))
+        masking_noise(2, 4, mask=torch.zeros(2, 5))
     with pytest.raises(UserError, match="0 \\(visible\\) and 1"):
-        choose_visible(1, 4, mask=torch.tensor([[0.5, 0, 0, 1]]))
+        masking_noise(1, 4, mask=torch.tensor([[0.5, 0, 0, 1]]))
     with pytest.raises(UserError, match="every patch"):
-        choose_visible(1, 4, mask=torch.ones(1, 4))
+        masking_noise(1, 4, mask=torch.ones(1, 4))
     with pytest.raises(UserError, match="mask_ratio"):
-        choose_visible(1, 4, mask_ratio=1.0)
+        masking_noise(1, 4, mask_ratio=1.0)
 
 
 def test_structured_masks_shapes():

@@ -144,7 +144,8 @@ def test_every_notebook_lists_its_parameters_with_types_and_checks_them(name):
     code_before = ["".join(c["source"]) for c in nb["cells"][: tagged[0]] if c["cell_type"] == "code"]
     assert code_before[-1].rstrip().splitlines()[-1].startswith("names_before_parameters = set(globals())")
     code_after = "".join(nb["cells"][tagged[0] + 1]["source"])
-    assert "check_parameters(globals(), names_before_parameters)" in code_after, f"{name}: no check after the parameters"
+    checks = ("check_parameters(globals(), names_before_parameters)", "check_notebook(globals(), names_before_parameters)")
+    assert any(c in code_after for c in checks), f"{name}: no check after the parameters"
 
 
 # ---------------------------------------------------------------------- issue 20

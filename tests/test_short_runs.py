@@ -17,9 +17,10 @@ from mae_utils import train as train_mod
 from mae_utils.optim import DIV_FACTOR, FINAL_DIV_FACTOR, one_cycle_plan
 from mae_utils.train import TrainConfig, fit, plan_batches
 
+from conftest import TINY_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(image_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=32,
-            decoder_depth=1, decoder_num_heads=2, device="cpu", base_lr=1e-3, sample_every=0)  # fmt: skip
+TINY = dict(TINY_MODEL, device="cpu", base_lr=1e-3, sample_every=0)
 FIRST, LAST = 1 / DIV_FACTOR, 1 / DIV_FACTOR / FINAL_DIV_FACTOR
 
 

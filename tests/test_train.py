@@ -17,11 +17,12 @@ from mae_utils.util import cli
 
 from tiny_runs import TINY, cli_error, copy_run, fault_faces, train_tiny_run
 
-# a few seconds per epoch on 2 shared CPU cores: 32 px images, 8 px patches, a 2-block encoder
-SMALL = dict(image_size=32, patch_size=8, max_images=40, batch_size=8, epochs=3, embed_dim=64, depth=2,
-             num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, device="cpu",
-             base_lr=1e-3, seed=5, crop_scale_min=0.35, crop_scale_max=3.0, grey_prob=0.3,
-             color_jitter=0.3, crop_scale_draw="log", zoom_fill="photo")  # fmt: skip
+from conftest import TINY_MODEL
+
+# about a second per epoch on 2 shared CPU cores: the shared tiny model (conftest.py), every augmentation on
+SMALL = dict(TINY_MODEL, max_images=40, batch_size=8, epochs=3, device="cpu", base_lr=1e-3, seed=5,
+             crop_scale_min=0.35, crop_scale_max=3.0, grey_prob=0.3, color_jitter=0.3,
+             crop_scale_draw="log", zoom_fill="photo")  # fmt: skip
 
 
 def _weights(run_dir, which="last"):
@@ -44,7 +45,7 @@ def test_run_directory_layout(full_run):
         assert {p.name for p in (run / "checkpoints" / which).iterdir()} == {"model.safetensors", "state.pt"}
     assert len(list((run / "samples").glob("*.png"))) == 3
     config = json.loads((run / "config.json").read_text())
-    assert config["image_size"] == 32 and config["model"]["embed_dim"] == 64
+    assert config["image_size"] == 32 and config["model"]["embed_dim"] == TINY_MODEL["embed_dim"]
     assert config["runtime"]["device"] == "cpu" and "torch" in config["runtime"]["versions"]
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2, 3] and lines == full_run.history

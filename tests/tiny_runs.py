@@ -13,11 +13,11 @@ from PIL import Image
 from mae_utils.synthetic import generate_faces
 from mae_utils.util import cli
 
+from conftest import TINY_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
 BAD_NAME = b"face_\xff\xfe.png"  # not valid UTF-8
-TINY = dict(image_size=32, patch_size=8, batch_size=8, epochs=2, embed_dim=32, depth=1, num_heads=2,
-            decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, device="cpu", base_lr=1e-3,
-            sample_every=0, augment=False)  # fmt: skip
+TINY = dict(TINY_MODEL, batch_size=8, epochs=2, device="cpu", base_lr=1e-3, sample_every=0, augment=False)
 TINY_FLAGS = ["--image-size", "32", "--patch-size", "8", "--batch-size", "8", "--epochs", "2", "--embed-dim", "32",
               "--depth", "1", "--num-heads", "2", "--decoder-embed-dim", "32", "--decoder-depth", "1",
               "--decoder-num-heads", "2", "--device", "cpu", "--base-lr", "1e-3", "--sample-every", "0",

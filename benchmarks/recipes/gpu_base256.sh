@@ -3,6 +3,7 @@
 # with the augmentation that made the CPU models generalise across face sources.
 #   usage: benchmarks/recipes/gpu_base256.sh DATA_DIR OUT_DIR [OTHER_DIR]
 # Cost: an estimate until a GPU measures it (benchmarks/gpu_check.py measures the step rate first).
+# Check it first, for free: the same train command with --dry-run prints 111,984,640 parameters.
 set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: $0 DATA_DIR OUT_DIR [OTHER_DIR]" >&2; exit 2; fi
 DATA_DIR=$1 OUT_DIR=$2 OTHER_DIR=${3:-}
@@ -11,8 +12,6 @@ PY=${PYTHON:-python}
 
 "$PY" -m mae_utils train --data-dir "$DATA_DIR" --out-dir "$OUT_DIR" --device cuda \
   --image-size 256 --patch-size 16 --preset base \
-  --embed-dim none --depth none --num-heads none \
-  --decoder-embed-dim none --decoder-depth none --decoder-num-heads none \
   --batch-size 256 --base-lr 1.5e-4 --epochs ${EPOCHS:-400} --num-workers 8 --compile \
   --crop-scale-min 0.5 --crop-scale-max 1.4
 

@@ -11,7 +11,8 @@ after that cell:
   ``"none"``, ``"3"``, ``"1e-3"``) and refused otherwise.
 
 In ``maskAE.ipynb`` the annotated names are the :class:`~mae_utils.config.TrainConfig` fields (their
-help texts live there: :func:`parameter_help`) plus the notebook's own options.
+help texts live there: :func:`parameter_help`) plus the notebook's own options, and one call,
+:func:`check_notebook`, does every check.
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from ..config import TrainConfig, annotation_type, load_run_config
+from ..config import TrainConfig, annotation_type, load_run_config, same_settings
 from .errors import UserError
 from .rundir import holds_checkpoint
 
-__all__ = ["check_no_shadowed_imports", "check_parameters", "check_run_folder", "config_from_params", "parameter_help"]
+__all__ = [
+    "check_no_shadowed_imports",
+    "check_notebook",
+    "check_parameters",
+    "check_run_folder",
+    "config_from_params",
+    "parameter_help",
+]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -173,7 +181,7 @@ def check_run_folder(config: TrainConfig, overwrite: bool, notebook: str = "mask
     if overwrite or not holds_checkpoint(out_dir):
         return overwrite
     try:
-        same = load_run_config(out_dir).to_dict() == config.to_dict()
+        same = same_settings(load_run_config(out_dir), config)
     except UserError:
         same = False
     if same:
@@ -184,3 +192,20 @@ def check_run_folder(config: TrainConfig, overwrite: bool, notebook: str = "mask
         f"`python -m mae_utils train --resume {out_dir}` (add --epochs N to extend it), choose another "
         f"out_dir, or replace it: `papermill {notebook} OUT.ipynb -p out_dir {out_dir} -p overwrite True`"
     )
+
+
+def check_notebook(
+    namespace: MutableMapping[str, Any], before: set[str], notebook: str = "maskAE.ipynb"
+) -> tuple[TrainConfig, bool]:
+    """The one call after ``maskAE.ipynb``'s parameters cell: names and types (:func:`check_parameters`),
+    the validated :class:`TrainConfig` (:func:`config_from_params`) and the run folder
+    (:func:`check_run_folder`). Prints one line on the model and the run; returns (config, overwrite)."""
+    params = check_parameters(namespace, before)
+    config = config_from_params(params)
+    overwrite = check_run_folder(config, bool(params.get("overwrite", False)), notebook)
+    arch = config.architecture()
+    data = config.data_dir or "built-in synthetic faces"
+    print(f"preset {config.preset} (encoder {arch['embed_dim']} x {arch['depth']}, decoder "
+          f"{arch['decoder_embed_dim']} x {arch['decoder_depth']}), {config.image_size} px images in "
+          f"{config.patch_size} px patches, {config.epochs} epochs on {data} -> {config.out_dir}")  # fmt: skip
+    return config, overwrite

@@ -1,20 +1,9 @@
 """The life of a run folder: one run at a time, nothing lost on ``--overwrite``, nothing left by a failure.
 
-* **Lock.** A training attempt holds ``RUN/.lock`` (created atomically with its pid, host and start
-  time) from before it reads anything until it ends. A second ``train`` into the same folder stops
-  with an error naming the owner; a lock whose process is dead (same host) is stale: it is removed,
-  and the log says so.
-* **What counts as a run.** A folder holds a run once a complete checkpoint was saved. Files of an
-  attempt that died before that (``config.json``, ``split.json``, ``log.txt``, an empty
-  ``metrics.jsonl``) are leftovers: a fresh start removes them without ``--overwrite``, and
-  ``--resume`` starts such a run from epoch 0 with its saved settings.
-* **--overwrite** deletes nothing up front: the old run's files are moved into ``RUN/.replaced/``
-  (one rename each), and are deleted only when the new run has saved its first checkpoint. If the new
-  run fails before that, they are moved back; if it was killed, the next start moves them back.
-* **Failure before the first checkpoint** (bad data, a bad setting, an interrupt): the folder is left as
-  it was found: what this attempt created is removed, and so is the folder itself if it created it.
-* **Temporaries** of killed writers (``checkpoints/.NAME.tmp-*`` folders, ``.NAME.PID.tmp`` files) are
-  removed at the next start.
+:class:`RunFolder` implements the rules written once in ``docs/runs.md`` ("Reliability of a run
+folder"): the ``RUN/.lock`` taken before anything is read, what counts as a run (a saved
+checkpoint), ``--overwrite`` moving the old run into ``RUN/.replaced/`` until the new one has a
+checkpoint, rollback of a failed start, and removal of killed writers' temporaries.
 """
 
 from __future__ import annotations
