@@ -273,6 +273,31 @@ def _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds) -> 
     return fills
 
 
+def _check_eval_inputs(baselines: Sequence[str], mask: str, batch_size: int) -> tuple[str, ...]:
+    """The checked baselines; a clear error for an unknown mask kind or a batch size below 1."""
+    if mask not in MASK_KINDS:
+        raise UserError(f"unknown mask kind {mask!r}; choose one of {', '.join(MASK_KINDS)}")
+    if batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer; got {batch_size}")
+    return tuple(_check_baselines(baselines))
+
+
+def _score_batch(model: torch.nn.Module, imgs: torch.Tensor, m: torch.Tensor, baselines: Sequence[str],
+                 device: torch.device, seconds: dict[str, float], keep_images: bool) -> dict[str, dict[str, Any]]:
+    """method -> {metric: per-image values} for one batch (plus ``image``: the pasted fill, when kept)."""
+    size, p = int(model.img_size), int(model.patch_size)
+    if imgs.shape[-1] != size or imgs.shape[-2] != size:
+        raise UserError(f"dataset images are {tuple(imgs.shape[-2:])} but the model takes {size}x{size}")
+    original = denormalize(imgs)
+    pixel_mask = patch_mask_to_pixel_mask(m, p, size)
+    out: dict[str, dict[str, Any]] = {"original": {"image": original}} if keep_images else {}
+    for method, fill in _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds).items():
+        out[method] = evaluate_batch(original, fill, m, p)
+        if keep_images:
+            out[method]["image"] = paste_visible(fill.clamp(0, 1), original, pixel_mask)
+    return out
+
+
 def evaluate_model(
     model: torch.nn.Module,
     dataset: Any,
@@ -294,19 +319,15 @@ def evaluate_model(
     selection (seeded), so results do not depend on ``batch_size``, and the model and every baseline
     see the same mask. With ``keep_images`` the result holds every method's images.
     """
-    baselines = _check_baselines(baselines)
-    if mask not in MASK_KINDS:
-        raise UserError(f"unknown mask kind {mask!r}; choose one of {', '.join(MASK_KINDS)}")
-    if batch_size < 1:
-        raise UserError(f"batch_size must be a positive integer; got {batch_size}")
+    baselines = _check_eval_inputs(baselines, mask, batch_size)
     device = torch.device(device)
     model = model.to(device).eval()
-    size, p = int(model.img_size), int(model.patch_size)
     indices = _select(len(dataset), limit, seed)
     n = len(indices)
     if n == 0:
         raise UserError("no images to evaluate")
-    masks = make_mask(mask, n, size // p, mask_ratio=mask_ratio, patches=patches, seed=seed)
+    masks = make_mask(mask, n, int(model.img_size) // int(model.patch_size), mask_ratio=mask_ratio,
+                      patches=patches, seed=seed)  # fmt: skip
     methods = ("model", BLEND, *baselines)
     per_image: dict[str, dict[str, list[torch.Tensor]]] = {m: {k: [] for k in METRICS} for m in methods}
     seconds = {m: 0.0 for m in methods}
@@ -315,19 +336,11 @@ def evaluate_model(
     bar = tqdm(total=n, desc="evaluating", unit="img", disable=not progress)
     for start in range(0, n, batch_size):
         idx = indices[start : start + batch_size]
-        imgs = torch.stack([dataset[i] for i in idx])
-        if imgs.shape[-1] != size or imgs.shape[-2] != size:
-            raise UserError(f"dataset images are {tuple(imgs.shape[-2:])} but the model takes {size}x{size}")
-        m = masks[start : start + len(idx)]
-        original = denormalize(imgs)
-        pixel_mask = patch_mask_to_pixel_mask(m, p, size)
-        for method, fill in _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds).items():
-            for k, v in evaluate_batch(original, fill, m, p).items():
-                per_image[method][k].append(v)
-            if keep_images:
-                kept[method].append(paste_visible(fill.clamp(0, 1), original, pixel_mask))
-        if keep_images:
-            kept["original"].append(original)
+        batch = _score_batch(model, torch.stack([dataset[i] for i in idx]), masks[start : start + len(idx)],
+                             baselines, device, seconds, keep_images)  # fmt: skip
+        for method, scores in batch.items():
+            for k, v in scores.items():
+                (kept[method] if k == "image" else per_image[method][k]).append(v)
         bar.update(len(idx))
     bar.close()
     values = {m: {k: torch.cat(v) for k, v in d.items()} for m, d in per_image.items()}
@@ -498,6 +511,28 @@ def _title(run_dir: Path, record: dict[str, Any], scored: Evaluation) -> str:
 
 
 # ---------------------------------------------------------------------- the library entry point
+def _zoomed_out(dataset: Any, data_desc: dict[str, Any], side: float | None, fill: str,
+                seed: int) -> tuple[Any, dict[str, Any]]:
+    """The dataset and its description, with the faces shrunk to ``side`` of the frame if given."""
+    if side is None:
+        return dataset, data_desc
+    return ZoomedOut(dataset, side, fill, seed), {**data_desc, "zoom_out": side, "zoom_fill": fill}
+
+
+def _results_target(run_dir: Path, out_dir: str | Path | None, name: str | None, record: dict[str, Any],
+                    overwrite: bool | None) -> tuple[Path, str]:
+    """(folder, file stem) of an evaluation's results; checked before scoring unless ``overwrite`` is
+    None (nothing will be written)."""
+    if name is not None:
+        check_file_stem(name)
+    folder = Path(out_dir) if out_dir is not None else run_dir / "eval"
+    stem = name or eval_name(record["data"], record["mask"]["kind"], record["mask"]["mask_ratio"],
+                             record["checkpoint"])  # fmt: skip
+    if overwrite is not None:
+        check_results_target(folder, stem, record, overwrite)
+    return folder, stem
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -532,21 +567,14 @@ def evaluate_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
-    if name is not None:
-        check_file_stem(name)
     model, config = load_model_from_run(run_dir, which, dev := resolve_device(device))
     dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
-    if zoom_out_side is not None:
-        dataset = ZoomedOut(dataset, zoom_out_side, zoom_fill, seed)
-        data_desc = {**data_desc, "zoom_out": zoom_out_side, "zoom_fill": zoom_fill}
+    dataset, data_desc = _zoomed_out(dataset, data_desc, zoom_out_side, zoom_fill, seed)
     record = {"run": str(run_dir), "checkpoint": which, "data": {**data_desc, "n_available": len(dataset),
               "limit": limit}, "mask": _mask_settings(mask, mask_ratio, patches, seed),
               "baselines": list(dict.fromkeys(baselines))}  # fmt: skip
     data_desc, mask_desc = record["data"], record["mask"]
-    folder = Path(out_dir) if out_dir is not None else run_dir / "eval"
-    stem = name or eval_name(data_desc, mask, mask_ratio, which)
-    if write:
-        check_results_target(folder, stem, record, overwrite)
+    folder, stem = _results_target(run_dir, out_dir, name, record, overwrite if write else None)
     started = time.perf_counter()
     scored = evaluate_model(
         model, dataset, mask=mask, mask_ratio=mask_ratio, patches=patches, limit=limit, batch_size=batch_size,
