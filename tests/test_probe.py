@@ -192,3 +192,26 @@ def test_cli_bad_input_exits_2_with_one_line(run_dir, capsys, extra, message) ->
 def test_cli_missing_run_exits_2(tmp_path, capsys) -> None:
     assert cli.main(["probe", "--run", str(tmp_path / "nope"), "--target", "beard"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- maps and neighbours
+def test_maps_and_nearest_neighbours() -> None:
+    from mae_utils import viz
+    from mae_utils.tools import feature_space
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 8))
+    x[10] = x[3] * 2.0 + 0.01 * rng.normal(size=8)  # a near copy (scaled): its nearest neighbour
+    nn = feature_space.nearest_neighbours(x, [3, 10], k=3)
+    assert nn.shape == (2, 3) and nn[0, 0] == 10 and nn[1, 0] == 3 and 3 not in nn[0]
+    for method in ("pca", "tsne"):
+        assert feature_space.map_2d(x, method).shape == (30, 2)
+    with pytest.raises(UserError, match="map method"):
+        feature_space.map_2d(x, "umap")
+    faces = rng.integers(0, 255, (30, 16, 16, 3), dtype=np.uint8)
+    coords = {"PCA": feature_space.map_2d(x, "pca")}
+    for values in (np.array(["a", "b", "c"] * 10), rng.random(30)):
+        fig = viz.feature_map_figure(coords, values, "label", faces, n_thumbnails=5)
+        assert len(fig.axes) == 1
+    fig = viz.neighbours_figure(faces, [3, 10], {"features": nn, "pixels": nn})
+    assert len(fig.axes) == 2 * (1 + 2 * (1 + 3))

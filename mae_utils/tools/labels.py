@@ -105,7 +105,7 @@ def _finish(target: str, texts: list[str], keep: list[int], task: str, source: s
         values = values.astype(np.float64)
         if check and (len(values) < 4 or np.ptp(values) == 0):
             raise UserError(f"target {target!r} in {where} needs at least 4 images with differing values")
-        notes.append(f"target {target!r}: a number, {values.min():g} .. {values.max():g} ({why})")
+        notes.append(f"target {target!r}: a number, {values.min():.3g} .. {values.max():.3g} ({why})")
     return Labels(target, values, np.asarray(keep, dtype=np.int64), chosen, source, notes)
 
 
