@@ -124,6 +124,14 @@ def test_probe_table_on_synthetic_attributes(run_dir) -> None:
     assert any("fit on train, score on test" in n for n in result["notes"])
 
 
+def test_a_second_run_gets_its_own_rows(run_dir) -> None:
+    result = probe.probe_run(run_dir, "skin_tone", second_run=run_dir, random_weights=False, pixel_baseline=False,
+                             max_test=30, **FAST)  # fmt: skip
+    rows = {r["kind"]: r for r in result["rows"]["skin_tone"]}
+    assert list(rows) == ["mae_mean", "mae_cls", "second_mean", "second_cls", "chance"]
+    assert rows["second_mean"]["score"] == pytest.approx(rows["mae_mean"]["score"])  # the same run twice
+
+
 def test_shuffled_labels_score_at_chance(run_dir) -> None:
     """The honesty check: with the training labels shuffled nothing can be learnt, so every probe must
     land at chance (within its 95% interval); a leak between training and test faces would show here."""

@@ -474,7 +474,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Linear probes of a run's frozen encoder (mean patch token and class token, no masking) against PCA "
         "pixels of the same width, the same encoder with random weights, and chance: accuracy for classes, "
-        "mean absolute error for numbers, on held-out faces with a 95%% interval."
+        "mean absolute error for numbers, on held-out faces with a 95% interval."
     )
     parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a training run directory (runs/NAME)")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
