@@ -7,7 +7,8 @@ Part 1, the table of ``python -m mae_utils probe`` for four targets: UTKFace gen
 absolute error in years) and race, read from the file names ``age_gender_race_*.jpg``, fitted on a
 seeded subset of ``--max-train`` of the run's training faces and scored on all its test faces; and
 Yale identity (38 people), a folder the model never saw, split here 75/25, stratified by person.
-Each: the MAE encoder's mean patch token and class token, the same encoder with random weights, PCA
+Yale again with 3 training faces per person (a few-shot split, the rest tested). Each: the MAE
+encoder's mean patch token and class token, the same encoder with random weights, PCA
 pixels of the same width, chance, with the wall time of each probe.
 
 Part 2 (``--sweep``), cheap changes that need no training, on gender and age: features of each block
@@ -47,11 +48,14 @@ def fmt(row: dict, task: str) -> str:
 def main_tables(args, model, config) -> dict:
     """Part 1: the probe command's table for each target."""
     out = {}
-    jobs = [("UTKFace", None, UTK_REGEX, ["gender", "age", "race"], args.max_train),
-            ("Yale", args.yale, YALE_REGEX, ["person"], None)]  # fmt: skip
-    for name, data_dir, regex, targets, max_train in jobs:
+    jobs = [("UTKFace", None, UTK_REGEX, ["gender", "age", "race"], args.max_train, 0.25),
+            ("Yale", args.yale, YALE_REGEX, ["person"], None, 0.25),
+            ("Yale, 3 shots", args.yale, YALE_REGEX, ["person"], None, 1 - 3 * 38 / 871)]  # fmt: skip
+    if args.skip_main:
+        jobs = jobs[-1:]
+    for name, data_dir, regex, targets, max_train, test_frac in jobs:
         started = time.perf_counter()
-        data = probe.load_probe_data(args.run, config, targets, data_dir=data_dir, label_regex=regex,
+        data = probe.load_probe_data(args.run, config, targets, data_dir=data_dir, label_regex=regex, test_frac=test_frac,
                                      max_train=max_train, seed=args.seed, cache_dir=args.cache_dir)  # fmt: skip
         sets = probe.feature_sets(model, data, seed=args.seed, progress=False)
         print(f"\n{name}: " + "; ".join(data.notes) + f" (data + features {time.perf_counter() - started:.0f} s)")
@@ -97,11 +101,12 @@ def sweep(args, model, config) -> dict:
             row = {}
             for key in ("mae", "random"):
                 (x_tr, std), (x_te, _) = variants(feats[key][0])[name], variants(feats[key][1])[name]
-                row[key] = probe.fit_probe(x_tr, y_tr, x_te, y_te, task, standardize=std, seed=args.seed, cv=args.cv)
+                row[key] = probe.fit_probe(x_tr, y_tr, x_te, y_te, task, standardize=std, seed=args.seed,
+                                           cv=args.sweep_cv)  # fmt: skip
             width = row["mae"]["width"]
             if width not in pca_cache:
                 pca_cache[width] = probe.fit_probe(px[0], y_tr, px[1], y_te, task, pca_width=width, seed=args.seed,
-                                                   cv=args.cv)  # fmt: skip
+                                                   cv=args.sweep_cv)  # fmt: skip
             row["pixels"] = pca_cache[width]
             print(f"| {name} | {width} | {fmt(row['mae'], task)} | {fmt(row['random'], task)} | "
                   f"{fmt(row['pixels'], task)} | {row['mae']['seconds']:.1f} |", flush=True)  # fmt: skip
@@ -119,6 +124,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None, help="decoded-face cache (default: the run's)")
     parser.add_argument("--sweep", action="store_true", help="also part 2: blocks, norms, pooling")
+    parser.add_argument("--sweep-cv", type=int, default=3, help="cross-validation folds in part 2 (default 3: ~30 fits)")
+    parser.add_argument("--skip-main", action="store_true", help="of part 1, only Yale with 3 shots per person")
     parser.add_argument("--json", default=None, help="write every number here")
     args = parser.parse_args()
     model, config = load_model_from_run(args.run, "best", "cpu")
