@@ -115,7 +115,10 @@ class _Draws:
 
     def color(self, palette: np.ndarray, weights: Sequence[float] | None = None, jitter: float = 0.0) -> np.ndarray:
         """A palette colour per face (optionally jittered), shaped (3, N, 1, 1)."""
-        idx = self.choice(weights if weights is not None else [1.0] * len(palette))
+        return self.tint(palette, self.choice(weights if weights is not None else [1.0] * len(palette)), jitter)
+
+    def tint(self, palette: np.ndarray, idx: np.ndarray, jitter: float = 0.0) -> np.ndarray:
+        """Palette entries ``idx`` (optionally jittered), shaped (3, N, 1, 1); :meth:`color` without the draw."""
         col = palette[idx]
         if jitter:
             col = col * np.stack([self.u(1 - jitter, 1 + jitter).reshape(-1) for _ in range(3)], axis=1)
@@ -277,7 +280,8 @@ def _pose_and_colours(d: _Draws, size: int) -> SimpleNamespace:
     skin = ((1 - w) * _SKIN[i0] + w * _SKIN[i1]).astype(np.float32)
     skin = (skin * np.stack([d.u(0.95, 1.05).reshape(-1), d.u(0.96, 1.04).reshape(-1), d.u(0.94, 1.06).reshape(-1)], 1))
     skin = np.ascontiguousarray(skin.T).reshape(3, -1, 1, 1).astype(np.float32)
-    hair = d.color(_HAIR, _HAIR_WEIGHTS, jitter=0.08)
+    hair_idx = d.choice(_HAIR_WEIGHTS)
+    hair = d.tint(_HAIR, hair_idx, jitter=0.08)
     style = d.choice(_STYLE_WEIGHTS).reshape(-1, 1, 1)
     light_angle = d.u(0, 2 * math.pi)
     light_k = d.u(0.05, 0.22)
@@ -287,6 +291,7 @@ def _pose_and_colours(d: _Draws, size: int) -> SimpleNamespace:
         X=X, Y=Y, a_head=a_head, b=b, b_head=b_head, hair=hair,
         hc=hc, jaw=jaw, light_k=light_k, lx=lx, ly=ly, pw=pw,
         skin=skin, square=square, style=style, yaw=yaw, yaw_off=yaw_off,
+        drawn=dict(skin_tone=skin_t, yaw=yaw, roll=roll, head_scale=scale, hair_colour=hair_idx, hair_style=style),
     )
 
 
@@ -403,7 +408,9 @@ def _eyes(d: _Draws, f: SimpleNamespace) -> None:
     eye_x, eye_y = d.u(0.16, 0.21), d.u(-0.11, -0.03)
     eye_w, eye_open = d.u(0.075, 0.105), d.u(0.42, 0.68)
     eye_h = eye_w * eye_open
-    iris = d.color(_IRIS, _IRIS_WEIGHTS, jitter=0.1)
+    iris_idx = d.choice(_IRIS_WEIGHTS)
+    iris = d.tint(_IRIS, iris_idx, jitter=0.1)
+    f.drawn["eye_colour"] = iris_idx
     iris_r = eye_w * d.u(0.44, 0.52)
     gaze_x, gaze_y = d.u(-0.35, 0.35), d.u(-0.2, 0.15)
     liner = d.u(0.4, 1.0)
@@ -488,6 +495,7 @@ def _blush(d: _Draws, f: SimpleNamespace) -> None:
     """Blush on some cheeks."""
     b, nose_y, yaw_off = f.b, f.nose_y, f.yaw_off
     blush = d.flag(0.3) * d.u(0.12, 0.3)
+    f.drawn["blush"] = blush > 0
     if (blush > 0).any():
         for side in (-1.0, 1.0):
             B = b.window(min(side * 0.07, side * 0.43), max(side * 0.07, side * 0.43), -0.01, 0.29,
@@ -502,6 +510,7 @@ def _beard(d: _Draws, f: SimpleNamespace) -> None:
     a_head, b, b_head, hair, hair_freq = f.a_head, f.b, f.b_head, f.hair, f.hair_freq
     r_head = f.r_head
     beard, beard_len = d.flag(0.18), d.u(0.0, 0.12)
+    f.drawn["beard"] = beard
     mouth_y, mouth_w = d.u(0.27, 0.35), d.u(0.095, 0.155)
     if (beard > 0).any():
         sel = np.nonzero(beard.reshape(-1) > 0)[0]
@@ -547,6 +556,7 @@ def _mouth(d: _Draws, f: SimpleNamespace) -> None:
     seam = inside * _soft(np.abs(M.Y - ym) - 0.004, M.pw) * (open_m <= 0)
     _paint(M.canvas, seam * 0.8, lip_col * 0.45)
     moustache = np.maximum(beard, d.flag(0.06))
+    f.drawn.update(smile=smile, mouth_open=open_m > 0, lipstick=lipstick, moustache=moustache)
     if (moustache > 0).any():
         M = b.window(-0.28, 0.28, 0.09, 0.51, sel=np.nonzero(moustache.reshape(-1) > 0)[0])
         tm, taper, ym, o_up, o_lo = mouth_shape(M)
@@ -583,6 +593,7 @@ def _glasses(d: _Draws, f: SimpleNamespace) -> None:
     frame = d.color(_FRAMES)
     g_w, g_h, g_t, g_sq = d.u(1.35, 1.75), d.u(0.65, 0.95), d.u(0.010, 0.022), d.u(0.0, 1.0)
     sun = d.flag(0.12)
+    f.drawn.update(glasses=glasses, sunglasses=glasses * sun)
     if (glasses > 0).any():
         G = b.window(-0.6, 0.6, -0.32, 0.18, sel=np.nonzero(glasses.reshape(-1) > 0)[0])
         g_frame, g_thick, g_ex, g_yaw = G.p(frame), G.p(g_t), G.p(eye_x), G.p(yaw_off)
@@ -624,12 +635,17 @@ _FEATURES = (
 )
 
 
-def render_faces(uniforms: np.ndarray, size: int) -> np.ndarray:
-    """Draw one face per row of ``uniforms`` (see :func:`face_uniforms`): uint8 (N, size, size, 3)."""
+def render_faces(uniforms: np.ndarray, size: int, record: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Draw one face per row of ``uniforms`` (see :func:`face_uniforms`): uint8 (N, size, size, 3).
+
+    ``record``: a dict that receives what was drawn for each face (see :data:`ATTRIBUTES`).
+    """
     d = _Draws(uniforms)
     f = _pose_and_colours(d, size)
     for feature in _FEATURES:
         feature(d, f)
+    if record is not None:
+        record.update({k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in f.drawn.items()})
     return _light_and_exposure(d, f)
 
 
@@ -673,6 +689,56 @@ def generate_faces(
             bar.update(len(sel))
     if bar is not None:
         bar.close()
+    return out
+
+
+#: What :func:`face_attributes` reports for each face: name -> (kind, description). Kind ``class``:
+#: a category (names in :data:`ATTRIBUTE_CLASSES`, or 0/1 for yes/no); ``number``: a measurement.
+ATTRIBUTES: dict[str, tuple[str, str]] = {
+    "glasses": ("class", "wears glasses (1) or not (0); 22% do"),
+    "sunglasses": ("class", "dark lenses (1) or not (0); about 3% of faces"),
+    "beard": ("class", "a beard (1) or not (0); 18% have one"),
+    "moustache": ("class", "a moustache (1, every beard has one) or not (0)"),
+    "hair_colour": ("class", "one of 8 colours; a bald face shows it only in a beard or moustache"),
+    "hair_style": ("class", "bald, short, fringe, bob, long, curly or bun"),
+    "eye_colour": ("class", "iris colour, one of 6 (a few pixels at 64 px)"),
+    "skin_tone": ("number", "0 (darkest) .. 5 (lightest), before lighting"),
+    "yaw": ("number", "head turn, -1 .. 1 (shifts eyes, nose and mouth sideways)"),
+    "roll": ("number", "head tilt in radians, -0.13 .. 0.13"),
+    "head_scale": ("number", "head size, 0.8 .. 1.0"),
+    "smile": ("number", "mouth curve, -0.4 (frown) .. 1 (smile)"),
+    "mouth_open": ("class", "mouth open (1) or closed (0); 25% open"),
+    "lipstick": ("class", "red lips (1) or not (0)"),
+    "blush": ("class", "rosy cheeks (1) or not (0)"),
+}
+ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
+    "hair_colour": ("black", "dark brown", "brown", "dark blonde", "blonde", "auburn", "grey", "white"),
+    "hair_style": ("bald", "short", "fringe", "bob", "long", "curly", "bun"),
+    "eye_colour": ("brown", "dark brown", "hazel", "green", "blue", "grey"),
+}
+
+
+def face_attributes(seed: int, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+    """What was drawn for faces ``indices`` of generator ``seed``: {name: (N,) array} (see :data:`ATTRIBUTES`).
+
+    Class attributes come as strings (``"blonde"``, or ``"0"``/``"1"``), numbers as floats. Like the
+    faces, they are a fixed function of ``(seed, index)``; they are read off a tiny (8 px) rendering.
+    """
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(indices), 256):
+        record: dict[str, np.ndarray] = {}
+        render_faces(face_uniforms(seed, indices[start : start + 256]), 8, record=record)
+        parts.append(record)
+    out: dict[str, np.ndarray] = {}
+    for name, (kind, _) in ATTRIBUTES.items():
+        values = np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
+        if kind == "number":
+            out[name] = values.astype(np.float64)
+        elif name in ATTRIBUTE_CLASSES:
+            out[name] = np.asarray(ATTRIBUTE_CLASSES[name], dtype=object)[values.astype(int)].astype(str)
+        else:
+            out[name] = values.astype(int).astype(str)
     return out
 
 

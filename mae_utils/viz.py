@@ -15,8 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
 from .util.errors import UserError
 from .metrics import patch_mask_to_pixel_mask
@@ -366,4 +368,72 @@ def training_figure(history: Sequence[dict[str, Any]], steps: np.ndarray, lrs: n
     for ax in (ax_loss, ax_psnr, ax_lr):
         ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------- what the encoder learned
+def _colours(values: np.ndarray):
+    """Per-point colours and a legend: categories get tab10/tab20 colours, numbers a viridis scale."""
+    if values.dtype.kind in "fiu":
+        v = values.astype(np.float64)
+        norm = (v - v.min()) / (np.ptp(v) or 1.0)
+        return colormaps["viridis"](norm), None, (float(v.min()), float(v.max()))
+    classes = sorted(set(values.tolist()))
+    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([cmap(index[v] % cmap.N) for v in values.tolist()]), [(c, cmap(index[c] % cmap.N)) for c in classes], None
+
+
+def feature_map_figure(coords: dict[str, np.ndarray], values: np.ndarray, label: str,
+                       thumbnails: np.ndarray | None = None, n_thumbnails: int = 30, seed: int = 0) -> Figure:  # fmt: skip
+    """Side-by-side 2-D maps (``{"PCA": (N, 2), "t-SNE": (N, 2)}``) of the same faces, each point coloured
+    by ``values`` (a class or a number) and, for a seeded subset, the face itself drawn on the map
+    (``thumbnails``: uint8 (N, H, W, 3))."""
+    values = np.asarray(values)
+    colours, legend, span = _colours(values)
+    fig = new_figure(5.2 * len(coords), 5.2)
+    axes = fig.subplots(1, len(coords), squeeze=False)[0]
+    pick = np.random.default_rng(seed).choice(len(values), size=min(n_thumbnails, len(values)), replace=False)
+    for ax, (name, xy) in zip(axes, coords.items()):
+        ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=14, alpha=0.85, linewidths=0)
+        if thumbnails is not None:
+            zoom = 0.42 * 32 / thumbnails.shape[1]
+            for i in pick:
+                box = AnnotationBbox(OffsetImage(thumbnails[i], zoom=zoom), xy[i], frameon=True, pad=0.1,
+                                     bboxprops=dict(edgecolor=colours[i], linewidth=1.5))  # fmt: skip
+                ax.add_artist(box)
+        ax.set_title(f"{name} of the encoder's features", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if legend is not None:
+        handles = [axes[-1].scatter([], [], color=c, s=30, label=str(n)) for n, c in legend]
+        axes[-1].legend(handles=handles, title=label, fontsize=8, title_fontsize=8, loc="best", framealpha=0.8)
+    else:
+        fig.suptitle(f"colour: {label}, from {span[0]:.3g} (purple) to {span[1]:.3g} (yellow)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def neighbours_figure(images: np.ndarray, queries: Sequence[int], by: dict[str, np.ndarray],
+                      inches: float = 0.95) -> Figure:  # fmt: skip
+    """For each query face (a row): the face, then its nearest neighbours under each measure in ``by``
+    (``{"features": (Q, k) indices, "pixels": (Q, k)}``), side by side. ``images``: uint8 (N, H, W, 3)."""
+    k = next(iter(by.values())).shape[1]
+    ratios = [1.0] + [w for _ in by for w in [0.25] + [1.0] * k]  # a thin gap before each group
+    fig = new_figure(sum(ratios) * inches, len(queries) * inches + 0.4)
+    axes = fig.subplots(len(queries), len(ratios), squeeze=False, gridspec_kw={"width_ratios": ratios})
+    for r, q in enumerate(queries):
+        panels = [(int(q), "face")]
+        for name, idx in by.items():
+            panels += [(None, "")] + [(int(j), name if c == 0 else "") for c, j in enumerate(idx[r])]
+        for ax, (j, title) in zip(axes[r], panels):
+            _bare(ax)
+            if j is None:
+                ax.axis("off")
+                continue
+            ax.imshow(images[j])
+            if r == 0 and title:
+                ax.set_title(title if title == "face" else f"nearest by {title} →", fontsize=8, loc="left")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.3 / (len(queries) * inches + 0.4),
+                        wspace=0.04, hspace=0.04)  # fmt: skip
     return fig

@@ -86,7 +86,8 @@ def test_notebook_cli_and_train_config_share_one_set_of_defaults():
 
 
 @pytest.mark.parametrize(("path", "figures"), [(NOTEBOOK, 8), (ROOT / "notebooks" / "evaluate.ipynb", 4),
-                                              (ROOT / "notebooks" / "reconstruct_your_photos.ipynb", 3)])  # fmt: skip
+                                              (ROOT / "notebooks" / "reconstruct_your_photos.ipynb", 3),
+                                              (ROOT / "notebooks" / "what_it_learned.ipynb", 2)])  # fmt: skip
 def test_committed_notebooks_keep_outputs_without_machine_paths_or_frozen_bars(path, figures):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
