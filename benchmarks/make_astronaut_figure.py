@@ -5,7 +5,8 @@ classical inpainting.
 commits pixels of. The portrait is cropped to the face (framed like the aligned face chips the recipes
 train on), then for each mask kind (random 75%, center block, eyes band, left half)
 the figure shows: the masked input, the harmonic (Laplace) inpainting, the model's reconstruction with
-the visible patches pasted back, and the original, with masked-region PSNR in the titles.
+the visible patches pasted back (the raw MAE), the same made seam-free (`baselines.blend_seams`, the
+Poisson blend `evaluate` scores as model+blend), and the original, with masked-region PSNR in the titles.
 
     benchmarks/recipes/cpu_quick.sh ../shared/faces/utkface runs/cpu_quick
     python benchmarks/make_astronaut_figure.py --run runs/cpu_quick --out img/astronaut.png
@@ -54,15 +55,17 @@ def main(argv: list[str] | None = None) -> int:
 
     model, _ = load_model_from_run(args.run, args.checkpoint, "cpu")
     face = astronaut_face()
-    cols = ("masked", "harmonic", "model", "original")
+    cols = ("masked", "harmonic", "model", "model+blend", "original")
     fig = new_figure(1.9 * len(cols), 1.95 * len(MASKS), dpi=110)
     axes = fig.subplots(len(MASKS), len(cols), squeeze=False)
     for r, (kind, label) in enumerate(MASKS):
         res = reconstruct_images(model, [face], kind, mask_ratio=0.75, seed=args.seed, device="cpu")
         original, pm = res["original"], res["pixel_mask"]
         harmonic = paste_visible(inpaint_harmonic(original, pm), original, pm)
-        scores = {"harmonic": float(psnr_masked(harmonic, original, pm)[0]), "model": float(res["psnr_masked"][0])}
-        panels = {"masked": res["masked"], "harmonic": harmonic, "model": res["recon_visible"], "original": original}
+        scores = {"harmonic": float(psnr_masked(harmonic, original, pm)[0]), "model": float(res["psnr_masked"][0]),
+                  "model+blend": float(res["psnr_masked_blend"][0])}  # fmt: skip
+        panels = {"masked": res["masked"], "harmonic": harmonic, "model": res["recon_visible"],
+                  "model+blend": res["recon_blend"], "original": original}  # fmt: skip
         for c, name in enumerate(cols):
             ax = axes[r][c]
             ax.imshow(panels[name][0].permute(1, 2, 0).clamp(0, 1).numpy())
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 ax.set_title("original", fontsize=8)
         print(f"{kind:7s} hidden {float(res['mask'].mean()):.0%}: model {scores['model']:.2f} dB, "
-              f"harmonic {scores['harmonic']:.2f} dB")  # fmt: skip
+              f"model+blend {scores['model+blend']:.2f} dB, harmonic {scores['harmonic']:.2f} dB")  # fmt: skip
     fig.tight_layout(pad=0.4)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
