@@ -53,3 +53,20 @@ def tiny_config(tmp_path: Path) -> Callable[..., TrainConfig]:
         return TrainConfig(**{**settings, **overrides})
 
     return make
+
+
+# ---------------------------------------------------------------------- fault tests' shared run
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """24 synthetic face files, one with a name that is not valid UTF-8 (tiny_runs.fault_faces)."""
+    from tiny_runs import fault_faces  # local: tiny_runs imports this module's TINY_MODEL
+
+    return fault_faces(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, faces) -> Path:
+    """A finished two-epoch run on ``faces``; tests copy it before changing it."""
+    from tiny_runs import train_tiny_run  # local: tiny_runs imports this module's TINY_MODEL
+
+    return train_tiny_run(tmp_path_factory, faces)

@@ -19,7 +19,7 @@ from mae_utils.model import MaskedAutoencoder
 from mae_utils.util import checkpoint as ckpt
 from mae_utils.util.errors import UserError
 
-from tiny_runs import cli_error, copy_run, fault_faces, train_tiny_run
+from tiny_runs import cli_error, copy_run
 
 
 def _save(path, value: float):
@@ -141,16 +141,6 @@ def test_rng_states_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------------- faults (issue 11's table)
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return fault_faces(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, faces) -> Path:
-    return train_tiny_run(tmp_path_factory, faces)
-
-
 def test_disk_full_while_saving_a_checkpoint(tmp_path, monkeypatch):
     model = build_mae("tiny", img_size=32, patch_size=8, depth=1, decoder_depth=1)
     ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), {"epoch": 1}, model.config)

@@ -14,7 +14,7 @@ from mae_utils.model import PRESETS
 from mae_utils.util import cli
 from mae_utils.util.errors import UserError
 
-from tiny_runs import cli_error, fault_faces, train_tiny_run
+from tiny_runs import cli_error
 
 
 def test_defaults_validate():
@@ -141,16 +141,6 @@ def test_bad_cli_values_exit_2(argv, expected, capsys, tmp_path):
 
 
 # ---------------------------------------------------------------------- faults (issue 11's table)
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return fault_faces(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, faces) -> Path:
-    return train_tiny_run(tmp_path_factory, faces)
-
-
 def test_seed_out_of_range(tiny_run, faces, capsys, tmp_path):
     huge = "99999999999999999999"
     err = cli_error(capsys, ["train", "--data-dir", str(faces), "--out-dir", str(tmp_path / "r"), "--seed", huge])

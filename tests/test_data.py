@@ -33,7 +33,7 @@ from mae_utils.util.errors import UserError
 from mae_utils.util.image_io import BACKGROUND, load_image
 from mae_utils.util.loaders import build_loader
 
-from tiny_runs import BAD_NAME, fault_faces, train_tiny_run, write_faces
+from tiny_runs import BAD_NAME, write_faces
 
 S = 16  # image size used throughout: sources are made S x S so resizing is the identity
 
@@ -431,16 +431,6 @@ def test_two_working_directories_share_one_cache(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- faults (issue 11's table)
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return fault_faces(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, faces) -> Path:
-    return train_tiny_run(tmp_path_factory, faces)
-
-
 def test_non_utf8_file_names_train_and_evaluate(tiny_run, faces, tmp_path):
     bad = os.fsdecode(BAD_NAME)
     split = json.loads((tiny_run / "split.json").read_text())

@@ -26,7 +26,7 @@ from mae_utils.util import cli
 from mae_utils.util.errors import UserError
 
 from conftest import TINY_MODEL, write_faces
-from tiny_runs import cli_error, copy_run, fault_faces, train_tiny_run
+from tiny_runs import cli_error, copy_run
 
 # one quick epoch on 2 shared CPU cores: 32 px images, 8 px patches (16 patches), a 1-block encoder
 SMALL = dict(TINY_MODEL, max_images=40, batch_size=8, epochs=1, device="cpu", base_lr=1e-3, seed=3, sample_every=0)
@@ -264,16 +264,6 @@ def test_reconstruct_cli_writes_the_figure(run_dir, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------- faults (issue 11's table)
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return fault_faces(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, faces) -> Path:
-    return train_tiny_run(tmp_path_factory, faces)
-
-
 @pytest.mark.parametrize("name", ["/tmp/escaped", "../../escaped", "sub/escaped", "..", ".hidden"])
 def test_evaluate_name_must_be_a_file_name(tiny_run, capsys, name):
     err = cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--name", name])

@@ -8,7 +8,7 @@ from mae_utils.masking import make_mask, mask_to_indices, masking_ids, masking_n
 from mae_utils.synthetic import generate_faces
 from mae_utils.util.errors import UserError
 
-from tiny_runs import cli_error, fault_faces, train_tiny_run
+from tiny_runs import cli_error
 
 
 @pytest.mark.parametrize("length,ratio", [(16, 0.75), (64, 0.75), (49, 0.75), (196, 0.9), (10, 0.33), (64, 0.0)])
@@ -107,16 +107,6 @@ def test_make_mask_random_is_seeded_and_per_image():
 
 
 # ---------------------------------------------------------------------- faults (issue 11's table)
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return fault_faces(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, faces) -> Path:
-    return train_tiny_run(tmp_path_factory, faces)
-
-
 def test_center_mask_ratio_zero_is_refused_and_the_area_is_the_closest(tiny_run, capsys, tmp_path):
     Image.fromarray(generate_faces(1, size=32)[0]).save(tmp_path / "a.png")
     err = cli_error(capsys, ["reconstruct", "--run", str(tiny_run), "--images", str(tmp_path / "a.png"),

@@ -19,18 +19,8 @@ from mae_utils.util import cli
 from mae_utils.util.errors import UserError
 from mae_utils.util.rundir import LOCK_FILE, REPLACED_DIR
 
-from tiny_runs import ROOT, TINY, TINY_FLAGS, cli_error, copy_run, fault_faces, subprocess_env, train_tiny_run, write_faces
+from tiny_runs import ROOT, TINY, TINY_FLAGS, cli_error, copy_run, subprocess_env, write_faces
 # ---------------------------------------------------------------------- faults (issue 11's table)
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return fault_faces(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, faces) -> Path:
-    return train_tiny_run(tmp_path_factory, faces)
-
-
 @pytest.mark.slow
 def test_two_trains_racing_for_one_out_dir(tmp_path, faces):
     out = tmp_path / "run"

@@ -15,7 +15,7 @@ from mae_utils.train import FitResult, NonFiniteLossError, TrainConfig, fit, par
 from mae_utils.util import checkpoint as ckpt
 from mae_utils.util import cli
 
-from tiny_runs import TINY, cli_error, copy_run, fault_faces, train_tiny_run
+from tiny_runs import TINY, cli_error, copy_run
 
 from conftest import TINY_MODEL
 
@@ -153,16 +153,6 @@ def test_device_and_amp_resolution():
 
 
 # ---------------------------------------------------------------------- faults (issue 11's table)
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return fault_faces(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, faces) -> Path:
-    return train_tiny_run(tmp_path_factory, faces)
-
-
 def test_resume_with_fewer_epochs_than_done(tmp_path, tiny_run, capsys):
     run = copy_run(tiny_run, tmp_path)
     err = cli_error(capsys, ["train", "--resume", str(run), "--epochs", "1"])
