@@ -54,14 +54,14 @@ from .config import (
 )
 from .util.errors import UserError, sigterm_as_interrupt
 from .util.fileio import atomic_write_text
-from .util.loaders import TrainItems, build_loader, mix_seed
+from .util.loaders import TrainItems, build_loader, mix_seed, plan_batches, train_loader, training_data
 from .metrics import paste_visible, patch_mask_to_pixel_mask, psnr_masked
 from .model import MaskedAutoencoder, build_mae
 from .optim import autocast, build_optimizer, make_adamw, param_groups, train_step
 from .tools.pretrained import init_record, load_init_weights
 from .util.progress import tqdm
 from .util.runtime import resolve_amp, resolve_device
-from .splits import count_split, prepare_data
+from .splits import count_split
 from .util.rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
 from .transforms import batch_to_input, denormalize
 from .viz import four_panel_figure, masked_image
@@ -143,23 +143,6 @@ def initial_model(
     return model, dataclasses.replace(config, **shape).validate()
 
 
-def plan_batches(n_train: int, batch_size: int, world: int = 1) -> tuple[int, int, str | None]:
-    """(batch size, steps per epoch, warning) for ``n_train`` training images over ``world`` processes.
-
-    The last incomplete batch of an epoch is dropped; a batch larger than a process's share of the
-    images is clamped to that share (a warning says so), so a small folder still trains.
-    """
-    per_rank = math.ceil(n_train / world)
-    if per_rank < 1:
-        raise UserError("the training split is empty; raise --max-images or lower --val-frac/--test-frac")
-    warning = None
-    if batch_size > per_rank:
-        warning = (f"warning: batch_size {batch_size} is more than the {per_rank} training images"
-                   f"{' per process' if world > 1 else ''}; using batch_size {per_rank}")  # fmt: skip
-        batch_size = per_rank
-    return batch_size, per_rank // batch_size, warning
-
-
 class _RunLog:
     """Prints (without breaking tqdm bars) and appends to ``log.txt``; silent on ranks other than 0."""
 
@@ -221,10 +204,8 @@ def _autocast(run: _Run):
 
 
 def _train_loader(run: _Run, epoch: int) -> DataLoader:
-    run.train_set.epoch = epoch
-    return build_loader(run.train_set, run.config.batch_size, shuffle=True, seed=run.config.seed, epoch=epoch,
-                        drop_last=True, world=run.world, rank=run.rank, num_workers=run.config.num_workers,
-                        device=run.device, persistent_workers=False)  # fmt: skip
+    return train_loader(run.train_set, run.config.batch_size, seed=run.config.seed, epoch=epoch, world=run.world,
+                        rank=run.rank, num_workers=run.config.num_workers, device=run.device)  # fmt: skip
 
 
 def _val_loader(run: _Run) -> DataLoader:
@@ -446,35 +427,6 @@ def _starting_model(
     return initial_model(config, log=log)  # with init_from, the config takes the weights' shape
 
 
-def _training_data(
-    config: TrainConfig, run_dir: Path, world: int, rank: int, log: _RunLog
-) -> tuple[Any, TrainItems, TrainItems, int, TrainConfig]:
-    """Set-up phase 3: (splits, train set, val set, steps per epoch, config with the batch that runs).
-
-    Rank 0 goes first (it writes split.json and the cache), then the others reuse them."""
-    splits = None
-    for turn in (0, 1):
-        if (rank == 0) == (turn == 0):
-            splits = prepare_data(
-                config.data_dir, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
-                test_frac=config.test_frac, seed=config.seed, split_path=str(run_dir / "split.json"),
-                cache_dir=config.cache_dir, augment=config.augmentation() or False,
-                log=log if rank == 0 else (lambda _m: None),
-            )  # fmt: skip
-        runtime.barrier()
-    num_patches = (config.image_size // config.patch_size) ** 2
-    augment = getattr(splits.train, "augment", None)  # applied per batch on the device
-    train_set = TrainItems(splits.train, num_patches, config.seed, salt=1, augment=augment)
-    val_set = TrainItems(splits.val, num_patches, config.seed, salt=2)
-    batch_size, steps_per_epoch, warning = plan_batches(len(train_set), config.batch_size, world)
-    if warning:
-        log(warning)
-        config = dataclasses.replace(config, batch_size=batch_size)  # config.json records what ran
-    if len(val_set) == 0:
-        raise UserError("the validation split is empty; raise --val-frac or --max-images")
-    return splits, train_set, val_set, steps_per_epoch, config
-
-
 def _wrap_for_training(model: MaskedAutoencoder, config: TrainConfig, device: torch.device, world: int) -> nn.Module:
     """What the step calls: the model, DDP-wrapped under torchrun, compiled with ``compile``."""
     train_model: nn.Module = model
@@ -509,7 +461,7 @@ def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Ca
         log(f"note: {note}")
     model, config = _starting_model(config, run_dir, restore, log)
     model = model.to(device)
-    splits, train_set, val_set, steps_per_epoch, config = _training_data(config, run_dir, world, rank, log)
+    splits, train_set, val_set, steps_per_epoch, config = training_data(config, run_dir, world, rank, log)
 
     optimizer, scheduler, note = build_optimizer(model, config, config.epochs * steps_per_epoch, world)
     if note:

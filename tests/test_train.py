@@ -243,13 +243,12 @@ def test_sigterm_during_data_preparation_is_handled_like_ctrl_c(tmp_path):
     run = tmp_path / "run"
     script = (
         "import os, signal, sys\n"
-        "from mae_utils import train\n"
-        "from mae_utils.util import cli\n"
-        "real = train.prepare_data\n"
+        "from mae_utils.util import cli, loaders\n"
+        "real = loaders.prepare_data\n"
         "def stopped_here(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(*a, **k)\n"
-        "train.prepare_data = stopped_here\n"
+        "loaders.prepare_data = stopped_here\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script, "train", "--out-dir", str(run), "--max-images", "24",

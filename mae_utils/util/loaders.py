@@ -9,8 +9,11 @@ order comes from a ``DistributedSampler`` seeded with (seed, epoch) (a world of 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,9 +22,11 @@ from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_
 
 from . import runtime
 from .errors import UserError
+from ..config import TrainConfig
+from ..splits import DataSplits, prepare_data
 from ..transforms import Augment
 
-__all__ = ["TrainItems", "build_loader", "collate_batch", "mix_seed"]
+__all__ = ["TrainItems", "build_loader", "collate_batch", "mix_seed", "plan_batches", "train_loader", "training_data"]
 
 
 def mix_seed(*values: int) -> int:
@@ -151,3 +156,67 @@ def build_loader(
         collate_fn=collate_batch,
         **kwargs,
     )
+
+
+# ---------------------------------------------------------------------- a run's training data
+def plan_batches(n_train: int, batch_size: int, world: int = 1) -> tuple[int, int, str | None]:
+    """(batch size, steps per epoch, warning) for ``n_train`` training images over ``world`` processes.
+
+    The last incomplete batch of an epoch is dropped; a batch larger than a process's share of the
+    images is clamped to that share (a warning says so), so a small folder still trains.
+    """
+    per_rank = math.ceil(n_train / world)
+    if per_rank < 1:
+        raise UserError("the training split is empty; raise --max-images or lower --val-frac/--test-frac")
+    warning = None
+    if batch_size > per_rank:
+        warning = (f"warning: batch_size {batch_size} is more than the {per_rank} training images"
+                   f"{' per process' if world > 1 else ''}; using batch_size {per_rank}")  # fmt: skip
+        batch_size = per_rank
+    return batch_size, per_rank // batch_size, warning
+
+
+def training_data(
+    config: TrainConfig, run_dir: Path, world: int = 1, rank: int = 0, log: Callable[[str], None] = print,
+    item_seed: int | None = None,
+) -> tuple[DataSplits, TrainItems, TrainItems, int, TrainConfig]:
+    """A run's (splits, train set, val set, steps per epoch, config with the batch that runs).
+
+    What :func:`mae_utils.train.fit` trains on, and what ``refine`` trains its refiner on: the run's
+    split (``run_dir/split.json``, written if missing) and the run's augmentation of the training
+    images. ``item_seed`` (default ``config.seed``) seeds the items' mask noise and augmentation.
+    Rank 0 goes first (it writes split.json and the cache), then the others reuse them.
+    """
+    splits = None
+    for turn in (0, 1):
+        if (rank == 0) == (turn == 0):
+            splits = prepare_data(
+                config.data_dir, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
+                test_frac=config.test_frac, seed=config.seed, split_path=str(Path(run_dir) / "split.json"),
+                cache_dir=config.cache_dir, augment=config.augmentation() or False,
+                log=log if rank == 0 else (lambda _m: None),
+            )  # fmt: skip
+        runtime.barrier()
+    num_patches = (config.image_size // config.patch_size) ** 2
+    augment = getattr(splits.train, "augment", None)  # applied per batch on the device
+    seed = config.seed if item_seed is None else item_seed
+    train_set = TrainItems(splits.train, num_patches, seed, salt=1, augment=augment)
+    val_set = TrainItems(splits.val, num_patches, seed, salt=2)
+    batch_size, steps_per_epoch, warning = plan_batches(len(train_set), config.batch_size, world)
+    if warning:
+        log(warning)
+        config = dataclasses.replace(config, batch_size=batch_size)  # config.json records what ran
+    if len(val_set) == 0:
+        raise UserError("the validation split is empty; raise --val-frac or --max-images")
+    return splits, train_set, val_set, steps_per_epoch, config
+
+
+def train_loader(
+    items: TrainItems, batch_size: int, *, seed: int, epoch: int, world: int = 1, rank: int = 0,
+    num_workers: int = 0, device: str | torch.device = "cpu",
+) -> DataLoader:
+    """Epoch ``epoch``'s shuffled training batches (order from (seed, epoch)); sets ``items.epoch`` so
+    each image's mask noise and augmentation are those of that epoch. Incomplete batches are dropped."""
+    items.epoch = epoch
+    return build_loader(items, batch_size, shuffle=True, seed=seed, epoch=epoch, drop_last=True, world=world,
+                        rank=rank, num_workers=num_workers, device=device, persistent_workers=False)  # fmt: skip
