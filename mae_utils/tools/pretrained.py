@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 from ..util import checkpoint as ckpt
 from ..util.checkpoint import check_finite, check_tensor_set, describe_tensors
 from ..util.errors import UserError
+from ..util.fileio import file_sha256
 from ..model import PRESETS, MaskedAutoencoder
 
 # Official releases do not store head counts. Known widths: the published ViT encoders' (Dosovitskiy et
@@ -317,12 +318,8 @@ def init_record(path: str | Path) -> dict[str, Any]:
     else:
         hf = _hf_files(path)
         weights = hf[1] if hf is not None else path
-    digest = hashlib.sha256()
-    with open(weights, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
     return {"path": str(path.resolve()), "checkpoint": None if ckpt_dir is None else str(ckpt_dir.resolve()),
-            "weights": str(weights.resolve()), "sha256": digest.hexdigest()}  # fmt: skip
+            "weights": str(weights.resolve()), "sha256": file_sha256(weights)}  # fmt: skip
 
 
 def load_init_weights(

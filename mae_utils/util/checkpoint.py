@@ -168,9 +168,20 @@ def load_state(
     ``required`` (e.g. :data:`TRAIN_STATE_TYPES`) names entries that must be present with those types;
     an empty, truncated or otherwise damaged file is a :class:`UserError` naming it.
     """
-    path = resolve(ckpt_dir) / STATE_FILE
+    return load_state_file(resolve(ckpt_dir) / STATE_FILE, map_location, required, _DAMAGED)
+
+
+def load_state_file(
+    path: str | Path, map_location: str | torch.device = "cpu", required: dict[str, Any] | None = None,
+    advice: str = "restore it from a backup",
+) -> dict[str, Any]:
+    """One ``state.pt``-style file through the restricted unpickler (see :func:`load_state`); a missing,
+    empty, damaged or incomplete file is a :class:`UserError` naming it and ending with ``advice``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} is missing; {advice}")
     if path.stat().st_size == 0:
-        raise UserError(f"{path}: state.pt is empty (0 bytes), a damaged checkpoint; {_DAMAGED}")
+        raise UserError(f"{path}: {path.name} is empty (0 bytes), a damaged file; {advice}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, OSError) as exc:
@@ -178,11 +189,11 @@ def load_state(
             f"{path}: refused to load (not a plain tensor/state file, or damaged): {_first_line(exc)}"
         ) from None
     if not isinstance(state, dict):
-        raise UserError(f"{path}: state.pt holds a {type(state).__name__}, not a checkpoint's state; {_DAMAGED}")
+        raise UserError(f"{path}: {path.name} holds a {type(state).__name__}, not a checkpoint's state; {advice}")
     bad = [k for k, kind in (required or {}).items()
            if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)]  # fmt: skip
     if bad:
-        raise UserError(f"{path}: state.pt lacks {', '.join(bad)} (or holds the wrong type); {_DAMAGED}")
+        raise UserError(f"{path}: {path.name} lacks {', '.join(bad)} (or holds the wrong type); {advice}")
     return state
 
 

@@ -9,13 +9,23 @@ a temporary file or a lock behind is still alive.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import socket
 from pathlib import Path
+from typing import Callable
 
 from .errors import UserError
 
-__all__ = ["atomic_write_text", "environment_error", "host_name", "pid_alive", "remove_dead_tmp_files"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "environment_error",
+    "file_sha256",
+    "host_name",
+    "pid_alive",
+    "remove_dead_tmp_files",
+]
 
 
 def environment_error(exc: OSError, path: str | Path, doing: str) -> UserError:
@@ -29,24 +39,45 @@ def environment_error(exc: OSError, path: str | Path, doing: str) -> UserError:
     return UserError(f"cannot {doing} {path}: {reason}{hint}")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and one rename.
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Have ``write(tmp)`` write a temporary file in ``path``'s folder, then make it ``path`` by one rename.
 
     The temporary name carries the writer's pid (``.NAME.PID.tmp``), so concurrent writers never
-    share one, and :func:`remove_dead_tmp_files` can clear what a killed writer left. Any OS failure
-    removes the temporary file and raises a :class:`UserError` naming ``path``.
+    share one, and :func:`remove_dead_tmp_files` can clear what a killed writer left. Any failure
+    removes the temporary file; an OS failure becomes a :class:`UserError` naming ``path``.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as fh:
-            fh.write(text)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise environment_error(exc, path, "write") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_write`: a reader sees the old file or the new one."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(text)
+
+    atomic_write(path, write)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def pid_alive(pid: int) -> bool:
