@@ -38,7 +38,9 @@ from ..viz import DEFAULT_TITLES, four_panel_figure, masked_image
 __all__ = [
     "add_cli_arguments",
     "add_mask_arguments",
+    "model_prediction",
     "model_reconstruction",
+    "paste_prediction",
     "prepare_images",
     "reconstruct_images",
     "run_cli",
@@ -49,6 +51,30 @@ ImageInput = str | Path | torch.Tensor | np.ndarray | Any  # Any: a PIL image
 
 # ---------------------------------------------------------------------- the core step
 @torch.no_grad()
+def model_prediction(
+    model: torch.nn.Module, imgs: torch.Tensor, mask: torch.Tensor | None = None, *,
+    noise: torch.Tensor | None = None, mask_ratio: float = 0.75,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the model's prediction of every patch as images in its normalised input space, the (N, L) mask).
+
+    The mask is ``mask`` (1 = hidden) if given, else drawn from ``noise`` at ``mask_ratio`` (the
+    model's own rule). A ``norm_pix_loss`` prediction is mapped back with each patch's true mean/std.
+    """
+    model.eval()
+    if mask is not None:
+        mask = mask.to(imgs.device, imgs.dtype)
+    _, pred, mask = model(imgs, mask_ratio=mask_ratio, noise=noise, mask=mask)
+    return model.prediction_to_images(pred, imgs), mask
+
+
+def paste_prediction(pred: torch.Tensor, imgs: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+    """The prediction on hidden pixels, ``imgs`` on visible ones (both normalised; ``pixel_mask``
+    (N, 1, H, W), 1 = hidden): what a seam refiner takes (:mod:`mae_utils.tools.refine`)."""
+    pm = pixel_mask.to(imgs.device, imgs.dtype)
+    return torch.where(pm > 0.5, pred.to(imgs.dtype), imgs)
+
+
+@torch.no_grad()
 def model_reconstruction(model: torch.nn.Module, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The model's reconstruction of every patch, as pixels in [0, 1]: (N, 3, H, W).
 
@@ -58,10 +84,7 @@ def model_reconstruction(model: torch.nn.Module, imgs: torch.Tensor, mask: torch
     the hidden patches, so such numbers are not a fair comparison with the baselines; evaluate marks
     them.
     """
-    model.eval()
-    mask = mask.to(imgs.device, imgs.dtype)
-    _, pred, _ = model(imgs, mask=mask)
-    return denormalize(model.prediction_to_images(pred, imgs))
+    return denormalize(model_prediction(model, imgs, mask)[0])
 
 
 # ---------------------------------------------------------------------- inputs
@@ -138,6 +161,7 @@ def reconstruct_images(
     mask: torch.Tensor | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
+    refiner: torch.nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """Mask and reconstruct images; the four panels plus the mask and per-image scores.
 
@@ -150,7 +174,9 @@ def reconstruct_images(
     Returns CPU tensors: ``original``, ``masked`` (hidden patches grey), ``recon`` (the model's
     output everywhere), ``recon_visible`` (the visible patches pasted back, what a user keeps), all
     (N, 3, H, W) in [0, 1]; ``mask`` (N, L) and ``pixel_mask`` (N, 1, H, W), 1 = hidden;
-    ``psnr_masked`` and ``ssim_masked`` (N,) over the hidden region.
+    ``psnr_masked`` and ``ssim_masked`` (N,) over the hidden region. With a ``refiner`` (a run's
+    :class:`~mae_utils.tools.refine.SeamRefiner`) also ``recon_refine`` (visible pixels the photo's) and
+    its scores (``psnr_masked_refine`` ...); ``recon_blend`` and ``..._blend`` are always there.
     """
     size, p = int(model.img_size), int(model.patch_size)
     batch = prepare_images(images, size)
@@ -164,26 +190,36 @@ def reconstruct_images(
     model_device = next(model.parameters()).device
     if torch.device(device) != model_device:
         model = model.to(device)
-    recon = model_reconstruction(model, batch_to_input(batch, device), mask.float().to(device)).cpu()
+    x = batch_to_input(batch, device)
+    pred, _ = model_prediction(model, x, mask.float().to(device))
+    recon = denormalize(pred).cpu()
     original = denormalize(batch)
     mask = mask.float().cpu()
     pixel_mask = patch_mask_to_pixel_mask(mask, p, size)
-    recon_visible = paste_visible(recon, original, pixel_mask)
-    blended = blend_seams(original, pixel_mask, recon.clamp(0, 1), p)
-    keys = ("psnr_masked", "ssim_masked", "blockiness", "detail")
-    scores = evaluate_batch(original, recon, mask, p)
-    scores_blend = evaluate_batch(original, blended, mask, p)
-    return {
-        "original": original,
-        "masked": masked_image(original, pixel_mask),
-        "recon": recon,
-        "recon_visible": recon_visible,
-        "recon_blend": blended,
-        "mask": mask,
-        "pixel_mask": pixel_mask,
-        **{k: scores[k] for k in keys},
-        **{f"{k}_blend": scores_blend[k] for k in keys},
-    }
+    fills = {"": recon, "_blend": blend_seams(original, pixel_mask, recon.clamp(0, 1), p)}
+    refined = _refined(refiner, pred, x, pixel_mask)
+    if refined is not None:
+        fills["_refine"] = refined
+    out = {"original": original, "masked": masked_image(original, pixel_mask), "recon": recon,
+           "recon_visible": paste_visible(recon, original, pixel_mask), "recon_blend": fills["_blend"],
+           "mask": mask, "pixel_mask": pixel_mask}  # fmt: skip
+    if refined is not None:
+        out["recon_refine"] = paste_visible(refined.clamp(0, 1), original, pixel_mask)
+    for suffix, fill in fills.items():
+        scores = evaluate_batch(original, fill, mask, p)
+        out.update({f"{k}{suffix}": scores[k] for k in ("psnr_masked", "ssim_masked", "blockiness", "detail")})
+    return out
+
+
+@torch.no_grad()
+def _refined(refiner: torch.nn.Module | None, pred: torch.Tensor, x: torch.Tensor,
+             pixel_mask: torch.Tensor) -> torch.Tensor | None:  # fmt: skip
+    """The refiner's output (pixels, CPU) for the model's prediction ``pred`` with the visible patches of
+    ``x`` pasted back (both normalised), or None without a refiner."""
+    if refiner is None:
+        return None
+    pm = pixel_mask.to(x.device, x.dtype)
+    return denormalize(refiner.to(x.device).eval()(paste_prediction(pred, x, pm), pm)).cpu()
 
 
 # ---------------------------------------------------------------------- command line
@@ -237,11 +273,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to run the model (default: auto)")  # fmt: skip
     parser.add_argument("--blend", action="store_true",
                         help="show the reconstruction made seam-free (Poisson blend with the visible pixels) in "
-                             "the last panel instead of the raw patches pasted back (default: raw)")  # fmt: skip
+                             "the last panel instead of the raw patches pasted back (default: raw, or the "
+                             "refined output when the run has a seam refiner)")  # fmt: skip
+    parser.add_argument("--raw", "--no-refine", dest="raw", action="store_true",
+                        help="show the MAE's own output even when the run has a seam refiner (python -m "
+                             "mae_utils refine); without it, the last panel shows the refined output")  # fmt: skip
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    check_mask_arguments(args)
+def _check_out(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
         raise UserError(f"--out {out}: give a figure file name ending in .png, .jpg, .pdf or .svg")
@@ -249,22 +288,40 @@ def run_cli(args: argparse.Namespace) -> int:
         if Path(image).is_file() and out.exists() and out.resolve() == Path(image).resolve():
             raise UserError(f"--out {out} is one of the input images; it would be overwritten: choose another "
                             "--out file")  # fmt: skip
+    return out
+
+
+def _last_panel(args: argparse.Namespace, refined: bool) -> tuple[str, tuple[str, ...]]:
+    """Which result goes in the fourth panel, and the four titles: --blend, else the refiner's output
+    when the run has one (and --raw is not given), else the raw patches pasted back."""
+    if args.blend:
+        return "recon_blend", (*DEFAULT_TITLES[:3], "seam-free blend")
+    if refined:
+        return "recon_refine", (*DEFAULT_TITLES[:3], "refined (seam refiner)")
+    return "recon_visible", DEFAULT_TITLES
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    check_mask_arguments(args)
+    out = _check_out(args)
     device = resolve_device(args.device)
     model, _ = load_model_from_run(args.run, args.checkpoint, device)
-    result = reconstruct_images(model, args.images, args.mask, mask_ratio=args.mask_ratio,
-                                patches=args.patches, seed=args.seed, device=device)  # fmt: skip
-    last, titles = "recon_visible", DEFAULT_TITLES
-    if args.blend:
-        last, titles = "recon_blend", (*DEFAULT_TITLES[:3], "seam-free blend")
+    from .refine import load_refiner  # local: refine builds on this module's model_prediction
+
+    refiner = None if args.raw else load_refiner(args.run, device, checkpoint=args.checkpoint)
+    result = reconstruct_images(model, args.images, args.mask, mask_ratio=args.mask_ratio, patches=args.patches,
+                                seed=args.seed, device=device, refiner=refiner)  # fmt: skip
+    last, titles = _last_panel(args, refiner is not None)
     fig = four_panel_figure(result["original"], result["masked"], result["recon"], result[last], titles=titles,
                             path=out)  # fmt: skip
     fig.clear()
     hidden = float(result["mask"].mean())
+    kinds = [("", "raw"), ("_blend", "seam-free blend")] + ([("_refine", "refined")] if refiner is not None else [])
     print(f"{args.mask} mask, {hidden:.0%} of patches hidden; masked-region PSNR / SSIM / blockiness per image, "
-          "raw | seam-free blend:")  # fmt: skip
+          f"{' | '.join(name for _, name in kinds)}:")  # fmt: skip
     for i, path in enumerate(args.images):
-        raw, blend = (" / ".join(f"{float(result[k + sfx][i]):.{d}f}" for k, d in
-                                 (("psnr_masked", 2), ("ssim_masked", 3), ("blockiness", 2))) for sfx in ("", "_blend"))  # fmt: skip
-        print(f"  {path}: {raw} | {blend}")
+        cells = (" / ".join(f"{float(result[k + sfx][i]):.{d}f}" for k, d in
+                            (("psnr_masked", 2), ("ssim_masked", 3), ("blockiness", 2))) for sfx, _ in kinds)  # fmt: skip
+        print(f"  {path}: {' | '.join(cells)}")
     print(f"wrote {out}")
     return 0

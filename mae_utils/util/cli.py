@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mae_utils.train", "train an MAE (synthetic faces unless --data-dir is given)"),
     "evaluate": ("mae_utils.tools.evaluate", "masked-region PSNR/SSIM of a run against classical baselines"),
     "reconstruct": ("mae_utils.tools.reconstruct", "four-panel figure for your own photos"),
+    "refine": ("mae_utils.tools.refine", "train a small convolutional refiner across patch borders for a run's MAE"),
     "probe": ("mae_utils.tools.probe", "linear probes: what the frozen encoder knows, against pixels and random weights"),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
 }

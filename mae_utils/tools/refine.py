@@ -1,0 +1,537 @@
+"""A small learned refinement across patch borders: ``python -m mae_utils refine --run runs/NAME``.
+
+Why: the MAE's decoder predicts each hidden patch on its own, trained with a mean squared error, so
+each patch is its expected value (blurred), and patches side by side do not meet: pasted beside the
+visible ones the result is a mosaic with steps at patch borders (:func:`mae_utils.metrics.seam_scores`
+measures both). :func:`mae_utils.baselines.blend_seams` removes the steps without learning;
+:class:`SeamRefiner` is the learned alternative: a few 3x3 convolutions at full resolution that see
+across borders, trained with the MAE's own loss (squared error over the hidden pixels) on the run's
+own training split and augmentation, with the MAE frozen. It changes hidden pixels only, and starts
+as the identity (its last convolution is zero), so it begins exactly at the MAE's result.
+
+Files (apart from the MAE's, which are never written): ``RUN/refiner/weights.safetensors`` (the
+weights; the metadata holds the refiner's shape and what it was trained on, including the SHA-256
+of the MAE weights it refines), ``RUN/refiner/state.pt`` (weights, optimizer, schedule, epoch,
+settings: an exact ``--resume``), ``RUN/refiner/log.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from ..config import DEVICES, TrainConfig, load_run_config
+from ..metrics import patch_mask_to_pixel_mask, psnr_masked
+from ..model import MaskedAutoencoder
+from ..optim import make_adamw, one_cycle_plan, param_groups
+from ..transforms import batch_to_input, denormalize
+from ..util import checkpoint as ckpt
+from ..util.errors import UserError, check_seed
+from ..util.fileio import atomic_write, file_sha256
+from ..util.loaders import TrainItems, build_loader, mix_seed, train_loader, training_data
+from ..util.progress import tqdm
+from ..util.runtime import resolve_device
+from .reconstruct import model_prediction, paste_prediction
+
+__all__ = [
+    "REFINE",
+    "RefineResult",
+    "SeamRefiner",
+    "add_cli_arguments",
+    "load_refiner",
+    "pasted_prediction",
+    "refine_loss",
+    "refine_reconstruction",
+    "refine_run",
+    "refiner_files",
+    "run_cli",
+]
+
+REFINE = "model+refine"  # evaluate's row of the refined output
+REFINER_DIR = "refiner"
+WEIGHTS_FILE = "weights.safetensors"
+STATE_FILE = "state.pt"
+LOG_FILE = "log.txt"
+WARMUP_FRAC = 0.1
+CHECKPOINT = "best"  # the MAE checkpoint a refiner is trained for
+
+
+# ---------------------------------------------------------------------- the network
+class SeamRefiner(nn.Module):
+    """Input: the reconstruction with the visible patches pasted back (normalised, ``in_chans``
+    channels) and the pixel mask (1 = hidden); output: that image plus a learned residual on the hidden
+    pixels only (visible pixels pass through exactly). ``layers`` 3x3 convolutions with GELU between
+    them; the middle ones alternate dilation 1 and 2 (a wider view across a border for no more
+    weights); the last one is zero-initialised, so a fresh refiner is the identity."""
+
+    def __init__(self, in_chans: int = 3, width: int = 32, layers: int = 4):
+        super().__init__()
+        for name, value, low in (("in_chans", in_chans, 1), ("width", width, 1), ("layers", layers, 2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserError(f"SeamRefiner {name} must be an integer >= {low}; got {value!r}")
+        self.in_chans, self.width, self.layers = in_chans, width, layers
+        convs = [nn.Conv2d(in_chans + 1, width, 3, padding=1)]
+        for i in range(layers - 2):
+            d = 2 if i % 2 else 1
+            convs.append(nn.Conv2d(width, width, 3, padding=d, dilation=d))
+        self.body = nn.ModuleList(convs)
+        self.out = nn.Conv2d(width, in_chans, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @property
+    def config(self) -> dict[str, int]:
+        """The constructor's arguments: stored with the weights, enough to rebuild the refiner."""
+        return {"in_chans": self.in_chans, "width": self.width, "layers": self.layers}
+
+    def forward(self, pasted: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+        hidden = pixel_mask.to(pasted.dtype)
+        h = torch.cat([pasted, hidden], dim=1)
+        for conv in self.body:
+            h = F.gelu(conv(h))
+        return torch.where(hidden > 0.5, pasted + self.out(h), pasted)
+
+
+# ---------------------------------------------------------------------- using it
+def pasted_prediction(
+    model: nn.Module, imgs: torch.Tensor, mask: torch.Tensor | None = None, *,
+    noise: torch.Tensor | None = None, mask_ratio: float = 0.75,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the model's prediction with the visible patches pasted back, in its normalised input space;
+    the (N, 1, H, W) pixel mask; the (N, L) patch mask), 1 = hidden. The mask is ``mask``, else drawn
+    from ``noise`` (:func:`~mae_utils.tools.reconstruct.model_prediction`). No gradients."""
+    pred, mask = model_prediction(model, imgs, mask, noise=noise, mask_ratio=mask_ratio)
+    pixel_mask = patch_mask_to_pixel_mask(mask, int(model.patch_size), int(model.img_size)).to(imgs.dtype)
+    return paste_prediction(pred, imgs, pixel_mask), pixel_mask, mask
+
+
+@torch.no_grad()
+def refine_reconstruction(model: nn.Module, refiner: SeamRefiner, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The refined reconstruction as pixels (N, 3, H, W) in [0, 1] scale (not clamped): the visible
+    pixels are the input's, the hidden ones the refiner's. ``imgs`` normalised, ``mask`` (N, L), 1 = hidden;
+    the counterpart of :func:`~mae_utils.tools.reconstruct.model_reconstruction`."""
+    pasted, pixel_mask, _ = pasted_prediction(model, imgs, mask)
+    refiner.eval()
+    return denormalize(refiner(pasted, pixel_mask))
+
+
+def refine_loss(refined: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, grad_weight: float = 0.0) -> torch.Tensor:
+    """The MAE's loss at pixel level: mean squared error over the hidden pixels (and channels); plus
+    ``grad_weight`` x the mean L1 distance between the horizontal and vertical pixel differences of
+    ``refined`` and ``target`` over pairs touching a hidden pixel (a push towards the photo's detail)."""
+    hidden = pixel_mask.to(refined.dtype).expand_as(refined)
+    loss = ((refined - target) ** 2 * hidden).sum() / hidden.sum().clamp_min(1)
+    if grad_weight:
+        terms = []
+        for dim in (-1, -2):
+            n = refined.shape[dim]
+            pair = torch.maximum(hidden.narrow(dim, 0, n - 1), hidden.narrow(dim, 1, n - 1))
+            gap = (refined.diff(dim=dim) - target.diff(dim=dim)).abs() * pair
+            terms.append(gap.sum() / pair.sum().clamp_min(1))
+        loss = loss + grad_weight * (terms[0] + terms[1]) / 2
+    return loss
+
+
+# ---------------------------------------------------------------------- files
+def refiner_files(run_dir: str | Path) -> dict[str, Path]:
+    """Where a run's refiner lives: ``folder``, ``weights``, ``state``, ``log``."""
+    folder = Path(run_dir) / REFINER_DIR
+    return {"folder": folder, "weights": folder / WEIGHTS_FILE, "state": folder / STATE_FILE, "log": folder / LOG_FILE}
+
+
+def _save_weights(path: Path, refiner: SeamRefiner, record: dict[str, Any]) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()}
+    metadata = {"format": "pt", "refiner_config": json.dumps(refiner.config), "refiner_record": json.dumps(record)}
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata=metadata)
+        if set(ckpt.read_header(tmp)[1]) != set(tensors):  # safetensors can drop a write error
+            raise OSError(f"{tmp.name} read back incomplete")
+
+    atomic_write(path, write)
+
+
+def _refiner_config(path: Path, meta: dict[str, str]) -> dict[str, int]:
+    try:
+        config = json.loads(meta["refiner_config"])
+        SeamRefiner(**config)  # checks the values
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"{path}: no valid refiner_config in its metadata ({exc}); refine the run again with "
+                        "--overwrite") from None  # fmt: skip
+    if not isinstance(config, dict) or set(config) != {"in_chans", "width", "layers"}:
+        raise UserError(f"{path}: refiner_config must name in_chans, width and layers; refine again with --overwrite")
+    return config
+
+
+def refiner_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """What a run's refiner was trained on and how (its metadata), or None when the run has none."""
+    path = refiner_files(run_dir)["weights"]
+    if not path.is_file():
+        return None
+    meta = ckpt.read_header(path)[0]
+    try:
+        return {"config": _refiner_config(path, meta), **json.loads(meta.get("refiner_record", "{}"))}
+    except ValueError:
+        raise UserError(f"{path}: its refiner_record metadata is not valid JSON; refine again with --overwrite") from None
+
+
+def load_refiner(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | None = None) -> SeamRefiner | None:
+    """The run's trained :class:`SeamRefiner` (eval mode), or None when the run has none.
+
+    A damaged or partial refiner (unreadable weights, a state.pt without weights, wrong shapes, NaN) is
+    a :class:`UserError` naming the file. With ``checkpoint`` ('best' or 'last'), the refiner must have
+    been trained on exactly that checkpoint's MAE weights (same SHA-256), else a :class:`UserError`.
+    """
+    files = refiner_files(run_dir)
+    if not files["weights"].is_file():
+        if files["state"].is_file():
+            raise UserError(f"{files['weights']} is missing beside {files['state']}; finish it with refine --resume, "
+                            "or start again with --overwrite")  # fmt: skip
+        return None
+    path = files["weights"]
+    meta, tensors = ckpt.read_header(path)
+    refiner = SeamRefiner(**_refiner_config(path, meta))
+    ckpt.check_tensor_set({k: tuple(v.shape) for k, v in refiner.state_dict().items()}, tensors, str(path))
+    state = ckpt.load_weights_file(path)
+    ckpt.check_finite(state, str(path))
+    refiner.load_state_dict(state, strict=True)
+    if checkpoint is not None:
+        _check_same_mae(run_dir, checkpoint, refiner_record(run_dir) or {})
+    return refiner.to(device).eval()
+
+
+def _check_same_mae(run_dir: str | Path, checkpoint: str, record: dict[str, Any]) -> None:
+    weights = ckpt.resolve(Path(run_dir) / "checkpoints" / checkpoint) / ckpt.MODEL_FILE
+    if record.get("mae_sha256") != file_sha256(weights):
+        raise UserError(
+            f"{refiner_files(run_dir)['folder']} was trained on other MAE weights than {weights} (the run was "
+            f"trained further, or this is another checkpoint): refine again with --overwrite, or leave the refiner "
+            f"out (--no-refine)"
+        )
+
+
+# ---------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class RefineSettings:
+    """What a refiner's training is: recorded in state.pt; a resume must keep all but ``epochs``."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    width: int
+    layers: int
+    seed: int
+    grad_weight: float
+    weight_decay: float
+
+
+@dataclass
+class RefineResult:
+    """What :func:`refine_run` returns: the trained refiner, its files and every epoch's log line."""
+
+    run_dir: Path
+    refiner: SeamRefiner
+    weights_path: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    settings: RefineSettings
+    run_dir: Path
+    device: torch.device
+    model: MaskedAutoencoder
+    refiner: SeamRefiner
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_set: TrainItems
+    val_set: TrainItems
+    batch_size: int
+    mask_ratio: float
+    record: dict[str, Any]  # the MAE it refines
+    log: Callable[[str], None]
+    progress: bool
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _check_settings(s: RefineSettings) -> RefineSettings:
+    for name in ("epochs", "batch_size", "width"):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{name} must be a positive integer; got {value!r} (e.g. --{name.replace('_', '-')} 2)")
+    if isinstance(s.layers, bool) or not isinstance(s.layers, int) or s.layers < 2:
+        raise UserError(f"layers must be an integer >= 2; got {s.layers!r}")
+    for name, low_ok in (("lr", False), ("grad_weight", True), ("weight_decay", True)):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+                value < 0 or (value == 0 and not low_ok)):
+            raise UserError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}; got {value!r}")
+    check_seed(s.seed)
+    return s
+
+
+def _check_run(run_dir: str | Path) -> tuple[Path, TrainConfig]:
+    """The run folder and its config; refuses a missing run, one without a checkpoint, a norm_pix_loss run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist; give --run a trained run folder (runs/NAME)")
+    config = load_run_config(run_dir)
+    ckpt.check_not_half_replaced(run_dir, CHECKPOINT)
+    ckpt.resolve(run_dir / "checkpoints" / CHECKPOINT)  # a clear error when the run has no checkpoint yet
+    if config.norm_pix_loss:
+        raise UserError(f"{run_dir} was trained with norm_pix_loss: its pixels need each hidden patch's true "
+                        "mean and std, so a refiner trained on them would learn from the hidden image; refine a "
+                        "run trained without --norm-pix-loss")  # fmt: skip
+    if not (run_dir / "split.json").is_file():
+        raise UserError(f"{run_dir / 'split.json'} not found: cannot tell which images the run trained on")
+    return run_dir, config
+
+
+def _check_target(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    files = refiner_files(run_dir)
+    if resume and overwrite:
+        raise UserError("--resume continues a refiner and --overwrite replaces it: give one of them, not both")
+    held = files["weights"].exists() or files["state"].exists()
+    if resume and not files["state"].is_file():
+        raise UserError(f"{files['state']} not found: nothing to resume; leave out --resume to train a refiner")
+    if held and not resume and not overwrite:
+        raise UserError(f"{files['folder']} already holds a refiner: add --resume to continue it, or --overwrite to "
+                        "train a new one in its place")  # fmt: skip
+
+
+def _make_log(path: Path, echo: Callable[[str], None] | None) -> Callable[[str], None]:
+    echo = echo or tqdm.write
+
+    def log(message: str) -> None:
+        echo(message)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(message.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+
+    return log
+
+
+def _run_id(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "config.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _setup(run_dir: Path, config: TrainConfig, s: RefineSettings, device: str, log: Callable[[str], None],
+           progress: bool) -> _Job:  # fmt: skip
+    """The frozen MAE, the run's data with the refiner's own masks, a fresh refiner and its optimiser."""
+    dev = resolve_device(device)
+    model, _ = ckpt.load_model_from_run(run_dir, CHECKPOINT, dev)
+    model.requires_grad_(False)
+    model.eval()
+    record = {"run_id": _run_id(run_dir), "checkpoint": CHECKPOINT,
+              "mae_sha256": file_sha256(ckpt.resolve(run_dir / "checkpoints" / CHECKPOINT) / ckpt.MODEL_FILE)}  # fmt: skip
+    data_config = dataclasses.replace(config, batch_size=s.batch_size)
+    splits, train_set, val_set, steps, data_config = training_data(data_config, run_dir, log=log,
+                                                                   item_seed=mix_seed(s.seed, 41))  # fmt: skip
+    torch.manual_seed(s.seed)
+    refiner = SeamRefiner(int(model.in_chans), s.width, s.layers).to(dev)
+    optimizer = make_adamw(param_groups(refiner, s.weight_decay), s.lr)
+    plan, note = one_cycle_plan(s.epochs * steps, WARMUP_FRAC)
+    if note:
+        log(note)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
+    log(f"refining {run_dir} ({CHECKPOINT} checkpoint, frozen) on {dev}: {len(splits.train)} train / "
+        f"{len(splits.val)} val images, batch {data_config.batch_size}, {steps} steps/epoch, peak lr {s.lr:g}, "
+        f"width {s.width}, {sum(p.numel() for p in refiner.parameters()):,} parameters")  # fmt: skip
+    return _Job(s, run_dir, dev, model, refiner, optimizer, scheduler, train_set, val_set, data_config.batch_size,
+                config.mask_ratio, record, log, progress)  # fmt: skip
+
+
+STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "epoch": int, "step": int, "refiner": dict, "optimizer": dict, "scheduler": dict, "settings": dict,
+    "history": list, "record": dict,
+}  # fmt: skip
+
+
+def _restore(job: _Job) -> None:
+    """Continue from ``RUN/refiner/state.pt`` exactly: weights, optimizer, schedule, counters."""
+    path = refiner_files(job.run_dir)["state"]
+    state = ckpt.load_state_file(path, job.device, STATE_TYPES, "start again with --overwrite")
+    saved = state["settings"]
+    now = dataclasses.asdict(job.settings)
+    changed = [k for k in now if k != "epochs" and saved.get(k) != now[k]]
+    if changed:
+        raise UserError(f"cannot resume {path.parent} with a different {', '.join(changed)} (saved: "
+                        f"{', '.join(f'{k} {saved.get(k)!r}' for k in changed)}); give the saved values, or "
+                        "--overwrite to train a new refiner")  # fmt: skip
+    if job.settings.epochs < state["epoch"]:
+        raise UserError(f"{path.parent} has already trained {state['epoch']} epochs; --epochs {job.settings.epochs} "
+                        f"cannot undo them: give --epochs {state['epoch']} or more")  # fmt: skip
+    if state["record"].get("mae_sha256") != job.record["mae_sha256"]:
+        raise UserError(f"the MAE weights of {job.run_dir} changed since {path.parent} was trained: refine again "
+                        "with --overwrite")  # fmt: skip
+    job.refiner.load_state_dict(state["refiner"])
+    job.optimizer.load_state_dict(state["optimizer"])
+    job.epoch, job.step, job.history = state["epoch"], state["step"], list(state["history"])
+    if saved.get("epochs") == job.settings.epochs:
+        job.scheduler.load_state_dict(state["scheduler"])
+    else:  # more epochs: the One-Cycle plan now spans the new total, continued at this step
+        job.scheduler.last_epoch = job.step - 1
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+            warnings.simplefilter("ignore", UserWarning)
+            job.scheduler.step()
+        job.log(f"note: epochs {saved.get('epochs')} -> {job.settings.epochs}: the schedule now spans the new total")
+    job.log(f"resumed after epoch {job.epoch} (step {job.step})")
+
+
+def _save(job: _Job) -> None:
+    """Weights first, then the state: after a crash between the two, resume redoes the epoch exactly."""
+    files = refiner_files(job.run_dir)
+    record = {**job.record, "settings": dataclasses.asdict(job.settings), "epochs_done": job.epoch,
+              "last": job.history[-1] if job.history else None}  # fmt: skip
+    _save_weights(files["weights"], job.refiner, record)
+    state = {"epoch": job.epoch, "step": job.step, "refiner": job.refiner.state_dict(),
+             "optimizer": job.optimizer.state_dict(), "scheduler": job.scheduler.state_dict(),
+             "settings": dataclasses.asdict(job.settings), "history": job.history, "record": job.record,
+             "config": job.refiner.config}  # fmt: skip
+    atomic_write(files["state"], lambda tmp: torch.save(state, tmp))
+
+
+def _train_epoch(job: _Job, epoch: int) -> dict[str, float]:
+    s = job.settings
+    job.refiner.train()
+    loader = train_loader(job.train_set, job.batch_size, seed=s.seed, epoch=epoch, device=job.device)
+    bar = tqdm(loader, desc=f"refine {epoch + 1}/{s.epochs}", leave=False, disable=not job.progress, unit="batch")
+    loss_sum, count, start = 0.0, 0, time.perf_counter()
+    for imgs, noise, aug in bar:
+        x = batch_to_input(imgs, job.device, augment=aug)
+        pasted, pixel_mask, _ = pasted_prediction(job.model, x, noise=noise.to(job.device), mask_ratio=job.mask_ratio)
+        loss = refine_loss(job.refiner(pasted, pixel_mask), x, pixel_mask, s.grad_weight)
+        job.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        job.optimizer.step()
+        job.scheduler.step()
+        job.step += 1
+        loss_sum, count = loss_sum + float(loss.detach()) * x.shape[0], count + x.shape[0]
+        if not math.isfinite(loss_sum):
+            raise UserError(f"the refiner's loss became {float(loss):.4g} in epoch {epoch + 1}; the last saved "
+                            f"epoch is kept: resume with a lower --lr after --overwrite (e.g. --lr {s.lr / 10:g})")  # fmt: skip
+        bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {"train_loss": loss_sum / max(count, 1), "images_per_s": count / max(seconds, 1e-9)}
+
+
+@torch.no_grad()
+def _validate(job: _Job) -> dict[str, float]:
+    """Masked PSNR (dB) and loss of the raw and the refined reconstruction on the val split."""
+    job.refiner.eval()
+    sums = torch.zeros(4, dtype=torch.float64)
+    for imgs, noise, _ in build_loader(job.val_set, job.batch_size, shuffle=False, device=job.device):
+        x = batch_to_input(imgs, job.device)
+        pasted, pixel_mask, _ = pasted_prediction(job.model, x, noise=noise.to(job.device), mask_ratio=job.mask_ratio)
+        refined = job.refiner(pasted, pixel_mask)
+        orig = denormalize(x).clamp(0, 1).cpu()
+        pm = pixel_mask.cpu()
+        raw_db = psnr_masked(denormalize(pasted).clamp(0, 1).cpu(), orig, pm)
+        ref_db = psnr_masked(denormalize(refined).clamp(0, 1).cpu(), orig, pm)
+        losses = [float(refine_loss(y, x, pixel_mask)) * x.shape[0] for y in (pasted, refined)]
+        sums += torch.tensor([raw_db.double().sum(), ref_db.double().sum(), *losses], dtype=torch.float64)
+    raw_db, ref_db, raw_loss, loss = (float(v) / len(job.val_set) for v in sums)
+    return {"val_psnr_raw": raw_db, "val_psnr_refined": ref_db, "val_loss_raw": raw_loss, "val_loss": loss}
+
+
+def _run_epochs(job: _Job) -> None:
+    s = job.settings
+    for epoch in range(job.epoch, s.epochs):
+        torch.manual_seed(mix_seed(s.seed, 43, epoch))  # nothing here draws from it; kept fixed all the same
+        start = time.perf_counter()
+        line: dict[str, Any] = {"epoch": epoch + 1, **_train_epoch(job, epoch), **_validate(job)}
+        line["seconds"] = time.perf_counter() - start
+        job.epoch = epoch + 1
+        job.history.append(line)
+        _save(job)
+        job.log(f"refine epoch {epoch + 1}/{s.epochs}: train {line['train_loss']:.4f}, val masked PSNR raw "
+                f"{line['val_psnr_raw']:.2f} dB -> refined {line['val_psnr_refined']:.2f} dB, "
+                f"{line['images_per_s']:.0f} img/s, {line['seconds']:.1f} s")  # fmt: skip
+
+
+def refine_run(
+    run_dir: str | Path,
+    epochs: int = 2,
+    *,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    width: int = 32,
+    layers: int = 4,
+    seed: int = 0,
+    grad_weight: float = 0.0,
+    weight_decay: float = 0.0,
+    device: str = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+    progress: bool = True,
+) -> RefineResult:
+    """Train a :class:`SeamRefiner` for the run's best checkpoint (frozen) and save it in ``RUN/refiner/``.
+
+    Trains on the run's own training split and augmentation, with random masks at the run's mask
+    ratio drawn per (``seed``, epoch, image); AdamW + One-Cycle (peak ``lr``) on :func:`refine_loss`.
+    After every epoch: a log line (train loss, validation masked PSNR raw -> refined, img/s) and the
+    files, atomically. ``resume`` continues ``state.pt`` exactly (2 epochs = 1 + resume 1, bit for bit
+    on CPU); a run that already has a refiner needs ``resume`` or ``overwrite``. The MAE's files are
+    only read.
+    """
+    settings = _check_settings(RefineSettings(epochs, batch_size, lr, width, layers, seed, grad_weight, weight_decay))
+    run_dir, config = _check_run(run_dir)
+    _check_target(run_dir, resume, overwrite)
+    files = refiner_files(run_dir)
+    files["folder"].mkdir(exist_ok=True)
+    if overwrite and files["log"].exists():
+        files["log"].unlink()
+    job = _setup(run_dir, config, settings, device, _make_log(files["log"], log), progress)
+    if resume:
+        _restore(job)
+    _run_epochs(job)
+    return RefineResult(run_dir, job.refiner.eval(), files["weights"], list(job.history))
+
+
+# ---------------------------------------------------------------------- command line
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train a small convolutional refiner across patch borders for a run's best MAE (kept frozen): the "
+        "MAE's patches are guessed one by one (blurred, with steps at their borders); the refiner learns to "
+        "smooth them with the same masked loss. Writes RUN/refiner/; evaluate and reconstruct then use it."
+    )
+    parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run directory (runs/NAME)")
+    parser.add_argument("--epochs", type=int, default=2, help="passes over the run's training split (default: 2)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step (default: 32)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the One-Cycle plan (default: 1e-3)")
+    parser.add_argument("--width", type=int, default=32, help="channels of the refiner's convolutions (default: 32)")
+    parser.add_argument("--grad-weight", type=float, default=0.0,
+                        help="weight of an L1 loss on pixel differences in the hidden region, towards the photo's "
+                             "detail (default: 0, off; an experiment)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the refiner's weights, batches and masks (default: 0)")
+    parser.add_argument("--device", default="cpu", choices=DEVICES, help="where to train (default: cpu)")
+    parser.add_argument("--resume", action="store_true", help="continue RUN/refiner from its state.pt (exactly)")
+    parser.add_argument("--overwrite", action="store_true", help="train a new refiner in place of the run's one")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    result = refine_run(args.run, args.epochs, batch_size=args.batch_size, lr=args.lr, width=args.width,
+                        seed=args.seed, grad_weight=args.grad_weight, device=args.device, resume=args.resume,
+                        overwrite=args.overwrite)  # fmt: skip
+    last = result.history[-1]
+    print(f"wrote {result.weights_path} (val masked PSNR raw {last['val_psnr_raw']:.2f} dB -> refined "
+          f"{last['val_psnr_refined']:.2f} dB after epoch {last['epoch']})")  # fmt: skip
+    return 0
