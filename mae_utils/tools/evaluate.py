@@ -16,7 +16,8 @@ the first N would be a biased sample.
 Besides PSNR and SSIM, every method gets *blockiness* and *detail* (:func:`mae_utils.metrics.seam_scores`:
 1.0 = as natural and as detailed as the photo), which see the mosaic of separately guessed patches
 that PSNR barely sees. The model is scored twice, always: raw (``model``, the MAE's own number) and
-made seam-free by :func:`mae_utils.baselines.blend_seams` (``model+blend``).
+made seam-free by :func:`mae_utils.baselines.blend_seams` (``model+blend``); a third time when the run
+has a trained seam refiner (``model+refine``, :mod:`mae_utils.tools.refine`; ``--no-refine`` skips it).
 
 Results go to ``RUN/eval/<name>.json`` (summary, paired differences, per-image values, file names)
 and ``RUN/eval/<name>.png`` (a few images: original, masked, model, model+blend, each baseline), or
@@ -32,7 +33,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -44,7 +45,8 @@ from ..util.checkpoint import load_model_from_run
 from ..config import DEVICES
 from ..data import FaceFolder
 from ..util.errors import UserError
-from .reconstruct import add_mask_arguments, check_mask_arguments, model_reconstruction
+from .reconstruct import add_mask_arguments, check_mask_arguments, model_prediction, paste_prediction
+from .refine import REFINE, SeamRefiner, load_refiner, refiner_record
 from ..util.fileio import atomic_write_text
 from ..masking import MASK_KINDS, make_mask
 from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
@@ -58,6 +60,7 @@ from ..viz import comparison_figure
 __all__ = [
     "BLEND",
     "DEFAULT_BASELINES",
+    "REFINE",
     "Evaluation",
     "METRICS",
     "RunEvaluation",
@@ -211,7 +214,8 @@ class Evaluation:
     {metric: (N,) tensor}}; ``summary`` {method: {metric: {mean, ci95, n}}}; ``paired`` {baseline:
     {mean, ci95, n}}: model minus baseline, masked PSNR, per image; ``paired_blend`` the same for
     ``model+blend`` (and its key ``model``: blend minus raw); ``seconds`` per method; ``images``
-    {"original", method: (N, 3, H, W) in [0, 1], visible pasted back} when kept.
+    {"original", method: (N, 3, H, W) in [0, 1], visible pasted back} when kept; ``paired_refine`` the
+    same as ``paired_blend`` for ``model+refine`` (empty without a refiner).
     """
 
     n_images: int
@@ -226,6 +230,7 @@ class Evaluation:
     seconds: dict[str, float]
     norm_pix_loss: bool
     images: dict[str, torch.Tensor] | None = None
+    paired_refine: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         """Dict-style reads (``res["summary"]``), as evaluate's results were read before they were a dataclass."""
@@ -257,15 +262,25 @@ def _paired(values: dict[str, dict[str, torch.Tensor]], method: str, others: Seq
     return out
 
 
-def _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds) -> dict[str, torch.Tensor]:
-    """Every method's filled images for one batch (pixels in [0, 1]), timing each."""
+def _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds,
+           refiner: SeamRefiner | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Every method's filled images for one batch (pixels in [0, 1]), timing each (the refiner's time
+    is its own, after the model's)."""
     p = int(model.patch_size)
     t0 = time.perf_counter()
-    fills = {"model": model_reconstruction(model, batch_to_input(imgs, device), m.to(device)).cpu()}
+    x, m = batch_to_input(imgs, device), m.to(device)
+    pred, _ = model_prediction(model, x, m)
+    fills = {"model": denormalize(pred).cpu()}
     seconds["model"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     fills[BLEND] = blend_seams(original, pixel_mask, fills["model"].clamp(0, 1), p)
     seconds[BLEND] += time.perf_counter() - t0
+    if refiner is not None:
+        t0 = time.perf_counter()
+        pm = pixel_mask.to(device, x.dtype)
+        with torch.no_grad():
+            fills[REFINE] = denormalize(refiner.eval()(paste_prediction(pred, x, pm), pm)).cpu()
+        seconds[REFINE] += time.perf_counter() - t0
     for b in baselines:
         t0 = time.perf_counter()
         fills[b] = BASELINES[b](original, pixel_mask)
@@ -283,7 +298,8 @@ def _check_eval_inputs(baselines: Sequence[str], mask: str, batch_size: int) -> 
 
 
 def _score_batch(model: torch.nn.Module, imgs: torch.Tensor, m: torch.Tensor, baselines: Sequence[str],
-                 device: torch.device, seconds: dict[str, float], keep_images: bool) -> dict[str, dict[str, Any]]:
+                 device: torch.device, seconds: dict[str, float], keep_images: bool,
+                 refiner: SeamRefiner | None = None) -> dict[str, dict[str, Any]]:
     """method -> {metric: per-image values} for one batch (plus ``image``: the pasted fill, when kept)."""
     size, p = int(model.img_size), int(model.patch_size)
     if imgs.shape[-1] != size or imgs.shape[-2] != size:
@@ -291,7 +307,7 @@ def _score_batch(model: torch.nn.Module, imgs: torch.Tensor, m: torch.Tensor, ba
     original = denormalize(imgs)
     pixel_mask = patch_mask_to_pixel_mask(m, p, size)
     out: dict[str, dict[str, Any]] = {"original": {"image": original}} if keep_images else {}
-    for method, fill in _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds).items():
+    for method, fill in _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds, refiner).items():
         out[method] = evaluate_batch(original, fill, m, p)
         if keep_images:
             out[method]["image"] = paste_visible(fill.clamp(0, 1), original, pixel_mask)
@@ -312,8 +328,12 @@ def evaluate_model(
     device: str | torch.device = "cpu",
     keep_images: bool = False,
     progress: bool = True,
+    refiner: SeamRefiner | None = None,
 ) -> Evaluation:
     """Score a model (raw and blended) and the baselines on ``dataset`` (items: uint8 (3, H, W), or normalised floats).
+
+    With a ``refiner`` (:func:`mae_utils.tools.refine.load_refiner`) the refined output is scored too,
+    as ``model+refine``.
 
     Every image gets its mask from one :func:`~mae_utils.masking.make_mask` call over the whole
     selection (seeded), so results do not depend on ``batch_size``, and the model and every baseline
@@ -328,7 +348,8 @@ def evaluate_model(
         raise UserError("no images to evaluate")
     masks = make_mask(mask, n, int(model.img_size) // int(model.patch_size), mask_ratio=mask_ratio,
                       patches=patches, seed=seed)  # fmt: skip
-    methods = ("model", BLEND, *baselines)
+    methods = ("model", BLEND, *((REFINE,) if refiner is not None else ()), *baselines)
+    refiner = refiner.to(device) if refiner is not None else None
     per_image: dict[str, dict[str, list[torch.Tensor]]] = {m: {k: [] for k in METRICS} for m in methods}
     seconds = {m: 0.0 for m in methods}
     kept: dict[str, list[torch.Tensor]] = {m: [] for m in ("original", *methods)}
@@ -337,7 +358,7 @@ def evaluate_model(
     for start in range(0, n, batch_size):
         idx = indices[start : start + batch_size]
         batch = _score_batch(model, torch.stack([dataset[i] for i in idx]), masks[start : start + len(idx)],
-                             baselines, device, seconds, keep_images)  # fmt: skip
+                             baselines, device, seconds, keep_images, refiner)  # fmt: skip
         for method, scores in batch.items():
             for k, v in scores.items():
                 (kept[method] if k == "image" else per_image[method][k]).append(v)
@@ -350,12 +371,13 @@ def evaluate_model(
         paired=_paired(values, "model", baselines), paired_blend=_paired(values, BLEND, ("model", *baselines)),
         seconds=seconds, norm_pix_loss=bool(getattr(model, "norm_pix_loss", False)),
         images={k: torch.cat(v) for k, v in kept.items()} if keep_images else None,
+        paired_refine=_paired(values, REFINE, ("model", BLEND, *baselines)) if refiner is not None else {},
     )  # fmt: skip
 
 
 def best_baseline(result: Evaluation) -> str | None:
     """The baseline with the highest mean masked-region PSNR (the one to beat)."""
-    names = [m for m in result.summary if m not in ("model", BLEND)]
+    names = [m for m in result.summary if m not in ("model", BLEND, REFINE)]
     return max(names, key=lambda m: result.summary[m]["psnr_masked"]["mean"]) if names else None
 
 
@@ -384,7 +406,8 @@ def format_table(result: Evaluation, title: str | None = None) -> str:
             lines.append("  ".join("-" * w for w in widths))
     best = best_baseline(result)
     margins = [("model", best, result.paired.get(best)), (BLEND, best, result.paired_blend.get(best)),
-               (BLEND, "model", result.paired_blend.get("model"))]  # fmt: skip
+               (BLEND, "model", result.paired_blend.get("model")), (REFINE, best, result.paired_refine.get(best)),
+               (REFINE, "model", result.paired_refine.get("model"))]  # fmt: skip
     for method, other, d in margins:
         if other is None or d is None:
             continue
@@ -434,8 +457,10 @@ def _json_ready(result: Evaluation) -> dict[str, Any]:
     per_image = {
         m: {k: [round(float(x), 5) for x in v.tolist()] for k, v in d.items()} for m, d in result.per_image.items()
     }
+    refine = {b: {k: clean(v) for k, v in d.items()} for b, d in result.paired_refine.items()}
     return {"summary": summary, "paired_model_minus_baseline_psnr_masked": paired,
-            "paired_blend_minus_other_psnr_masked": blend, "per_image": per_image}  # fmt: skip
+            "paired_blend_minus_other_psnr_masked": blend, "paired_refine_minus_other_psnr_masked": refine,
+            "per_image": per_image}  # fmt: skip
 
 
 # ---------------------------------------------------------------------- where results go
@@ -556,29 +581,29 @@ def evaluate_run(
     on_scored: Callable[[RunEvaluation], None] | None = None,
     zoom_out_side: float | None = None,
     zoom_fill: str = "photo",
+    refine: bool = True,
 ) -> RunEvaluation:
-    """Evaluate a training run's model against the baselines; what the CLI and the notebooks call.
-
-    ``zoom_out_side``: score the faces shrunk to this share of the frame side in a ``zoom_fill``
-    surround (:class:`ZoomedOut`, seeded by ``seed``), to see a source framed wider than it comes.
+    """Evaluate a training run's model (and its seam refiner, if any, unless ``refine=False``) against
+    the baselines; what the CLI and the notebooks call. ``zoom_out_side``: score the faces shrunk to
+    this share of the frame side in a ``zoom_fill`` surround (:class:`ZoomedOut`, seeded by ``seed``).
     With ``write``, the figure and the JSON go under ``out_dir`` (default ``run_dir/eval/``), checked
-    before scoring (:func:`check_results_target`); ``on_scored(result)`` runs before writing.
-    """
+    before scoring (:func:`check_results_target`); ``on_scored(result)`` runs before writing."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
     model, config = load_model_from_run(run_dir, which, dev := resolve_device(device))
+    refiner = load_refiner(run_dir, dev, checkpoint=which) if refine else None
     dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
     dataset, data_desc = _zoomed_out(dataset, data_desc, zoom_out_side, zoom_fill, seed)
     record = {"run": str(run_dir), "checkpoint": which, "data": {**data_desc, "n_available": len(dataset),
               "limit": limit}, "mask": _mask_settings(mask, mask_ratio, patches, seed),
-              "baselines": list(dict.fromkeys(baselines))}  # fmt: skip
+              "baselines": list(dict.fromkeys(baselines)), "refiner": refiner and refiner_record(run_dir)}  # fmt: skip
     data_desc, mask_desc = record["data"], record["mask"]
     folder, stem = _results_target(run_dir, out_dir, name, record, overwrite if write else None)
     started = time.perf_counter()
     scored = evaluate_model(
         model, dataset, mask=mask, mask_ratio=mask_ratio, patches=patches, limit=limit, batch_size=batch_size,
-        seed=seed, baselines=baselines, device=dev, keep_images=keep_images or write, progress=progress,
+        seed=seed, baselines=baselines, device=dev, keep_images=keep_images or write, progress=progress, refiner=refiner,
     )  # fmt: skip
     mask_desc["hidden_fraction"], data_desc["n_images"] = scored.hidden_fraction, scored.n_images
     result = RunEvaluation(**{f.name: getattr(scored, f.name) for f in fields(Evaluation)},
@@ -634,6 +659,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zoom-fill", default="photo", choices=ZOOM_FILLS,
                         help="surround for --zoom-out: photo (another evaluation image, seeded), reflect "
                              "(mirrored borders) or mean (flat colour) (default: photo)")  # fmt: skip
+    parser.add_argument("--no-refine", action="store_true",
+                        help="leave out the row model+refine that a run with a trained seam refiner "
+                             "(python -m mae_utils refine) gets")  # fmt: skip
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -645,7 +673,7 @@ def run_cli(args: argparse.Namespace) -> int:
         patches=args.patches, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
         baselines=args.baselines, device=args.device, which=args.checkpoint, name=args.name,
         out_dir=args.out_dir, overwrite=args.overwrite, zoom_out_side=args.zoom_out, zoom_fill=args.zoom_fill,
-        on_scored=lambda r: print(r.table, flush=True),
+        refine=not args.no_refine, on_scored=lambda r: print(r.table, flush=True),
     )  # fmt: skip
     print(f"wrote {result.json_path} and {result.figure_path}")
     return 0
