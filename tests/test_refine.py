@@ -1,0 +1,181 @@
+"""The seam refiner (issue 21): an identity at the start, visible pixels untouched, trained with the
+MAE's masked loss without writing a byte of the MAE's files, resumed exactly, saved and loaded
+faithfully, and used by evaluate and reconstruct only when the run has one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mae_utils.masking import make_mask
+from mae_utils.model import MaskedAutoencoder
+from mae_utils.tools.evaluate import evaluate_run
+from mae_utils.tools.refine import (
+    REFINE,
+    SeamRefiner,
+    load_refiner,
+    pasted_prediction,
+    refine_loss,
+    refine_reconstruction,
+    refine_run,
+    refiner_files,
+)
+from mae_utils.util import checkpoint as ckpt
+from mae_utils.util import cli
+from mae_utils.util.errors import UserError
+from mae_utils.util.fileio import file_sha256
+
+from conftest import write_faces
+from tiny_runs import cli_error, copy_run
+
+QUIET = dict(progress=False, log=lambda _m: None)
+FAST = dict(batch_size=4, lr=3e-3, width=8)
+
+
+def _mae_files(run: Path) -> dict[str, str]:
+    """SHA-256 of every file of the run outside refiner/ (and eval/, which evaluate writes)."""
+    return {str(p.relative_to(run)): file_sha256(p) for p in sorted(run.rglob("*"))
+            if p.is_file() and p.relative_to(run).parts[0] not in ("refiner", "eval")}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory, tiny_run) -> tuple[Path, dict[str, str], object]:
+    """A copy of the tiny run with a 5-epoch refiner; the MAE's file hashes taken before refining."""
+    run = copy_run(tiny_run, tmp_path_factory.mktemp("refined"))
+    before = _mae_files(run)
+    result = refine_run(run, 5, **FAST, **QUIET)
+    return run, before, result
+
+
+def _batch(run: Path, n: int = 3):
+    model, _ = ckpt.load_model_from_run(run)
+    g = torch.Generator().manual_seed(5)
+    imgs = torch.randn(n, 3, model.img_size, model.img_size, generator=g)
+    mask = make_mask("random", n, model.img_size // model.patch_size, mask_ratio=0.75, seed=1)
+    return model, imgs, mask
+
+
+def test_a_fresh_refiner_is_the_identity_and_visible_pixels_always_pass_through():
+    g = torch.Generator().manual_seed(0)
+    pasted = torch.randn(2, 3, 16, 16, generator=g)
+    pixel_mask = (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float()
+    refiner = SeamRefiner(3, width=8)
+    assert torch.equal(refiner(pasted, pixel_mask), pasted)
+    with torch.no_grad():
+        for p in refiner.parameters():
+            p.normal_(0, 0.5, generator=g)
+    out = refiner(pasted, pixel_mask)
+    visible = (pixel_mask == 0).expand_as(pasted)
+    assert torch.equal(out[visible], pasted[visible])
+    assert not torch.allclose(out[~visible], pasted[~visible])
+    assert refiner.config == {"in_chans": 3, "width": 8, "layers": 4}
+
+
+def test_the_refiner_loss_at_the_identity_is_the_mae_loss(tiny_run):
+    model, imgs, mask = _batch(tiny_run)
+    pasted, pixel_mask, used = pasted_prediction(model, imgs, mask)
+    assert torch.equal(used, mask)
+    loss, _, _ = model(imgs, mask=mask)
+    assert refine_loss(pasted, imgs, pixel_mask).item() == pytest.approx(loss.item(), rel=1e-5)
+    assert refine_loss(pasted, imgs, pixel_mask, grad_weight=1.0) > refine_loss(pasted, imgs, pixel_mask)
+
+
+def test_training_lowers_the_masked_loss_and_leaves_the_mae_files_alone(refined):
+    run, before, result = refined
+    assert _mae_files(run) == before  # weights, checkpoints, config, split: byte for byte
+    last = result.history[-1]
+    assert last["val_loss"] < last["val_loss_raw"] and last["val_psnr_refined"] > last["val_psnr_raw"]
+    assert len(result.history) == 5 and result.weights_path == run / "refiner" / "weights.safetensors"
+    keys = set(ckpt.read_header(run / "checkpoints" / "best" / "model.safetensors")[1])
+    with torch.device("meta"):
+        official = set(MaskedAutoencoder(**ckpt.read_model_config(run / "checkpoints" / "best")).state_dict())
+    assert keys == official
+    log = (run / "refiner" / "log.txt").read_text()
+    assert "refine epoch 5/5" in log and "val masked PSNR raw" in log
+
+
+def test_two_epochs_equal_one_and_a_resumed_one(tiny_run, tmp_path):
+    straight = refine_run(copy_run(tiny_run, tmp_path, "a"), 2, **FAST, **QUIET)
+
+    def stop_after_first(message: str) -> None:
+        if message.startswith("refine epoch 1/2"):
+            raise KeyboardInterrupt
+
+    run = copy_run(tiny_run, tmp_path, "b")
+    with pytest.raises(KeyboardInterrupt):
+        refine_run(run, 2, **FAST, progress=False, log=stop_after_first)
+    resumed = refine_run(run, 2, **FAST, resume=True, **QUIET)
+    a, b = straight.refiner.state_dict(), resumed.refiner.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in resumed.history]
+    with pytest.raises(UserError, match="width"):
+        refine_run(run, 3, **{**FAST, "width": 16}, resume=True, **QUIET)
+    with pytest.raises(UserError, match="already trained 2 epochs"):
+        refine_run(run, 1, **FAST, resume=True, **QUIET)
+
+
+def test_save_load_round_trip_and_damaged_files(refined, tiny_run, tmp_path):
+    run, _, result = refined
+    model, imgs, mask = _batch(run)
+    loaded = load_refiner(run, checkpoint="best")
+    assert torch.equal(refine_reconstruction(model, loaded, imgs, mask),
+                       refine_reconstruction(model, result.refiner, imgs, mask))  # fmt: skip
+    assert load_refiner(tiny_run) is None
+    broken = copy_run(run, tmp_path, "broken")
+    weights = refiner_files(broken)["weights"]
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(UserError, match="weights.safetensors"):
+        load_refiner(broken)
+    weights.unlink()
+    with pytest.raises(UserError, match="weights.safetensors is missing"):
+        load_refiner(broken)
+    state = refiner_files(broken)["state"]
+    state.write_bytes(b"")
+    with pytest.raises(UserError, match="state.pt"):
+        refine_run(broken, 6, **FAST, resume=True, **QUIET)
+
+
+def test_evaluate_has_the_refined_row_only_with_a_refiner(refined, tiny_run, tmp_path):
+    run, _, _ = refined
+    settings = dict(baselines=("mean_fill",), limit=3, progress=False)
+    res = evaluate_run(run, out_dir=tmp_path / "ev", **settings)
+    assert list(res.summary) == ["model", "model+blend", REFINE, "mean_fill"]
+    assert set(res.paired_refine) == {"model", "model+blend", "mean_fill"}
+    assert f"{REFINE} - model:" in res.table
+    record = json.loads(res.json_path.read_text())
+    assert REFINE in record["summary"] and record["refiner"]["config"]["width"] == 8
+    assert set(record["paired_refine_minus_other_psnr_masked"]) == {"model", "model+blend", "mean_fill"}
+    without = evaluate_run(run, refine=False, write=False, **settings)
+    assert REFINE not in without.summary and without.paired_refine == {}
+    assert torch.equal(without.per_image["model"]["psnr_masked"], res.per_image["model"]["psnr_masked"])
+    assert REFINE not in evaluate_run(tiny_run, write=False, **settings).summary
+
+
+def test_reconstruct_shows_the_refined_output_unless_raw(refined, tmp_path, capsys):
+    run, _, _ = refined
+    photos = [str(p) for p in write_faces(tmp_path / "photos", n=2)]
+    argv = ["reconstruct", "--run", str(run), "--images", *photos, "--device", "cpu", "--out"]
+    assert cli.main([*argv, str(tmp_path / "a.png")]) == 0
+    assert "| refined:" in capsys.readouterr().out
+    assert cli.main([*argv, str(tmp_path / "b.png"), "--raw"]) == 0
+    assert "refined" not in capsys.readouterr().out
+
+
+def test_command_line_errors(refined, tiny_run, tmp_path, capsys):
+    run, _, _ = refined
+    assert "does not exist" in cli_error(capsys, ["refine", "--run", str(tmp_path / "nope")])
+    assert "epochs must be a positive integer" in cli_error(capsys, ["refine", "--run", str(run), "--epochs", "0"])
+    assert "width must be a positive integer" in cli_error(capsys, ["refine", "--run", str(run), "--width", "0"])
+    held = cli_error(capsys, ["refine", "--run", str(run)])
+    assert "already holds a refiner" in held and "--resume" in held and "--overwrite" in held
+    norm = copy_run(tiny_run, tmp_path, "norm")
+    config = json.loads((norm / "config.json").read_text())
+    (norm / "config.json").write_text(json.dumps({**config, "norm_pix_loss": True}))
+    assert "norm_pix_loss" in cli_error(capsys, ["refine", "--run", str(norm)])
+    assert not (norm / "refiner").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_error(capsys, ["refine", "--run", str(empty)]).startswith("error: ")
