@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from mae_utils.baselines import blend_seams
 from mae_utils.masking import make_mask
 from mae_utils.model import MaskedAutoencoder
 from mae_utils.tools.evaluate import evaluate_run
+from mae_utils.tools.reconstruct import reconstruct_images
 from mae_utils.tools.refine import (
     REFINE,
     SeamRefiner,
@@ -23,6 +25,7 @@ from mae_utils.tools.refine import (
     refine_run,
     refiner_files,
 )
+from mae_utils.transforms import batch_to_input, denormalize
 from mae_utils.util import checkpoint as ckpt
 from mae_utils.util import cli
 from mae_utils.util.errors import UserError
@@ -152,6 +155,20 @@ def test_evaluate_has_the_refined_row_only_with_a_refiner(refined, tiny_run, tmp
     assert REFINE not in without.summary and without.paired_refine == {}
     assert torch.equal(without.per_image["model"]["psnr_masked"], res.per_image["model"]["psnr_masked"])
     assert REFINE not in evaluate_run(tiny_run, write=False, **settings).summary
+
+
+def test_the_refined_output_is_the_refiners_made_seam_free(refined):
+    run, _, result = refined
+    model, imgs, mask = _batch(run, n=2)
+    photos = denormalize(imgs).clamp(0, 1)
+    out = reconstruct_images(model, photos, mask=mask, refiner=result.refiner)
+    as_input = batch_to_input((out["original"] * 255).round().to(torch.uint8))
+    raw = refine_reconstruction(model, result.refiner, as_input, mask).clamp(0, 1)
+    expected = blend_seams(out["original"], out["pixel_mask"], raw, model.patch_size)
+    assert torch.allclose(out["recon_refine"], expected, atol=1e-5)
+    visible = out["pixel_mask"].expand_as(expected) < 0.5
+    assert torch.equal(out["recon_refine"][visible], out["original"][visible])
+    assert out["blockiness_refine"].shape == (2,) and "recon_refine" not in reconstruct_images(model, photos, mask=mask)
 
 
 def test_reconstruct_shows_the_refined_output_unless_raw(refined, tmp_path, capsys):

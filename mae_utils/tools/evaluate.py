@@ -17,7 +17,8 @@ Besides PSNR and SSIM, every method gets *blockiness* and *detail* (:func:`mae_u
 1.0 = as natural and as detailed as the photo), which see the mosaic of separately guessed patches
 that PSNR barely sees. The model is scored twice, always: raw (``model``, the MAE's own number) and
 made seam-free by :func:`mae_utils.baselines.blend_seams` (``model+blend``); a third time when the run
-has a trained seam refiner (``model+refine``, :mod:`mae_utils.tools.refine`; ``--no-refine`` skips it).
+has a trained seam refiner (``model+refine``: refined by :mod:`mae_utils.tools.refine`, then blended
+seam-free, :func:`~mae_utils.tools.reconstruct.refined_fill`; ``--no-refine`` skips it).
 
 Results go to ``RUN/eval/<name>.json`` (summary, paired differences, per-image values, file names)
 and ``RUN/eval/<name>.png`` (a few images: original, masked, model, model+blend, each baseline), or
@@ -45,7 +46,7 @@ from ..util.checkpoint import load_model_from_run
 from ..config import DEVICES
 from ..data import FaceFolder
 from ..util.errors import UserError
-from .reconstruct import add_mask_arguments, check_mask_arguments, model_prediction, paste_prediction
+from .reconstruct import add_mask_arguments, check_mask_arguments, model_prediction, refined_fill
 from .refine import REFINE, SeamRefiner, load_refiner, refiner_record
 from ..util.fileio import atomic_write_text
 from ..masking import MASK_KINDS, make_mask
@@ -277,9 +278,7 @@ def _fills(model, imgs, original, m, pixel_mask, baselines, device, seconds,
     seconds[BLEND] += time.perf_counter() - t0
     if refiner is not None:
         t0 = time.perf_counter()
-        pm = pixel_mask.to(device, x.dtype)
-        with torch.no_grad():
-            fills[REFINE] = denormalize(refiner.eval()(paste_prediction(pred, x, pm), pm)).cpu()
+        fills[REFINE] = refined_fill(refiner, pred, x, original, pixel_mask, p)
         seconds[REFINE] += time.perf_counter() - t0
     for b in baselines:
         t0 = time.perf_counter()

@@ -7,7 +7,8 @@ measures both). :func:`mae_utils.baselines.blend_seams` removes the steps withou
 :class:`SeamRefiner` is the learned alternative: a few 3x3 convolutions at full resolution that see
 across borders, trained with the MAE's own loss (squared error over the hidden pixels) on the run's
 own training split and augmentation, with the MAE frozen. It changes hidden pixels only, and starts
-as the identity (its last convolution is zero), so it begins exactly at the MAE's result.
+as the identity (its last convolution is zero), so it begins exactly at the MAE's result. Users get
+its output made seam-free by the blend (:func:`mae_utils.tools.reconstruct.refined_fill` says why).
 
 Files (apart from the MAE's, which are never written): ``RUN/refiner/weights.safetensors`` (the
 weights; the metadata holds the refiner's shape and what it was trained on, including the SHA-256
