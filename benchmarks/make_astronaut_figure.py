@@ -5,10 +5,11 @@ classical inpainting.
 commits pixels of. The portrait is cropped to the face (framed like the aligned face chips the recipes
 train on), then for each mask kind (random 75%, center block, eyes band, left half)
 the figure shows: the masked input, the harmonic (Laplace) inpainting, the model's reconstruction with
-the visible patches pasted back (the raw MAE), the same made seam-free (`baselines.blend_seams`, the
-Poisson blend `evaluate` scores as model+blend), and the original, with masked-region PSNR in the titles.
+the visible patches pasted back (the raw MAE), the same refined by the run's seam refiner and made
+seam-free (`evaluate`'s model+refine; without a refiner, or with ``--no-refine``, the seam-free blend
+alone, model+blend), and the original, with masked-region PSNR in the titles.
 
-    benchmarks/recipes/cpu_quick.sh ../shared/faces/utkface runs/cpu_quick
+    benchmarks/recipes/cpu_quick.sh ../shared/faces/utkface runs/cpu_quick   # trains the refiner too
     python benchmarks/make_astronaut_figure.py --run runs/cpu_quick --out img/astronaut.png
 """
 
@@ -28,6 +29,7 @@ from mae_utils.util.checkpoint import load_model_from_run  # noqa: E402
 from mae_utils.baselines import inpaint_harmonic  # noqa: E402
 from mae_utils.metrics import paste_visible, psnr_masked  # noqa: E402
 from mae_utils.tools.reconstruct import reconstruct_images  # noqa: E402
+from mae_utils.tools.refine import load_refiner  # noqa: E402
 from mae_utils.viz import new_figure  # noqa: E402
 
 # (top, left, side) of the face in the 512x512 portrait, framed like an aligned face chip (UTKFace):
@@ -51,21 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "img" / "astronaut.png"), help="where to save the PNG")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--seed", type=int, default=0, help="seed of the random mask")
+    p.add_argument("--no-refine", action="store_true", help="show model+blend even if the run has a seam refiner")
     args = p.parse_args(argv)
 
     model, _ = load_model_from_run(args.run, args.checkpoint, "cpu")
+    refiner = None if args.no_refine else load_refiner(args.run, "cpu", checkpoint=args.checkpoint)
+    fixed, suffix = ("model+refine", "_refine") if refiner is not None else ("model+blend", "_blend")
     face = astronaut_face()
-    cols = ("masked", "harmonic", "model", "model+blend", "original")
+    cols = ("masked", "harmonic", "model", fixed, "original")
     fig = new_figure(1.9 * len(cols), 1.95 * len(MASKS), dpi=110)
     axes = fig.subplots(len(MASKS), len(cols), squeeze=False)
     for r, (kind, label) in enumerate(MASKS):
-        res = reconstruct_images(model, [face], kind, mask_ratio=0.75, seed=args.seed, device="cpu")
+        res = reconstruct_images(model, [face], kind, mask_ratio=0.75, seed=args.seed, device="cpu", refiner=refiner)
         original, pm = res["original"], res["pixel_mask"]
         harmonic = paste_visible(inpaint_harmonic(original, pm), original, pm)
         scores = {"harmonic": float(psnr_masked(harmonic, original, pm)[0]), "model": float(res["psnr_masked"][0]),
-                  "model+blend": float(res["psnr_masked_blend"][0])}  # fmt: skip
+                  fixed: float(res[f"psnr_masked{suffix}"][0])}  # fmt: skip
         panels = {"masked": res["masked"], "harmonic": harmonic, "model": res["recon_visible"],
-                  "model+blend": res["recon_blend"], "original": original}  # fmt: skip
+                  fixed: res[f"recon{suffix}"], "original": original}  # fmt: skip
         for c, name in enumerate(cols):
             ax = axes[r][c]
             ax.imshow(panels[name][0].permute(1, 2, 0).clamp(0, 1).numpy())
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 ax.set_title("original", fontsize=8)
         print(f"{kind:7s} hidden {float(res['mask'].mean()):.0%}: model {scores['model']:.2f} dB, "
-              f"model+blend {scores['model+blend']:.2f} dB, harmonic {scores['harmonic']:.2f} dB")  # fmt: skip
+              f"{fixed} {scores[fixed]:.2f} dB, harmonic {scores['harmonic']:.2f} dB, "
+              f"blockiness model {float(res['blockiness'][0]):.2f} / {fixed} {float(res[f'blockiness{suffix}'][0]):.2f}")  # fmt: skip
     fig.tight_layout(pad=0.4)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
