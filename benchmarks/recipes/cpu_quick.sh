@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU quick recipe: 64 px images, 8 px patches, a 1.3 M-parameter MAE, 20 epochs on 2 CPU threads,
+# CPU quick recipe: 64 px images, 8 px patches, a 1.3 M-parameter MAE, 18 epochs on 2 CPU threads,
 # then one epoch of the seam refiner (wall time on 2 idle cores: benchmarks/cpu_recipe.md).
 # Trains on DATA_DIR, then evaluates on EVAL_LIMIT (default 500) seeded faces of its held-out test
 # split and of each OTHER_DIR, sources the model never saw (e.g. ../shared/faces/yale ../shared/faces/lfw):
@@ -24,7 +24,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}  # both cores; 1 keeps a shared mac
 "$PY" -m mae_utils train --data-dir "$DATA_DIR" --out-dir "$OUT_DIR" --device cpu \
   --image-size 64 --patch-size 8 --embed-dim 128 --depth 4 --num-heads 4 \
   --decoder-embed-dim 128 --decoder-depth 2 --decoder-num-heads 4 \
-  --batch-size 16 --base-lr 0.032 --epochs ${EPOCHS:-20} \
+  --batch-size 16 --base-lr 0.032 --epochs ${EPOCHS:-18} \
   --crop-scale-min 0.5 --crop-scale-max 4 --crop-scale-draw log --zoom-fill photo \
   --sample-every 0 ${EXTRA:-}
 
@@ -34,8 +34,7 @@ if [ "${REFINE_EPOCHS:-1}" != 0 ]; then
   "$PY" -m mae_utils refine --run "$OUT_DIR" --device cpu --epochs "${REFINE_EPOCHS:-1}" --overwrite
 fi
 
-LIMIT=(--limit "${EVAL_LIMIT:-500}")
-"$PY" -m mae_utils evaluate --run "$OUT_DIR" --device cpu "${LIMIT[@]}" --name test
+"$PY" -m mae_utils evaluate --run "$OUT_DIR" --device cpu --limit "${EVAL_LIMIT:-500}" --name test
 for other in "$@"; do
-  "$PY" -m mae_utils evaluate --run "$OUT_DIR" --data-dir "$other" --device cpu "${LIMIT[@]}" --name "$(basename "$other")"
+  "$PY" -m mae_utils evaluate --run "$OUT_DIR" --data-dir "$other" --device cpu --limit "${EVAL_LIMIT:-500}" --name "$(basename "$other")"
 done
