@@ -48,3 +48,20 @@ def test_missing_evaluation_and_bad_minutes_are_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         curve.main(["--point", "five", str(run), "--eval", "own", "own", "--out", str(tmp_path / "x.png")])
     assert "MINUTES must be a number" in capsys.readouterr().err
+
+
+def test_the_figure_redraws_from_its_csv(tmp_path, capsys):
+    run = tmp_path / "run"
+    _eval(run, "own", 1.5, 1.75)
+    out = tmp_path / "curve.png"
+    assert curve.main(["--point", "7.5", str(run), "--eval", "own", "own split", "--out", str(out)]) == 0
+    first = capsys.readouterr().out.splitlines()[:3]
+    saved = out.with_suffix(".csv")
+    assert saved.read_text().splitlines()[1:] == ["own split,model,7.5,1.50,0.10", "own split,model+refine,7.5,1.75,0.20"]
+    redrawn = tmp_path / "again.png"
+    assert curve.main(["--from-csv", str(saved), "--out", str(redrawn)]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == first  # the same table from the CSV as from the runs
+    assert redrawn.is_file()
+    saved.write_text("source,method,minutes,margin_db,ci95_db\nown,model,ten,1,0.1\n")
+    with pytest.raises(SystemExit, match="line 2: minutes, margin_db and ci95_db must be numbers"):
+        curve.main(["--from-csv", str(saved), "--out", str(redrawn)])
