@@ -13,7 +13,8 @@ What it checks, in this order (the slowest, compilation, last and only if time i
    training items with augmentation, pinned uint8 batches, :func:`batch_to_input` on the GPU) with
    1..N loader workers, against the step rate: is the GPU starved?
 4. a real short run: 2 epochs at 256/16 of the ``small`` model as ``python -m mae_utils train``, a
-   SIGKILL once the first checkpoint exists, ``--resume``, ``evaluate``; the run folder must be
+   SIGKILL once the first checkpoint exists, ``--resume``, one epoch of the seam refiner
+   (``refine``), ``evaluate`` (with its model+refine row); the run folder must be
    complete and the resumed run must finish;
 5. the same training step under ``torch.compile`` (compile time reported).
 
@@ -64,6 +65,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         image_size=256, patch_size=16, faces=1024,
         train_flags=["--preset", "small", "--batch-size", "64", "--num-workers", "8", "--device", "cuda"],
         eval_flags=["--limit", "64", "--baselines", "mean_fill", "--device", "cuda"],
+        refine_flags=["--device", "cuda"],
     ),
     "cpu-smoke": dict(
         device="cpu", amp="none", batches=(8, 4),
@@ -75,6 +77,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                      "--decoder-embed-dim", "16", "--decoder-depth", "1", "--decoder-num-heads", "2",
                      "--batch-size", "8", "--num-workers", "0", "--device", "cpu"],
         eval_flags=["--limit", "4", "--baselines", "mean_fill", "--device", "cpu"],
+        refine_flags=["--width", "8", "--batch-size", "4", "--device", "cpu"],
     ),
 }  # fmt: skip
 RUN_FILES = ("config.json", "split.json", "metrics.jsonl", "log.txt")
@@ -202,8 +205,13 @@ def evaluate_argv(run_dir: Path, s: dict[str, Any]) -> list[str]:
     return ["evaluate", "--run", str(run_dir), *s["eval_flags"]]
 
 
+def refine_argv(run_dir: Path, s: dict[str, Any]) -> list[str]:
+    """One epoch of the seam refiner on the run (its training, validation and files on the device)."""
+    return ["refine", "--run", str(run_dir), "--epochs", "1", *s["refine_flags"]]
+
+
 def run_check(faces: Path, workdir: Path, s: dict[str, Any], run: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """2 epochs, SIGKILL after the first checkpoint, --resume, evaluate; is the run folder complete?"""
+    """2 epochs, SIGKILL after the first checkpoint, --resume, refine, evaluate; is the run folder complete?"""
     run_dir = workdir / "run"
     flags = train_argv(faces, workdir, s)[1:]
     out: dict[str, Any] = {}
@@ -227,15 +235,18 @@ def run_check(faces: Path, workdir: Path, s: dict[str, Any], run: Callable[..., 
     resumed = run(["train", "--resume", str(run_dir)], "resume")
     out["resume"] = resumed
     out["epochs_after_resume"] = _count_lines(run_dir / "metrics.jsonl")
+    out["refine"] = run(refine_argv(run_dir, s), "refine")
     out["evaluate"] = run(evaluate_argv(run_dir, s), "evaluate")
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    missing += [f"refiner/{f}" for f in ("weights.safetensors", "state.pt") if not (run_dir / "refiner" / f).is_file()]
     missing += [f"checkpoints/{c}/{f}" for c in ("last", "best") for f in CHECKPOINT_FILES
                 if not (run_dir / "checkpoints" / c / f).is_file()]  # fmt: skip
     missing += [d for d in ("samples", "eval") if not any((run_dir / d).glob("*.png"))]
     missing += [] if any((run_dir / "eval").glob("*.json")) else ["eval/*.json"]
     out["missing"] = missing
     out["ok"] = (out["killed"] and out["checkpoint_epoch_at_kill"] == 1 and resumed["rc"] == 0
-                 and out["epochs_after_resume"] == 2 and out["evaluate"]["rc"] == 0 and not missing)  # fmt: skip
+                 and out["epochs_after_resume"] == 2 and out["refine"]["rc"] == 0 and out["evaluate"]["rc"] == 0
+                 and "model+refine" in out["evaluate"]["tail"] and not missing)  # fmt: skip
     return out
 
 
@@ -298,6 +309,8 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{run['checkpoint_epoch_at_kill']}, {run['first_epoch_s']:.0f} s)"))  # fmt: skip
         rows.append(("run: --resume", f"rc {run['resume']['rc']}, {run['epochs_after_resume']} epochs, "
                      f"{run['resume']['seconds']:.0f} s"))  # fmt: skip
+        if "refine" in run:
+            rows.append(("run: refine (1 epoch)", f"rc {run['refine']['rc']}, {run['refine']['seconds']:.0f} s"))
         rows.append(("run: evaluate", f"rc {run['evaluate']['rc']}, {run['evaluate']['seconds']:.0f} s"))
         rows.append(("run folder complete", "yes" if not run["missing"] else f"NO, missing {run['missing']}"))
     rows.append(("all checks passed", "yes" if report["ok"] else f"NO: {', '.join(report['failed'])}"))

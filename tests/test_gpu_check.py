@@ -53,6 +53,8 @@ def test_the_gpu_runs_flags_parse_into_a_valid_config(tmp_path):
     assert config.device == "cuda" and config.num_workers == 8
     args, extras = parser.parse_known_args(gpu_check.evaluate_argv(tmp_path / "run", s))
     assert extras == [] and args.device == "cuda" and args.limit == 64 and args.baselines == ["mean_fill"]
+    args, extras = parser.parse_known_args(gpu_check.refine_argv(tmp_path / "run", s))
+    assert extras == [] and args.command == "refine" and args.device == "cuda" and args.epochs == 1
     assert s["step"]["image_size"] == 256 and s["step"]["patch_size"] == 16 and s["batches"][0] == 256
 
 
@@ -70,6 +72,7 @@ def test_cpu_smoke_runs_every_part_that_needs_no_cuda(tmp_path, capsys):
     run = report["run"]
     assert run["killed"] and run["checkpoint_epoch_at_kill"] == 1 and run["epochs_after_resume"] == 2
     assert run["resume"]["rc"] == 0 and run["evaluate"]["rc"] == 0 and run["missing"] == []
+    assert run["refine"]["rc"] == 0 and "model+refine" in run["evaluate"]["tail"]
     assert report["step_compiled"] == {"skipped": "not in --cpu-smoke"}
     table = capsys.readouterr().out
     assert "| all checks passed | yes |" in table and "| run folder complete | yes |" in table
