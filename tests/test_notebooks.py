@@ -26,7 +26,7 @@ from conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "maskAE.ipynb"
-NOTEBOOK_ONLY_PARAMS = {"overwrite", "num_show"}  # the rest are TrainConfig fields
+NOTEBOOK_ONLY_PARAMS = {"overwrite", "num_show", "refine_epochs"}  # the rest are TrainConfig fields
 MACHINE_PATHS = re.compile(r"(/work/|/root/|/tmp/|/home/|[A-Z]:\\\\Users)")
 
 
@@ -129,7 +129,7 @@ def test_papermill_run_on_an_image_folder(tmp_path):
     out_nb = tmp_path / "out.ipynb"
     params = dict(
         data_dir=str(faces), out_dir=str(run_dir), cache_dir=str(tmp_path / "cache"), max_images=40,
-        **TINY_MODEL, mask_ratio=0.5, epochs=2, batch_size=8, seed=5, num_show=2,
+        **TINY_MODEL, mask_ratio=0.5, epochs=2, batch_size=8, seed=5, num_show=2, refine_epochs=1,
     )  # fmt: skip
     papermill.execute_notebook(str(NOTEBOOK), str(out_nb), parameters=params, cwd=str(ROOT), progress_bar=False,
                                kernel_name="python3")  # fmt: skip
@@ -164,3 +164,5 @@ def test_papermill_run_on_an_image_folder(tmp_path):
     with Image.open(figure) as img:
         width, height = img.size
     assert 1.5 < width / height < 2.2, f"expected 4 panels x num_show=2 rows, got a {width}x{height} figure"
+    refiner = run_dir / "refiner" / "log.txt"  # refine_epochs=1: the seam refiner trained one epoch
+    assert "refine epoch 1/1" in refiner.read_text() and "model+refine" in text
