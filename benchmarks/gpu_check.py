@@ -55,6 +55,7 @@ from mae_utils.util.errors import UserError  # noqa: E402
 from mae_utils.util.loaders import TrainItems, collate_batch  # noqa: E402
 from mae_utils.util.runtime import configure_device  # noqa: E402
 from mae_utils.synthetic import run_cli as synth_cli  # noqa: E402
+from mae_utils.tools.refine import refiner_files  # noqa: E402
 from mae_utils.transforms import Augment, batch_to_input  # noqa: E402
 
 # The two sizes of every check: the real one for a GPU, and a tiny one that runs on a CPU in seconds.
@@ -238,7 +239,8 @@ def run_check(faces: Path, workdir: Path, s: dict[str, Any], run: Callable[..., 
     out["refine"] = run(refine_argv(run_dir, s), "refine")
     out["evaluate"] = run(evaluate_argv(run_dir, s), "evaluate")
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
-    missing += [f"refiner/{f}" for f in ("weights.safetensors", "state.pt") if not (run_dir / "refiner" / f).is_file()]
+    refiner = refiner_files(run_dir)
+    missing += [str(refiner[k].relative_to(run_dir)) for k in ("weights", "state") if not refiner[k].is_file()]
     missing += [f"checkpoints/{c}/{f}" for c in ("last", "best") for f in CHECKPOINT_FILES
                 if not (run_dir / "checkpoints" / c / f).is_file()]  # fmt: skip
     missing += [d for d in ("samples", "eval") if not any((run_dir / d).glob("*.png"))]

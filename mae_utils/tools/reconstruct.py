@@ -38,6 +38,7 @@ from ..viz import DEFAULT_TITLES, four_panel_figure, masked_image
 __all__ = [
     "add_cli_arguments",
     "add_mask_arguments",
+    "last_panel",
     "model_prediction",
     "model_reconstruction",
     "paste_prediction",
@@ -297,10 +298,11 @@ def _check_out(args: argparse.Namespace) -> Path:
     return out
 
 
-def _last_panel(args: argparse.Namespace, refined: bool) -> tuple[str, tuple[str, ...]]:
-    """Which result goes in the fourth panel, and the four titles: --blend, else the refiner's output
-    when the run has one (and --raw is not given), else the raw patches pasted back."""
-    if args.blend:
+def last_panel(refined: bool, blend: bool = False) -> tuple[str, tuple[str, ...]]:
+    """Which :func:`reconstruct_images` result goes in the fourth panel, and the four titles: the blend
+    when asked, else the refined output when there is one, else the raw patches pasted back. The
+    ``reconstruct`` command and the notebooks draw the same figure through it."""
+    if blend:
         return "recon_blend", (*DEFAULT_TITLES[:3], "seam-free blend")
     if refined:
         return "recon_refine", (*DEFAULT_TITLES[:3], "refined (seam refiner)")
@@ -317,7 +319,7 @@ def run_cli(args: argparse.Namespace) -> int:
     refiner = None if args.raw else load_refiner(args.run, device, checkpoint=args.checkpoint)
     result = reconstruct_images(model, args.images, args.mask, mask_ratio=args.mask_ratio, patches=args.patches,
                                 seed=args.seed, device=device, refiner=refiner)  # fmt: skip
-    last, titles = _last_panel(args, refiner is not None)
+    last, titles = last_panel(refiner is not None, args.blend)
     fig = four_panel_figure(result["original"], result["masked"], result["recon"], result[last], titles=titles,
                             path=out)  # fmt: skip
     fig.clear()
