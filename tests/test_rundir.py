@@ -17,7 +17,7 @@ from mae_utils.train import TrainConfig, fit
 from mae_utils.util import checkpoint as ckpt
 from mae_utils.util import cli
 from mae_utils.util.errors import UserError
-from mae_utils.util.rundir import LOCK_FILE, REPLACED_DIR
+from mae_utils.util.rundir import LOCK_FILE, REFINER_DIR, REPLACED_DIR
 
 from tiny_runs import ROOT, TINY, TINY_FLAGS, cli_error, copy_run, subprocess_env, write_faces
 # ---------------------------------------------------------------------- faults (issue 11's table)
@@ -61,6 +61,8 @@ def test_a_live_lock_refuses_and_a_dead_ones_is_reported(tmp_path, faces, capsys
 def test_overwrite_deletes_nothing_until_the_new_run_has_saved(tmp_path, tiny_run, faces):
     run = copy_run(tiny_run, tmp_path)
     before = ckpt.load_state(run / "checkpoints" / "best")["run_id"]
+    (run / REFINER_DIR).mkdir()  # a seam refiner trained on the old weights
+    (run / REFINER_DIR / "weights.safetensors").write_bytes(b"old refiner")
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "a.png").write_bytes(b"not an image")
@@ -69,6 +71,7 @@ def test_overwrite_deletes_nothing_until_the_new_run_has_saved(tmp_path, tiny_ru
         fit(cfg, overwrite=True)
     assert ckpt.load_state(run / "checkpoints" / "best")["run_id"] == before  # the old run is whole
     assert json.loads((run / "config.json").read_text())["run_id"] == before
+    assert (run / REFINER_DIR / "weights.safetensors").read_bytes() == b"old refiner"  # its refiner too
     assert not (run / REPLACED_DIR).exists() and not (run / LOCK_FILE).exists()
     # a good new run replaces it, and says so once its first checkpoint is saved
     result = fit(TrainConfig(**{**TINY, "epochs": 1}, data_dir=str(faces), out_dir=str(run), cache_dir="off"),
@@ -77,6 +80,7 @@ def test_overwrite_deletes_nothing_until_the_new_run_has_saved(tmp_path, tiny_ru
     log = (run / "log.txt").read_text()
     assert "moved the previous run's" in log and "deleted the previous run" in log
     assert not (run / REPLACED_DIR).exists() and result.metrics["epoch"] == 1
+    assert not (run / REFINER_DIR).exists()  # replaced with the weights it was trained on, not left stale
 
 
 def _killed_overwrite(run: Path) -> None:

@@ -43,6 +43,7 @@ from ..util.errors import UserError, check_seed
 from ..util.fileio import atomic_write, file_sha256
 from ..util.loaders import TrainItems, build_loader, mix_seed, train_loader, training_data
 from ..util.progress import tqdm
+from ..util.rundir import REFINER_DIR
 from ..util.runtime import resolve_device
 from .reconstruct import model_prediction, paste_prediction
 
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 REFINE = "model+refine"  # evaluate's row of the refined output
-REFINER_DIR = "refiner"
 WEIGHTS_FILE = "weights.safetensors"
 STATE_FILE = "state.pt"
 LOG_FILE = "log.txt"

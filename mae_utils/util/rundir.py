@@ -19,13 +19,16 @@ from .checkpoint import resolve
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, host_name, pid_alive, remove_dead_tmp_files
 
-__all__ = ["LOCK_FILE", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder", "holds_checkpoint", "new_run_id", "read_lock",
+__all__ = ["LOCK_FILE", "REFINER_DIR", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder", "holds_checkpoint", "new_run_id", "read_lock",
            "read_run_id", "stamp_split"]
 
 LOCK_FILE = ".lock"
 REPLACED_DIR = ".replaced"
-#: What a training run writes into its folder (everything else there is the user's and left alone).
-RUN_ENTRIES = ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpoints", "samples", "eval")
+#: The seam refiner's folder (mae_utils.tools.refine): trained on this run's weights, so it is the run's.
+REFINER_DIR = "refiner"
+#: What a training run writes into its folder (everything else there is the user's and left alone); the
+#: refiner is among them so that ``--overwrite`` replaces it with the weights it was trained on.
+RUN_ENTRIES = ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpoints", "samples", "eval", REFINER_DIR)
 
 
 def holds_checkpoint(run_dir: Path) -> bool:
