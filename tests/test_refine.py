@@ -120,6 +120,31 @@ def test_two_epochs_equal_one_and_a_resumed_one(tiny_run, tmp_path):
         refine_run(run, 1, **FAST, resume=True, **QUIET)
 
 
+def test_images_per_epoch_shortens_each_epoch_and_still_resumes_exactly(tiny_run, tmp_path):
+    """At 256 px on CPU a full refiner epoch takes over an hour: --images-per-epoch trains on a prefix."""
+    short = {**FAST, "images_per_epoch": 5}  # one batch of 4 per epoch (a partial batch is dropped)
+    lines: list[str] = []
+    straight = refine_run(copy_run(tiny_run, tmp_path, "a"), 2, **short, progress=False, log=lines.append)
+    assert any("1 steps/epoch" in line for line in lines), lines
+    state = torch.load(refiner_files(straight.run_dir)["state"], weights_only=False)
+    assert state["step"] == 2 and state["settings"]["images_per_epoch"] == 5
+    run = copy_run(tiny_run, tmp_path, "b")
+
+    def stop_after_first(message: str) -> None:
+        if message.startswith("refine epoch 1/2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        refine_run(run, 2, **short, progress=False, log=stop_after_first)
+    resumed = refine_run(run, 2, **short, resume=True, **QUIET)
+    a, b = straight.refiner.state_dict(), resumed.refiner.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(UserError, match="images_per_epoch"):
+        refine_run(run, 3, **FAST, resume=True, **QUIET)  # a different epoch length is another training
+    with pytest.raises(UserError, match="at least one batch"):
+        refine_run(copy_run(tiny_run, tmp_path, "c"), 1, **{**FAST, "images_per_epoch": 3}, **QUIET)
+
+
 def test_save_load_round_trip_and_damaged_files(refined, tiny_run, tmp_path):
     run, _, result = refined
     model, imgs, mask = _batch(run)
