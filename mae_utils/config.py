@@ -31,11 +31,59 @@ AMP_MODES = ("auto", "bf16", "fp16", "none")
 # values are recorded in config.json, and the log says from which step they apply).
 RESUME_OVERRIDABLE = frozenset(
     {"epochs", "device", "num_workers", "patience", "sample_every", "eval_every", "compile", "amp",
-     "base_lr", "grad_clip"}
+     "base_lr", "grad_clip", "force_lr"}
 )
 
 # The fields a preset fills in when they are None (TrainConfig.architecture).
 ARCHITECTURE_FIELDS = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
+
+# Each preset's training recipe: the settings it trains with unless a flag or parameter sets one
+# (None in a TrainConfig field means "the preset's"). `cpu` is the measured CPU recipe
+# (benchmarks/cpu_recipe.md); `tiny` and `small` keep its optimiser settings (an encoder 192 wide
+# trained well with them at 256 px, benchmarks/recipes/cpu_256.sh); `base` and `large` follow the
+# paper's pre-training recipe (He et al. 2021, appendix A.1: AdamW, weight decay 0.05, base lr
+# 1.5e-4 per 256 images, 40 warm-up epochs of 800) at this project's 256 px images and 16 px
+# patches (the paper trains at 224), with a batch of 64 per GPU instead of the paper's 4096 in all.
+_CPU_OPTIMISER = dict(base_lr=3.2e-2, warmup_frac=0.1, weight_decay=0.05, batch_size=16, epochs=14)
+_PAPER_OPTIMISER = dict(base_lr=1.5e-4, warmup_frac=40 / 800, weight_decay=0.05, batch_size=64,
+                        epochs=400)
+PRESET_RECIPES: dict[str, dict[str, Any]] = {
+    "cpu": dict(image_size=64, patch_size=8, **_CPU_OPTIMISER),
+    "tiny": dict(image_size=64, patch_size=8, **_CPU_OPTIMISER),
+    "small": dict(image_size=128, patch_size=16, **_CPU_OPTIMISER),
+    "base": dict(image_size=256, patch_size=16, **_PAPER_OPTIMISER),
+    "large": dict(image_size=256, patch_size=16, **_PAPER_OPTIMISER),
+}
+RECIPE_FIELDS = ("image_size", "patch_size", "batch_size", "base_lr", "warmup_frac", "weight_decay",
+                 "epochs")
+assert set(PRESET_RECIPES) == set(PRESETS)
+assert all(set(recipe) == set(RECIPE_FIELDS) for recipe in PRESET_RECIPES.values())
+
+# A base_lr more than this many times the recipe's of the nearest preset width is refused unless
+# force_lr: the multi-GPU command once took the CPU recipe's rate for ViT-Base, 200x the paper's.
+LR_GUARD_FACTOR = 10.0
+
+
+def peak_lr(base_lr: float, batch_size: int, world: int = 1) -> float:
+    """The paper's linear scaling rule: ``base_lr x effective batch / 256``."""
+    return base_lr * batch_size * world / 256
+
+
+def recipe_preset(embed_dim: int, preset: str) -> str:
+    """The preset whose encoder width is nearest ``embed_dim`` (``preset`` itself on a tie): whose
+    recipe an encoder this wide trains with."""
+    def distance(name: str) -> tuple[int, bool]:
+        return abs(PRESETS[name]["embed_dim"] - embed_dim), name != preset
+
+    return min(PRESETS, key=distance)
+
+
+def setting_sources(preset: str, given: Any) -> dict[str, str]:
+    """Where each :class:`TrainConfig` field's value came from: ``flag`` (in ``given``), ``preset
+    NAME`` (a recipe or architecture field left unset) or ``default``."""
+    from_preset = set(RECIPE_FIELDS) | set(ARCHITECTURE_FIELDS)
+    return {f.name: "flag" if f.name in given else f"preset {preset}" if f.name in from_preset
+            else "default" for f in fields(TrainConfig)}
 
 
 def same_settings(a: "TrainConfig", b: "TrainConfig") -> bool:
@@ -68,13 +116,16 @@ class TrainConfig:
     """Every training setting. The defaults are one CPU recipe, shared by the notebook, papermill and the CLI:
     the ``cpu`` preset (a 1 M-parameter MAE) at 64 px with 8 px patches, which trains in minutes on 2
     cores, with the zoom-in/zoom-out crops that made models generalise to face sources they never saw
-    (``benchmarks/cpu_recipe.md``). The architecture fields default to None, "the preset's": a preset
-    builds exactly its row of ``model.PRESETS``, and a field set explicitly overrides that one value."""
+    (``benchmarks/cpu_recipe.md``). The architecture and recipe fields default to None, "the
+    preset's": a preset builds exactly its row of ``model.PRESETS`` and trains with its row of
+    ``PRESET_RECIPES`` (filled in on construction); a field set explicitly overrides that value."""
 
     # data
     data_dir: str | None = _f(None, "folder of face photos (searched recursively); none = built-in synthetic faces")
     out_dir: str = _f("runs/mae", "run directory (config.json, metrics.jsonl, checkpoints/, samples/)")
-    image_size: int = _f(64, "images are resized and center-cropped to this many pixels square")
+    image_size: int | None = _f(
+        None, "images are resized and center-cropped to this many pixels square"
+    )
     max_images: int | None = _f(
         None, "use at most this many images; none = all (synthetic faces: how many to generate, none = 2000)"
     )
@@ -101,7 +152,7 @@ class TrainConfig:
     # model
     preset: str = _f("cpu", "model size (model.PRESETS); cpu = minutes on a laptop, base = ViT-Base",
                      choices=tuple(PRESETS))
-    patch_size: int = _f(8, "patch side in pixels; image_size must be a multiple of it")
+    patch_size: int | None = _f(None, "patch side in pixels; image_size must be a multiple of it")
     embed_dim: int | None = _f(None, "encoder width; none = the preset's")
     depth: int | None = _f(None, "encoder blocks; none = the preset's")
     num_heads: int | None = _f(None, "encoder attention heads; none = the preset's")
@@ -116,16 +167,24 @@ class TrainConfig:
         metavar="PATH",
     )
     # optimisation
-    epochs: int = _f(14, "passes over the training images")
-    batch_size: int = _f(
-        16, "images per step per process; the effective batch is batch_size x number of processes (small "
-        "batches, more steps: better for short CPU runs)"
+    epochs: int | None = _f(None, "passes over the training images")
+    batch_size: int | None = _f(
+        None, "images per step per process; the effective batch is batch_size x number of "
+        "processes (small batches, more steps: better for short CPU runs)"
     )
-    base_lr: float = _f(
-        3.2e-2, "peak learning rate per 256 images: lr = base_lr x effective batch / 256 (MAE paper)"
+    base_lr: float | None = _f(
+        None, "peak learning rate per 256 images: lr = base_lr x effective batch / 256 (MAE paper)"
     )
-    weight_decay: float = _f(0.05, "AdamW weight decay (not applied to biases, norms, tokens)")
-    warmup_frac: float = _f(0.1, "fraction of all steps spent warming up in the One-Cycle schedule")
+    force_lr: bool = _f(
+        False, f"train even with a base_lr over {LR_GUARD_FACTOR:g}x the recipe's for the "
+        "encoder's width (otherwise refused: such rates diverge)"
+    )
+    weight_decay: float | None = _f(
+        None, "AdamW weight decay (not applied to biases, norms, tokens)"
+    )
+    warmup_frac: float | None = _f(
+        None, "fraction of all steps spent warming up in the One-Cycle schedule"
+    )
     grad_clip: float | None = _f(1.0, "clip the gradient norm to this; none = no clipping")
     seed: int = _f(0, "seed for the split, initial weights, batch order, masks and augmentation")
     # hardware
@@ -140,6 +199,14 @@ class TrainConfig:
     patience: int | None = _f(None, "stop after this many validations without a better val loss; none = never")
     eval_every: int = _f(1, "validate every this many epochs (and always after the last)")
     sample_every: int = _f(1, "save a reconstruction grid to samples/ every this many epochs; 0 = never")
+
+    def __post_init__(self) -> None:
+        """A recipe field left at None takes the preset's value (``PRESET_RECIPES``); an unknown
+        preset is left for :meth:`validate` to report."""
+        recipe = PRESET_RECIPES.get(self.preset, {})
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     # ------------------------------------------------------------------ validation
     def validate(self, *, need_init_from: bool = True) -> "TrainConfig":
@@ -189,7 +256,25 @@ class TrainConfig:
         if not str(self.out_dir).strip():
             raise UserError("out_dir must name a folder")
         self._validate_model()
+        self._check_lr()
         return self
+
+    def _check_lr(self) -> None:
+        """Refuse a base_lr far above what an encoder this wide trains with (unless force_lr)."""
+        width = self.architecture()["embed_dim"]
+        name = recipe_preset(width, self.preset)
+        usual = PRESET_RECIPES[name]["base_lr"]
+        if self.force_lr or self.base_lr / usual <= LR_GUARD_FACTOR * (1 + 1e-9):  # 10x passes
+            return
+        batch = self.batch_size
+        way = ("leave --base-lr out (the preset's)" if name == self.preset
+               else f"give --preset {name} (its recipe) or --base-lr {usual:g}")
+        raise UserError(
+            f"base_lr {self.base_lr:g} (peak lr {peak_lr(self.base_lr, batch):.3g} at batch "
+            f"{batch}) is over {LR_GUARD_FACTOR:g}x what a {width}-wide encoder trains with: "
+            f"preset {name}'s base_lr {usual:g} (peak lr {peak_lr(usual, batch):.3g}); {way}, "
+            f"or give --force-lr to train with {self.base_lr:g} anyway"
+        )
 
     def _expand_user(self) -> None:
         """``~/x`` means the home folder in every path field, as in a shell (papermill passes it literally)."""
@@ -311,6 +396,14 @@ def _parse_optional(base: type, name: str):
     return parse
 
 
+def _default_text(f: dataclasses.Field) -> str:
+    """A field's default as ``--help`` states it; a recipe field's is each preset's value."""
+    if f.name in RECIPE_FIELDS:
+        values = (f"{name} {recipe[f.name]:g}" for name, recipe in PRESET_RECIPES.items())
+        return "the preset's: " + ", ".join(values)
+    return "none" if f.default is None else str(f.default)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`TrainConfig` field, help from the field's metadata.
 
@@ -320,7 +413,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training configuration (TrainConfig fields)")
     for f in fields(TrainConfig):
         base, optional = annotation_type(f.type)
-        help_text = f"{f.metadata['help']} (default: {'none' if f.default is None else f.default})"
+        help_text = f"{f.metadata['help']} (default: {_default_text(f)})"
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -24,7 +24,7 @@ from typing import Any, ContextManager
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .config import TrainConfig, peak_lr
 
 __all__ = [
     "NO_DECAY_NAMES",
@@ -70,11 +70,6 @@ def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=True)
     except (RuntimeError, ValueError, TypeError):
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
-
-
-def peak_lr(base_lr: float, batch_size: int, world: int = 1) -> float:
-    """The paper's linear scaling rule: ``base_lr x effective batch / 256``."""
-    return base_lr * batch_size * world / 256
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 import torch
@@ -51,6 +51,8 @@ from .config import (
     config_from_args,
     fixed_on_resume,
     load_run_config,
+    peak_lr,
+    setting_sources,
 )
 from .util.errors import UserError, sigterm_as_interrupt
 from .util.fileio import atomic_write_text
@@ -630,10 +632,11 @@ def _planned_model(config: TrainConfig, resume: bool) -> tuple[MaskedAutoencoder
         return build_model(config), config
 
 
-def dry_run(config: TrainConfig, resume: bool = False) -> str:
+def dry_run(config: TrainConfig, resume: bool = False, given: Collection[str] | None = None) -> str:
     """What ``train`` would do with ``config``, without doing it (``train --dry-run``): the resolved
-    settings, the model's size and parameter count, the data count and the steps per epoch. Writes
-    nothing: no run folder, no split, no image cache."""
+    settings (grouped by where each came from when ``given``, the names typed, is known), the
+    model's size and parameter count, the data count, the steps per epoch and the peak learning
+    rate. Writes nothing: no run folder, no split, no image cache."""
     config.validate()
     model, config = _planned_model(config, resume)
     arch = {**dataclasses.asdict(config), **config.architecture()}
@@ -645,10 +648,10 @@ def dry_run(config: TrainConfig, resume: bool = False) -> str:
     batch, steps, warning = plan_batches(n_train, config.batch_size, world)
     count = sum(p.numel() for p in model.parameters())
     grid = config.image_size // config.patch_size
-    settings = textwrap.fill(", ".join(f"{k}={v!r}" for k, v in arch.items()), 100, subsequent_indent="  ")
+    lr = peak_lr(config.base_lr, batch, world)
     lines = [
         "dry run: nothing was written",
-        f"settings: {settings}",
+        *_settings_lines(arch, config, resume, given),
         f"model: preset {config.preset}, encoder {arch['embed_dim']} wide x {arch['depth']} blocks "
         f"({arch['num_heads']} heads), decoder {arch['decoder_embed_dim']} x {arch['decoder_depth']} "
         f"({arch['decoder_num_heads']} heads)",
@@ -657,14 +660,46 @@ def dry_run(config: TrainConfig, resume: bool = False) -> str:
         f"data: {source}: {n_train} train / {n_val} val / {n_test} test",
         f"steps: {steps} per epoch (batch {batch} x {world} process{'es' if world > 1 else ''}) x "
         f"{config.epochs} epochs = {steps * config.epochs} steps",
+        f"peak lr: {lr:.3g} (base_lr {config.base_lr:g} x effective batch {batch * world} / 256), "
+        f"warm-up {config.warmup_frac:g} of the steps, weight decay {config.weight_decay:g}",
     ]
     return "\n".join(lines + ([warning] if warning else []))
+
+
+def _settings_lines(
+    values: dict[str, Any], config: TrainConfig, resume: bool, given: Collection[str] | None
+) -> list[str]:
+    """The settings as ``name=value``, one group per origin: flags, the preset (resumed: the run's
+    config.json; with init_from the shape is the weights'), defaults; one group when the origins are
+    unknown (a config built in Python)."""
+    if given is None:
+        origin = dict.fromkeys(values, "settings")
+    else:
+        titles = {"flag": "settings from flags", "default": "default settings"}
+        sources = setting_sources(config.preset, given)
+        origin = {k: titles.get(v, f"settings from {v}") for k, v in sources.items()}
+        for name in values:
+            if name in given:
+                continue
+            if resume:
+                origin[name] = "settings from the run's config.json"
+            elif config.init_from and name in SHAPE_FIELDS:
+                origin[name] = "settings from the init_from weights"
+    groups: dict[str, list[str]] = {}
+    rank = {"settings from flags": 0, "default settings": 2}
+    for name in sorted(values, key=lambda k: rank.get(origin[k], 1)):
+        groups.setdefault(origin[name], []).append(name)
+    return [
+        textwrap.fill(f"{title}: " + ", ".join(f"{k}={values[k]!r}" for k in names), 100,
+                      subsequent_indent="  ")
+        for title, names in groups.items()
+    ]
 
 
 def run_cli(args: argparse.Namespace) -> int:
     config, resume = config_for_cli(args)
     if args.dry_run:
-        print(dry_run(config, resume))
+        print(dry_run(config, resume, given=config_from_args(args)))
         return 0
     result = fit(config, resume=resume, overwrite=args.overwrite)
     if runtime.is_main():

@@ -168,3 +168,45 @@ def test_presets_mean_what_they_say_and_old_runs_keep_their_model():
     assert same_settings(old, TrainConfig()) and not same_settings(old, TrainConfig(depth=3))
     assert count(old) == count(TrainConfig()) == 1_087_712
     assert count(TrainConfig(preset="base", image_size=256, patch_size=16)) == 111_984_640
+
+
+# ---------------------------------------------------------------------- presets carry their recipe
+def test_the_default_recipe_is_the_measured_cpu_one_and_base_brings_the_papers():
+    cpu = TrainConfig()
+    assert (cpu.image_size, cpu.patch_size, cpu.batch_size, cpu.base_lr, cpu.warmup_frac, cpu.weight_decay,
+            cpu.epochs) == (64, 8, 16, 3.2e-2, 0.1, 0.05, 14)  # fmt: skip
+    base = TrainConfig(preset="base").validate()
+    assert (base.image_size, base.patch_size, base.batch_size, base.base_lr, base.warmup_frac, base.weight_decay,
+            base.epochs) == (256, 16, 64, 1.5e-4, 0.05, 0.05, 400)  # fmt: skip
+    assert TrainConfig(preset="base", epochs=3, image_size=128).epochs == 3  # a set value wins
+    assert TrainConfig(preset="base", image_size=None).image_size == 256  # None: the preset's
+    assert dataclasses.replace(base, batch_size=8).base_lr == 1.5e-4
+
+
+def test_a_learning_rate_far_above_the_recipe_is_refused_unless_forced(tmp_path, capsys):
+    argv = ["train", "--preset", "base", "--out-dir", str(tmp_path / "r"), "--base-lr", "3.2e-2", "--dry-run"]
+    err = cli_error(capsys, argv)
+    assert "base_lr 0.032" in err and "preset base's base_lr 0.00015" in err and "--force-lr" in err
+    assert cli.main(argv + ["--force-lr"]) == 0 and "peak lr: 0.008 " in capsys.readouterr().out
+    assert cli.main(argv[:-3] + ["--base-lr", "1.5e-3", "--dry-run"]) == 0  # 10x is still allowed
+    capsys.readouterr()
+    # a width overridden towards ViT-Base: that width's recipe is the reference, whatever the preset
+    err = cli_error(capsys, ["train", "--out-dir", str(tmp_path / "r"), "--embed-dim", "768", "--num-heads", "12",
+                             "--dry-run"])  # fmt: skip
+    assert "768-wide encoder" in err and "--preset base" in err
+    with pytest.raises(UserError, match="over 10x"):
+        TrainConfig(preset="large", base_lr=1e-2).validate()
+    TrainConfig(preset="large", base_lr=1e-2, force_lr=True).validate()
+
+
+def test_dry_run_says_where_each_setting_came_from(tmp_path, capsys):
+    assert cli.main(["train", "--preset", "base", "--out-dir", str(tmp_path / "r"), "--epochs", "3",
+                     "--max-images", "400", "--dry-run"]) == 0  # fmt: skip
+    out = capsys.readouterr().out.replace("\n  ", " ")  # wrapped lines joined
+    groups = dict(line.split(": ", 1) for line in out.splitlines() if "settings" in line.split(": ", 1)[0])
+    assert set(groups) == {"settings from flags", "settings from preset base", "default settings"}
+    flags, preset, default = groups["settings from flags"], groups["settings from preset base"], groups["default settings"]
+    assert "epochs=3" in flags and "max_images=400" in flags and "epochs" not in preset
+    assert "base_lr=0.00015" in preset and "image_size=256" in preset and "embed_dim=768" in preset
+    assert "seed=0" in default and "base_lr" not in default
+    assert "peak lr: 3.75e-05 (base_lr 0.00015 x effective batch 64 / 256)" in out
