@@ -69,7 +69,8 @@ def test_parameters_cell_lists_the_train_config_fields_with_help():
 
 def test_notebook_cli_and_train_config_share_one_set_of_defaults():
     """The notebook's parameters cell, the CLI with no flags and TrainConfig() train the same model the same way
-    (out_dir aside: the notebook keeps its run in runs/notebook, which the other notebooks reuse)."""
+    (out_dir aside: the notebook keeps its run in runs/notebook, which the other notebooks reuse): the
+    same declared defaults (None for a preset's setting), so the same resolved values."""
     import ast
 
     from mae_utils.config import TrainConfig
@@ -77,8 +78,8 @@ def test_notebook_cli_and_train_config_share_one_set_of_defaults():
 
     defaults = TrainConfig()
     params = papermill.inspect_notebook(str(NOTEBOOK))
-    differ = {f.name: (params[f.name]["default"], getattr(defaults, f.name)) for f in fields(TrainConfig)
-              if f.name != "out_dir" and ast.literal_eval(params[f.name]["default"]) != getattr(defaults, f.name)}
+    differ = {f.name: (params[f.name]["default"], f.default) for f in fields(TrainConfig)
+              if f.name != "out_dir" and ast.literal_eval(params[f.name]["default"]) != f.default}
     assert not differ, f"notebook parameter vs TrainConfig default: {differ}"
     parser, commands = cli.build_parser()
     args, extras = parser.parse_known_args(["train"])
