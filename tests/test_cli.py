@@ -79,3 +79,17 @@ def test_resume_and_overwrite_together_are_refused(capsys, tmp_path) -> None:
     code = cli.main(["train", "--resume", str(tmp_path / "run"), "--overwrite"])
     assert code == 2
     assert "give one of them, not both" in capsys.readouterr().err
+
+
+def test_every_command_defaults_to_the_best_device(capsys) -> None:
+    from mae_utils.config import TrainConfig
+
+    _, commands = cli.build_parser()
+    devices = {name: next(a for a in parser._actions if "--device" in a.option_strings)
+               for name, parser in commands.items() if "--device" in parser.option_names()}
+    assert {"train", "evaluate", "reconstruct", "refine", "probe"} <= set(devices)
+    defaults = {name: TrainConfig().device if name == "train" else action.default for name, action in devices.items()}
+    assert defaults == dict.fromkeys(devices, "auto")
+    with pytest.raises(SystemExit):
+        cli.main(["refine", "--help"])
+    assert "(default: auto)" in " ".join(capsys.readouterr().out.split())

@@ -490,7 +490,7 @@ def refine_run(
     grad_weight: float = 0.0,
     weight_decay: float = 0.0,
     images_per_epoch: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     resume: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
@@ -541,7 +541,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train each epoch on only this many images of the shuffled training split (default: "
                              "all); for 256 px runs on CPU, where a full epoch takes over an hour")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the refiner's weights, batches and masks (default: 0)")
-    parser.add_argument("--device", default="cpu", choices=DEVICES, help="where to train (default: cpu)")
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="where to train; auto = CUDA, then MPS, then CPU (default: auto)")
     parser.add_argument("--resume", action="store_true", help="continue RUN/refiner from its state.pt (exactly)")
     parser.add_argument("--overwrite", action="store_true", help="train a new refiner in place of the run's one")
 
