@@ -46,7 +46,9 @@ from ..util.checkpoint import load_model_from_run
 from ..config import DEVICES
 from ..data import FaceFolder
 from ..util.errors import UserError
-from .reconstruct import add_mask_arguments, check_mask_arguments, model_prediction, refined_fill
+from .pretrained import load_for_inference
+from .reconstruct import add_mask_arguments, add_model_arguments, check_mask_arguments
+from .reconstruct import model_prediction, refined_fill
 from .refine import REFINE, SeamRefiner, load_refiner, refiner_record
 from ..util.fileio import atomic_write_text
 from ..masking import MASK_KINDS, make_mask
@@ -530,7 +532,8 @@ def _title(run_dir: Path, record: dict[str, Any], scored: Evaluation) -> str:
     where = data["data_dir"] or "synthetic faces"
     if data.get("zoom_out") is not None:
         where += f", shrunk to {data['zoom_out']:g} of the frame in a {data['zoom_fill']} surround"
-    return (f"{run_dir} ({record['checkpoint']} checkpoint): {scored.n_images} {data['split']} images of "
+    weights = f"{record['checkpoint']} checkpoint" if "run" in record else "published weights"
+    return (f"{run_dir} ({weights}): {scored.n_images} {data['split']} images of "
             f"{where}, {mask['kind']} mask, {scored.hidden_fraction:.0%} of patches hidden (seed {mask['seed']})")
 
 
@@ -541,6 +544,27 @@ def _zoomed_out(dataset: Any, data_desc: dict[str, Any], side: float | None, fil
     if side is None:
         return dataset, data_desc
     return ZoomedOut(dataset, side, fill, seed), {**data_desc, "zoom_out": side, "zoom_fill": fill}
+
+
+def _published_weights(
+    init_from: str | Path, device: torch.device, data_dir: str | Path | None, split: str | None,
+    out_dir: str | Path | None, write: bool,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, every image of ``data_dir``, their description) for weights that come without a run:
+    no held-out split to score and no run folder to write into, so both must be named."""
+    if data_dir is None:
+        raise UserError(f"--init-from {init_from}: published weights come without held-out images; "
+                        "give --data-dir DIR, a folder of photos to score")
+    if split is not None:
+        raise UserError(f"--split {split} selects from a run's own data; with --init-from every "
+                        "image of --data-dir is scored: drop --split")
+    if write and out_dir is None:
+        raise UserError(f"--init-from {init_from}: there is no run folder to write eval/ into; "
+                        "give --out-dir DIR for the results")
+    model = load_for_inference(init_from).to(device)
+    ds = FaceFolder(data_dir, model.img_size)
+    described = dict(source="folder", data_dir=str(data_dir), split="all", skipped=len(ds.skipped))
+    return model, ds, described
 
 
 def _results_target(run_dir: Path, out_dir: str | Path | None, name: str | None, record: dict[str, Any],
@@ -558,7 +582,7 @@ def _results_target(run_dir: Path, out_dir: str | Path | None, name: str | None,
 
 
 def evaluate_run(
-    run_dir: str | Path,
+    run_dir: str | Path | None,
     *,
     data_dir: str | Path | None = None,
     split: str | None = None,
@@ -581,20 +605,33 @@ def evaluate_run(
     zoom_out_side: float | None = None,
     zoom_fill: str = "photo",
     refine: bool = True,
+    init_from: str | Path | None = None,
 ) -> RunEvaluation:
     """Evaluate a training run's model (and its seam refiner, if any, unless ``refine=False``) against
     the baselines; what the CLI and the notebooks call. ``zoom_out_side``: score the faces shrunk to
     this share of the frame side in a ``zoom_fill`` surround (:class:`ZoomedOut`, seeded by ``seed``).
     With ``write``, the figure and the JSON go under ``out_dir`` (default ``run_dir/eval/``), checked
-    before scoring (:func:`check_results_target`); ``on_scored(result)`` runs before writing."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
-    model, config = load_model_from_run(run_dir, which, dev := resolve_device(device))
-    refiner = load_refiner(run_dir, dev, checkpoint=which) if refine else None
-    dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
+    before scoring (:func:`check_results_target`); ``on_scored(result)`` runs before writing.
+    ``init_from`` instead of ``run_dir``: published weights (:func:`~mae_utils.tools.pretrained.
+    load_for_inference`) scored on every image of ``data_dir``, results in ``out_dir``."""
+    if (run_dir is None) == (init_from is None):
+        raise UserError("evaluate takes a run (--run RUN_DIR) or published weights "
+                        "(--init-from PATH): give one of them")
+    dev = resolve_device(device)
+    if init_from is not None:
+        model, dataset, data_desc = _published_weights(init_from, dev, data_dir, split, out_dir,
+                                                       write)
+        run_dir, which, refiner = Path(init_from), "weights", None
+    else:
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise UserError(f"run directory {run_dir} does not exist")
+        model, config = load_model_from_run(run_dir, which, dev)
+        refiner = load_refiner(run_dir, dev, checkpoint=which) if refine else None
+        dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
     dataset, data_desc = _zoomed_out(dataset, data_desc, zoom_out_side, zoom_fill, seed)
-    record = {"run": str(run_dir), "checkpoint": which, "data": {**data_desc, "n_available": len(dataset),
+    source = {"init_from": str(init_from)} if init_from is not None else {"run": str(run_dir)}
+    record = {**source, "checkpoint": which, "data": {**data_desc, "n_available": len(dataset),
               "limit": limit}, "mask": _mask_settings(mask, mask_ratio, patches, seed),
               "baselines": list(dict.fromkeys(baselines)), "refiner": refiner and refiner_record(run_dir)}  # fmt: skip
     data_desc, mask_desc = record["data"], record["mask"]
@@ -624,9 +661,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Score a run's model and classical inpainting baselines (mean fill, harmonic, biharmonic) on the "
         "same masks of held-out images: masked-region PSNR/SSIM (the headline) and full-image PSNR/SSIM, "
-        "mean ± 95% CI. Writes RUN/eval/NAME.json and a figure."
+        "mean ± 95% CI. Writes RUN/eval/NAME.json and a figure. Published weights (--init-from) "
+        "are scored on every image of --data-dir, their results written to --out-dir."
     )
-    parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a training run directory (runs/NAME)")
+    add_model_arguments(parser)
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="evaluate on all images of this folder (another data set); default: the run's own "
                              "held-out split")  # fmt: skip
@@ -673,6 +711,7 @@ def run_cli(args: argparse.Namespace) -> int:
         baselines=args.baselines, device=args.device, which=args.checkpoint, name=args.name,
         out_dir=args.out_dir, overwrite=args.overwrite, zoom_out_side=args.zoom_out, zoom_fill=args.zoom_fill,
         refine=not args.no_refine, on_scored=lambda r: print(r.table, flush=True),
+        init_from=args.init_from,
     )  # fmt: skip
     print(f"wrote {result.json_path} and {result.figure_path}")
     return 0

@@ -2,8 +2,10 @@
 
 Two sources, detected from what is on disk:
 
-* the official MAE release: a ``.pth`` whose ``model`` entry holds our key names already
-  (``mae_visualize_vit_base.pth`` style, with the decoder);
+* the official MAE release: a ``.pth`` whose ``model`` entry holds our key names already, decoder
+  included: ``mae_visualize_vit_base.pth`` or ``mae_visualize_vit_large.pth``, the weights of the
+  release's visualisation demo (pixel targets, so their reconstructions are pictures), from
+  ``https://dl.fbaipublicfiles.com/mae/visualize/``;
 * Hugging Face ``ViTMAEForPreTraining``: a directory (or a weights file beside its ``config.json``)
   with ``model.safetensors`` or ``pytorch_model.bin``. Three key layouts exist in the wild: the hub's
   (transformers 4.x, ``vit.encoder.layer.N.attention.attention.query``, ``decoder.decoder_layers.N``),
@@ -320,6 +322,18 @@ def init_record(path: str | Path) -> dict[str, Any]:
         weights = hf[1] if hf is not None else path
     return {"path": str(path.resolve()), "checkpoint": None if ckpt_dir is None else str(ckpt_dir.resolve()),
             "weights": str(weights.resolve()), "sha256": file_sha256(weights)}  # fmt: skip
+
+
+def load_for_inference(
+    path: str | Path, log: Callable[[str], None] | None = None
+) -> MaskedAutoencoder:
+    """Weights to look at, not to train (``reconstruct`` / ``evaluate --init-from``): any source
+    ``init_from`` takes (a run folder, a checkpoint folder, a maskAE ``.safetensors``, an official
+    MAE ``.pth``, a Hugging Face ViTMAE folder), at the image size and with the pixel target
+    (``norm_pix_loss``) the weights were made with, in eval mode."""
+    path, ckpt_dir = init_source(path, log)
+    model = ckpt.load_model(ckpt_dir) if ckpt_dir is not None else load_pretrained(path)
+    return model.eval()
 
 
 def load_init_weights(

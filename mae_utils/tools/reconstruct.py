@@ -25,6 +25,7 @@ from PIL import Image
 
 from ..baselines import blend_seams
 from ..util.checkpoint import load_model_from_run
+from .pretrained import load_for_inference
 from ..config import DEVICES
 from ..data import image_tensor, load_face
 from ..util.errors import UserError, check_seed
@@ -268,9 +269,9 @@ def check_mask_arguments(args: argparse.Namespace) -> None:
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Make the four-panel figure (original, masked, reconstruction, reconstruction + visible) "
-        "for any photos with a trained run's model."
+        "for any photos with a trained run's model, or with published weights (--init-from)."
     )
-    parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a training run directory (runs/NAME)")
+    add_model_arguments(parser)
     parser.add_argument("--images", required=True, nargs="+", metavar="IMAGE", help="photo files to reconstruct")
     parser.add_argument("--out", required=True, metavar="PNG", help="where to save the figure (e.g. out.png)")
     add_mask_arguments(parser)
@@ -285,6 +286,26 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", "--no-refine", dest="raw", action="store_true",
                         help="show the MAE's own output even when the run has a seam refiner (python -m "
                              "mae_utils refine); without it, the last panel shows the refined output")  # fmt: skip
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--run or --init-from, exactly one (shared with the evaluate command)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="RUN_DIR", help="a training run directory (runs/NAME)")
+    source.add_argument(
+        "--init-from", metavar="PATH",
+        help="published weights instead of a run, no training needed: an official MAE .pth (e.g. "
+             "mae_visualize_vit_large.pth), a Hugging Face ViTMAE folder or a maskAE .safetensors; "
+             "the images are the size the weights were made for",
+    )
+
+
+def model_for_cli(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """The model --run (its --checkpoint) or --init-from names, on ``device``."""
+    if args.init_from is not None:
+        return load_for_inference(args.init_from).to(device)
+    model, _ = load_model_from_run(args.run, args.checkpoint, device)
+    return model
 
 
 def _check_out(args: argparse.Namespace) -> Path:
@@ -313,10 +334,11 @@ def run_cli(args: argparse.Namespace) -> int:
     check_mask_arguments(args)
     out = _check_out(args)
     device = resolve_device(args.device)
-    model, _ = load_model_from_run(args.run, args.checkpoint, device)
+    model = model_for_cli(args, device)
     from .refine import load_refiner  # local: refine builds on this module's model_prediction
 
-    refiner = None if args.raw else load_refiner(args.run, device, checkpoint=args.checkpoint)
+    with_refiner = args.run is not None and not args.raw  # published weights come without one
+    refiner = load_refiner(args.run, device, checkpoint=args.checkpoint) if with_refiner else None
     result = reconstruct_images(model, args.images, args.mask, mask_ratio=args.mask_ratio, patches=args.patches,
                                 seed=args.seed, device=device, refiner=refiner)  # fmt: skip
     last, titles = last_panel(refiner is not None, args.blend)
