@@ -567,6 +567,29 @@ def _published_weights(
     return model, ds, described
 
 
+def _model_and_data(
+    run_dir: str | Path | None, init_from: str | Path | None, which: str, device: torch.device,
+    refine: bool, data_dir: str | Path | None, split: str | None, out_dir: str | Path | None,
+    write: bool,
+) -> tuple[Any, SeamRefiner | None, Any, dict[str, Any], Path, str]:
+    """(model, its seam refiner or None, the images to score, their description, what is scored,
+    which checkpoint): a run's (its held-out split by default), or published weights'
+    (``init_from``)."""
+    if (run_dir is None) == (init_from is None):
+        raise UserError("evaluate takes a run (--run RUN_DIR) or published weights "
+                        "(--init-from PATH): give one of them")
+    if init_from is not None:
+        model, dataset, described = _published_weights(init_from, device, data_dir, split, out_dir,
+                                                       write)
+        return model, None, dataset, described, Path(init_from), "weights"
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist")
+    model, config = load_model_from_run(run_dir, which, device)
+    refiner = load_refiner(run_dir, device, checkpoint=which) if refine else None
+    return (model, refiner, *load_eval_dataset(run_dir, config, data_dir, split), run_dir, which)
+
+
 def _results_target(run_dir: Path, out_dir: str | Path | None, name: str | None, record: dict[str, Any],
                     overwrite: bool | None) -> tuple[Path, str]:
     """(folder, file stem) of an evaluation's results; checked before scoring unless ``overwrite`` is
@@ -612,23 +635,10 @@ def evaluate_run(
     this share of the frame side in a ``zoom_fill`` surround (:class:`ZoomedOut`, seeded by ``seed``).
     With ``write``, the figure and the JSON go under ``out_dir`` (default ``run_dir/eval/``), checked
     before scoring (:func:`check_results_target`); ``on_scored(result)`` runs before writing.
-    ``init_from`` instead of ``run_dir``: published weights (:func:`~mae_utils.tools.pretrained.
-    load_for_inference`) scored on every image of ``data_dir``, results in ``out_dir``."""
-    if (run_dir is None) == (init_from is None):
-        raise UserError("evaluate takes a run (--run RUN_DIR) or published weights "
-                        "(--init-from PATH): give one of them")
+    ``init_from`` instead of ``run_dir``: published weights, on every image of ``data_dir``."""
     dev = resolve_device(device)
-    if init_from is not None:
-        model, dataset, data_desc = _published_weights(init_from, dev, data_dir, split, out_dir,
-                                                       write)
-        run_dir, which, refiner = Path(init_from), "weights", None
-    else:
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise UserError(f"run directory {run_dir} does not exist")
-        model, config = load_model_from_run(run_dir, which, dev)
-        refiner = load_refiner(run_dir, dev, checkpoint=which) if refine else None
-        dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)
+    model, refiner, dataset, data_desc, run_dir, which = _model_and_data(
+        run_dir, init_from, which, dev, refine, data_dir, split, out_dir, write)
     dataset, data_desc = _zoomed_out(dataset, data_desc, zoom_out_side, zoom_fill, seed)
     source = {"init_from": str(init_from)} if init_from is not None else {"run": str(run_dir)}
     record = {**source, "checkpoint": which, "data": {**data_desc, "n_available": len(dataset),
