@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from .util.errors import UserError, check_seed
 from .model import PRESETS, check_sizes
@@ -60,7 +60,7 @@ assert set(PRESET_RECIPES) == set(PRESETS)
 assert all(set(recipe) == set(RECIPE_FIELDS) for recipe in PRESET_RECIPES.values())
 
 # A base_lr more than this many times the recipe's of the nearest preset width is refused unless
-# force_lr: the multi-GPU command once took the CPU recipe's rate for ViT-Base, 200x the paper's.
+# force_lr: ViT-Base given the CPU recipe's rate (200x the paper's) diverges.
 LR_GUARD_FACTOR = 10.0
 
 
@@ -78,7 +78,7 @@ def recipe_preset(embed_dim: int, preset: str) -> str:
     return min(PRESETS, key=distance)
 
 
-def setting_sources(preset: str, given: Any) -> dict[str, str]:
+def setting_sources(preset: str, given: Collection[str]) -> dict[str, str]:
     """Where each :class:`TrainConfig` field's value came from: ``flag`` (in ``given``), ``preset
     NAME`` (a recipe or architecture field left unset) or ``default``."""
     from_preset = set(RECIPE_FIELDS) | set(ARCHITECTURE_FIELDS)
@@ -273,7 +273,7 @@ class TrainConfig:
             f"base_lr {self.base_lr:g} (peak lr {peak_lr(self.base_lr, batch):.3g} at batch "
             f"{batch}) is over {LR_GUARD_FACTOR:g}x what a {width}-wide encoder trains with: "
             f"preset {name}'s base_lr {usual:g} (peak lr {peak_lr(usual, batch):.3g}); {way}, "
-            f"or give --force-lr to train with {self.base_lr:g} anyway"
+            f"or give --force-lr (parameter force_lr) to train with {self.base_lr:g} anyway"
         )
 
     def _expand_user(self) -> None:
