@@ -114,7 +114,7 @@ def history_table(rows: list[dict[str, str]]) -> str:
              "|---|---|---|---|---|---|"]
     for run in _runs(rows, "history"):
         for i, row in enumerate(run):
-            what = f"{_run_name(row)}: {row['settings']}" if i == 0 else "(same run)"
+            what = f"{_run_name(row)} (`{row['run']}`): {row['settings']}" if i == 0 else "(same run)"
             baseline = f"{row['baseline']} {row['baseline_psnr']}".strip()
             lines.append(f"| {what} | {_faces(row)} {row['source']} | {_arrow(row, 'raw', 'refined')} | {baseline} "
                          f"| {_arrow(row, 'margin_raw', 'margin_refined')} | {row['model_time'] if i == 0 else ''} |")
