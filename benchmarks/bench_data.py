@@ -1,6 +1,6 @@
 """Data-loading speed: the uint8 cache against decoding every epoch, side by side, at 64/128/256 px.
 
-    python benchmarks/bench_data.py --data-dir ../shared/faces/utkface --limit 2000
+    python benchmarks/bench_data.py --data-dir data/my_faces --limit 2000
 
 For each size it builds the cache (timed on its own), then times epochs through a DataLoader
 (batch 64, shuffled, the items training gets: uint8 (3, S, S)) with 1 worker and with N workers

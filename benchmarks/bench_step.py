@@ -43,7 +43,7 @@ from mae_utils.model import MaskedAutoencoder  # noqa: E402
 from mae_utils.optim import make_adamw, param_groups  # noqa: E402
 from mae_utils.util.runtime import configure_device, resolve_amp, resolve_device  # noqa: E402
 
-# Equal configurations for every contender (the three settings).
+# Equal configurations for every contender (the three settings measurements.md reports).
 CONFIGS: dict[str, dict[str, int]] = {
     "tiny-64": dict(image_size=64, patch_size=8, embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128,
                     decoder_depth=4, decoder_num_heads=4, batch_size=64),

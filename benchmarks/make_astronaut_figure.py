@@ -9,7 +9,7 @@ the visible patches pasted back (the raw MAE), the same refined by the run's sea
 seam-free (`evaluate`'s model+refine; without a refiner, or with ``--no-refine``, the seam-free blend
 alone, model+blend), and the original, with masked-region PSNR in the titles.
 
-    benchmarks/recipes/cpu_quick.sh ../shared/faces/utkface runs/cpu_quick   # trains the refiner too
+    benchmarks/recipes/cpu_quick.sh data/utkface runs/cpu_quick   # trains the refiner too
     python benchmarks/make_astronaut_figure.py --run runs/cpu_quick --out img/astronaut.png
 """
 

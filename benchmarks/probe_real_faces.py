@@ -1,7 +1,7 @@
-"""What a trained encoder knows about real faces: linear probes on UTKFace and Yale (issue 18).
+"""What a trained encoder knows about real faces: linear probes on UTKFace and Yale.
 
-    OMP_NUM_THREADS=1 python benchmarks/probe_real_faces.py --run runs/utk64 \\
-        --utkface ../shared/faces/utkface --yale ../shared/faces/yale --max-train 6000 --json probe.json
+    OMP_NUM_THREADS=1 python benchmarks/probe_real_faces.py --run runs/my_faces \\
+        --utkface data/utkface --yale data/yale --max-train 6000 --json probe.json
 
 Part 1, the table of ``python -m mae_utils probe`` for four targets: UTKFace gender, age (mean
 absolute error in years) and race, read from the file names ``age_gender_race_*.jpg``, fitted on a

@@ -140,7 +140,7 @@ def test_rng_states_round_trip(tmp_path):
     assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
 
 
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 def test_disk_full_while_saving_a_checkpoint(tmp_path, monkeypatch):
     model = build_mae("tiny", img_size=32, patch_size=8, depth=1, decoder_depth=1)
     ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), {"epoch": 1}, model.config)
@@ -239,7 +239,7 @@ def test_int8_or_non_finite_weights_are_refused(tmp_path, tiny_run, capsys, chan
 
 
 
-# ---------------------------------------------------------------------- issue 20: damaged checkpoint files
+# ---------------------------------------------------------------------- damaged checkpoint files
 @pytest.mark.parametrize(
     "damage, message",
     [

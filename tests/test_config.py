@@ -140,7 +140,7 @@ def test_bad_cli_values_exit_2(argv, expected, capsys, tmp_path):
     assert "Traceback" not in err
 
 
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 def test_seed_out_of_range(tiny_run, faces, capsys, tmp_path):
     huge = "99999999999999999999"
     err = cli_error(capsys, ["train", "--data-dir", str(faces), "--out-dir", str(tmp_path / "r"), "--seed", huge])

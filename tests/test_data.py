@@ -430,7 +430,7 @@ def test_two_working_directories_share_one_cache(tmp_path: Path) -> None:
     Path(path1).with_name(Path(path1).name.replace(".cache.npy", ".json")).unlink(missing_ok=True)
 
 
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 def test_non_utf8_file_names_train_and_evaluate(tiny_run, faces, tmp_path):
     bad = os.fsdecode(BAD_NAME)
     split = json.loads((tiny_run / "split.json").read_text())
@@ -503,7 +503,7 @@ def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
 
 
 
-# ---------------------------------------------------------------------- issue 20: a damaged cache is rebuilt
+# ---------------------------------------------------------------------- a damaged cache is rebuilt
 def test_a_cache_damaged_in_place_is_rebuilt_not_served(tmp_path):
     folder = write_faces(tmp_path / "faces", 6)
     built = FaceFolder(folder, 32, cache_dir=tmp_path / "cache", progress=False)

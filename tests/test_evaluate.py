@@ -263,7 +263,7 @@ def test_reconstruct_cli_writes_the_figure(run_dir, tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 @pytest.mark.parametrize("name", ["/tmp/escaped", "../../escaped", "sub/escaped", "..", ".hidden"])
 def test_evaluate_name_must_be_a_file_name(tiny_run, capsys, name):
     err = cli_error(capsys, ["evaluate", "--run", str(tiny_run), "--name", name])
@@ -281,7 +281,7 @@ def test_evaluate_refuses_a_folder_mixing_two_runs(tmp_path, tiny_run, capsys):
 
 
 
-# ---------------------------------------------------------------------- issue 20: moved data
+# ---------------------------------------------------------------------- moved data
 def test_a_run_whose_data_moved_scores_its_own_test_split(tmp_path, faces, capsys, monkeypatch):
     import shutil
 
@@ -312,7 +312,7 @@ def test_reconstruct_out_cannot_be_one_of_the_inputs(tiny_run, tmp_path, capsys)
     assert photo.read_bytes() == before
 
 
-# ---------------------------------------------------------------------- issue 20: where results go
+# ---------------------------------------------------------------------- where results go
 def test_an_evaluation_with_other_settings_does_not_replace_an_earlier_one(tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path)
     base = ["evaluate", "--run", str(run), "--baselines", "mean_fill", "--limit", "3"]

@@ -10,7 +10,7 @@ from mae_utils import splits as splits_mod
 from mae_utils.util.errors import UserError
 
 from tiny_runs import write_faces
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 def test_images_over_the_pixel_limit_are_skipped_with_a_reason(tmp_path, monkeypatch):
     folder = write_faces(tmp_path / "faces", 10)
     Image.new("RGB", (300, 200), (200, 100, 50)).save(folder / "huge.png")
@@ -50,7 +50,7 @@ def test_big_images_are_reduced_while_decoding(tmp_path, monkeypatch, sixteen_bi
 
 
 
-# ---------------------------------------------------------------------- issue 20: the pixel limit's value
+# ---------------------------------------------------------------------- the pixel limit's value
 @pytest.mark.parametrize("value", ["inf", "1e400", "abc", "-3", "nan"])
 def test_a_bad_pixel_limit_is_one_error_not_every_photo_skipped(tmp_path, monkeypatch, value):
     from mae_utils.data import FaceFolder

@@ -97,7 +97,7 @@ def test_init_from_errors_name_the_problem(tmp_path):
     assert cli.main(["train", "--init-from", str(tmp_path / "nope"), "--out-dir", str(tmp_path / "r")]) == 2
 
 
-# ---------------------------------------------------------------------- issue 20: init_from is recorded
+# ---------------------------------------------------------------------- init_from is recorded
 def test_the_run_records_its_source_and_resumes_without_it(tmp_path, monkeypatch):
     import hashlib
     import shutil

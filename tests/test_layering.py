@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mae_utils"
 MAY_IMPORT_TRAIN = {"__init__", "util.cli", "util.tutorial"}  # cli loads commands by name; tutorial is notebook glue
-TOP_LEVEL_LIMIT = 14  # the teaching core stays short enough to list at a glance (issue 19)
+TOP_LEVEL_LIMIT = 14  # the teaching core stays short enough to list at a glance
 
 
 def _name(path: Path) -> str:
@@ -78,7 +78,7 @@ def test_the_teaching_core_fits_on_one_screen():
     assert len(top_level) <= TOP_LEVEL_LIMIT, f"{len(top_level)} top-level modules: {top_level}"
 
 
-FUNCTION_LIMIT = 60  # lines, decorators and docstring included: a function a reader can hold (issue 19)
+FUNCTION_LIMIT = 60  # lines, decorators and docstring included: a function a reader can hold
 NOT_YET: set[str] = set()  # functions allowed over the limit for now: none
 
 

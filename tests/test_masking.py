@@ -106,7 +106,7 @@ def test_make_mask_random_is_seeded_and_per_image():
     assert make_mask("left", 3, 8).shape == (3, 64)
 
 
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 def test_center_mask_ratio_zero_is_refused_and_the_area_is_the_closest(tiny_run, capsys, tmp_path):
     Image.fromarray(generate_faces(1, size=32)[0]).save(tmp_path / "a.png")
     err = cli_error(capsys, ["reconstruct", "--run", str(tiny_run), "--images", str(tmp_path / "a.png"),

@@ -148,7 +148,7 @@ def test_every_notebook_lists_its_parameters_with_types_and_checks_them(name):
     assert any(c in code_after for c in checks), f"{name}: no check after the parameters"
 
 
-# ---------------------------------------------------------------------- issue 20
+# ---------------------------------------------------------------------- parameters that shadow imports
 @pytest.mark.parametrize("name", ["torch", "Path"])
 def test_a_parameter_that_replaces_an_import_is_refused_up_front(name):
     ns, before = _namespace({name: 0})  # papermill -p torch 1 / -p Image 0: the import is gone

@@ -127,7 +127,7 @@ def test_clear_errors(tmp_path):
         load_pretrained(tmp_path / "cfgonly")
 
 
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 def test_pretrained_of_an_unknown_width_asks_for_head_counts(tmp_path):
     m = build_mae("tiny", img_size=32, patch_size=8, embed_dim=96, depth=1, num_heads=2,
                   decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=2)  # fmt: skip
@@ -147,7 +147,7 @@ def test_pretrained_of_an_unknown_width_asks_for_head_counts(tmp_path):
 
 
 
-# ---------------------------------------------------------------------- issue 20: Hugging Face configs are checked
+# ---------------------------------------------------------------------- Hugging Face configs are checked
 @pytest.mark.parametrize(
     "key, value, message",
     [

@@ -56,7 +56,7 @@ def test_terminal_gets_text_bars():
 
 
 def test_redirected_output_gets_no_bars_but_the_epoch_lines(tmp_path):
-    """Issue 20: a nohup'd run's log filled with carriage-return bars."""
+    """A nohup'd run's log filled with carriage-return bars."""
     import subprocess
     import sys
 

@@ -1,4 +1,4 @@
-"""The seam refiner (issue 21): an identity at the start, visible pixels untouched, trained with the
+"""The seam refiner: an identity at the start, visible pixels untouched, trained with the
 MAE's masked loss without writing a byte of the MAE's files, resumed exactly, saved and loaded
 faithfully, and used by evaluate and reconstruct only when the run has one."""
 

@@ -20,7 +20,7 @@ from mae_utils.util.errors import UserError
 from mae_utils.util.rundir import LOCK_FILE, REFINER_DIR, REPLACED_DIR
 
 from tiny_runs import ROOT, TINY, TINY_FLAGS, cli_error, copy_run, subprocess_env, write_faces
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 @pytest.mark.slow
 def test_two_trains_racing_for_one_out_dir(tmp_path, faces):
     out = tmp_path / "run"
@@ -209,7 +209,7 @@ def test_a_run_that_fails_before_training_leaves_no_files(tmp_path, capsys, monk
 
 
 
-# ---------------------------------------------------------------------- issue 20: a replacing run keeps eval/
+# ---------------------------------------------------------------------- a replacing run keeps eval/
 def test_replacing_a_run_keeps_its_evaluation_results(tmp_path, tiny_run, faces):
     run = copy_run(tiny_run, tmp_path)
     old_id = json.loads((run / "config.json").read_text())["run_id"]

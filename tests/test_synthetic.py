@@ -92,7 +92,7 @@ def test_synth_command_writes_pngs(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli_main(["synth", "--out", str(tmp_path / "file"), "--n", "2"]) == 2
 
 
-# ---------------------------------------------------------------------- issue 20
+# ---------------------------------------------------------------------- values out of range
 @pytest.mark.parametrize(
     "flags, message",
     [

@@ -152,7 +152,7 @@ def test_device_and_amp_resolution():
             train_mod.resolve_device("cuda")
 
 
-# ---------------------------------------------------------------------- faults (issue 11's table)
+# ---------------------------------------------------------------------- faults
 def test_resume_with_fewer_epochs_than_done(tmp_path, tiny_run, capsys):
     run = copy_run(tiny_run, tmp_path)
     err = cli_error(capsys, ["train", "--resume", str(run), "--epochs", "1"])
@@ -184,7 +184,7 @@ def test_the_advice_after_a_non_finite_loss_works(tmp_path, faces, monkeypatch):
 
 
 
-# ---------------------------------------------------------------------- issue 20
+# ---------------------------------------------------------------------- mistakes a user makes
 @pytest.mark.parametrize("value", ["", "  "])
 def test_an_empty_resume_is_an_error_not_a_new_run(tmp_path, capsys, monkeypatch, value):
     monkeypatch.chdir(tmp_path)

@@ -14,7 +14,7 @@ PY=${PYTHON:-python}
 LIMIT=${LIMIT:-300}
 
 # The same framing as cpu_quick.sh (crops of 0.5..4 of the area drawn log-uniformly, a real-photo
-# surround; why: benchmarks/cpu_recipe.md). Issue 9's crops were
+# surround; why: benchmarks/cpu_recipe.md). The earlier flat-surround crops (2026-11-29) are
 # EXTRA="--crop-scale-max 1.4 --crop-scale-draw uniform --zoom-fill mean".
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$PY" -m mae_utils train --data-dir "$DATA_DIR" --out-dir "$OUT_DIR" \
   --device cpu --image-size 256 --patch-size 16 --embed-dim 192 --depth 6 --num-heads 3 \

@@ -2,7 +2,7 @@
 # CPU quick recipe: 64 px images, 8 px patches, a 1.3 M-parameter MAE, 18 epochs on 2 CPU threads,
 # then one epoch of the seam refiner (wall time on 2 idle cores: benchmarks/cpu_recipe.md).
 # Trains on DATA_DIR, then evaluates on EVAL_LIMIT (default 500) seeded faces of its held-out test
-# split and of each OTHER_DIR, sources the model never saw (e.g. ../shared/faces/yale ../shared/faces/lfw):
+# split and of each OTHER_DIR, sources the model never saw (e.g. data/yale data/lfw):
 # raw MAE, MAE + seam blend, MAE + refiner (made seam-free), against the classical baselines.
 #   usage: benchmarks/recipes/cpu_quick.sh DATA_DIR OUT_DIR [OTHER_DIR ...]
 # Measured results and the ablation behind the settings: benchmarks/cpu_recipe.md.
@@ -17,9 +17,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}  # both cores; 1 keeps a shared mac
 # Random crops of 0.5..4 of the image area, drawn log-uniformly (zoom in, mild zoom out and a face at
 # half the frame side each about a third of the time), so faces are zoomed in (the MAE paper's random
 # resized crop) and out (smaller in the frame, as in wide photos such as LFW's), the surround another
-# training photo met by the face's mirrored borders (issue 21: a flat mean-grey surround is in no photo),
-# and flipped: the model learns faces, not one data set's framing. Issue 9's recipe (r6 in
-# cpu_recipe.md) was EXTRA="--crop-scale-max 1.4 --crop-scale-draw uniform --zoom-fill mean".
+# training photo met by the face's mirrored borders (a flat mean-grey surround is in no photo), and
+# flipped: the model learns faces, not one data set's framing. The earlier flat-surround crops (the
+# recipe of 2026-11-29 in cpu_recipe.md) are EXTRA="--crop-scale-max 1.4 --crop-scale-draw uniform --zoom-fill mean".
 # EXTRA adds flags (e.g. EXTRA="--grey-prob 0.2"); later flags win.
 "$PY" -m mae_utils train --data-dir "$DATA_DIR" --out-dir "$OUT_DIR" --device cpu \
   --image-size 64 --patch-size 8 --embed-dim 128 --depth 4 --num-heads 4 \

@@ -3,9 +3,11 @@
 Two sources, detected from what is on disk:
 
 * the official MAE release: a ``.pth`` whose ``model`` entry holds our key names already, decoder
-  included: ``mae_visualize_vit_base.pth`` or ``mae_visualize_vit_large.pth``, the weights of the
-  release's visualisation demo (pixel targets, so their reconstructions are pictures), from
-  ``https://dl.fbaipublicfiles.com/mae/visualize/``;
+  included: ``mae_visualize_vit_base.pth`` or ``mae_visualize_vit_large.pth`` (the release's
+  visualisation demo, trained on plain pixels, so their reconstructions are pictures; from
+  ``https://dl.fbaipublicfiles.com/mae/visualize/``), or ``mae_pretrain_vit_base_full.pth``
+  (trained on per-patch normalised pixels, to fine-tune from); ``mae_pretrain_vit_base.pth`` is the
+  encoder alone and is refused (the decoder is needed to reconstruct);
 * Hugging Face ``ViTMAEForPreTraining``: a directory (or a weights file beside its ``config.json``)
   with ``model.safetensors`` or ``pytorch_model.bin``. Three key layouts exist in the wild: the hub's
   (transformers 4.x, ``vit.encoder.layer.N.attention.attention.query``, ``decoder.decoder_layers.N``),
