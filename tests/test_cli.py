@@ -79,3 +79,18 @@ def test_resume_and_overwrite_together_are_refused(capsys, tmp_path) -> None:
     code = cli.main(["train", "--resume", str(tmp_path / "run"), "--overwrite"])
     assert code == 2
     assert "give one of them, not both" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "reconstruct", "refine", "probe"])
+def test_a_file_given_as_the_run_folder_is_named_a_file(command, capsys, tmp_path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# not a run\n")
+    extra = {"reconstruct": ["--images", str(readme), "--out", str(tmp_path / "o.png")],
+             "probe": ["--target", "beard"]}.get(command, [])  # fmt: skip
+    code = cli.main([command, "--run", str(readme), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == f"error: --run {readme} is a file, not a run folder; give --run a trained run folder (runs/NAME, " \
+                  "holding config.json and checkpoints/)\n"
+    assert cli.main([command, "--run", str(tmp_path / "nowhere"), *extra]) == 2
+    assert f"run directory {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err

@@ -43,7 +43,7 @@ import torch
 
 from ..baselines import BASELINES, blend_seams
 from ..util.checkpoint import load_model_from_run
-from ..config import DEVICES
+from ..config import DEVICES, check_run_dir
 from ..data import FaceFolder
 from ..util.errors import UserError
 from .reconstruct import add_mask_arguments, check_mask_arguments, model_prediction, refined_fill
@@ -587,9 +587,7 @@ def evaluate_run(
     this share of the frame side in a ``zoom_fill`` surround (:class:`ZoomedOut`, seeded by ``seed``).
     With ``write``, the figure and the JSON go under ``out_dir`` (default ``run_dir/eval/``), checked
     before scoring (:func:`check_results_target`); ``on_scored(result)`` runs before writing."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
+    run_dir = check_run_dir(run_dir)
     model, config = load_model_from_run(run_dir, which, dev := resolve_device(device))
     refiner = load_refiner(run_dir, dev, checkpoint=which) if refine else None
     dataset, data_desc = load_eval_dataset(run_dir, config, data_dir, split)

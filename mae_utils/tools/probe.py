@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..config import DEVICES, TrainConfig
+from ..config import DEVICES, TrainConfig, check_run_dir
 from ..data import FaceFolder
 from ..model import MaskedAutoencoder
 from ..splits import prepare_data
@@ -445,8 +445,9 @@ def probe_run(
         raise UserError(f"test_frac must lie between 0 and 1; got {test_frac}")
     if label_regex:
         check_pattern(label_regex)  # before the model and the faces are loaded
-    if not Path(run_dir).is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
+    check_run_dir(run_dir)
+    if second_run is not None:
+        check_run_dir(second_run, "--second-run")
     dev = resolve_device(device)
     model, config = load_model_from_run(run_dir, which, dev)
     second = None
