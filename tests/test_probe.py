@@ -263,3 +263,21 @@ def test_maps_and_nearest_neighbours() -> None:
         assert len(fig.axes) == 1
     fig = viz.neighbours_figure(faces, [3, 10], {"features": nn, "pixels": nn})
     assert len(fig.axes) == 2 * (1 + 2 * (1 + 3))
+
+
+def test_sigterm_during_a_probe_says_what_happened(run_dir) -> None:
+    """Stopped by SIGTERM while the features are computed: exit 130 as train, and one line saying so
+    and how to go on (a probe writes nothing, so: again)."""
+    script = (
+        "import os, signal, sys\n"
+        "from mae_utils.util import cli\n"
+        "from mae_utils.tools import probe\n"
+        "def stopped_here(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "probe.feature_sets = stopped_here\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, "probe", "--run", str(run_dir), "--target", "beard"],
+                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 130 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
+    assert done.stderr.strip().splitlines()[-1] == "stopped (SIGTERM); a probe writes nothing: run the same command again"
