@@ -27,18 +27,15 @@ import numpy as np
 from ..synthetic import ATTRIBUTES, face_attributes
 from ..util.errors import UserError
 
-try:  # the parser behind re.compile, to read a pattern's structure
-    from re import _constants as _c, _parser
-except ImportError:  # Python 3.10
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _parser  # type: ignore[no-redef]
-
 __all__ = ["TASKS", "Labels", "check_classes", "check_pattern", "decide_task", "folder_labels", "nested_repeat",
            "regex_labels", "synthetic_labels"]
 
 TASKS = ("auto", "classify", "regress")
-_POSSESSIVE = getattr(_c, "POSSESSIVE_REPEAT", None)  # Python 3.11+: ++, *+, ?+
-_ATOMIC = getattr(_c, "ATOMIC_GROUP", None)  # Python 3.11+: (?>...)
+# the parser behind re.compile (Python 3.10: re.sre_parse), to read a pattern's structure; it holds the
+# opcodes' names too
+_sre = getattr(re, "_parser", None) or getattr(re, "sre_parse")
+_POSSESSIVE = getattr(_sre, "POSSESSIVE_REPEAT", None)  # Python 3.11+: ++, *+, ?+
+_ATOMIC = getattr(_sre, "ATOMIC_GROUP", None)  # Python 3.11+: (?>...)
 #: ``auto``: a numeric target with more distinct values than this is regressed (UTKFace age: ~100).
 MAX_AUTO_CLASSES = 20
 
@@ -148,19 +145,19 @@ def _repeats(items) -> list[tuple[int, int, Any]]:
     outermost first. Possessive repeats (``++``) never backtrack, so they are left out, not their bodies."""
     found = []
     for op, av in items:
-        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
             found.append(av)
             found += _repeats(av[2])
         elif op is _POSSESSIVE:
             found += _repeats(av[2])
-        elif op is _c.SUBPATTERN:
+        elif op is _sre.SUBPATTERN:
             found += _repeats(av[3])
-        elif op is _c.BRANCH:
+        elif op is _sre.BRANCH:
             for branch in av[1]:
                 found += _repeats(branch)
-        elif op in (_c.ASSERT, _c.ASSERT_NOT) or op is _ATOMIC:
+        elif op in (_sre.ASSERT, _sre.ASSERT_NOT) or op is _ATOMIC:
             found += _repeats(av[1] if op is not _ATOMIC else av)
-        elif op is _c.GROUPREF_EXISTS:
+        elif op is _sre.GROUPREF_EXISTS:
             found += _repeats(av[1]) + (_repeats(av[2]) if av[2] is not None else [])
     return found
 
@@ -170,8 +167,8 @@ def nested_repeat(pattern: str) -> bool:
     number of times, one of them without bound, such as ``([\\d_]+)+`` or ``(a*)*``: on a name that
     almost matches, Python's ``re`` tries every way to share the characters among the repeats
     (catastrophic backtracking) and does not return for hours. ``pattern`` must be valid."""
-    for low, high, body in _repeats(_parser.parse(pattern)):
-        if low < high > 1 and any(lo < hi > 1 and _c.MAXREPEAT in (high, hi) for lo, hi, _ in _repeats(body)):
+    for low, high, body in _repeats(_sre.parse(pattern)):
+        if low < high > 1 and any(lo < hi > 1 and _sre.MAXREPEAT in (high, hi) for lo, hi, _ in _repeats(body)):
             return True  # both may take a varying number of turns, one of them any number
     return False
 
