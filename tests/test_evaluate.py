@@ -359,3 +359,12 @@ def test_a_failed_write_after_scoring_still_shows_the_scores(tiny_run, tmp_path,
     assert "PSNR masked (dB)" in captured.out and "model - mean_fill" in captured.out  # the scores, not lost
     errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(run / "eval") in errors[0] and "--out-dir" in errors[0], captured.err
+
+
+def test_evaluate_refuses_a_run_folder_as_data_dir(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    write_faces(run / "samples", n=4, size=40, prefix="epoch_")  # the figures training writes there
+    err = cli_error(capsys, ["evaluate", "--run", str(run), "--data-dir", str(run), "--device", "cpu"])
+    assert err == (f"error: --data-dir {run} is a training run's folder, not a folder of face photos: leave "
+                   "--data-dir out to score the run's own held-out faces, or give a folder of photos")
+    assert not (run / "eval").exists()

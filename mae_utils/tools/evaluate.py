@@ -53,6 +53,7 @@ from ..masking import MASK_KINDS, make_mask
 from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
 from ..util.progress import tqdm
 from ..util.runtime import resolve_device
+from ..util.rundir import is_run_folder
 from ..splits import prepare_data
 from ..transforms import ZOOM_FILLS, batch_to_input, denormalize, zoom_out
 from ..util.loaders import mix_seed
@@ -118,6 +119,9 @@ def load_eval_dataset(
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     run_dir = Path(run_dir)
+    if data_dir is not None and is_run_folder(Path(data_dir).expanduser()):
+        raise UserError(f"--data-dir {data_dir} is a training run's folder, not a folder of face photos: leave "
+                        "--data-dir out to score the run's own held-out faces, or give a folder of photos")  # fmt: skip
     own_dir = config.data_dir
     foreign = data_dir is not None and (own_dir is None or not _same_folder(data_dir, own_dir))
     if foreign and own_dir is not None and _holds_split(data_dir, run_dir / "split.json"):
