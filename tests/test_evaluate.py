@@ -368,3 +368,20 @@ def test_evaluate_refuses_a_run_folder_as_data_dir(tiny_run, tmp_path, capsys):
     assert err == (f"error: --data-dir {run} is a training run's folder, not a folder of face photos: leave "
                    "--data-dir out to score the run's own held-out faces, or give a folder of photos")
     assert not (run / "eval").exists()
+
+
+@pytest.mark.parametrize(("width", "height", "why"), [(1, 1, "too small to reconstruct"), (12, 20, "at least 16 px"),
+                                                      (10000, 10, "10000x10 pixels, 1000:1: too elongated"),
+                                                      (400, 40, "at most 4:1")])  # fmt: skip
+def test_reconstruct_refuses_degenerate_photos_naming_the_file(tiny_run, tmp_path, capsys, width, height, why):
+    photo = tmp_path / f"odd_{width}x{height}.png"
+    Image.new("RGB", (width, height), (150, 110, 90)).save(photo)
+    out = tmp_path / "o.png"
+    argv = ["reconstruct", "--run", str(tiny_run), "--images", str(photo), "--out", str(out), "--device", "cpu"]
+    err = cli_error(capsys, argv)
+    assert err.startswith(f"error: image {photo} is {width}x{height} pixels") and why in err and not out.exists()
+    with pytest.raises(UserError, match=f"image is {width}x{height} pixels"):
+        prepare_images(Image.open(photo), 32)
+    fine = tmp_path / "fine.png"
+    Image.new("RGB", (16, 60), (150, 110, 90)).save(fine)  # 16 px and 3.75:1: within the limits
+    assert cli.main([*argv[:4], str(fine), *argv[5:]]) == 0
