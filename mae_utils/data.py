@@ -131,8 +131,8 @@ def check_folder(root: str | Path, what: str = "data_dir") -> Path:
     if not path.is_dir():
         raise UserError(f"{what} {path} is not a directory")
     if is_run_folder(path):
-        raise UserError(f"{what} {path} is a training run's folder (config.json, checkpoints, figures), not a "
-                        "folder of face photos; give the folder of photos instead")  # fmt: skip
+        raise UserError(f"{what} {path} is a training run's folder (config.json, checkpoints, "
+                        "figures), not a folder of face photos; give the folder of photos instead")
     return path
 
 
@@ -188,8 +188,8 @@ def scan_images(
                 ignored += 1
     if notes is not None:
         if runs:
-            notes.append(f"left out {len(runs)} training run folder(s), whose figures are not faces: "
-                         f"{_fmt_names(sorted(runs))}")  # fmt: skip
+            notes.append(f"left out {len(runs)} training run folder(s), whose figures are not "
+                         f"faces: {_fmt_names(sorted(runs))}")
         if links:
             notes.append(f"not following {len(links)} symlinked folder(s): {_fmt_names(sorted(links))} "
                          f"(set {FOLLOW_SYMLINKS_ENV}=1 to follow them)")  # fmt: skip

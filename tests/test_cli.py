@@ -86,7 +86,7 @@ def test_a_file_given_as_the_run_folder_is_named_a_file(command, capsys, tmp_pat
     readme = tmp_path / "README.md"
     readme.write_text("# not a run\n")
     extra = {"reconstruct": ["--images", str(readme), "--out", str(tmp_path / "o.png")],
-             "probe": ["--target", "beard"]}.get(command, [])  # fmt: skip
+             "probe": ["--target", "beard"]}.get(command, [])
     code = cli.main([command, "--run", str(readme), *extra])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err

@@ -372,7 +372,7 @@ def test_evaluate_refuses_a_run_folder_as_data_dir(tiny_run, tmp_path, capsys):
 
 @pytest.mark.parametrize(("width", "height", "why"), [(1, 1, "too small to reconstruct"), (12, 20, "at least 16 px"),
                                                       (10000, 10, "10000x10 pixels, 1000:1: too elongated"),
-                                                      (400, 40, "at most 4:1")])  # fmt: skip
+                                                      (400, 40, "at most 4:1")])
 def test_reconstruct_refuses_degenerate_photos_naming_the_file(tiny_run, tmp_path, capsys, width, height, why):
     photo = tmp_path / f"odd_{width}x{height}.png"
     Image.new("RGB", (width, height), (150, 110, 90)).save(photo)

@@ -195,7 +195,7 @@ def _main_notebook_namespace(**injected) -> tuple[dict, set]:
     ("refine_epochs", -1, "parameter refine_epochs must be a whole number of at least 0 (seam refiner epochs"),
     ("refine_epochs", "-3", "refine_epochs must be a whole number of at least 0"),
     ("num_show", 0, "parameter num_show must be a whole number of at least 1 (test faces"),
-])  # fmt: skip
+])
 def test_the_notebooks_own_options_are_checked_before_training(name, value, message, tmp_path, monkeypatch):
     from mae_utils.util.notebook_params import check_notebook
 

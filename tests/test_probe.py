@@ -124,7 +124,7 @@ def test_patterns_are_shown_as_typed() -> None:
     (r"(?P<x>([\d_]+)+)Q", True), (r"(a*)*", True), (r"(?:x|(a+))*", True), (r"(a{1,3})+", True),
     (r"^(?P<age>\d+)_(?P<gender>\d)_", False), (r"yaleB(?P<person>\d\d)_", False), (r"(\d{2}_)+", False),
     (r"(?P<x>a)+", False),
-])  # fmt: skip
+])
 def test_nested_repeats_are_found(pattern, nested) -> None:
     assert nested_repeat(pattern) is nested
 
@@ -137,7 +137,7 @@ def test_a_label_regex_that_could_hang_is_refused_up_front(run_dir, tmp_path) ->
     _write_faces(faces, 4, lambda i, a: f"{'1234567890' * 3}_{i}.png")
     pattern = r"(?P<x>([\d_]+)+)Q"
     argv = [sys.executable, "-m", "mae_utils", "probe", "--run", str(run_dir), "--data-dir", str(faces),
-            "--label-regex", pattern, "--target", "x", "--cache-dir", "off"]  # fmt: skip
+            "--label-regex", pattern, "--target", "x", "--cache-dir", "off"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=ROOT)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
@@ -278,6 +278,7 @@ def test_sigterm_during_a_probe_says_what_happened(run_dir) -> None:
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     done = subprocess.run([sys.executable, "-c", script, "probe", "--run", str(run_dir), "--target", "beard"],
-                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 130 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
-    assert done.stderr.strip().splitlines()[-1] == "stopped (SIGTERM); a probe writes nothing: run the same command again"
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == "stopped (SIGTERM); a probe writes nothing: run the same command again"

@@ -276,7 +276,7 @@ def test_damaged_refiner_weights_name_both_ways_out(refined, tmp_path, capsys):
     photo = str(write_faces(tmp_path / "photos", n=1)[0])
     for argv in (["evaluate", "--run", str(run), "--limit", "2", "--baselines", "mean_fill", "--device", "cpu"],
                  ["reconstruct", "--run", str(run), "--images", photo, "--out", str(tmp_path / "r.png"), "--blend",
-                  "--device", "cpu"]):  # fmt: skip
+                  "--device", "cpu"]):
         err = cli_error(capsys, argv)
         assert "weights.safetensors" in err and f"refine --run {run} --overwrite" in err and "--no-refine" in err
         assert cli.main([*argv, "--no-refine"]) == 0
@@ -304,7 +304,7 @@ def test_sigterm_during_refine_says_how_to_continue(tiny_run, tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", script, "refine", "--run", str(run), "--batch-size", "4", "--width",
                            "8"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+                          timeout=120)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"stopped (SIGTERM); 1 epoch(s) saved: continue with python -m mae_utils refine --run {run} --resume"

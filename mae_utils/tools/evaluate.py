@@ -120,8 +120,9 @@ def load_eval_dataset(
         raise UserError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     run_dir = Path(run_dir)
     if data_dir is not None and is_run_folder(Path(data_dir).expanduser()):
-        raise UserError(f"--data-dir {data_dir} is a training run's folder, not a folder of face photos: leave "
-                        "--data-dir out to score the run's own held-out faces, or give a folder of photos")  # fmt: skip
+        raise UserError(f"--data-dir {data_dir} is a training run's folder, not a folder of "
+                        "face photos: leave --data-dir out to score the run's own held-out faces, "
+                        "or give a folder of photos")
     own_dir = config.data_dir
     foreign = data_dir is not None and (own_dir is None or not _same_folder(data_dir, own_dir))
     if foreign and own_dir is not None and _holds_split(data_dir, run_dir / "split.json"):

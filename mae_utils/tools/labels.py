@@ -27,12 +27,12 @@ import numpy as np
 from ..synthetic import ATTRIBUTES, face_attributes
 from ..util.errors import UserError
 
-__all__ = ["TASKS", "Labels", "check_classes", "check_pattern", "decide_task", "folder_labels", "nested_repeat",
-           "regex_labels", "synthetic_labels"]
+__all__ = ["TASKS", "Labels", "check_classes", "check_pattern", "decide_task", "folder_labels",
+           "nested_repeat", "regex_labels", "synthetic_labels"]
 
 TASKS = ("auto", "classify", "regress")
-# the parser behind re.compile (Python 3.10: re.sre_parse), to read a pattern's structure; it holds the
-# opcodes' names too
+# the parser behind re.compile (Python 3.10: re.sre_parse), to read a pattern's structure; it
+# holds the opcodes' names too
 _sre = getattr(re, "_parser", None) or getattr(re, "sre_parse")
 _POSSESSIVE = getattr(_sre, "POSSESSIVE_REPEAT", None)  # Python 3.11+: ++, *+, ?+
 _ATOMIC = getattr(_sre, "ATOMIC_GROUP", None)  # Python 3.11+: (?>...)
@@ -141,8 +141,8 @@ def folder_labels(rel_files: Sequence[str], where: str, task: str = "auto", targ
 
 
 def _repeats(items) -> list[tuple[int, int, Any]]:
-    """Every repeat (``+``, ``*``, ``{m,n}``; greedy or lazy) in a parsed pattern, as (min, max, body),
-    outermost first. Possessive repeats (``++``) never backtrack, so they are left out, not their bodies."""
+    """Every repeat (``+``, ``*``, ``{m,n}``; greedy or lazy) in a parsed pattern, as (min, max,
+    body), outermost first. Possessive ones (``++``) never backtrack: left out, not their bodies."""
     found = []
     for op, av in items:
         if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
@@ -168,40 +168,45 @@ def nested_repeat(pattern: str) -> bool:
     almost matches, Python's ``re`` tries every way to share the characters among the repeats
     (catastrophic backtracking) and does not return for hours. ``pattern`` must be valid."""
     for low, high, body in _repeats(_sre.parse(pattern)):
-        if low < high > 1 and any(lo < hi > 1 and _sre.MAXREPEAT in (high, hi) for lo, hi, _ in _repeats(body)):
+        inner = [(lo, hi) for lo, hi, _ in _repeats(body)]
+        if low < high > 1 and any(lo < hi > 1 and _sre.MAXREPEAT in (high, hi) for lo, hi in inner):
             return True  # both may take a varying number of turns, one of them any number
     return False
 
 
 def check_pattern(pattern: str) -> re.Pattern[str]:
-    """``--label-regex`` compiled, or a :class:`UserError`: not a valid pattern, or one that can hang
-    (:func:`nested_repeat`); patterns are shown as typed."""
+    """``--label-regex`` compiled, or a :class:`UserError`: not a valid pattern, or one that can
+    hang (:func:`nested_repeat`); patterns are shown as typed."""
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise UserError(f"--label-regex '{pattern}' is not a valid regular expression: {exc}") from None
+        raise UserError(f"--label-regex '{pattern}' is not a valid regular expression: "
+                        f"{exc}") from None
     if nested_repeat(pattern):
         raise UserError(
-            f"--label-regex '{pattern}' repeats a part that itself repeats (like ([\\d_]+)+), which can "
-            "run for hours on a name it almost matches: repeat once (e.g. [\\d_]+ instead of ([\\d_]+)+)"
+            f"--label-regex '{pattern}' repeats a part that itself repeats (like ([\\d_]+)+), "
+            "which can run for hours on a name it almost matches: repeat once (e.g. [\\d_]+ "
+            "instead of ([\\d_]+)+)"
         )
     return regex
 
 
 def compile_pattern(pattern: str, target: str | None) -> tuple[re.Pattern[str], str]:
-    """The compiled ``--label-regex`` (:func:`check_pattern`) and the named group to read (``target``,
-    or its only group)."""
+    """The compiled ``--label-regex`` (:func:`check_pattern`) and the named group to read
+    (``target``, or its only group)."""
     regex = check_pattern(pattern)
     groups = list(regex.groupindex)
     if not groups:
-        raise UserError(f"--label-regex '{pattern}' has no named group; write the label part as (?P<name>...)")
+        raise UserError(f"--label-regex '{pattern}' has no named group; write the label part as "
+                        "(?P<name>...)")
     if target is None:
         if len(groups) > 1:
             raise UserError(f"--label-regex has several named groups ({', '.join(groups)}); choose one with --target")
         return regex, groups[0]
     if target not in groups:
         raise UserError(
-            f"--target {target!r} is not a named group of --label-regex '{pattern}' (its groups: {', '.join(groups)})"
+            f"--target {target!r} is not a named group of --label-regex '{pattern}' (its groups: "
+            f"{', '.join(groups)})"
         )
     return regex, target
 

@@ -50,11 +50,11 @@ __all__ = [
 ]
 
 ImageInput = str | Path | torch.Tensor | np.ndarray | Any  # Any: a PIL image
-#: A photo's shorter side must have at least this many pixels (or the model's input size, if smaller):
-#: a smaller one is enlarged into a blur.
+#: A photo's shorter side must have at least this many pixels (or the model's input size, if
+#: smaller): a smaller one is enlarged into a blur.
 MIN_SIDE = 16
-#: A photo's longer side may be at most this many times its shorter side: beyond it, the square center
-#: crop keeps too little of it (a 10000x10 image: 0.1%) to be a face.
+#: A photo's longer side may be at most this many times its shorter side: beyond it, the square
+#: center crop keeps too little of it (a 10000x10 image: 0.1%) to be a face.
 MAX_ASPECT = 4.0
 
 
@@ -103,12 +103,12 @@ def check_photo_shape(width: int, height: int, name: str, size: int) -> None:
     short, long = sorted((int(width), int(height)))
     min_side = min(MIN_SIDE, size)
     if long > MAX_ASPECT * short:
-        raise UserError(f"{name} is {width}x{height} pixels, {long / short:.0f}:1: too elongated to be a face (at "
-                        f"most {MAX_ASPECT:g}:1; the square center crop would keep {short / long:.1%} of it); "
-                        "crop it around the face first")  # fmt: skip
+        raise UserError(f"{name} is {width}x{height} pixels, {long / short:.0f}:1: too elongated "
+                        f"to be a face (at most {MAX_ASPECT:g}:1; the square center crop would "
+                        f"keep {short / long:.1%} of it); crop it around the face first")
     if short < min_side:
-        raise UserError(f"{name} is {width}x{height} pixels: too small to reconstruct (the shorter side must be at "
-                        f"least {min_side} px); use a larger photo")  # fmt: skip
+        raise UserError(f"{name} is {width}x{height} pixels: too small to reconstruct (the shorter "
+                        f"side must be at least {min_side} px); use a larger photo")
 
 
 def _photo_file(path: str | Path, size: int) -> torch.Tensor:
@@ -169,7 +169,8 @@ def prepare_images(images: ImageInput | Sequence[ImageInput], image_size: int) -
     Files go through the data module's decoder (any mode, EXIF orientation, resize + center crop), so
     a photo looks to the model exactly as a training image did; float tensors are rounded to 8-bit
     pixels. A photo more elongated than :data:`MAX_ASPECT`:1 (4:1) or with a shorter side under
-    :data:`MIN_SIDE` (16) pixels is refused (:func:`check_photo_shape`). :func:`mae_utils.transforms.batch_to_input` makes the model's input from the batch.
+    :data:`MIN_SIDE` (16) pixels is refused (:func:`check_photo_shape`).
+    :func:`mae_utils.transforms.batch_to_input` makes the model's input from the batch.
     """
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         items: list[ImageInput] = list(images)

@@ -181,7 +181,7 @@ def _refiner_config(path: Path, meta: dict[str, str]) -> dict[str, int]:
 
 def _damaged_way_out(run_dir: str | Path) -> str:
     return (f"train a new refiner with python -m mae_utils refine --run {run_dir} --overwrite, "
-            f"or {_WITHOUT_REFINER}")  # fmt: skip
+            f"or {_WITHOUT_REFINER}")
 
 
 def refiner_record(run_dir: str | Path) -> dict[str, Any] | None:
@@ -195,7 +195,8 @@ def refiner_record(run_dir: str | Path) -> dict[str, Any] | None:
     except UserError as exc:
         raise UserError(f"{exc}; {_damaged_way_out(run_dir)}") from None
     except ValueError:
-        raise UserError(f"{path}: its refiner_record metadata is not valid JSON; {_damaged_way_out(run_dir)}") from None
+        raise UserError(f"{path}: its refiner_record metadata is not valid JSON; "
+                        f"{_damaged_way_out(run_dir)}") from None
 
 
 def load_refiner(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | None = None) -> SeamRefiner | None:
@@ -209,13 +210,14 @@ def load_refiner(run_dir: str | Path, device: str | torch.device = "cpu", checkp
     if not files["weights"].is_file():
         if files["state"].is_file():
             raise UserError(f"{files['weights']} is missing beside {files['state']}; finish it with refine --resume, "
-                            f"start again with --overwrite, or {_WITHOUT_REFINER}")  # fmt: skip
+                            f"start again with --overwrite, or {_WITHOUT_REFINER}")
         return None
     path = files["weights"]
     try:
         meta, tensors = ckpt.read_header(path)
         refiner = SeamRefiner(**_refiner_config(path, meta))
-        ckpt.check_tensor_set({k: tuple(v.shape) for k, v in refiner.state_dict().items()}, tensors, str(path))
+        shapes = {k: tuple(v.shape) for k, v in refiner.state_dict().items()}
+        ckpt.check_tensor_set(shapes, tensors, str(path))
         state = ckpt.load_weights_file(path)
         ckpt.check_finite(state, str(path))
     except UserError as exc:
@@ -231,7 +233,8 @@ def _check_same_mae(run_dir: str | Path, checkpoint: str, record: dict[str, Any]
     if record.get("mae_sha256") != file_sha256(weights):
         raise UserError(
             f"{refiner_files(run_dir)['folder']} was trained on other MAE weights than {weights} (the run was "
-            f"trained further, or this is another checkpoint): refine again with --overwrite, or {_WITHOUT_REFINER}"
+            f"trained further, or this is another checkpoint): refine again with --overwrite, or "
+            f"{_WITHOUT_REFINER}"
         )
 
 
@@ -252,8 +255,8 @@ class RefineSettings:
 
 
 #: A new refiner's settings where none are given; a resumed one keeps its saved ones.
-DEFAULT_SETTINGS = RefineSettings(epochs=2, batch_size=32, lr=1e-3, width=32, layers=4, seed=0, grad_weight=0.0,
-                                  weight_decay=0.0)  # fmt: skip
+DEFAULT_SETTINGS = RefineSettings(epochs=2, batch_size=32, lr=1e-3, width=32, layers=4, seed=0,
+                                  grad_weight=0.0, weight_decay=0.0)
 
 
 @dataclass
@@ -329,10 +332,11 @@ def _check_target(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise UserError("--resume continues a refiner and --overwrite replaces it: give one of them, not both")
     held = files["weights"].exists() or files["state"].exists()
     if resume and not files["state"].is_file():
-        if held:  # weights without the state to continue them from: only a new refiner can be trained
-            raise UserError(f"{files['state']} not found: the refiner in {files['folder']} cannot be continued; "
-                            f"train a new one in its place with refine --run {run_dir} --overwrite (evaluate "
-                            "and reconstruct use the one there as it is)")  # fmt: skip
+        if held:  # weights without the state to continue them from: only a new one can be trained
+            raise UserError(f"{files['state']} not found: the refiner in {files['folder']} cannot "
+                            "be continued; train a new one in its place with refine --run "
+                            f"{run_dir} --overwrite (evaluate and reconstruct use the one there as "
+                            "it is)")
         raise UserError(f"{files['state']} not found: nothing to resume; leave out --resume to train a refiner")
     if held and not resume and not overwrite:
         raise UserError(f"{files['folder']} already holds a refiner: add --resume to continue it, or --overwrite to "
@@ -340,8 +344,8 @@ def _check_target(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 class _RefineLog:
-    """Shows each line (``echo``) and keeps it for ``RUN/refiner/log.txt``, where the lines go once the
-    training has started (:meth:`start`): a start that is refused writes nothing."""
+    """Shows each line (``echo``) and keeps it for ``RUN/refiner/log.txt``, where the lines go once
+    the training has started (:meth:`start`): a start that is refused writes nothing."""
 
     def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
         self.path, self.echo = path, echo or tqdm.write
@@ -360,7 +364,8 @@ class _RefineLog:
             fh.write(line)
 
     def start(self, replace: bool) -> None:
-        """Create the refiner's folder and write the lines so far (after the old log, unless ``replace``)."""
+        """Create the refiner's folder, write the lines so far (after the old log, or in its
+        place with ``replace``)."""
         self.path.parent.mkdir(exist_ok=True)
         if replace:
             self.path.unlink(missing_ok=True)
@@ -416,13 +421,15 @@ def _resolve_settings(given: dict[str, Any], state_path: Path | None) -> RefineS
     but ``epochs`` (more epochs extend the training)."""
     values = dataclasses.asdict(DEFAULT_SETTINGS)
     if state_path is not None:
-        saved = ckpt.load_state_file(state_path, "cpu", STATE_TYPES, "start again with --overwrite")["settings"]
-        changed = [k for k, v in given.items() if v is not None and k != "epochs" and saved.get(k) != v]
+        state = ckpt.load_state_file(state_path, "cpu", STATE_TYPES, "start again with --overwrite")
+        saved = state["settings"]
+        changed = [k for k, v in given.items() if v not in (None, saved.get(k)) and k != "epochs"]
         if changed:
-            raise UserError(f"cannot resume {state_path.parent} with a different {', '.join(changed)} (saved: "
-                            f"{', '.join(f'{k} {saved.get(k)!r}' for k in changed)}); leave "
-                            f"{'them' if len(changed) > 1 else 'it'} out (--resume takes the saved settings), "
-                            "or --overwrite to train a new refiner")  # fmt: skip
+            was = ", ".join(f"{k} {saved.get(k)!r}" for k in changed)
+            raise UserError(f"cannot resume {state_path.parent} with a different "
+                            f"{', '.join(changed)} (saved: {was}); leave "
+                            f"{'them' if len(changed) > 1 else 'it'} out (--resume takes the saved "
+                            "settings), or --overwrite to train a new refiner")
         values.update({k: saved[k] for k in values if k in saved})
     values.update({k: v for k, v in given.items() if v is not None})
     return _check_settings(RefineSettings(**values))
@@ -485,7 +492,7 @@ def _train_epoch(job: _Job, epoch: int) -> dict[str, float]:
         job.step += 1
         loss_sum, count = loss_sum + float(loss.detach()) * x.shape[0], count + x.shape[0]
         if not math.isfinite(loss_sum):
-            raise UserError(f"the refiner's loss became {float(loss.detach()):.4g} in epoch {epoch + 1}; the last saved "
+            raise UserError(f"the refiner's loss became {float(loss):.4g} in epoch {epoch + 1}; the last saved "
                             f"epoch is kept: resume with a lower --lr after --overwrite (e.g. --lr {s.lr / 10:g})")  # fmt: skip
         bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
     bar.close()
@@ -554,12 +561,13 @@ def refine_run(
     that epoch's shuffle): at 256 px the refiner runs at ~4 images/s on CPU, a full epoch ~80 min.
     ``resume`` continues ``state.pt`` exactly (2 epochs = 1 + resume 1, bit for bit
     on CPU); a run that already has a refiner needs ``resume`` or ``overwrite``. The MAE's files are
-    only read. A setting left as None is :data:`DEFAULT_SETTINGS`'s, or with ``resume`` the saved one
-    (a different one is refused, but for ``epochs``). A refused start writes nothing; a failure or a
-    stop after the start is logged with the way on.
+    only read. A setting left as None is :data:`DEFAULT_SETTINGS`'s, or with ``resume`` the saved
+    one (a different one is refused, but for ``epochs``). A refused start writes nothing; a failure
+    or a stop after the start is logged with the way on.
     """
     given = dict(epochs=epochs, batch_size=batch_size, lr=lr, width=width, layers=layers, seed=seed,
-                 grad_weight=grad_weight, weight_decay=weight_decay, images_per_epoch=images_per_epoch)  # fmt: skip
+                 grad_weight=grad_weight, weight_decay=weight_decay,
+                 images_per_epoch=images_per_epoch)
     settings = None if resume else _resolve_settings(given, None)  # a bad value is named first
     run_dir, config = _check_run(run_dir)
     _check_target(run_dir, resume, overwrite)
@@ -576,8 +584,9 @@ def refine_run(
         log_to.to_file(f"error: {exc}")  # the command line prints it once, on stderr
         raise
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under the command line
-        exc.next_step = (f"{job.epoch} epoch(s) saved: continue with python -m mae_utils refine --run {run_dir} "
-                         "--resume" if job.epoch else "no epoch was saved: run the same command again")  # fmt: skip
+        exc.next_step = (f"{job.epoch} epoch(s) saved: continue with python -m mae_utils refine "
+                         f"--run {run_dir} --resume" if job.epoch
+                         else "no epoch was saved: run the same command again")
         log_to.to_file(f"{exc or 'interrupted'} in epoch {job.epoch + 1}; {exc.next_step}")
         raise
     return RefineResult(run_dir, job.refiner.eval(), files["weights"], list(job.history))
@@ -593,12 +602,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run directory (runs/NAME)")
     d = DEFAULT_SETTINGS
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"passes over the run's training split (default: {d.epochs})")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=None, help=f"images per step (default: {d.batch_size})")
+                        help=f"passes over the run's training split (default: {d.epochs})")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"images per step (default: {d.batch_size})")
     parser.add_argument("--lr", type=float, default=None,
-                        help=f"peak learning rate of the One-Cycle plan (default: {d.lr:g})")  # fmt: skip
+                        help=f"peak learning rate of the One-Cycle plan (default: {d.lr:g})")
     parser.add_argument("--width", type=int, default=None,
-                        help=f"channels of the refiner's convolutions (default: {d.width})")  # fmt: skip
+                        help=f"channels of the refiner's convolutions (default: {d.width})")
     parser.add_argument("--grad-weight", type=float, default=None,
                         help="weight of an L1 loss on pixel differences in the hidden region, towards the photo's "
                              "detail (default: 0, off; an experiment)")  # fmt: skip
@@ -606,11 +616,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train each epoch on only this many images of the shuffled training split (default: "
                              "all); for 256 px runs on CPU, where a full epoch takes over an hour")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None,
-                        help=f"seed of the refiner's weights, batches and masks (default: {d.seed})")  # fmt: skip
+                        help=f"seed of the refiner's weights, batches, masks (default: {d.seed})")
     parser.add_argument("--device", default="cpu", choices=DEVICES, help="where to train (default: cpu)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue RUN/refiner from its state.pt (exactly), with its saved settings; only a "
-                             "larger --epochs may be given to extend it")  # fmt: skip
+                        help="continue RUN/refiner from its state.pt (exactly), with its saved "
+                             "settings; only a larger --epochs may be given to extend it")
     parser.add_argument("--overwrite", action="store_true", help="train a new refiner in place of the run's one")
 
 

@@ -3,8 +3,8 @@
 Each command lives in the module that does its job; that module exposes
 ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``. This file only dispatches, and turns a
 :class:`~mae_utils.util.errors.UserError` (or an ``OSError`` from the environment: disk full, permission
-denied) into one ``error: ...`` line on stderr and exit status 2. Ctrl-C and SIGTERM stop any command
-the same way: one line saying what happened and how to go on, exit status 130.
+denied) into one ``error: ...`` line on stderr and exit status 2. Ctrl-C and SIGTERM stop any
+command the same way: one line saying what happened and how to go on, exit status 130.
 
 Flags are never guessed: abbreviations are off (``--epoch`` is not ``--epochs``), and an unknown or
 misspelt flag is reported by the sub-command's own parser, with its usage and the closest valid flag.
@@ -39,8 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-# What to do after Ctrl-C or SIGTERM stopped a command; a command that knows more (how many epochs it
-# saved) sets ``next_step`` on the KeyboardInterrupt it lets through, as refine does.
+# What to do after Ctrl-C or SIGTERM stopped a command; a command that knows more (how many epochs
+# it saved) sets ``next_step`` on the KeyboardInterrupt it lets through, as refine does.
 NEXT_STEP: dict[str, str] = {
     "train": "a training run continues from its last checkpoint with --resume",
     "refine": "a refiner continues from its last saved epoch with refine --resume",
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extras:  # argparse would report these from the top-level parser, with the wrong usage line
         reject_unknown(commands[args.command], extras)
     try:
-        with sigterm_as_interrupt():  # a scheduler's or kill's stop ends every command as Ctrl-C does
+        with sigterm_as_interrupt():  # a scheduler's or kill's stop ends any command as Ctrl-C does
             return int(args._run(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -38,9 +38,11 @@ __all__ = [
     "parameter_help",
 ]
 
-#: ``maskAE.ipynb``'s own whole-number options (not TrainConfig fields): name -> (lowest value, meaning).
-NOTEBOOK_OPTIONS = {"num_show": (1, "test faces in the results figure"),
-                    "refine_epochs": (0, "seam refiner epochs after training; 0 for none")}  # fmt: skip
+#: ``maskAE.ipynb``'s own whole-number options (not TrainConfig fields): name -> (lowest, meaning).
+NOTEBOOK_OPTIONS = {
+    "num_show": (1, "test faces in the results figure"),
+    "refine_epochs": (0, "seam refiner epochs after training; 0 for none"),
+}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _NONE = {"none", "null"}
@@ -164,12 +166,13 @@ def config_from_params(params: Mapping[str, Any]) -> TrainConfig:
 
 
 def check_notebook_options(params: Mapping[str, Any]) -> None:
-    """The notebook's own options (:data:`NOTEBOOK_OPTIONS`) checked with the others, before training:
-    ``refine_epochs -1`` is refused naming it, not after the MAE has trained."""
+    """The notebook's own options (:data:`NOTEBOOK_OPTIONS`) checked with the others, before
+    training: ``refine_epochs -1`` is refused naming it, not after the MAE has trained."""
     for name, (low, meaning) in NOTEBOOK_OPTIONS.items():
         value = params.get(name, low)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise UserError(f"parameter {name} must be a whole number of at least {low} ({meaning}); got {value!r}")
+            raise UserError(f"parameter {name} must be a whole number of at least {low} "
+                            f"({meaning}); got {value!r}")
 
 
 def parameter_help(params: Mapping[str, Any]) -> str:

@@ -19,8 +19,9 @@ from .checkpoint import resolve
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, host_name, pid_alive, remove_dead_tmp_files
 
-__all__ = ["LOCK_FILE", "REFINER_DIR", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder", "holds_checkpoint", "is_run_folder",
-           "new_run_id", "read_lock", "read_run_id", "stamp_split"]
+__all__ = ["LOCK_FILE", "REFINER_DIR", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder",
+           "holds_checkpoint", "is_run_folder", "new_run_id", "read_lock", "read_run_id",
+           "stamp_split"]
 
 LOCK_FILE = ".lock"
 REPLACED_DIR = ".replaced"
@@ -32,8 +33,9 @@ RUN_ENTRIES = ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpo
 
 
 def is_run_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a training run's folder: its ``config.json`` and at least one other thing a run
-    writes (checkpoints, split, metrics, figures). Its figures (``samples/*.png``) are no faces."""
+    """Whether ``path`` is a training run's folder: its ``config.json`` and at least one other
+    thing a run writes (checkpoints, split, metrics, figures): its ``samples/*.png`` are not
+    faces."""
     path = Path(path)
     return (path / "config.json").is_file() and any((path / n).exists() for n in RUN_ENTRIES[1:])
 
