@@ -280,8 +280,7 @@ def check_run_dir(run_dir: str | Path, option: str = "--run") -> Path:
     """``run_dir`` as a Path if it is a folder; else a :class:`UserError` saying what it is instead
     (missing, or a file): the one check of every command that reads a run (``option``: its flag)."""
     path = Path(run_dir)
-    way_out = (f"give {option} a trained run folder (runs/NAME, holding config.json and "
-               "checkpoints/)")
+    way_out = f"give {option} a training run's folder (runs/NAME, holding config.json)"
     if not path.exists():
         raise UserError(f"run directory {path} does not exist; {way_out}")
     if not path.is_dir():

@@ -508,14 +508,14 @@ def test_a_training_run_folder_is_never_taken_for_faces(tmp_path):
     root = write_faces(tmp_path / "faces", 10)
     run = root / "runs" / "r"
     write_faces(run / "samples", 4, seed=5)
-    (run / "config.json").write_text("{}")
+    (run / "config.json").write_text('{"image_size": 32, "patch_size": 8}')
     (run / "checkpoints").mkdir()
     ds = FaceFolder(root, 32, cache_dir=False)
     assert len(ds) == 10 and not any(f.startswith("runs/") for f in ds.rel_files)
     assert ds.scan_notes == ["left out 1 training run folder(s), whose figures are not faces: runs/r"]
     with pytest.raises(UserError, match=f"data_dir {run} is a training run's folder .* give the folder of photos"):
         FaceFolder(run, 32, cache_dir=False)
-    (run / "config.json").unlink()  # an ordinary folder that happens to hold these names
+    (run / "config.json").write_text('{"labels": "ages"}')  # photos beside a config.json of their own
     assert len(FaceFolder(root, 32, cache_dir=False)) == 14
 
 

@@ -33,11 +33,17 @@ RUN_ENTRIES = ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpo
 
 
 def is_run_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a training run's folder: its ``config.json`` and at least one other
-    thing a run writes (checkpoints, split, metrics, figures): its ``samples/*.png`` are not
-    faces."""
+    """Whether ``path`` is a training run's folder: a ``config.json`` with the run's image and patch
+    sizes, and at least one other thing a run writes (checkpoints, split, metrics, figures): its
+    ``samples/*.png`` are not faces."""
     path = Path(path)
-    return (path / "config.json").is_file() and any((path / n).exists() for n in RUN_ENTRIES[1:])
+    if not any((path / n).exists() for n in RUN_ENTRIES[1:]):
+        return False
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and {"image_size", "patch_size"} <= set(config)
 
 
 def holds_checkpoint(run_dir: Path) -> bool:
