@@ -246,6 +246,7 @@ def test_resume_takes_the_saved_settings_and_a_refused_resume_writes_nothing(tin
     assert log.read_text().count("resumed after epoch 2") == 1
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")  # the planted NaN loss
 def test_a_failure_after_the_start_is_logged_and_a_refused_first_start_leaves_no_folder(tiny_run, tmp_path,
                                                                                         capsys, monkeypatch):
     run = copy_run(tiny_run, tmp_path)
@@ -308,6 +309,6 @@ def test_sigterm_during_refine_says_how_to_continue(tiny_run, tmp_path):
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"stopped (SIGTERM); 1 epoch(s) saved: continue with python -m mae_utils refine --run {run} --resume"
-    assert refiner_files(run)["log"].read_text().splitlines()[-1].startswith("stopped (SIGTERM) in epoch 2; 1 epoch")
+    assert refiner_files(run)["log"].read_text().splitlines()[-1] == last
     assert cli.main(["refine", "--run", str(run), "--resume"]) == 0
     assert torch.load(refiner_files(run)["state"], weights_only=False)["epoch"] == 2

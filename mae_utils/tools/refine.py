@@ -573,23 +573,30 @@ def refine_run(
     _check_target(run_dir, resume, overwrite)
     files = refiner_files(run_dir)
     settings = settings or _resolve_settings(given, files["state"])
-    log_to = _RefineLog(files["log"], log)
-    job = _setup(run_dir, config, settings, device, log_to, progress)
-    if resume:
-        _restore(job)
-    log_to.start(replace=overwrite)
+    log_to = _RefineLog(files["log"], log)  # until the start, lines that a refusal drops
+    job = None
     try:
+        job = _setup(run_dir, config, settings, device, log_to, progress)
+        if resume:
+            _restore(job)
+        log_to.start(replace=overwrite)
         _run_epochs(job)
     except UserError as exc:
         log_to.to_file(f"error: {exc}")  # the command line prints it once, on stderr
         raise
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under the command line
-        exc.next_step = (f"{job.epoch} epoch(s) saved: continue with python -m mae_utils refine "
-                         f"--run {run_dir} --resume" if job.epoch
-                         else "no epoch was saved: run the same command again")
-        log_to.to_file(f"{exc or 'interrupted'} in epoch {job.epoch + 1}; {exc.next_step}")
+        exc.next_step = _after_stop(run_dir, job)
+        log_to.to_file(f"{exc or 'interrupted'}; {exc.next_step}")
         raise
     return RefineResult(run_dir, job.refiner.eval(), files["weights"], list(job.history))
+
+
+def _after_stop(run_dir: Path, job: _Job | None) -> str:
+    """What to do after a stop: continue the epochs this refiner saved, else start it again."""
+    if job is None or not job.epoch:
+        return "no epoch of this refiner was saved: run the same command again"
+    return (f"{job.epoch} epoch(s) saved: continue with python -m mae_utils refine --run {run_dir} "
+            "--resume")
 
 
 # ---------------------------------------------------------------------- command line

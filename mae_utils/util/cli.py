@@ -43,7 +43,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # it saved) sets ``next_step`` on the KeyboardInterrupt it lets through, as refine does.
 NEXT_STEP: dict[str, str] = {
     "train": "a training run continues from its last checkpoint with --resume",
-    "refine": "a refiner continues from its last saved epoch with refine --resume",
     "probe": "a probe writes nothing: run the same command again",
     "evaluate": "evaluate writes its results at the end: run the same command again",
 }
