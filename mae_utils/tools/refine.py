@@ -335,8 +335,7 @@ def _check_target(run_dir: Path, resume: bool, overwrite: bool) -> None:
         if held:  # weights without the state to continue them from: only a new one can be trained
             raise UserError(f"{files['state']} not found: the refiner in {files['folder']} cannot "
                             "be continued; train a new one in its place with refine --run "
-                            f"{run_dir} --overwrite (evaluate and reconstruct use the one there as "
-                            "it is)")
+                            f"{run_dir} --overwrite")
         raise UserError(f"{files['state']} not found: nothing to resume; leave out --resume to train a refiner")
     if held and not resume and not overwrite:
         raise UserError(f"{files['folder']} already holds a refiner: add --resume to continue it, or --overwrite to "
