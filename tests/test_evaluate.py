@@ -385,3 +385,30 @@ def test_reconstruct_refuses_degenerate_photos_naming_the_file(tiny_run, tmp_pat
     fine = tmp_path / "fine.png"
     Image.new("RGB", (16, 60), (150, 110, 90)).save(fine)  # 16 px and 3.75:1: within the limits
     assert cli.main([*argv[:4], str(fine), *argv[5:]]) == 0
+
+
+def test_sigterm_during_evaluate_says_what_happened(tiny_run):
+    """The stop every command shares: exit 130 as train, one line saying what stopped it and how to
+    go on, and no results written."""
+    import subprocess
+    import sys
+
+    from tiny_runs import ROOT, subprocess_env
+
+    script = (
+        "import os, signal, sys\n"
+        "from mae_utils.util import cli\n"
+        "from mae_utils.tools import evaluate\n"
+        "def stopped_here(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "evaluate.evaluate_model = stopped_here\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    out = tiny_run.parent / "stopped_eval"
+    done = subprocess.run([sys.executable, "-c", script, "evaluate", "--run", str(tiny_run), "--out-dir", str(out),
+                           "--device", "cpu"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == "stopped (SIGTERM); evaluate writes its results at the end: run the same command again"
+    assert not out.exists() or not any(out.iterdir())
