@@ -361,6 +361,18 @@ def _non_negative(cfg: TrainConfig, *names: str) -> None:
 
 
 # ---------------------------------------------------------------------- run directories
+def check_run_dir(run_dir: str | Path, option: str = "--run") -> Path:
+    """``run_dir`` as a Path if it is a folder; else a :class:`UserError` saying what it is instead
+    (missing, or a file): the one check of every command that reads a run (``option``: its flag)."""
+    path = Path(run_dir)
+    way_out = f"give {option} a training run's folder (runs/NAME, holding config.json)"
+    if not path.exists():
+        raise UserError(f"run directory {path} does not exist; {way_out}")
+    if not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a run folder; {way_out}")
+    return path
+
+
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The :class:`TrainConfig` stored in ``run_dir/config.json`` (written by ``fit``)."""
     path = Path(run_dir) / "config.json"

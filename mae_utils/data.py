@@ -38,6 +38,7 @@ from .util.errors import UserError
 from .util.fileio import atomic_write_text, environment_error, remove_dead_tmp_files
 from .util.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_image, load_rgb, max_pixels
 from .util.progress import tqdm
+from .util.rundir import is_run_folder
 from .synthetic import generate_faces
 from .transforms import MEAN, STD, Augment, batch_to_input, denormalize, normalize
 
@@ -122,11 +123,16 @@ class _ImageDataset(Dataset):
 
 
 def check_folder(root: str | Path, what: str = "data_dir") -> Path:
+    """``root`` if it is a folder that may hold photos; a training run's folder is refused (its
+    ``samples/`` figures are not faces)."""
     path = Path(root).expanduser()
     if not path.exists():
         raise UserError(f"{what} {path} does not exist")
     if not path.is_dir():
         raise UserError(f"{what} {path} is not a directory")
+    if is_run_folder(path):
+        raise UserError(f"{what} {path} is a training run's folder (config.json, checkpoints, "
+                        "figures), not a folder of face photos; give the folder of photos instead")
     return path
 
 
@@ -139,8 +145,9 @@ def scan_images(
 ) -> tuple[list[str], int]:
     """Image files under ``root`` (recursive, sorted, relative posix paths) and how many other files were ignored.
 
-    Hidden files and folders (names starting with '.') are skipped, as are files without one of
-    :data:`IMAGE_EXTENSIONS`; the order does not depend on the file system. Symlinked sub-folders
+    Hidden files and folders (names starting with '.') are skipped, as are training runs' folders
+    (their figures are not faces) and files without one of :data:`IMAGE_EXTENSIONS`; the order does
+    not depend on the file system. Symlinked sub-folders
     are followed only with ``follow_symlinks`` (default: ``$MASKAE_FOLLOW_SYMLINKS``), each real
     folder once. What the scan did not enter (symlinked folders not followed, folders it cannot read)
     is described in ``notes``, one line each, for the run's log.
@@ -151,6 +158,7 @@ def scan_images(
     ignored = 0
     unreadable: list[OSError] = []
     links: list[str] = []
+    runs: list[str] = []
     visited = {os.path.realpath(root)}
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=follow):
         kept = []
@@ -160,6 +168,9 @@ def scan_images(
                 continue
             if os.path.islink(full) and not follow:
                 links.append(Path(full).relative_to(root).as_posix())
+                continue
+            if is_run_folder(full):
+                runs.append(Path(full).relative_to(root).as_posix())
                 continue
             real = os.path.realpath(full)
             if real in visited:  # a link back into the tree: each real folder once, no loops
@@ -176,6 +187,9 @@ def scan_images(
             else:
                 ignored += 1
     if notes is not None:
+        if runs:
+            notes.append(f"left out {len(runs)} training run folder(s), whose figures are not "
+                         f"faces: {_fmt_names(sorted(runs))}")
         if links:
             notes.append(f"not following {len(links)} symlinked folder(s): {_fmt_names(sorted(links))} "
                          f"(set {FOLLOW_SYMLINKS_ENV}=1 to follow them)")  # fmt: skip

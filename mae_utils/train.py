@@ -48,6 +48,7 @@ from .config import (
     RESUME_OVERRIDABLE,
     TrainConfig,
     add_config_arguments,
+    check_run_dir,
     config_from_args,
     fixed_on_resume,
     load_run_config,
@@ -603,7 +604,7 @@ def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
         raise UserError("--resume continues a run and --overwrite replaces it: give one of them, not both")
     if not args.resume:
         return TrainConfig(**given), False
-    run_dir = Path(args.resume)
+    run_dir = check_run_dir(args.resume, "--resume")
     if (run_dir / REPLACED_DIR).is_dir() and not getattr(args, "dry_run", False):
         # an --overwrite was killed: settle the folder before reading it (a dry run changes nothing)
         RunFolder(run_dir, resume=True, overwrite=False).open().close()

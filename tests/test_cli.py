@@ -53,6 +53,29 @@ def test_closest_flag() -> None:
     assert cli.closest_flag("--nothing-like-it", known) is None
 
 
+@pytest.mark.parametrize("command", ["evaluate", "reconstruct", "refine", "probe"])
+def test_a_file_given_as_the_run_folder_is_named_a_file(command, capsys, tmp_path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# not a run\n")
+    extra = {"reconstruct": ["--images", str(readme), "--out", str(tmp_path / "o.png")],
+             "probe": ["--target", "beard"]}.get(command, [])
+    code = cli.main([command, "--run", str(readme), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == (f"error: --run {readme} is a file, not a run folder; give --run a training run's folder "
+                   "(runs/NAME, holding config.json)\n")
+    assert cli.main([command, "--run", str(tmp_path / "nowhere"), *extra]) == 2
+    assert f"run directory {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+
+
+def test_train_resume_of_a_file_says_it_is_a_file(capsys, tmp_path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# not a run\n")
+    assert cli.main(["train", "--resume", str(readme)]) == 2
+    assert capsys.readouterr().err == (f"error: --resume {readme} is a file, not a run folder; give --resume a "
+                                       "training run's folder (runs/NAME, holding config.json)\n")
+
+
 @pytest.mark.parametrize("command", ["evaluate", "reconstruct"])
 @pytest.mark.parametrize(
     "extra, expected",

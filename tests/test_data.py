@@ -502,6 +502,23 @@ def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
     assert len([f for f in files if f.startswith("linked/")]) == 3 and not any(f.startswith("loop/") for f in files)
 
 
+def test_a_training_run_folder_is_never_taken_for_faces(tmp_path):
+    """A run's figures (samples/*.png) are pictures of faces, not faces: a run folder inside a photo
+    folder is left out with a note, and a run folder given as the photo folder is refused."""
+    root = write_faces(tmp_path / "faces", 10)
+    run = root / "runs" / "r"
+    write_faces(run / "samples", 4, seed=5)
+    (run / "config.json").write_text('{"image_size": 32, "patch_size": 8}')
+    (run / "checkpoints").mkdir()
+    ds = FaceFolder(root, 32, cache_dir=False)
+    assert len(ds) == 10 and not any(f.startswith("runs/") for f in ds.rel_files)
+    assert ds.scan_notes == ["left out 1 training run folder(s), whose figures are not faces: runs/r"]
+    with pytest.raises(UserError, match=f"data_dir {run} is a training run's folder .* give the folder of photos"):
+        FaceFolder(run, 32, cache_dir=False)
+    (run / "config.json").write_text('{"labels": "ages"}')  # photos beside a config.json of their own
+    assert len(FaceFolder(root, 32, cache_dir=False)) == 14
+
+
 
 # ---------------------------------------------------------------------- a damaged cache is rebuilt
 def test_a_cache_damaged_in_place_is_rebuilt_not_served(tmp_path):

@@ -359,3 +359,56 @@ def test_a_failed_write_after_scoring_still_shows_the_scores(tiny_run, tmp_path,
     assert "PSNR masked (dB)" in captured.out and "model - mean_fill" in captured.out  # the scores, not lost
     errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(run / "eval") in errors[0] and "--out-dir" in errors[0], captured.err
+
+
+def test_evaluate_refuses_a_run_folder_as_data_dir(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    write_faces(run / "samples", n=4, size=40, prefix="epoch_")  # the figures training writes there
+    err = cli_error(capsys, ["evaluate", "--run", str(run), "--data-dir", str(run), "--device", "cpu"])
+    assert err == (f"error: --data-dir {run} is a training run's folder, not a folder of face photos: leave "
+                   "--data-dir out to score the run's own held-out faces, or give a folder of photos")
+    assert not (run / "eval").exists()
+
+
+@pytest.mark.parametrize(("width", "height", "why"), [(1, 1, "too small to reconstruct"), (12, 20, "at least 16 px"),
+                                                      (10000, 10, "10000x10 pixels, 1000:1: too elongated"),
+                                                      (400, 40, "at most 4:1")])
+def test_reconstruct_refuses_degenerate_photos_naming_the_file(tiny_run, tmp_path, capsys, width, height, why):
+    photo = tmp_path / f"odd_{width}x{height}.png"
+    Image.new("RGB", (width, height), (150, 110, 90)).save(photo)
+    out = tmp_path / "o.png"
+    argv = ["reconstruct", "--run", str(tiny_run), "--images", str(photo), "--out", str(out), "--device", "cpu"]
+    err = cli_error(capsys, argv)
+    assert err.startswith(f"error: image {photo} is {width}x{height} pixels") and why in err and not out.exists()
+    with pytest.raises(UserError, match=f"image is {width}x{height} pixels"):
+        prepare_images(Image.open(photo), 32)
+    fine = tmp_path / "fine.png"
+    Image.new("RGB", (16, 60), (150, 110, 90)).save(fine)  # 16 px and 3.75:1: within the limits
+    assert cli.main([*argv[:4], str(fine), *argv[5:]]) == 0
+
+
+def test_sigterm_during_evaluate_says_what_happened(tiny_run):
+    """The stop every command shares: exit 130 as train, one line saying what stopped it and how to
+    go on, and no results written."""
+    import subprocess
+    import sys
+
+    from tiny_runs import ROOT, subprocess_env
+
+    script = (
+        "import os, signal, sys\n"
+        "from mae_utils.util import cli\n"
+        "from mae_utils.tools import evaluate\n"
+        "def stopped_here(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "evaluate.evaluate_model = stopped_here\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    out = tiny_run.parent / "stopped_eval"
+    done = subprocess.run([sys.executable, "-c", script, "evaluate", "--run", str(tiny_run), "--out-dir", str(out),
+                           "--device", "cpu"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == "stopped (SIGTERM); evaluate writes its results at the end: run the same command again"
+    assert not out.exists() or not any(out.iterdir())

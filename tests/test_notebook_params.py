@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -176,3 +177,32 @@ def test_papermill_refuses_a_parameter_named_like_an_import(tmp_path):
 def test_evaluate_notebook_with_a_misspelt_run_dir_says_so(tmp_path):
     error = _run_notebook(tmp_path, "notebooks/evaluate.ipynb", run_dir=str(tmp_path / "runs" / "notebok"))
     assert error.ename == "UserError" and "notebok does not exist" in error.evalue  # not the quick model's scores
+
+
+def _main_notebook_namespace(**injected) -> tuple[dict, set]:
+    """maskAE.ipynb's globals after its parameters cell and papermill's injected values (no kernel)."""
+    nb = json.loads((ROOT / "maskAE.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    namespace: dict = {}
+    exec("from typing import Optional", namespace)  # noqa: S102 (the notebook's import cell)
+    before = set(namespace)
+    exec("".join(cell["source"]), namespace)  # noqa: S102 (our own notebook)
+    namespace.update(injected)
+    return namespace, before
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("refine_epochs", -1, "parameter refine_epochs must be a whole number of at least 0 (seam refiner epochs"),
+    ("refine_epochs", "-3", "refine_epochs must be a whole number of at least 0"),
+    ("num_show", 0, "parameter num_show must be a whole number of at least 1 (test faces"),
+])
+def test_the_notebooks_own_options_are_checked_before_training(name, value, message, tmp_path, monkeypatch):
+    from mae_utils.util.notebook_params import check_notebook
+
+    monkeypatch.chdir(tmp_path)
+    namespace, before = _main_notebook_namespace(**{name: value})
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_notebook(namespace, before)
+    namespace, before = _main_notebook_namespace(refine_epochs=0, num_show=1)
+    config, _ = check_notebook(namespace, before)  # 0: no refiner, 1 face: both fine
+    assert config.epochs == namespace["epochs"] and not (tmp_path / "runs").exists()

@@ -3,6 +3,8 @@ check (shuffled labels score at chance), the table's baselines, and the command 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +13,12 @@ from PIL import Image
 
 from mae_utils.synthetic import ATTRIBUTES, face_attributes, generate_faces
 from mae_utils.tools import probe
-from mae_utils.tools.labels import decide_task, folder_labels, regex_labels, synthetic_labels
+from mae_utils.tools.labels import decide_task, folder_labels, nested_repeat, regex_labels, synthetic_labels
 from mae_utils.train import TrainConfig, fit
 from mae_utils.util import cli
 from mae_utils.util.errors import UserError
+
+from tiny_runs import ROOT, subprocess_env
 
 # a 1-block encoder, one quick epoch on 120 synthetic training faces at 32 px (60 held out)
 SMALL = dict(image_size=32, patch_size=8, max_images=200, val_frac=0.1, test_frac=0.3, batch_size=16, epochs=1,
@@ -103,6 +107,42 @@ def test_regex_labels_read_utkface_and_yale_names() -> None:
 def test_bad_patterns_are_named(pattern, target, message) -> None:
     with pytest.raises(UserError, match=message):
         regex_labels(["1_0_a.png", "2_1_b.png", "3_0_c.png"], pattern, target, "DIR")
+
+
+def test_patterns_are_shown_as_typed() -> None:
+    names = ["1_0_a.png", "2_1_b.png", "3_0_c.png", "4_1_d.png"]
+    pattern = r"^\d+_(?P<g>\d)_"
+    note = regex_labels(names, pattern, None, "DIR", check=False).notes[0]
+    assert f"group 'g' of '{pattern}' in" in note and "\\\\" not in note
+    for bad in (r"^zzz(?P<g>\d)", r"^(\d)_"):
+        with pytest.raises(UserError) as raised:
+            regex_labels(names, bad, None, "DIR")
+        assert f"--label-regex '{bad}'" in str(raised.value)
+
+
+@pytest.mark.parametrize(("pattern", "nested"), [
+    (r"(?P<x>([\d_]+)+)Q", True), (r"(a*)*", True), (r"(?:x|(a+))*", True), (r"(a{1,3})+", True),
+    (r"^(?P<age>\d+)_(?P<gender>\d)_", False), (r"yaleB(?P<person>\d\d)_", False), (r"(\d{2}_)+", False),
+    (r"(?P<x>a)+", False),
+])
+def test_nested_repeats_are_found(pattern, nested) -> None:
+    assert nested_repeat(pattern) is nested
+
+
+def test_a_label_regex_that_could_hang_is_refused_up_front(run_dir, tmp_path) -> None:
+    """([\\d_]+)+ backtracks catastrophically on a long name it almost matches (2**31 ways to split 32
+    characters between the two repeats): refused before the model or a face is read, in a subprocess
+    that would otherwise not return."""
+    faces = tmp_path / "faces"
+    _write_faces(faces, 4, lambda i, a: f"{'1234567890' * 3}_{i}.png")
+    pattern = r"(?P<x>([\d_]+)+)Q"
+    argv = [sys.executable, "-m", "mae_utils", "probe", "--run", str(run_dir), "--data-dir", str(faces),
+            "--label-regex", pattern, "--target", "x", "--cache-dir", "off"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=ROOT)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: --label-regex '{pattern}' repeats a part that itself repeats")
+    assert "[\\d_]+ instead of" in lines[0]
 
 
 # ---------------------------------------------------------------------- probes
@@ -223,3 +263,22 @@ def test_maps_and_nearest_neighbours() -> None:
         assert len(fig.axes) == 1
     fig = viz.neighbours_figure(faces, [3, 10], {"features": nn, "pixels": nn})
     assert len(fig.axes) == 2 * (1 + 2 * (1 + 3))
+
+
+def test_sigterm_during_a_probe_says_what_happened(run_dir) -> None:
+    """Stopped by SIGTERM while the features are computed: exit 130 as train, and one line saying so
+    and how to go on (a probe writes nothing, so: again)."""
+    script = (
+        "import os, signal, sys\n"
+        "from mae_utils.util import cli\n"
+        "from mae_utils.tools import probe\n"
+        "def stopped_here(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "probe.feature_sets = stopped_here\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, "probe", "--run", str(run_dir), "--target", "beard"],
+                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == "stopped (SIGTERM); a probe writes nothing: run the same command again"

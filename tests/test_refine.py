@@ -139,8 +139,8 @@ def test_images_per_epoch_shortens_each_epoch_and_still_resumes_exactly(tiny_run
     resumed = refine_run(run, 2, **short, resume=True, **QUIET)
     a, b = straight.refiner.state_dict(), resumed.refiner.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(UserError, match="images_per_epoch"):
-        refine_run(run, 3, **FAST, resume=True, **QUIET)  # a different epoch length is another training
+    with pytest.raises(UserError, match="different images_per_epoch"):
+        refine_run(run, 3, **{**short, "images_per_epoch": 8}, resume=True, **QUIET)  # another training
     with pytest.raises(UserError, match="at least one batch"):
         refine_run(copy_run(tiny_run, tmp_path, "c"), 1, **{**FAST, "images_per_epoch": 3}, **QUIET)
 
@@ -221,3 +221,94 @@ def test_command_line_errors(refined, tiny_run, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli_error(capsys, ["refine", "--run", str(empty)]).startswith("error: ")
+
+
+def test_resume_takes_the_saved_settings_and_a_refused_resume_writes_nothing(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    settings = {**FAST, "images_per_epoch": 5}  # none of them the command line's defaults
+
+    def stop_after_second(message: str) -> None:
+        if message.startswith("refine epoch 2/3"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        refine_run(run, 3, **settings, progress=False, log=stop_after_second)
+    log = refiner_files(run)["log"]
+    before = log.read_bytes()
+    width = cli_error(capsys, ["refine", "--run", str(run), "--resume", "--width", "16"])
+    assert "different width (saved: width 8)" in width and "leave it out" in width and "--overwrite" in width
+    undo = cli_error(capsys, ["refine", "--run", str(run), "--resume", "--epochs", "1"])
+    assert "already trained 2 epochs" in undo
+    assert log.read_bytes() == before  # neither refusal wrote a line
+    assert cli.main(["refine", "--run", str(run), "--resume"]) == 0
+    state = torch.load(refiner_files(run)["state"], weights_only=False)
+    assert state["epoch"] == 3 and state["settings"] == {**state["settings"], **settings, "epochs": 3}
+    assert log.read_text().count("resumed after epoch 2") == 1
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")  # the planted NaN loss
+def test_a_failure_after_the_start_is_logged_and_a_refused_first_start_leaves_no_folder(tiny_run, tmp_path,
+                                                                                        capsys, monkeypatch):
+    run = copy_run(tiny_run, tmp_path)
+    assert "at least one batch" in cli_error(capsys, ["refine", "--run", str(run), "--images-per-epoch", "3"])
+    assert "cannot be continued" not in cli_error(capsys, ["refine", "--run", str(run), "--resume"])
+    assert not refiner_files(run)["folder"].exists()
+    import mae_utils.tools.refine as refine_module
+
+    monkeypatch.setattr(refine_module, "refine_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    err = cli_error(capsys, ["refine", "--run", str(run), "--batch-size", "4", "--width", "8"])
+    assert "the refiner's loss became nan" in err
+    assert refiner_files(run)["log"].read_text().splitlines()[-1] == err
+
+
+def test_a_refiner_without_its_state_names_overwrite(refined, tmp_path, capsys):
+    run = copy_run(refined[0], tmp_path)
+    refiner_files(run)["state"].unlink()
+    err = cli_error(capsys, ["refine", "--run", str(run), "--resume"])
+    assert "cannot be continued" in err and f"refine --run {run} --overwrite" in err and "leave out" not in err
+    assert cli.main(["refine", "--run", str(run), "--overwrite", "--epochs", "1", "--batch-size", "4"]) == 0
+    assert refiner_files(run)["state"].is_file()
+
+
+def test_damaged_refiner_weights_name_both_ways_out(refined, tmp_path, capsys):
+    run = copy_run(refined[0], tmp_path)
+    weights = refiner_files(run)["weights"]
+    weights.write_bytes(weights.read_bytes()[:-50])
+    photo = str(write_faces(tmp_path / "photos", n=1)[0])
+    for argv in (["evaluate", "--run", str(run), "--limit", "2", "--baselines", "mean_fill", "--device", "cpu"],
+                 ["reconstruct", "--run", str(run), "--images", photo, "--out", str(tmp_path / "r.png"), "--blend",
+                  "--device", "cpu"]):
+        err = cli_error(capsys, argv)
+        assert "weights.safetensors" in err and f"refine --run {run} --overwrite" in err and "--no-refine" in err
+        assert cli.main([*argv, "--no-refine"]) == 0
+
+
+def test_sigterm_during_refine_says_how_to_continue(tiny_run, tmp_path):
+    """A stop after the first epoch's save: exit 130 as train, one line naming --resume, the same in
+    the refiner's log, and --resume finishes the job."""
+    import subprocess
+    import sys
+
+    from tiny_runs import ROOT, subprocess_env
+
+    run = copy_run(tiny_run, tmp_path)
+    script = (
+        "import os, signal, sys\n"
+        "from mae_utils.util import cli\n"
+        "from mae_utils.tools import refine\n"
+        "real = refine._save\n"
+        "def save_then_stop(job):\n"
+        "    real(job)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "refine._save = save_then_stop\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, "refine", "--run", str(run), "--batch-size", "4", "--width",
+                           "8"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"stopped (SIGTERM); 1 epoch(s) saved: continue with python -m mae_utils refine --run {run} --resume"
+    assert refiner_files(run)["log"].read_text().splitlines()[-1] == last
+    assert cli.main(["refine", "--run", str(run), "--resume"]) == 0
+    assert torch.load(refiner_files(run)["state"], weights_only=False)["epoch"] == 2

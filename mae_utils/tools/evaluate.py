@@ -43,7 +43,7 @@ import torch
 
 from ..baselines import BASELINES, blend_seams
 from ..util.checkpoint import load_model_from_run
-from ..config import DEVICES
+from ..config import DEVICES, check_run_dir
 from ..data import FaceFolder
 from ..util.errors import UserError
 from .pretrained import load_for_inference
@@ -55,6 +55,7 @@ from ..masking import MASK_KINDS, make_mask
 from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
 from ..util.progress import tqdm
 from ..util.runtime import resolve_device
+from ..util.rundir import is_run_folder
 from ..splits import prepare_data
 from ..transforms import ZOOM_FILLS, batch_to_input, denormalize, zoom_out
 from ..util.loaders import mix_seed
@@ -120,6 +121,10 @@ def load_eval_dataset(
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     run_dir = Path(run_dir)
+    if data_dir is not None and is_run_folder(Path(data_dir).expanduser()):
+        raise UserError(f"--data-dir {data_dir} is a training run's folder, not a folder of "
+                        "face photos: leave --data-dir out to score the run's own held-out faces, "
+                        "or give a folder of photos")
     own_dir = config.data_dir
     foreign = data_dir is not None and (own_dir is None or not _same_folder(data_dir, own_dir))
     if foreign and own_dir is not None and _holds_split(data_dir, run_dir / "split.json"):
@@ -582,9 +587,7 @@ def _model_and_data(
         model, dataset, described = _published_weights(init_from, device, data_dir, split, out_dir,
                                                        write)
         return model, None, dataset, described, Path(init_from), "weights"
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
+    run_dir = check_run_dir(run_dir)
     model, config = load_model_from_run(run_dir, which, device)
     refiner = load_refiner(run_dir, device, checkpoint=which) if refine else None
     return (model, refiner, *load_eval_dataset(run_dir, config, data_dir, split), run_dir, which)

@@ -20,16 +20,22 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..synthetic import ATTRIBUTES, face_attributes
 from ..util.errors import UserError
 
-__all__ = ["TASKS", "Labels", "check_classes", "decide_task", "folder_labels", "regex_labels", "synthetic_labels"]
+__all__ = ["TASKS", "Labels", "check_classes", "check_pattern", "decide_task", "folder_labels",
+           "nested_repeat", "regex_labels", "synthetic_labels"]
 
 TASKS = ("auto", "classify", "regress")
+# the parser behind re.compile (Python 3.10: re.sre_parse), to read a pattern's structure; it
+# holds the opcodes' names too
+_sre = getattr(re, "_parser", None) or getattr(re, "sre_parse")
+_POSSESSIVE = getattr(_sre, "POSSESSIVE_REPEAT", None)  # Python 3.11+: ++, *+, ?+
+_ATOMIC = getattr(_sre, "ATOMIC_GROUP", None)  # Python 3.11+: (?>...)
 #: ``auto``: a numeric target with more distinct values than this is regressed (UTKFace age: ~100).
 MAX_AUTO_CLASSES = 20
 
@@ -134,22 +140,73 @@ def folder_labels(rel_files: Sequence[str], where: str, task: str = "auto", targ
     return _finish(target, texts, keep, task, "folders", where, notes, check)
 
 
-def compile_pattern(pattern: str, target: str | None) -> tuple[re.Pattern[str], str]:
-    """The compiled ``--label-regex`` and the named group to read (``target``, or its only group)."""
+def _repeats(items) -> list[tuple[int, int, Any]]:
+    """Every repeat (``+``, ``*``, ``{m,n}``; greedy or lazy) in a parsed pattern, as (min, max,
+    body), outermost first. Possessive ones (``++``) never backtrack: left out, not their bodies."""
+    found = []
+    for op, av in items:
+        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
+            found.append(av)
+            found += _repeats(av[2])
+        elif op is _POSSESSIVE:
+            found += _repeats(av[2])
+        elif op is _sre.SUBPATTERN:
+            found += _repeats(av[3])
+        elif op is _sre.BRANCH:
+            for branch in av[1]:
+                found += _repeats(branch)
+        elif op in (_sre.ASSERT, _sre.ASSERT_NOT) or op is _ATOMIC:
+            found += _repeats(av[1] if op is not _ATOMIC else av)
+        elif op is _sre.GROUPREF_EXISTS:
+            found += _repeats(av[1]) + (_repeats(av[2]) if av[2] is not None else [])
+    return found
+
+
+def nested_repeat(pattern: str) -> bool:
+    """Whether ``pattern`` repeats a varying number of times something that itself repeats a varying
+    number of times, one of them without bound, such as ``([\\d_]+)+`` or ``(a*)*``: on a name that
+    almost matches, Python's ``re`` tries every way to share the characters among the repeats
+    (catastrophic backtracking) and does not return for hours. ``pattern`` must be valid."""
+    for low, high, body in _repeats(_sre.parse(pattern)):
+        inner = [(lo, hi) for lo, hi, _ in _repeats(body)]
+        if low < high > 1 and any(lo < hi > 1 and _sre.MAXREPEAT in (high, hi) for lo, hi in inner):
+            return True  # both may take a varying number of turns, one of them any number
+    return False
+
+
+def check_pattern(pattern: str) -> re.Pattern[str]:
+    """``--label-regex`` compiled, or a :class:`UserError`: not a valid pattern, or one that can
+    hang (:func:`nested_repeat`); patterns are shown as typed."""
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise UserError(f"--label-regex {pattern!r} is not a valid regular expression: {exc}") from None
+        raise UserError(f"--label-regex '{pattern}' is not a valid regular expression: "
+                        f"{exc}") from None
+    if nested_repeat(pattern):
+        raise UserError(
+            f"--label-regex '{pattern}' repeats a part that itself repeats (like ([\\d_]+)+), "
+            "which can run for hours on a name it almost matches: repeat once (e.g. [\\d_]+ "
+            "instead of ([\\d_]+)+)"
+        )
+    return regex
+
+
+def compile_pattern(pattern: str, target: str | None) -> tuple[re.Pattern[str], str]:
+    """The compiled ``--label-regex`` (:func:`check_pattern`) and the named group to read
+    (``target``, or its only group)."""
+    regex = check_pattern(pattern)
     groups = list(regex.groupindex)
     if not groups:
-        raise UserError(f"--label-regex {pattern!r} has no named group; write the label part as (?P<name>...)")
+        raise UserError(f"--label-regex '{pattern}' has no named group; write the label part as "
+                        "(?P<name>...)")
     if target is None:
         if len(groups) > 1:
             raise UserError(f"--label-regex has several named groups ({', '.join(groups)}); choose one with --target")
         return regex, groups[0]
     if target not in groups:
         raise UserError(
-            f"--target {target!r} is not a named group of --label-regex {pattern!r} (its groups: {', '.join(groups)})"
+            f"--target {target!r} is not a named group of --label-regex '{pattern}' (its groups: "
+            f"{', '.join(groups)})"
         )
     return regex, target
 
@@ -167,10 +224,10 @@ def regex_labels(rel_files: Sequence[str], pattern: str, target: str | None, whe
     if not texts:
         example = PurePosixPath(rel_files[0]).name if len(rel_files) else "(no files)"
         raise UserError(
-            f"--label-regex {pattern!r} matches none of the {len(rel_files)} file names in {where} "
+            f"--label-regex '{pattern}' matches none of the {len(rel_files)} file names in {where} "
             f"(e.g. {example!r}); it is searched in the file name only"
         )
-    notes = [f"labels: group {group!r} of {pattern!r} in the file names of {where}"]
+    notes = [f"labels: group {group!r} of '{pattern}' in the file names of {where}"]
     if len(keep) < len(rel_files):
         notes.append(f"left out {len(rel_files) - len(keep)} of {len(rel_files)} image(s) whose names do not match")
     return _finish(group, texts, keep, task, "regex", where, notes, check)

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..config import DEVICES, TrainConfig
+from ..config import DEVICES, TrainConfig, check_run_dir
 from ..data import FaceFolder
 from ..model import MaskedAutoencoder
 from ..splits import prepare_data
@@ -46,7 +46,7 @@ from ..util.progress import tqdm
 from ..util.runtime import resolve_device
 from ..metrics import mean_ci95
 from ..transforms import batch_to_input
-from .labels import TASKS, Labels, folder_labels, regex_labels, synthetic_labels
+from .labels import TASKS, Labels, check_pattern, folder_labels, regex_labels, synthetic_labels
 
 __all__ = [
     "EncoderFeatures", "ProbeData", "add_cli_arguments", "encode", "fit_probe", "format_table", "load_probe_data",
@@ -443,8 +443,11 @@ def probe_run(
             raise UserError(f"{name} must be at least 2; got {value}")
     if not 0 < test_frac < 1:
         raise UserError(f"test_frac must lie between 0 and 1; got {test_frac}")
-    if not Path(run_dir).is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
+    if label_regex:
+        check_pattern(label_regex)  # before the model and the faces are loaded
+    check_run_dir(run_dir)
+    if second_run is not None:
+        check_run_dir(second_run, "--second-run")
     dev = resolve_device(device)
     model, config = load_model_from_run(run_dir, which, dev)
     second = None

@@ -39,6 +39,7 @@ from ..viz import DEFAULT_TITLES, four_panel_figure, masked_image
 __all__ = [
     "add_cli_arguments",
     "add_mask_arguments",
+    "check_photo_shape",
     "last_panel",
     "model_prediction",
     "model_reconstruction",
@@ -50,6 +51,12 @@ __all__ = [
 ]
 
 ImageInput = str | Path | torch.Tensor | np.ndarray | Any  # Any: a PIL image
+#: A photo's shorter side must have at least this many pixels (or the model's input size, if
+#: smaller): a smaller one is enlarged into a blur.
+MIN_SIDE = 16
+#: A photo's longer side may be at most this many times its shorter side: beyond it, the square
+#: center crop keeps too little of it (a 10000x10 image: 0.1%) to be a face.
+MAX_ASPECT = 4.0
 
 
 # ---------------------------------------------------------------------- the core step
@@ -91,6 +98,27 @@ def model_reconstruction(model: torch.nn.Module, imgs: torch.Tensor, mask: torch
 
 
 # ---------------------------------------------------------------------- inputs
+def check_photo_shape(width: int, height: int, name: str, size: int) -> None:
+    """Refuse, naming ``name``, a photo too elongated (:data:`MAX_ASPECT`) or too small
+    (:data:`MIN_SIDE`) for its reconstruction at ``size`` px and its scores to mean anything."""
+    short, long = sorted((int(width), int(height)))
+    min_side = min(MIN_SIDE, size)
+    if long > MAX_ASPECT * short:
+        raise UserError(f"{name} is {width}x{height} pixels, {long / short:.0f}:1: too elongated "
+                        f"to be a face (at most {MAX_ASPECT:g}:1; the square center crop would "
+                        f"keep {short / long:.1%} of it); crop it around the face first")
+    if short < min_side:
+        raise UserError(f"{name} is {width}x{height} pixels: too small to reconstruct (the shorter "
+                        f"side must be at least {min_side} px); use a larger photo")
+
+
+def _photo_file(path: str | Path, size: int) -> torch.Tensor:
+    face = load_face(path, size)  # names a missing or unreadable file first
+    with Image.open(Path(path).expanduser()) as img:
+        check_photo_shape(*img.size, f"image {path}", size)
+    return face
+
+
 def _resize_center_crop01(x: torch.Tensor, size: int) -> torch.Tensor:
     """(3, h, w) in [0, 1] -> (3, size, size): shorter side to ``size`` (antialiased), center crop."""
     _, h, w = x.shape
@@ -106,7 +134,7 @@ def _resize_center_crop01(x: torch.Tensor, size: int) -> torch.Tensor:
 def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
     """One input -> uint8 (3, size, size), the datasets' item form."""
     if isinstance(item, (str, Path)):
-        return load_face(item, size)
+        return _photo_file(item, size)
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[-1] != 3:
             raise UserError(f"{where}: a numpy image must be (H, W, 3), got shape {item.shape}")
@@ -119,6 +147,7 @@ def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
             raise UserError(f"{where}: an image tensor must be (3, H, W) in [0, 1], got shape {tuple(item.shape)}")
         if not item.is_floating_point():
             raise UserError(f"{where}: an image tensor must hold floats in [0, 1], got dtype {item.dtype}")
+        check_photo_shape(item.shape[2], item.shape[1], where, size)
         lo, hi = float(item.min()), float(item.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise UserError(
@@ -128,6 +157,7 @@ def _one_image(item: ImageInput, size: int, where: str) -> torch.Tensor:
         x01 = _resize_center_crop01(item.detach().cpu().float().clamp(0, 1), size)
         return x01.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)  # 8-bit pixels, as any photo
     if isinstance(item, Image.Image):
+        check_photo_shape(*item.size, where, size)
         return image_tensor(resize_center_crop(to_rgb(item), size))
     raise UserError(
         f"{where}: expected a file path, a PIL image, or a (3, H, W) tensor in [0, 1]; got {type(item).__name__}"
@@ -139,7 +169,9 @@ def prepare_images(images: ImageInput | Sequence[ImageInput], image_size: int) -
 
     Files go through the data module's decoder (any mode, EXIF orientation, resize + center crop), so
     a photo looks to the model exactly as a training image did; float tensors are rounded to 8-bit
-    pixels. :func:`mae_utils.transforms.batch_to_input` makes the model's input from the batch.
+    pixels. A photo more elongated than :data:`MAX_ASPECT`:1 (4:1) or with a shorter side under
+    :data:`MIN_SIDE` (16) pixels is refused (:func:`check_photo_shape`).
+    :func:`mae_utils.transforms.batch_to_input` makes the model's input from the batch.
     """
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         items: list[ImageInput] = list(images)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from ..config import DEVICES, TrainConfig, load_run_config
+from ..config import DEVICES, TrainConfig, check_run_dir, load_run_config
 from ..metrics import patch_mask_to_pixel_mask, psnr_masked
 from ..model import MaskedAutoencoder
 from ..optim import make_adamw, one_cycle_plan, param_groups
@@ -68,6 +68,8 @@ STATE_FILE = "state.pt"
 LOG_FILE = "log.txt"
 WARMUP_FRAC = 0.1
 CHECKPOINT = "best"  # the MAE checkpoint a refiner is trained for
+# evaluate's and reconstruct's flag that uses the MAE's own output (the same name in both)
+_WITHOUT_REFINER = "leave the refiner out with --no-refine"
 
 
 # ---------------------------------------------------------------------- the network
@@ -166,15 +168,20 @@ def _save_weights(path: Path, refiner: SeamRefiner, record: dict[str, Any]) -> N
 
 
 def _refiner_config(path: Path, meta: dict[str, str]) -> dict[str, int]:
+    """The refiner's shape from its weights' metadata; the caller adds the way out to an error."""
     try:
         config = json.loads(meta["refiner_config"])
         SeamRefiner(**config)  # checks the values
     except (KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"{path}: no valid refiner_config in its metadata ({exc}); refine the run again with "
-                        "--overwrite") from None  # fmt: skip
+        raise UserError(f"{path}: no valid refiner_config in its metadata ({exc})") from None
     if not isinstance(config, dict) or set(config) != {"in_chans", "width", "layers"}:
-        raise UserError(f"{path}: refiner_config must name in_chans, width and layers; refine again with --overwrite")
+        raise UserError(f"{path}: refiner_config must name in_chans, width and layers")
     return config
+
+
+def _damaged_way_out(run_dir: str | Path) -> str:
+    return (f"train a new refiner with python -m mae_utils refine --run {run_dir} --overwrite, "
+            f"or {_WITHOUT_REFINER}")
 
 
 def refiner_record(run_dir: str | Path) -> dict[str, Any] | None:
@@ -185,8 +192,11 @@ def refiner_record(run_dir: str | Path) -> dict[str, Any] | None:
     meta = ckpt.read_header(path)[0]
     try:
         return {"config": _refiner_config(path, meta), **json.loads(meta.get("refiner_record", "{}"))}
+    except UserError as exc:
+        raise UserError(f"{exc}; {_damaged_way_out(run_dir)}") from None
     except ValueError:
-        raise UserError(f"{path}: its refiner_record metadata is not valid JSON; refine again with --overwrite") from None
+        raise UserError(f"{path}: its refiner_record metadata is not valid JSON; "
+                        f"{_damaged_way_out(run_dir)}") from None
 
 
 def load_refiner(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | None = None) -> SeamRefiner | None:
@@ -200,14 +210,18 @@ def load_refiner(run_dir: str | Path, device: str | torch.device = "cpu", checkp
     if not files["weights"].is_file():
         if files["state"].is_file():
             raise UserError(f"{files['weights']} is missing beside {files['state']}; finish it with refine --resume, "
-                            "or start again with --overwrite")  # fmt: skip
+                            f"start again with --overwrite, or {_WITHOUT_REFINER}")
         return None
     path = files["weights"]
-    meta, tensors = ckpt.read_header(path)
-    refiner = SeamRefiner(**_refiner_config(path, meta))
-    ckpt.check_tensor_set({k: tuple(v.shape) for k, v in refiner.state_dict().items()}, tensors, str(path))
-    state = ckpt.load_weights_file(path)
-    ckpt.check_finite(state, str(path))
+    try:
+        meta, tensors = ckpt.read_header(path)
+        refiner = SeamRefiner(**_refiner_config(path, meta))
+        shapes = {k: tuple(v.shape) for k, v in refiner.state_dict().items()}
+        ckpt.check_tensor_set(shapes, tensors, str(path))
+        state = ckpt.load_weights_file(path)
+        ckpt.check_finite(state, str(path))
+    except UserError as exc:
+        raise UserError(f"{exc}; {_damaged_way_out(run_dir)}") from None
     refiner.load_state_dict(state, strict=True)
     if checkpoint is not None:
         _check_same_mae(run_dir, checkpoint, refiner_record(run_dir) or {})
@@ -219,8 +233,8 @@ def _check_same_mae(run_dir: str | Path, checkpoint: str, record: dict[str, Any]
     if record.get("mae_sha256") != file_sha256(weights):
         raise UserError(
             f"{refiner_files(run_dir)['folder']} was trained on other MAE weights than {weights} (the run was "
-            f"trained further, or this is another checkpoint): refine again with --overwrite, or leave the refiner "
-            f"out (--no-refine)"
+            f"trained further, or this is another checkpoint): refine again with --overwrite, or "
+            f"{_WITHOUT_REFINER}"
         )
 
 
@@ -238,6 +252,11 @@ class RefineSettings:
     grad_weight: float
     weight_decay: float
     images_per_epoch: int | None = None  # None: the whole training split each epoch
+
+
+#: A new refiner's settings where none are given; a resumed one keeps its saved ones.
+DEFAULT_SETTINGS = RefineSettings(epochs=2, batch_size=32, lr=1e-3, width=32, layers=4, seed=0,
+                                  grad_weight=0.0, weight_decay=0.0)
 
 
 @dataclass
@@ -294,9 +313,7 @@ def _check_settings(s: RefineSettings) -> RefineSettings:
 
 def _check_run(run_dir: str | Path) -> tuple[Path, TrainConfig]:
     """The run folder and its config; refuses a missing run, one without a checkpoint, a norm_pix_loss run."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist; give --run a trained run folder (runs/NAME)")
+    run_dir = check_run_dir(run_dir)
     config = load_run_config(run_dir)
     ckpt.check_not_half_replaced(run_dir, CHECKPOINT)
     ckpt.resolve(run_dir / "checkpoints" / CHECKPOINT)  # a clear error when the run has no checkpoint yet
@@ -315,21 +332,45 @@ def _check_target(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise UserError("--resume continues a refiner and --overwrite replaces it: give one of them, not both")
     held = files["weights"].exists() or files["state"].exists()
     if resume and not files["state"].is_file():
+        if held:  # weights without the state to continue them from: only a new one can be trained
+            raise UserError(f"{files['state']} not found: the refiner in {files['folder']} cannot "
+                            "be continued; train a new one in its place with refine --run "
+                            f"{run_dir} --overwrite")
         raise UserError(f"{files['state']} not found: nothing to resume; leave out --resume to train a refiner")
     if held and not resume and not overwrite:
         raise UserError(f"{files['folder']} already holds a refiner: add --resume to continue it, or --overwrite to "
                         "train a new one in its place")  # fmt: skip
 
 
-def _make_log(path: Path, echo: Callable[[str], None] | None) -> Callable[[str], None]:
-    echo = echo or tqdm.write
+class _RefineLog:
+    """Shows each line (``echo``) and keeps it for ``RUN/refiner/log.txt``, where the lines go once
+    the training has started (:meth:`start`): a start that is refused writes nothing."""
 
-    def log(message: str) -> None:
-        echo(message)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(message.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+    def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
+        self.path, self.echo = path, echo or tqdm.write
+        self.pending: list[str] | None = []
 
-    return log
+    def __call__(self, message: str) -> None:
+        self.echo(message)
+        self.to_file(message)
+
+    def to_file(self, message: str) -> None:
+        line = message.encode("utf-8", "backslashreplace").decode("utf-8") + "\n"
+        if self.pending is not None:
+            self.pending.append(line)
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def start(self, replace: bool) -> None:
+        """Create the refiner's folder, write the lines so far (after the old log, or in its
+        place with ``replace``)."""
+        self.path.parent.mkdir(exist_ok=True)
+        if replace:
+            self.path.unlink(missing_ok=True)
+        lines, self.pending = self.pending or [], None
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.writelines(lines)
 
 
 def _run_id(run_dir: Path) -> str | None:
@@ -373,17 +414,31 @@ STATE_TYPES: dict[str, type | tuple[type, ...]] = {
 }  # fmt: skip
 
 
+def _resolve_settings(given: dict[str, Any], state_path: Path | None) -> RefineSettings:
+    """The given settings (None: not given) over the saved ones of ``state_path`` (a resume) or
+    :data:`DEFAULT_SETTINGS`. A resume refuses a given setting that differs from the saved one, all
+    but ``epochs`` (more epochs extend the training)."""
+    values = dataclasses.asdict(DEFAULT_SETTINGS)
+    if state_path is not None:
+        state = ckpt.load_state_file(state_path, "cpu", STATE_TYPES, "start again with --overwrite")
+        saved = state["settings"]
+        changed = [k for k, v in given.items() if v not in (None, saved.get(k)) and k != "epochs"]
+        if changed:
+            was = ", ".join(f"{k} {saved.get(k)!r}" for k in changed)
+            raise UserError(f"cannot resume {state_path.parent} with a different "
+                            f"{', '.join(changed)} (saved: {was}); leave "
+                            f"{'them' if len(changed) > 1 else 'it'} out (--resume takes the saved "
+                            "settings), or --overwrite to train a new refiner")
+        values.update({k: saved[k] for k in values if k in saved})
+    values.update({k: v for k, v in given.items() if v is not None})
+    return _check_settings(RefineSettings(**values))
+
+
 def _restore(job: _Job) -> None:
     """Continue from ``RUN/refiner/state.pt`` exactly: weights, optimizer, schedule, counters."""
     path = refiner_files(job.run_dir)["state"]
     state = ckpt.load_state_file(path, job.device, STATE_TYPES, "start again with --overwrite")
     saved = state["settings"]
-    now = dataclasses.asdict(job.settings)
-    changed = [k for k in now if k != "epochs" and saved.get(k) != now[k]]
-    if changed:
-        raise UserError(f"cannot resume {path.parent} with a different {', '.join(changed)} (saved: "
-                        f"{', '.join(f'{k} {saved.get(k)!r}' for k in changed)}); give the saved values, or "
-                        "--overwrite to train a new refiner")  # fmt: skip
     if job.settings.epochs < state["epoch"]:
         raise UserError(f"{path.parent} has already trained {state['epoch']} epochs; --epochs {job.settings.epochs} "
                         f"cannot undo them: give --epochs {state['epoch']} or more")  # fmt: skip
@@ -480,15 +535,15 @@ def _run_epochs(job: _Job) -> None:
 
 def refine_run(
     run_dir: str | Path,
-    epochs: int = 2,
+    epochs: int | None = None,
     *,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    width: int = 32,
-    layers: int = 4,
-    seed: int = 0,
-    grad_weight: float = 0.0,
-    weight_decay: float = 0.0,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    width: int | None = None,
+    layers: int | None = None,
+    seed: int | None = None,
+    grad_weight: float | None = None,
+    weight_decay: float | None = None,
     images_per_epoch: int | None = None,
     device: str = "auto",
     resume: bool = False,
@@ -505,21 +560,42 @@ def refine_run(
     that epoch's shuffle): at 256 px the refiner runs at ~4 images/s on CPU, a full epoch ~80 min.
     ``resume`` continues ``state.pt`` exactly (2 epochs = 1 + resume 1, bit for bit
     on CPU); a run that already has a refiner needs ``resume`` or ``overwrite``. The MAE's files are
-    only read.
+    only read. A setting left as None is :data:`DEFAULT_SETTINGS`'s, or with ``resume`` the saved
+    one (a different one is refused, but for ``epochs``). A refused start writes nothing; a failure
+    or a stop after the start is logged with the way on.
     """
-    settings = _check_settings(RefineSettings(epochs, batch_size, lr, width, layers, seed, grad_weight, weight_decay,
-                                              images_per_epoch))  # fmt: skip
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, width=width, layers=layers, seed=seed,
+                 grad_weight=grad_weight, weight_decay=weight_decay,
+                 images_per_epoch=images_per_epoch)
+    settings = None if resume else _resolve_settings(given, None)  # a bad value is named first
     run_dir, config = _check_run(run_dir)
     _check_target(run_dir, resume, overwrite)
     files = refiner_files(run_dir)
-    files["folder"].mkdir(exist_ok=True)
-    if overwrite and files["log"].exists():
-        files["log"].unlink()
-    job = _setup(run_dir, config, settings, device, _make_log(files["log"], log), progress)
-    if resume:
-        _restore(job)
-    _run_epochs(job)
+    settings = settings or _resolve_settings(given, files["state"])
+    log_to = _RefineLog(files["log"], log)  # until the start, lines that a refusal drops
+    job = None
+    try:
+        job = _setup(run_dir, config, settings, device, log_to, progress)
+        if resume:
+            _restore(job)
+        log_to.start(replace=overwrite)
+        _run_epochs(job)
+    except UserError as exc:
+        log_to.to_file(f"error: {exc}")  # the command line prints it once, on stderr
+        raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under the command line
+        exc.next_step = _after_stop(run_dir, job)
+        log_to.to_file(f"{exc or 'interrupted'}; {exc.next_step}")
+        raise
     return RefineResult(run_dir, job.refiner.eval(), files["weights"], list(job.history))
+
+
+def _after_stop(run_dir: Path, job: _Job | None) -> str:
+    """What to do after a stop: continue the epochs this refiner saved, else start it again."""
+    if job is None or not job.epoch:
+        return "no epoch of this refiner was saved: run the same command again"
+    return (f"{job.epoch} epoch(s) saved: continue with python -m mae_utils refine --run {run_dir} "
+            "--resume")
 
 
 # ---------------------------------------------------------------------- command line
@@ -530,20 +606,28 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "smooth them with the same masked loss. Writes RUN/refiner/; evaluate and reconstruct then use it."
     )
     parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run directory (runs/NAME)")
-    parser.add_argument("--epochs", type=int, default=2, help="passes over the run's training split (default: 2)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per step (default: 32)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the One-Cycle plan (default: 1e-3)")
-    parser.add_argument("--width", type=int, default=32, help="channels of the refiner's convolutions (default: 32)")
-    parser.add_argument("--grad-weight", type=float, default=0.0,
+    d = DEFAULT_SETTINGS
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"passes over the run's training split (default: {d.epochs})")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"images per step (default: {d.batch_size})")
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"peak learning rate of the One-Cycle plan (default: {d.lr:g})")
+    parser.add_argument("--width", type=int, default=None,
+                        help=f"channels of the refiner's convolutions (default: {d.width})")
+    parser.add_argument("--grad-weight", type=float, default=None,
                         help="weight of an L1 loss on pixel differences in the hidden region, towards the photo's "
                              "detail (default: 0, off; an experiment)")  # fmt: skip
     parser.add_argument("--images-per-epoch", type=int, default=None,
                         help="train each epoch on only this many images of the shuffled training split (default: "
                              "all); for 256 px runs on CPU, where a full epoch takes over an hour")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="seed of the refiner's weights, batches and masks (default: 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"seed of the refiner's weights, batches, masks (default: {d.seed})")
     parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="where to train; auto = CUDA, then MPS, then CPU (default: auto)")
-    parser.add_argument("--resume", action="store_true", help="continue RUN/refiner from its state.pt (exactly)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue RUN/refiner from its state.pt (exactly), with its saved "
+                             "settings; only a larger --epochs may be given to extend it")
     parser.add_argument("--overwrite", action="store_true", help="train a new refiner in place of the run's one")
 
 

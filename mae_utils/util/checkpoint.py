@@ -40,7 +40,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from ..config import load_run_config
+from ..config import check_run_dir, load_run_config
 from .errors import UserError
 from .fileio import environment_error
 from ..model import MaskedAutoencoder
@@ -367,6 +367,7 @@ def load_model_from_run(run_dir: str | Path, which: str = "best", device: str | 
     """``(model, TrainConfig)`` of a training run; ``which`` is 'best' or 'last'."""
     if which not in ("best", "last"):
         raise UserError(f"which must be 'best' or 'last'; got {which!r}")
+    check_run_dir(run_dir)
     check_not_half_replaced(run_dir, which)
     config = load_run_config(run_dir)
     check_run_files(run_dir, which)

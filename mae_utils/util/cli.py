@@ -3,7 +3,8 @@
 Each command lives in the module that does its job; that module exposes
 ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``. This file only dispatches, and turns a
 :class:`~mae_utils.util.errors.UserError` (or an ``OSError`` from the environment: disk full, permission
-denied) into one ``error: ...`` line on stderr and exit status 2.
+denied) into one ``error: ...`` line on stderr and exit status 2. Ctrl-C and SIGTERM stop any
+command the same way: one line saying what happened and how to go on, exit status 130.
 
 Flags are never guessed: abbreviations are off (``--epoch`` is not ``--epochs``), and an unknown or
 misspelt flag is reported by the sub-command's own parser, with its usage and the closest valid flag.
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UserError
+from .errors import UserError, sigterm_as_interrupt
 from .fileio import environment_error
 
 
@@ -36,6 +37,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("mae_utils.tools.probe", "linear probes: what the frozen encoder knows, against pixels and random weights"),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
 }
+
+
+# What to do after Ctrl-C or SIGTERM stopped a command; a command that knows more (how many epochs
+# it saved) sets ``next_step`` on the KeyboardInterrupt it lets through, as refine does.
+NEXT_STEP: dict[str, str] = {
+    "train": "a training run continues from its last checkpoint with --resume",
+    "probe": "a probe writes nothing: run the same command again",
+    "evaluate": "evaluate writes its results at the end: run the same command again",
+}
+NEXT_STEP_ELSE = "run the same command again"
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -90,14 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extras:  # argparse would report these from the top-level parser, with the wrong usage line
         reject_unknown(commands[args.command], extras)
     try:
-        return int(args._run(args) or 0)
+        with sigterm_as_interrupt():  # a scheduler's or kill's stop ends any command as Ctrl-C does
+            return int(args._run(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the environment (disk full, permissions, a vanished file): never a traceback
         print(f"error: {environment_error(exc, exc.filename or '', 'use')}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during training (errors.Terminated)
-        print(f"{exc or 'interrupted'}; a training run continues from its last checkpoint with --resume",
-              file=sys.stderr)  # fmt: skip
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
+        next_step = getattr(exc, "next_step", None) or NEXT_STEP.get(args.command, NEXT_STEP_ELSE)
+        print(f"{exc or 'interrupted'}; {next_step}", file=sys.stderr)
         return 130

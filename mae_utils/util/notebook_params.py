@@ -31,12 +31,18 @@ from .rundir import holds_checkpoint
 __all__ = [
     "check_no_shadowed_imports",
     "check_notebook",
+    "check_notebook_options",
     "check_parameters",
     "check_run_folder",
     "config_from_params",
     "parameter_help",
 ]
 
+#: ``maskAE.ipynb``'s own whole-number options (not TrainConfig fields): name -> (lowest, meaning).
+NOTEBOOK_OPTIONS = {
+    "num_show": (1, "test faces in the results figure"),
+    "refine_epochs": (0, "seam refiner epochs after training; 0 for none"),
+}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _NONE = {"none", "null"}
@@ -159,6 +165,16 @@ def config_from_params(params: Mapping[str, Any]) -> TrainConfig:
     return TrainConfig(**values).validate()
 
 
+def check_notebook_options(params: Mapping[str, Any]) -> None:
+    """The notebook's own options (:data:`NOTEBOOK_OPTIONS`) checked with the others, before
+    training: ``refine_epochs -1`` is refused naming it, not after the MAE has trained."""
+    for name, (low, meaning) in NOTEBOOK_OPTIONS.items():
+        value = params.get(name, low)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UserError(f"parameter {name} must be a whole number of at least {low} "
+                            f"({meaning}); got {value!r}")
+
+
 def parameter_help(params: Mapping[str, Any]) -> str:
     """Each TrainConfig parameter with its value and the help text ``TrainConfig`` holds for it."""
     rows = []
@@ -198,10 +214,12 @@ def check_notebook(
     namespace: MutableMapping[str, Any], before: set[str], notebook: str = "maskAE.ipynb"
 ) -> tuple[TrainConfig, bool]:
     """The one call after ``maskAE.ipynb``'s parameters cell: names and types (:func:`check_parameters`),
-    the validated :class:`TrainConfig` (:func:`config_from_params`) and the run folder
+    the validated :class:`TrainConfig` (:func:`config_from_params`), the notebook's own options
+    (:func:`check_notebook_options`) and the run folder
     (:func:`check_run_folder`). Prints one line on the model and the run; returns (config, overwrite)."""
     params = check_parameters(namespace, before)
     config = config_from_params(params)
+    check_notebook_options(params)
     overwrite = check_run_folder(config, bool(params.get("overwrite", False)), notebook)
     arch = config.architecture()
     data = config.data_dir or "built-in synthetic faces"

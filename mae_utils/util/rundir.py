@@ -19,8 +19,9 @@ from .checkpoint import resolve
 from .errors import UserError
 from .fileio import atomic_write_text, environment_error, host_name, pid_alive, remove_dead_tmp_files
 
-__all__ = ["LOCK_FILE", "REFINER_DIR", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder", "holds_checkpoint", "new_run_id", "read_lock",
-           "read_run_id", "stamp_split"]
+__all__ = ["LOCK_FILE", "REFINER_DIR", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder",
+           "holds_checkpoint", "is_run_folder", "new_run_id", "read_lock", "read_run_id",
+           "stamp_split"]
 
 LOCK_FILE = ".lock"
 REPLACED_DIR = ".replaced"
@@ -29,6 +30,20 @@ REFINER_DIR = "refiner"
 #: What a training run writes into its folder (everything else there is the user's and left alone); the
 #: refiner is among them so that ``--overwrite`` replaces it with the weights it was trained on.
 RUN_ENTRIES = ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpoints", "samples", "eval", REFINER_DIR)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a training run's folder: a ``config.json`` with the run's image and patch
+    sizes, and at least one other thing a run writes (checkpoints, split, metrics, figures): its
+    ``samples/*.png`` are not faces."""
+    path = Path(path)
+    if not any((path / n).exists() for n in RUN_ENTRIES[1:]):
+        return False
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and {"image_size", "patch_size"} <= set(config)
 
 
 def holds_checkpoint(run_dir: Path) -> bool:
