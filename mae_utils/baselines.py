@@ -18,7 +18,8 @@ from skimage.restoration import inpaint_biharmonic as _skimage_biharmonic
 from .util.errors import UserError
 from .metrics import check_images, check_pixel_mask, compute_dtype
 
-__all__ = ["BASELINES", "blend_seams", "inpaint_biharmonic", "inpaint_harmonic", "inpaint_mean_fill"]
+__all__ = ["BASELINES", "blend_seams", "harmonic_start", "inpaint_biharmonic", "inpaint_harmonic",
+           "inpaint_mean_fill"]
 
 
 def _check_baseline_inputs(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
@@ -63,6 +64,17 @@ def _fill_level(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         avg = 0.25 * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
         filled = known * values + (1 - known) * avg
     return filled
+
+
+def harmonic_start(values: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+    """A cheap harmonic fill of images in any units (N, C, H, W), hidden where ``pixel_mask`` (N, 1,
+    H, W) is 1: the coarse-to-fine Jacobi sweeps that start :func:`inpaint_harmonic` (the coarsest
+    level starts from the mean of the visible pixels; visible pixels stay fixed), without its exact
+    finish. Reads no hidden pixel, so a model may take it as a hint (``MaskedAutoencoder``'s
+    ``fill_start``); on the GPU too."""
+    hidden = (pixel_mask > 0.5).expand_as(values)
+    known = (~hidden).to(values.dtype)
+    return _fill_level(torch.where(hidden, torch.zeros_like(values), values), known)
 
 
 def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:
