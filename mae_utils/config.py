@@ -127,8 +127,8 @@ class TrainConfig:
     )
     standardize_visible: bool = _f(
         False, "standardise each image per channel by the mean and std of its visible pixels "
-        "(undone on output): the model need not learn each photo's lighting and colour; not with "
-        "norm_pix_loss"
+        "(undone on output; losses are then in those units): the model need not learn each photo's "
+        "lighting and colour; not with norm_pix_loss"
     )
     # optimisation
     epochs: int = _f(14, "passes over the training images")
