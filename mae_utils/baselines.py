@@ -18,7 +18,8 @@ from skimage.restoration import inpaint_biharmonic as _skimage_biharmonic
 from .util.errors import UserError
 from .metrics import check_images, check_pixel_mask, compute_dtype
 
-__all__ = ["BASELINES", "blend_seams", "inpaint_biharmonic", "inpaint_harmonic", "inpaint_mean_fill"]
+__all__ = ["BASELINES", "blend_seams", "harmonic_start", "inpaint_biharmonic", "inpaint_harmonic",
+           "inpaint_mean_fill"]
 
 
 def _check_baseline_inputs(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
@@ -38,8 +39,8 @@ def inpaint_mean_fill(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch
     return vis * images01 + m * mean.expand_as(images01)
 
 
-def _fill_level(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Rough harmonic fill of one pyramid level (coarse-to-fine start, a few Jacobi sweeps)."""
+def _fill_level(values: torch.Tensor, known: torch.Tensor, sweeps: int = 10) -> torch.Tensor:
+    """Rough harmonic fill of one pyramid level (coarse-to-fine start, ``sweeps`` Jacobi sweeps)."""
     h, w = values.shape[-2:]
     if min(h, w) <= 4:
         # Coarsest level: start from the mean of what is known (every image has some known pixel).
@@ -54,15 +55,28 @@ def _fill_level(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         k = F.pad(known, (0, wp - w, 0, hp - h))
         ksum = F.avg_pool2d(k, 2)
         coarse_v = F.avg_pool2d(v, 2) / ksum.clamp_min(1e-12)
-        coarse = _fill_level(coarse_v, (ksum > 0).to(values.dtype))
+        coarse = _fill_level(coarse_v, (ksum > 0).to(values.dtype), sweeps)
         up = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
         filled = known * values + (1 - known) * up
-        iters = 10
+        iters = sweeps
+    fixed, free = known * values, 0.25 * (1 - known)  # once per level: the sweeps are the cost
     for _ in range(iters):
         p = F.pad(filled, (1, 1, 1, 1), mode="replicate")  # zero normal derivative at the image border
-        avg = 0.25 * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
-        filled = known * values + (1 - known) * avg
+        neighbours = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+        filled = torch.addcmul(fixed, free, neighbours)  # the 4-neighbour mean on hidden pixels
     return filled
+
+
+def harmonic_start(values: torch.Tensor, pixel_mask: torch.Tensor, sweeps: int = 3) -> torch.Tensor:
+    """A cheap harmonic fill of images in any units (N, C, H, W), hidden where ``pixel_mask`` (N, 1,
+    H, W) is 1: the coarse-to-fine Jacobi sweeps that start :func:`inpaint_harmonic` (the coarsest
+    level starts from the mean of the visible pixels; visible pixels stay fixed; ``sweeps`` per finer
+    level), without its exact finish. Reads no hidden pixel, so a model may take it as a hint
+    (``MaskedAutoencoder``'s ``fill_start``); on the GPU too. On 64 px faces, 3 sweeps cost about
+    60% of 10 and land 5% further from the photo (benchmarks/bench_options.py times it)."""
+    hidden = (pixel_mask > 0.5).expand_as(values)
+    known = (~hidden).to(values.dtype)
+    return _fill_level(torch.where(hidden, torch.zeros_like(values), values), known, sweeps)
 
 
 def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:

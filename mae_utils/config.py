@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Collection
 
 from .util.errors import UserError, check_seed
-from .model import PRESETS, check_sizes
+from .model import FILL_STARTS, OPTION_DEFAULTS, PRESETS, check_options, check_sizes
 from .transforms import MAX_CROP_SCALE, SCALE_DRAWS, ZOOM_FILLS, Augment
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -166,6 +166,21 @@ class TrainConfig:
         "checkpoint folder); the patch size and widths then come from the weights; none = random initialisation",
         metavar="PATH",
     )
+    decode_fraction: float = _f(
+        1.0, "training decodes only this share of the hidden patches, drawn per image (less "
+        "decoder compute per step); evaluation always predicts them all; 1 = all (the paper)"
+    )
+    fill_start: str = _f(
+        "none", "each hidden patch's decoder token starts from: none (the learned mask token, the "
+        "paper), or harmonic (plus a learned map of that patch's harmonic fill from the visible "
+        "pixels)",
+        choices=FILL_STARTS,
+    )
+    standardize_visible: bool = _f(
+        False, "standardise each image per channel by the mean and std of its visible pixels "
+        "(undone on output; losses are then in those units): the model need not learn each photo's "
+        "lighting and colour; not with norm_pix_loss"
+    )
     # optimisation
     epochs: int | None = _f(None, "passes over the training images")
     batch_size: int | None = _f(
@@ -287,6 +302,12 @@ class TrainConfig:
         arch = self.architecture()
         check_sizes(self.image_size, self.patch_size, 3, arch["embed_dim"], arch["num_heads"],
                     arch["decoder_embed_dim"], arch["decoder_num_heads"])  # fmt: skip
+        check_options(self.decode_fraction, self.fill_start, self.standardize_visible,
+                      self.norm_pix_loss)
+
+    def model_options(self) -> dict[str, Any]:
+        """The model options (``MaskedAutoencoder`` constructor arguments) these fields choose."""
+        return {name: getattr(self, name) for name in OPTION_DEFAULTS}
 
     # ------------------------------------------------------------------ helpers
     def model_overrides(self) -> dict[str, int]:

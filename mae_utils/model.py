@@ -8,6 +8,12 @@ One class, the algorithm in four steps you can read top to bottom in :meth:`Mask
    information, and predicts the pixels of every patch;
 4. the loss is the mean squared error on the hidden patches only.
 
+Three options, all off by default (off = the paper's model, its weights and outputs unchanged),
+spend the compute where the reconstruction is made: ``decode_fraction`` (training decodes only a
+random share of the hidden patches, as CrossMAE does, arXiv 2401.14391), ``fill_start`` (each mask
+token starts from a classical harmonic fill of its patch, so the network learns the residual) and
+``standardize_visible`` (each image works in its own units, from its visible pixels only).
+
 Parameter names (``state_dict`` keys) and LayerNorm eps (1e-6) follow the official MAE release, so
 its pixel-target checkpoints load with ``strict=True``. Written from the paper and that key list.
 """
@@ -19,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .util.errors import UserError
+from .baselines import harmonic_start
 from .masking import gather_tokens, masking_ids, masking_noise
 from .pos_embed import sincos_2d
 
@@ -35,6 +42,18 @@ PRESETS: dict[str, dict[str, int]] = {
     "base": dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
     "large": dict(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
 }
+
+# What a hidden slot's decoder token starts from: the mask token alone (the paper), or plus a
+# learned map of the harmonic fill of that patch from the visible pixels (baselines.harmonic_start).
+FILL_STARTS = ("none", "harmonic")
+# The option constructor arguments and their "off" values; config holds only those switched on, so
+# a model with all off has exactly the official constructor arguments.
+OPTION_DEFAULTS: dict[str, object] = dict(
+    decode_fraction=1.0, fill_start="none", standardize_visible=False
+)
+# Added to each image's per-channel variance of its visible pixels before the square root: a flat
+# visible region (a grey background) must not blow the hidden pixels up to huge values.
+STANDARDIZE_EPS = 1e-2
 
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -141,6 +160,9 @@ class MaskedAutoencoder(nn.Module):
         mlp_ratio: float = 4.0,
         norm_pix_loss: bool = False,
         layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS,
+        decode_fraction: float = 1.0,
+        fill_start: str = "none",
+        standardize_visible: bool = False,
     ):
         super().__init__()
         check_sizes(img_size, patch_size, in_chans, embed_dim, num_heads, decoder_embed_dim, decoder_num_heads)
@@ -150,6 +172,7 @@ class MaskedAutoencoder(nn.Module):
             decoder_num_heads=decoder_num_heads, mlp_ratio=mlp_ratio, norm_pix_loss=norm_pix_loss,
             layer_norm_eps=layer_norm_eps,
         )  # fmt: skip
+        self._set_options(decode_fraction, fill_start, standardize_visible)
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.grid_size = img_size // patch_size
         self.num_patches = self.grid_size**2
@@ -174,10 +197,24 @@ class MaskedAutoencoder(nn.Module):
         )
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=layer_norm_eps)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size * patch_size * in_chans)
+        if fill_start != "none":  # built without a random draw: every other weight is as without it
+            self.decoder_fill_embed = nn.utils.skip_init(
+                nn.Linear, patch_size * patch_size * in_chans, decoder_embed_dim,
+                device=self.mask_token.device,
+            )
 
         self.initialize_weights()
 
     # ------------------------------------------------------------------ set-up
+    def _set_options(self, decode_fraction: float, fill_start: str, standardize_visible: bool) -> None:
+        """Check and keep the options; ``config`` records only those switched on."""
+        check_options(decode_fraction, fill_start, standardize_visible, self.config["norm_pix_loss"])
+        options = dict(decode_fraction=decode_fraction, fill_start=fill_start,
+                       standardize_visible=standardize_visible)
+        self.config.update({k: v for k, v in options.items() if v != OPTION_DEFAULTS[k]})
+        self.decode_fraction, self.fill_start = float(decode_fraction), fill_start
+        self.standardize_visible = standardize_visible
+
     def initialize_weights(self) -> None:
         """Paper init: fixed sin-cos tables, xavier-uniform linears (patch embedding as a linear), tokens N(0, 0.02)."""
         self.set_grid(self.grid_size)
@@ -186,8 +223,12 @@ class MaskedAutoencoder(nn.Module):
         nn.init.zeros_(self.patch_embed.proj.bias)
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
+        fill_embed = getattr(self, "decoder_fill_embed", None)
         for module in self.modules():
-            if isinstance(module, nn.Linear):
+            if module is fill_embed:  # zero: a fresh model's tokens are the paper's mask tokens
+                nn.init.zeros_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
@@ -214,12 +255,18 @@ class MaskedAutoencoder(nn.Module):
         noise: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encode the visible patches only. Returns (latent (N, 1+K, D), mask (N, L), ids_restore)."""
+        """Encode the visible patches only. Returns (latent (N, 1+K, D), mask (N, L), ids_restore).
+
+        With ``standardize_visible`` the encoder sees the patches in the image's own units
+        (:meth:`visible_stats`)."""
         self._check_input(imgs)
         patches = self.patch_embed.flatten_patches(imgs)
         n, length, _ = patches.shape
         noise, keep = masking_noise(n, length, imgs.device, mask_ratio=mask_ratio, noise=noise, mask=mask)
         ids_keep, mask, ids_restore = masking_ids(noise, keep)
+        if self.standardize_visible:
+            stats = self.visible_stats(imgs, mask)
+            patches = self.patch_embed.flatten_patches(standardize(imgs, stats))
         # embed and position only what the encoder will see
         x = self.patch_embed(gather_tokens(patches, ids_keep))
         x = x + gather_tokens(self.pos_embed[:, 1:].expand(n, -1, -1), ids_keep)
@@ -229,16 +276,46 @@ class MaskedAutoencoder(nn.Module):
             x = block(x)
         return self.norm(x), mask.to(imgs.dtype), ids_restore
 
-    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        """Mask tokens fill the hidden slots; predict every patch's pixels: (N, L, p*p*C)."""
+    def forward_decoder(
+        self,
+        latent: torch.Tensor,
+        ids_restore: torch.Tensor,
+        fill: torch.Tensor | None = None,
+        decode: int | None = None,
+    ) -> torch.Tensor:
+        """Mask tokens fill the hidden slots; predict every patch's pixels: (N, L, p*p*C).
+
+        ``fill`` (N, L, p*p*C), patchified like the prediction: a guess of every patch; each hidden
+        slot's token adds its learned map (``fill_start``). ``decode``: how many hidden patches to
+        predict, those that come first in the masking order (``ids_restore``); None = all. Then only
+        the visible tokens and those mask tokens enter the decoder, and the rows of the other hidden
+        patches hold zeros."""
         x = self.decoder_embed(latent)
-        n, kept, dim = x.shape[0], x.shape[1] - 1, x.shape[2]
-        mask_tokens = self.mask_token.to(x.dtype).expand(n, ids_restore.shape[1] - kept, -1)
-        patches = gather_tokens(torch.cat([x[:, 1:], mask_tokens], dim=1), ids_restore)  # patch order
-        x = torch.cat([x[:, :1], patches], dim=1) + self.decoder_pos_embed
+        n, kept, length = x.shape[0], x.shape[1] - 1, ids_restore.shape[1]
+        count = length - kept if decode is None else decode
+        mask_tokens = self.mask_token.to(x.dtype).expand(n, count, -1)
+        ids_shuffle = None
+        if fill is not None or decode is not None:
+            ids_shuffle = torch.argsort(ids_restore, dim=1)  # masking order: visible, then hidden
+        if fill is not None:
+            guess = gather_tokens(fill.to(x.dtype), ids_shuffle[:, kept : kept + count])
+            mask_tokens = mask_tokens + self.decoder_fill_embed(guess)
+        if decode is None:
+            tokens = torch.cat([x[:, 1:], mask_tokens], dim=1)
+            patches = gather_tokens(tokens, ids_restore)  # patch order
+            x = torch.cat([x[:, :1], patches], dim=1) + self.decoder_pos_embed
+        else:  # visible tokens, then the decoded mask tokens, each with its patch's position
+            ids = ids_shuffle[:, : kept + count]
+            pos = gather_tokens(self.decoder_pos_embed[:, 1:].expand(n, -1, -1), ids)
+            tokens = torch.cat([x[:, 1:], mask_tokens], dim=1) + pos
+            x = torch.cat([x[:, :1] + self.decoder_pos_embed[:, :1], tokens], dim=1)
         for block in self.decoder_blocks:
             x = block(x)
-        return self.decoder_pred(self.decoder_norm(x[:, 1:]))  # the class token predicts nothing
+        pred = self.decoder_pred(self.decoder_norm(x[:, 1:]))  # the class token predicts nothing
+        if decode is None:
+            return pred
+        rows = ids.unsqueeze(-1).expand(-1, -1, pred.shape[-1])
+        return pred.new_zeros(n, length, pred.shape[-1]).scatter(1, rows, pred)
 
     def loss_target(self, imgs: torch.Tensor) -> torch.Tensor:
         """What the prediction is compared with: each patch's pixels (N, L, p*p*C), per-patch
@@ -262,10 +339,60 @@ class MaskedAutoencoder(nn.Module):
         noise: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """imgs (N, C, H, W) normalised -> (loss, pred (N, L, p*p*C), mask (N, L) 1=hidden)."""
+        """imgs (N, C, H, W) normalised -> (loss, pred (N, L, p*p*C), mask (N, L) 1=hidden).
+
+        ``pred`` is in the input's normalised space whatever the options. With ``decode_fraction``
+        < 1, in training mode and without an explicit ``mask``, only :meth:`decoded_count` hidden
+        patches are predicted (and scored); the rows of the other hidden patches hold zeros.
+        Evaluation mode and an explicit ``mask`` always predict every patch.
+        """
+        partial = self.training and mask is None and self.decode_fraction < 1.0
         latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise=noise, mask=mask)
-        pred = self.forward_decoder(latent, ids_restore)
-        return self.forward_loss(imgs, pred, mask), pred, mask
+        stats = self.visible_stats(imgs, mask) if self.standardize_visible else None
+        x = imgs if stats is None else standardize(imgs, stats)  # the space the loss is taken in
+        fill = self.fill_guess(x, mask) if self.fill_start != "none" else None
+        decode, scored = None, mask
+        if partial:  # the hidden patches that sort first by the mask's own noise: a uniform random
+            # subset, fixed per image like the mask (exact resume; the same on any number of processes)
+            keep = mask.shape[1] - int(mask[0].sum())
+            decode = self.decoded_count(mask.shape[1] - keep)
+            scored = (ids_restore < keep + decode).to(mask.dtype) * mask  # hidden and decoded
+        pred = self.forward_decoder(latent, ids_restore, fill=fill, decode=decode)
+        loss = self.forward_loss(x, pred, scored)
+        if stats is not None:
+            pred = destandardize(pred, stats, self.in_chans)
+            if decode is not None:
+                pred = pred * (1 - mask + scored).unsqueeze(-1)  # the undecoded rows stay zero
+        return loss, pred, mask
+
+    # ------------------------------------------------------------------ the options
+    def decoded_count(self, hidden: int) -> int:
+        """How many of ``hidden`` patches a training step decodes: ``decode_fraction``, >= 1."""
+        return max(1, min(hidden, round(self.decode_fraction * hidden)))
+
+    def visible_stats(
+        self, imgs: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std), each (N, C, 1, 1): every image's per-channel statistics over its visible
+        pixels only (``mask`` (N, L), 1 = hidden; the hidden pixels are never read)."""
+        n, c = imgs.shape[:2]
+        p = self.patch_size
+        patches = patchify(imgs.float(), p).reshape(n, -1, p * p, c)
+        keep = mask.shape[1] - int(mask[0].sum())
+        ids = torch.argsort(mask, dim=1, stable=True)[:, :keep]  # the visible patches
+        rows = ids[:, :, None, None].expand(-1, -1, p * p, c)
+        visible = torch.gather(patches, 1, rows).reshape(n, -1, c)
+        mean = visible.mean(dim=1)
+        std = (visible.var(dim=1, unbiased=False) + STANDARDIZE_EPS).sqrt()
+        return mean.reshape(n, c, 1, 1), std.reshape(n, c, 1, 1)
+
+    @torch.no_grad()
+    def fill_guess(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The classical fill each hidden slot's token starts from, patchified (N, L, p*p*C): the
+        harmonic fill from the visible pixels only (:func:`mae_utils.baselines.harmonic_start`)."""
+        p, grid = self.patch_size, self.img_size // self.patch_size
+        hidden = mask.reshape(-1, 1, grid, grid).repeat_interleave(p, 2).repeat_interleave(p, 3)
+        return patchify(harmonic_start(imgs.float(), hidden), p)
 
     # ------------------------------------------------------------------ helpers
     def unpatchify(self, pred: torch.Tensor) -> torch.Tensor:
@@ -317,6 +444,38 @@ def check_sizes(img_size: int, patch_size: int, in_chans: int, embed_dim: int, n
             raise UserError(f"{width_name} must be a multiple of 4 (2-D sin-cos positions), got {width}")
         if heads < 1 or width % heads:
             raise UserError(f"{width_name} {width} is not divisible by {heads_name} {heads}")
+
+
+def check_options(decode_fraction: float, fill_start: str, standardize_visible: bool,
+                  norm_pix_loss: bool = False) -> None:
+    """The options' rules (the one check: the constructor, ``TrainConfig``, checkpoints)."""
+    if isinstance(decode_fraction, bool) or not isinstance(decode_fraction, (int, float)) or not (
+            0.0 < decode_fraction <= 1.0):
+        raise UserError(f"decode_fraction must be in (0, 1] (1 = decode every hidden patch); "
+                        f"got {decode_fraction!r}")
+    if fill_start not in FILL_STARTS:
+        raise UserError(f"fill_start must be one of {', '.join(FILL_STARTS)}; got {fill_start!r}")
+    if not isinstance(standardize_visible, bool):
+        raise UserError(f"standardize_visible must be true or false; got {standardize_visible!r}")
+    if standardize_visible and norm_pix_loss:
+        raise UserError("standardize_visible and norm_pix_loss both rescale the target: "
+                        "choose one of them")
+
+
+def standardize(imgs: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Images in their own units: ``(imgs - mean) / std`` (``MaskedAutoencoder.visible_stats``)."""
+    mean, std = stats
+    return ((imgs.float() - mean) / std).to(imgs.dtype)
+
+
+def destandardize(
+    pred: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], in_chans: int
+) -> torch.Tensor:
+    """Per-patch predictions (N, L, p*p*C) in an image's own units back to the normalised input."""
+    mean, std = (t.reshape(t.shape[0], 1, 1, in_chans) for t in stats)
+    n, length, dim = pred.shape
+    out = pred.float().reshape(n, length, dim // in_chans, in_chans) * std + mean
+    return out.reshape(n, length, dim).to(pred.dtype)
 
 
 def build_mae(preset: str = "base", img_size: int = 256, patch_size: int = 16, **overrides) -> MaskedAutoencoder:

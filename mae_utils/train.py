@@ -117,7 +117,29 @@ def build_model(config: TrainConfig) -> MaskedAutoencoder:
         patch_size=config.patch_size,
         norm_pix_loss=config.norm_pix_loss,
         **config.model_overrides(),
+        **config.model_options(),
     )
+
+
+def with_options(
+    model: MaskedAutoencoder, config: TrainConfig, log: Callable[[str], None] = print
+) -> MaskedAutoencoder:
+    """``model`` (loaded weights) with ``config``'s model options: the same weights in a model built
+    with them. A fill-started mask token the weights lack starts at zero (the weights' own model);
+    one they hold but the config turns off is dropped, with a note."""
+    options = config.model_options()
+    if all(getattr(model, k) == v for k, v in options.items()):
+        return model
+    base = {k: v for k, v in model.config.items() if k not in options}
+    rebuilt = MaskedAutoencoder(**base, **options).to(model.mask_token.device)
+    state = model.state_dict()
+    dropped = sorted(set(state) - set(rebuilt.state_dict()))
+    if dropped:
+        log(f"note: init_from {config.init_from}: fill_start none leaves out the weights' "
+            f"{', '.join(dropped)}")
+    # strict=False: the one layer the weights may lack is the fill map, which then stays zero
+    rebuilt.load_state_dict({k: v for k, v in state.items() if k not in dropped}, strict=False)
+    return rebuilt.train(model.training)
 
 
 SHAPE_FIELDS = ("patch_size",) + ARCHITECTURE_FIELDS  # what init_from's weights decide
@@ -137,6 +159,7 @@ def initial_model(
     if not config.init_from:
         return build_model(config), config
     model = load_init_weights(config.init_from, config.image_size, norm_pix_loss=config.norm_pix_loss, log=log)
+    model = with_options(model, config, log)
     shape = {name: model.config[name] for name in SHAPE_FIELDS}
     asked = {"patch_size": config.patch_size, **config.architecture()}
     changed = {k: v for k, v in shape.items() if asked[k] != v}
@@ -657,6 +680,7 @@ def dry_run(config: TrainConfig, resume: bool = False, given: Collection[str] | 
         f"({arch['num_heads']} heads), decoder {arch['decoder_embed_dim']} x {arch['decoder_depth']} "
         f"({arch['decoder_num_heads']} heads)",
         f"images: {config.image_size} px, {grid}x{grid} patches of {config.patch_size} px",
+        *_option_lines(config),
         f"parameters: {count:,} ({count * 4 / 2**20:.1f} MiB in float32)",
         f"data: {source}: {n_train} train / {n_val} val / {n_test} test",
         f"steps: {steps} per epoch (batch {batch} x {world} process{'es' if world > 1 else ''}) x "
@@ -695,6 +719,18 @@ def _settings_lines(
                       subsequent_indent="  ")
         for title, names in groups.items()
     ]
+
+
+def _option_lines(config: TrainConfig) -> list[str]:
+    """The dry run's line for the model options switched on (none when all are off)."""
+    on = []
+    if config.decode_fraction < 1.0:
+        on.append(f"training decodes {config.decode_fraction:g} of the hidden patches")
+    if config.fill_start != "none":
+        on.append(f"mask tokens start from the {config.fill_start} fill")
+    if config.standardize_visible:
+        on.append("each image standardised by its visible pixels")
+    return [f"options: {'; '.join(on)}"] if on else []
 
 
 def run_cli(args: argparse.Namespace) -> int:

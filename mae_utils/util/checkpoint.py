@@ -43,7 +43,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from ..config import check_run_dir, load_run_config
 from .errors import UserError
 from .fileio import environment_error
-from ..model import MaskedAutoencoder
+from ..model import OPTION_DEFAULTS, MaskedAutoencoder, check_options
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
@@ -280,7 +280,15 @@ def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tup
     unknown = sorted(set(config) - set(params) - {"self"})
     if unknown:
         raise UserError(f"{source}: mae_config has unknown key(s) {', '.join(unknown)}")
+    options = {k: config[k] for k in OPTION_DEFAULTS if k in config}
+    try:
+        norm_pix_loss = config.get("norm_pix_loss", False)
+        check_options(**{**OPTION_DEFAULTS, **options}, norm_pix_loss=norm_pix_loss)
+    except UserError as exc:
+        raise UserError(f"{source}: mae_config {exc}") from None
     for key, value in config.items():
+        if key in options:
+            continue
         want = params[key].default
         kind = bool if isinstance(want, bool) else (float if isinstance(want, float) else int)
         ok = isinstance(value, bool) if kind is bool else (
