@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "benchmarks" / "recipes").glob("*.sh")),
            ROOT / "maskAE.ipynb"]  # fmt: skip
 GPU_SOURCES = ("docs/gpu.md", "benchmarks/recipes/gpu_base256.sh", "maskAE.ipynb")
-BASE_256 = 111_984_640  # the paper's ViT-Base MAE at 256 px / 16 px patches (README's preset table)
+BASE_256 = 111_984_640  # the paper's ViT-Base MAE at 256 px / 16 px patches (docs/model.md's preset table)
 CPU_64 = 1_087_712  # the default: the cpu preset at 64 px / 8 px patches
 ARCH = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
 SHELL_VALUES = {"DATA_DIR": "data/faces", "OUT_DIR": "runs/recipe", "OTHER_DIR": "data/other", "LIMIT": "300"}

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 READ_BY_USERS = sorted(
     {ROOT / "README.md", ROOT / "maskAE.ipynb", *ROOT.glob("docs/*.md"), *ROOT.glob("benchmarks/*.md"),
-     *ROOT.glob("benchmarks/*.py"), *ROOT.glob("benchmarks/recipes/cpu_*.sh"), *ROOT.glob("notebooks/*.ipynb"),
+     *ROOT.glob("benchmarks/*.py"), *ROOT.glob("benchmarks/recipes/*.sh"), *ROOT.glob("notebooks/*.ipynb"),
      *ROOT.glob("mae_utils/**/*.py")}
 )
 TICKET = re.compile(r"\bissues? ?[-#]?\d+", re.IGNORECASE)
