@@ -52,7 +52,8 @@ import bench_step  # noqa: E402
 from mae_utils.util.checkpoint import load_state  # noqa: E402
 from mae_utils.data import FaceFolder  # noqa: E402
 from mae_utils.util.errors import UserError  # noqa: E402
-from mae_utils.util.loaders import TrainItems, collate_batch  # noqa: E402
+from mae_utils.splits import TrainItems  # noqa: E402
+from mae_utils.util.loaders import collate_batch  # noqa: E402
 from mae_utils.util.runtime import configure_device  # noqa: E402
 from mae_utils.synthetic import run_cli as synth_cli  # noqa: E402
 from mae_utils.tools.refine import refiner_files  # noqa: E402

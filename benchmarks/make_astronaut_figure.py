@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mae_utils.util.checkpoint import load_model_from_run  # noqa: E402
+from mae_utils import load_model_from_run  # noqa: E402
 from mae_utils.baselines import inpaint_harmonic  # noqa: E402
 from mae_utils.metrics import paste_visible, psnr_masked  # noqa: E402
 from mae_utils.tools.reconstruct import reconstruct_images  # noqa: E402

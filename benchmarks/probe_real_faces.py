@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mae_utils.tools import probe  # noqa: E402
-from mae_utils.util.checkpoint import load_model_from_run  # noqa: E402
+from mae_utils import load_model_from_run  # noqa: E402
 
 UTK_REGEX = r"^(?P<age>\d+)_(?P<gender>\d)_(?P<race>\d)_"
 YALE_REGEX = r"yaleB(?P<person>\d\d)_"

@@ -11,18 +11,19 @@ The top level is the algorithm that ``maskAE.ipynb`` teaches; read it in this or
 7. ``data``, ``splits``, ``synthetic``: photo folders, the uint8 cache, the split, synthetic faces
 8. ``train``      ``fit()``: the loop, checkpoints, resume, DDP; the ``train`` command
 9. ``metrics``, ``baselines``, ``viz``: masked-region PSNR/SSIM, classical inpainting, figures
+10. ``pretrained`` a model from saved weights (run folders, official MAE, Hugging Face)
 
-``util/`` is the run machinery (run folders, checkpoints, file IO, progress bars, device set-up,
-errors, parameter checks, the CLI); ``tools/`` is what you do with a trained model (evaluate,
-reconstruct, import published weights).
+Four floors, each importing only its own and the ones below: ``util/`` (run machinery that knows
+no model: run folders, checkpoint files, file IO, progress bars, device set-up, errors), this
+teaching core, ``tools/`` (what you do with a trained model: evaluate, reconstruct, refine, probe)
+and ``app/`` (the command line and the notebooks' helpers).
 """
 
 from .util.errors import UserError
+from .config import TrainConfig
 from .masking import make_mask, random_masking
 from .model import PRESETS, MaskedAutoencoder, build_mae, patchify, unpatchify
-from .config import TrainConfig
-from .util.checkpoint import load_model_from_run
-from .tools.pretrained import load_pretrained
+from .pretrained import load_model_from_run, load_pretrained
 from .train import fit
 
 __all__ = [

@@ -1,8 +1,8 @@
-"""``python -m mae_utils <command>``: see :mod:`mae_utils.util.cli`."""
+"""``python -m mae_utils <command>``: see :mod:`mae_utils.app.cli`."""
 
 import sys
 
-from .util.cli import main
+from .app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -43,6 +43,12 @@ from torch.utils.data import DataLoader
 
 from .util import checkpoint as ckpt
 from .util import runtime
+from .util.errors import UserError, sigterm_as_interrupt
+from .util.fileio import atomic_write_text
+from .util.loaders import build_loader, mix_seed, plan_batches
+from .util.progress import tqdm
+from .util.rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
+from .util.runtime import resolve_amp, resolve_device
 from .config import (
     ARCHITECTURE_FIELDS,
     RESUME_OVERRIDABLE,
@@ -55,17 +61,11 @@ from .config import (
     peak_lr,
     setting_sources,
 )
-from .util.errors import UserError, sigterm_as_interrupt
-from .util.fileio import atomic_write_text
-from .util.loaders import TrainItems, build_loader, mix_seed, plan_batches, train_loader, training_data
 from .metrics import paste_visible, patch_mask_to_pixel_mask, psnr_masked
 from .model import MaskedAutoencoder, build_mae
 from .optim import autocast, build_optimizer, make_adamw, param_groups, train_step
-from .tools.pretrained import init_record, load_init_weights
-from .util.progress import tqdm
-from .util.runtime import resolve_amp, resolve_device
-from .splits import count_split
-from .util.rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
+from .pretrained import init_record, load_init_weights
+from .splits import TrainItems, count_split, train_loader, training_data
 from .transforms import batch_to_input, denormalize
 from .viz import four_panel_figure, masked_image
 
@@ -152,7 +152,7 @@ def initial_model(
 
     Without ``init_from``: :func:`build_model` (random weights; seed the RNG first for a given draw).
     With it: the weights of an official MAE ``.pth``, a Hugging Face ViTMAE folder, or a run's
-    checkpoint (see :func:`mae_utils.tools.pretrained.load_init_weights`); the architecture comes from the
+    checkpoint (see :func:`mae_utils.pretrained.load_init_weights`); the architecture comes from the
     weights, so the returned config's patch size and widths are the weights' (a note says what
     changed), and the fixed position tables are recomputed for ``config.image_size``.
     """
@@ -571,7 +571,7 @@ def fit(
     ``checkpoints/{last,best}``, ``samples/``) into ``config.out_dir``, under the rules of
     ``docs/runs.md`` (lock, ``overwrite``, rollback: :mod:`mae_utils.util.rundir`). ``log`` receives
     each progress line (default: above the tqdm bars); ``on_epoch`` each epoch's metrics line (e.g.
-    :class:`mae_utils.util.tutorial.LiveLossPlot`).
+    :class:`mae_utils.app.tutorial.LiveLossPlot`).
     """
     started_group = not runtime.is_distributed()
     config.validate(need_init_from=not resume)  # a resumed run's weights are its own checkpoint's

@@ -20,7 +20,7 @@ DataLoader's default collate batches dict entries), and its step to :func:`apply
 
 Normalisation uses the ImageNet mean/std (:data:`MEAN`, :data:`STD`): the official MAE and the
 Hugging Face ViTMAE checkpoints were trained on inputs normalised that way, so a pretrained model
-loaded with :mod:`mae_utils.tools.pretrained` sees faces the way it saw its training images, and models
+loaded with :mod:`mae_utils.pretrained` sees faces the way it saw its training images, and models
 trained here can be compared with it on equal terms.
 
 torchvision's ``transforms.v2`` is not used: it draws one set of parameters per call from the global
@@ -130,7 +130,7 @@ class Augment:
     ``jitter``: brightness, contrast and saturation factors drawn from ``[1 - jitter, 1 + jitter]``
     (lighting and white balance differ between sources). ``fill``: what surrounds a zoomed-out photo
     (:data:`ZOOM_FILLS`; ``photo`` needs the loader to add a ``background`` image, as
-    :class:`~mae_utils.util.loaders.TrainItems` does). ``scale_draw``: :data:`SCALE_DRAWS`. These
+    :class:`~mae_utils.splits.TrainItems` does). ``scale_draw``: :data:`SCALE_DRAWS`. These
     defaults keep a light crop and a flip; TrainConfig builds a wider one from its fields.
     """
 

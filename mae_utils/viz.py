@@ -343,7 +343,7 @@ def training_figure(history: Sequence[dict[str, Any]], steps: np.ndarray, lrs: n
     the learning rate of every step with the rates the run logged at each epoch's end.
 
     ``history``: the run's ``metrics.jsonl`` lines; ``steps``, ``lrs``: its One-Cycle plan
-    (:func:`mae_utils.util.tutorial.read_metrics` and :func:`mae_utils.util.tutorial.lr_schedule` read both).
+    (:func:`mae_utils.app.tutorial.read_metrics` and :func:`mae_utils.app.tutorial.lr_schedule` read both).
     """
     epochs = [h["epoch"] for h in history]
     fig = new_figure(12, 3.4)

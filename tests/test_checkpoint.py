@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from mae_utils.pretrained import load_model
 from mae_utils.model import build_mae
 from mae_utils.model import MaskedAutoencoder
 from mae_utils.util import checkpoint as ckpt
@@ -121,7 +122,7 @@ def test_model_rebuilds_from_its_folder(tmp_path):
     torch.manual_seed(0)
     model = build_mae("tiny", img_size=32, patch_size=8, depth=1, decoder_depth=1)
     ckpt.save_checkpoint(tmp_path / "best", model.state_dict(), {"epoch": 0}, model.config)
-    loaded = ckpt.load_model(tmp_path / "best")
+    loaded = load_model(tmp_path / "best")
     assert loaded.config == model.config
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
@@ -291,7 +292,7 @@ def test_an_interrupted_overwrite_points_at_the_previous_run_and_resume_restores
     (run / ".lock").write_text(json.dumps({"pid": 2**22 + 17, "host": os.uname().nodename, "started": "?"}))
     err = cli_error(capsys, ["evaluate", "--run", str(run), "--baselines", "mean_fill"])
     assert str(aside) in err and f"--resume {run}" in err, err
-    from mae_utils.util import cli
+    from mae_utils.app import cli
 
     assert cli.main(["train", "--resume", str(run)]) == 0
     assert not aside.exists() and (run / "checkpoints" / "best" / ckpt.MODEL_FILE).read_bytes() == weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mae_utils.util import cli
+from mae_utils.app import cli
 
 
 def _fail(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -26,8 +26,8 @@ import torch
 from mae_utils.config import PRESET_RECIPES
 from mae_utils.model import PRESETS, MaskedAutoencoder, build_mae
 from mae_utils.train import dry_run
-from mae_utils.util import cli
-from mae_utils.util.notebook_params import check_parameters, config_from_params
+from mae_utils.app import cli
+from mae_utils.app.notebook_params import check_parameters, config_from_params
 
 from conftest import write_faces
 

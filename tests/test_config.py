@@ -11,7 +11,7 @@ import pytest
 
 from mae_utils.config import TrainConfig, add_config_arguments, config_from_args, load_run_config
 from mae_utils.model import PRESETS
-from mae_utils.util import cli
+from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 
 from tiny_runs import cli_error

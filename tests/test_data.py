@@ -28,7 +28,7 @@ from mae_utils.data import (
 )
 from mae_utils.splits import prepare_data, split_names
 from mae_utils.transforms import MEAN, STD, batch_to_input, denormalize, normalize
-from mae_utils.util import cli
+from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 from mae_utils.util.image_io import BACKGROUND, load_image
 from mae_utils.util.loaders import build_loader

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mae_utils.util.cli import COMMANDS
+from mae_utils.app.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 

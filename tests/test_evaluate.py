@@ -22,7 +22,7 @@ from mae_utils.tools.evaluate import ZoomedOut, evaluate_model, evaluate_run, fo
 from mae_utils.tools.reconstruct import prepare_images, reconstruct_images
 from mae_utils.train import TrainConfig, fit
 from mae_utils.transforms import batch_to_input, denormalize
-from mae_utils.util import cli
+from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 
 from conftest import TINY_MODEL, write_faces
@@ -111,7 +111,7 @@ def test_structured_mask_is_the_same_for_every_image_and_bad_input_is_refused():
 
 
 def test_trained_model_scores_match_an_independent_forward_pass(run_dir):
-    from mae_utils.util.checkpoint import load_model_from_run
+    from mae_utils import load_model_from_run
 
     model, _ = load_model_from_run(run_dir)
     ds = _faces(4)
@@ -397,7 +397,7 @@ def test_sigterm_during_evaluate_says_what_happened(tiny_run):
 
     script = (
         "import os, signal, sys\n"
-        "from mae_utils.util import cli\n"
+        "from mae_utils.app import cli\n"
         "from mae_utils.tools import evaluate\n"
         "def stopped_here(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"

@@ -39,7 +39,7 @@ def test_largest_batch_steps_down_until_it_fits():
 
 def test_the_gpu_runs_flags_parse_into_a_valid_config(tmp_path):
     """The GPU settings cannot run here; their command lines can at least be parsed and validated."""
-    from mae_utils.util import cli
+    from mae_utils.app import cli
     from mae_utils.train import config_for_cli
 
     s = gpu_check.SETTINGS["gpu"]

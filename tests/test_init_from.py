@@ -9,8 +9,9 @@ import json
 import pytest
 import torch
 
+from mae_utils.pretrained import load_model
 from mae_utils.util import checkpoint as ckpt
-from mae_utils.util import cli
+from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 from mae_utils.model import build_mae
 from mae_utils.pos_embed import sincos_2d
@@ -35,7 +36,7 @@ def _source_official(tmp_path):
 
 
 def _source_hf(tmp_path):
-    from mae_utils.tools.pretrained import hf_to_official
+    from mae_utils.pretrained import hf_to_official
 
     hf = make_hf_model(image_size=32, patch_size=8)
     hf.save_pretrained(tmp_path / "hf")
@@ -70,7 +71,7 @@ def test_training_starts_from_the_weights(tmp_path, make_source):
     assert config["init_from"] == str(path) and {k: config[k] for k in SHAPE} == shape
     assert config["model"]["img_size"] == 48
     assert "architecture comes from the weights" in (result.run_dir / "log.txt").read_text()
-    tuned = ckpt.load_model(result.run_dir / "checkpoints" / "last")
+    tuned = load_model(result.run_dir / "checkpoints" / "last")
     assert tuned.img_size == 48 and tuned.patch_size == shape["patch_size"]
     assert not torch.equal(tuned.state_dict()["decoder_pred.weight"], weights["decoder_pred.weight"])  # it trained
 

@@ -1,5 +1,9 @@
-"""The package's layering, read from the source: no import cycle, no module but the CLI and the
-notebook-facing API importing ``train``, and function-local imports only where a comment says why."""
+"""The package's layering, read from the source (function-local imports included).
+
+Four floors, each importing only its own floor and the ones below: ``util/`` (run machinery), the
+top-level teaching core, ``tools/`` (what you do with a trained model), ``app/`` (the command line
+and the notebooks' helpers). No import cycle, no module but the CLI and the notebook-facing API
+importing ``train``, and function-local imports only where a comment says why."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mae_utils"
-MAY_IMPORT_TRAIN = {"__init__", "util.cli", "util.tutorial"}  # cli loads commands by name; tutorial is notebook glue
+MAY_IMPORT_TRAIN = {"__init__", "app.cli", "app.tutorial"}  # cli loads commands by name; tutorial is notebook glue
+ENTRY_POINTS = {"__init__", "__main__"}  # the package's front doors name what users import
+FLOORS = {"util": 0, "tools": 2, "app": 3}  # every other module is the core, floor 1
 TOP_LEVEL_LIMIT = 14  # the teaching core stays short enough to list at a glance
 
 
@@ -25,8 +31,27 @@ def _resolve(module: str, node: ast.ImportFrom) -> list[str]:
     return [".".join(base + [alias.name]) for alias in node.names]
 
 
+def _absolute(node: ast.ImportFrom) -> list[str]:
+    """``from mae_utils.x import y`` as package module names ('x' or 'x.y' when y is a module)."""
+    parts = node.module.split(".")[1:]
+    if parts:
+        return [".".join(parts)]
+    return [alias.name for alias in node.names]
+
+
+def _floor(module: str) -> int:
+    return FLOORS.get(module.split(".")[0], 1) if "." in module else 1
+
+
+def _module_names(top: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Keep only names that are modules ('util' alone is the package ``util/__init__``)."""
+    known = set(top)
+    fix = lambda d: d if d in known else (d + ".__init__" if d + ".__init__" in known else d.rsplit(".", 1)[0])
+    return {m: {fix(d) for d in deps} & known for m, deps in top.items()}
+
+
 def _imports() -> tuple[dict[str, set[str]], list[tuple[str, int, str]]]:
-    """(module -> package modules it imports at the top, [(module, line, text) of local imports])."""
+    """(module -> package modules it imports, anywhere in the file; [(module, line, text) of local imports])."""
     top: dict[str, set[str]] = {}
     local: list[tuple[str, int, str]] = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -37,13 +62,35 @@ def _imports() -> tuple[dict[str, set[str]], list[tuple[str, int, str]]]:
                 continue
             if node.col_offset > 0:
                 local.append((name, node.lineno, lines[node.lineno - 1]))
-            elif isinstance(node, ast.ImportFrom) and node.level >= 1:
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
                 top[name].update(_resolve(name, node))
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mae_utils"):
+                top[name].update(_absolute(node))
     return top, local
+
+
+def test_every_floor_imports_only_its_own_and_lower_floors():
+    top, _ = _imports()
+    upward = [
+        f"{m} (floor {_floor(m)}) imports {d} (floor {_floor(d)})"
+        for m, deps in _module_names(top).items()
+        for d in sorted(deps)
+        if _floor(d) > _floor(m) and m not in ENTRY_POINTS
+    ]
+    assert not upward, "an import reaches up a floor:\n" + "\n".join(upward)
+
+
+def test_util_is_the_ground_floor():
+    """util/ imports nothing outside util/: a run folder or a checkpoint file knows no model."""
+    top, _ = _imports()
+    leaks = [f"{m} -> {d}" for m, deps in _module_names(top).items() if m.startswith("util.")
+             for d in sorted(deps) if not d.startswith("util.")]
+    assert not leaks, "util/ reaches into the package:\n" + "\n".join(leaks)
 
 
 def test_no_import_cycle():
     top, _ = _imports()
+    top = _module_names(top)
     state: dict[str, str] = {}
 
     def visit(module: str, chain: list[str]) -> None:
@@ -74,7 +121,7 @@ def test_local_imports_say_why():
 
 def test_the_teaching_core_fits_on_one_screen():
     """The top level holds the algorithm; run machinery lives in util/, model-using commands in tools/."""
-    top_level = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    top_level = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ENTRY_POINTS)
     assert len(top_level) <= TOP_LEVEL_LIMIT, f"{len(top_level)} top-level modules: {top_level}"
 
 

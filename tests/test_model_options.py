@@ -13,6 +13,7 @@ import json
 import pytest
 import torch
 
+from mae_utils.pretrained import load_model, load_model_from_run
 from mae_utils import train as train_mod
 from mae_utils.baselines import harmonic_start, inpaint_mean_fill
 from mae_utils.config import TrainConfig, load_run_config
@@ -20,7 +21,7 @@ from mae_utils.metrics import patch_mask_to_pixel_mask
 from mae_utils.model import MaskedAutoencoder, patchify
 from mae_utils.train import build_model, dry_run, fit, with_options
 from mae_utils.util import checkpoint as ckpt
-from mae_utils.util import cli
+from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 
 from tiny_runs import cli_error
@@ -218,7 +219,7 @@ def test_dry_run_names_the_options(tmp_path):
 def test_checkpoint_rebuilds_the_options_and_refuses_unknown_values(tmp_path):
     model = _trained_fill(_model(**ALL_ON))
     ckpt.save_checkpoint(tmp_path / "best", model.state_dict(), {"epoch": 0}, model.config)
-    loaded = ckpt.load_model(tmp_path / "best")
+    loaded = load_model(tmp_path / "best")
     assert loaded.config == model.config and loaded.fill_start == "harmonic" and loaded.standardize_visible
     imgs, noise = _batch()
     assert torch.equal(loaded(imgs, noise=noise)[1], model.eval()(imgs, noise=noise)[1])
@@ -227,7 +228,7 @@ def test_checkpoint_rebuilds_the_options_and_refuses_unknown_values(tmp_path):
 
     save_file(model.state_dict(), str(tmp_path / "best" / ckpt.MODEL_FILE), metadata=meta)
     with pytest.raises(UserError, match="model.safetensors: mae_config fill_start must be one of"):
-        ckpt.load_model(tmp_path / "best")
+        load_model(tmp_path / "best")
 
 
 def test_starting_weights_gain_the_options():
@@ -266,5 +267,5 @@ def test_a_run_with_every_option_resumes_exactly(tiny_config, tmp_path, monkeypa
     assert a.keys() == b.keys() and "decoder_fill_embed.weight" in a
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert a["decoder_fill_embed.weight"].any()  # the fill map trained
-    model, saved = ckpt.load_model_from_run(resumed.run_dir, "last")
+    model, saved = load_model_from_run(resumed.run_dir, "last")
     assert model.config == build_model(saved).config  # evaluate rebuilds the trained model

@@ -13,7 +13,7 @@ import pytest
 
 from mae_utils.config import PRESET_RECIPES
 from mae_utils.util.errors import UserError
-from mae_utils.util.notebook_params import check_parameters, check_run_folder, config_from_params
+from mae_utils.app.notebook_params import check_parameters, check_run_folder, config_from_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,7 +198,7 @@ def _main_notebook_namespace(**injected) -> tuple[dict, set]:
     ("num_show", 0, "parameter num_show must be a whole number of at least 1 (test faces"),
 ])
 def test_the_notebooks_own_options_are_checked_before_training(name, value, message, tmp_path, monkeypatch):
-    from mae_utils.util.notebook_params import check_notebook
+    from mae_utils.app.notebook_params import check_notebook
 
     monkeypatch.chdir(tmp_path)
     namespace, before = _main_notebook_namespace(**{name: value})

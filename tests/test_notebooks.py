@@ -20,7 +20,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from mae_utils.util import cli
+from mae_utils.app import cli
 
 from conftest import TINY_MODEL
 
@@ -105,7 +105,7 @@ def test_committed_notebooks_keep_outputs_without_machine_paths_or_frozen_bars(p
 
 def test_parameter_counts_add_up():
     from mae_utils.model import build_mae
-    from mae_utils.util.tutorial import parameter_counts
+    from mae_utils.app.tutorial import parameter_counts
 
     model = build_mae("tiny", img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
                       decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)  # fmt: skip
@@ -118,7 +118,7 @@ def test_parameter_counts_add_up():
 def test_papermill_run_on_an_image_folder(tmp_path):
     from PIL import Image
 
-    from mae_utils.util.checkpoint import load_model_from_run
+    from mae_utils import load_model_from_run
 
     faces = tmp_path / "faces"
     subprocess.run(
@@ -153,7 +153,7 @@ def test_papermill_run_on_an_image_folder(tmp_path):
     assert (model.img_size, model.patch_size, model.blocks[0].attn.num_heads) == (32, 8, 2)
     assert loaded.seed == 5
 
-    from mae_utils.util.tutorial import lr_schedule
+    from mae_utils.app.tutorial import lr_schedule
 
     steps, lrs = lr_schedule(run_dir)  # the replayed One-Cycle curve passes through the logged rates
     assert steps[-1] == lines[-1]["step"] == 2 * (32 // 8)

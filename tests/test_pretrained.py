@@ -8,7 +8,7 @@ import torch
 
 from mae_utils import build_mae
 from mae_utils.util.errors import UserError
-from mae_utils.tools.pretrained import hf_to_official, load_pretrained
+from mae_utils.pretrained import hf_to_official, load_pretrained
 
 import transformers  # a dev requirement (requirements-dev.txt): .ci/run installs it
 

@@ -15,7 +15,7 @@ from mae_utils.synthetic import ATTRIBUTES, face_attributes, generate_faces
 from mae_utils.tools import probe
 from mae_utils.tools.labels import decide_task, folder_labels, nested_repeat, regex_labels, synthetic_labels
 from mae_utils.train import TrainConfig, fit
-from mae_utils.util import cli
+from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 
 from tiny_runs import ROOT, subprocess_env
@@ -270,7 +270,7 @@ def test_sigterm_during_a_probe_says_what_happened(run_dir) -> None:
     and how to go on (a probe writes nothing, so: again)."""
     script = (
         "import os, signal, sys\n"
-        "from mae_utils.util import cli\n"
+        "from mae_utils.app import cli\n"
         "from mae_utils.tools import probe\n"
         "def stopped_here(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 from mae_utils.util.progress import batch_kernel, tqdm
-from mae_utils.util.tutorial import LiveLossPlot
+from mae_utils.app.tutorial import LiveLossPlot
 bar = tqdm(total=3)
 print(batch_kernel(), type(bar).__module__, bar.disable, LiveLossPlot().live)
 bar.close()

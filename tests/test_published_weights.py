@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 from mae_utils.model import build_mae
-from mae_utils.tools.pretrained import load_for_inference, load_pretrained
+from mae_utils.pretrained import load_for_inference, load_pretrained
 from mae_utils.tools.reconstruct import reconstruct_images
 from mae_utils.util import checkpoint as ckpt
-from mae_utils.util import cli
+from mae_utils.app import cli
 
 from conftest import write_faces
 from test_pretrained import make_hf_model

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mae_utils.pretrained import load_model_from_run
 from mae_utils.baselines import blend_seams
 from mae_utils.masking import make_mask
 from mae_utils.model import MaskedAutoencoder
@@ -27,7 +28,7 @@ from mae_utils.tools.refine import (
 )
 from mae_utils.transforms import batch_to_input, denormalize
 from mae_utils.util import checkpoint as ckpt
-from mae_utils.util import cli
+from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 from mae_utils.util.fileio import file_sha256
 
@@ -54,7 +55,7 @@ def refined(tmp_path_factory, tiny_run) -> tuple[Path, dict[str, str], object]:
 
 
 def _batch(run: Path, n: int = 3):
-    model, _ = ckpt.load_model_from_run(run)
+    model, _ = load_model_from_run(run)
     g = torch.Generator().manual_seed(5)
     imgs = torch.randn(n, 3, model.img_size, model.img_size, generator=g)
     mask = make_mask("random", n, model.img_size // model.patch_size, mask_ratio=0.75, seed=1)
@@ -294,7 +295,7 @@ def test_sigterm_during_refine_says_how_to_continue(tiny_run, tmp_path):
     run = copy_run(tiny_run, tmp_path)
     script = (
         "import os, signal, sys\n"
-        "from mae_utils.util import cli\n"
+        "from mae_utils.app import cli\n"
         "from mae_utils.tools import refine\n"
         "real = refine._save\n"
         "def save_then_stop(job):\n"

@@ -15,7 +15,7 @@ import pytest
 
 from mae_utils.train import TrainConfig, fit
 from mae_utils.util import checkpoint as ckpt
-from mae_utils.util import cli
+from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 from mae_utils.util.rundir import LOCK_FILE, REFINER_DIR, REPLACED_DIR
 

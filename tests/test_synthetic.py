@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mae_utils.util.cli import main as cli_main
+from mae_utils.app.cli import main as cli_main
 from mae_utils.data import SyntheticFaces
 from mae_utils.util.errors import UserError
 from mae_utils.synthetic import face_grid, face_uniforms, generate_faces, render_faces

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from mae_utils.pretrained import load_model
 from mae_utils import train as train_mod
 from mae_utils.model import MaskedAutoencoder, build_mae
 from mae_utils.train import FitResult, NonFiniteLossError, TrainConfig, fit, param_groups
 from mae_utils.util import checkpoint as ckpt
-from mae_utils.util import cli
+from mae_utils.app import cli
 
 from tiny_runs import TINY, cli_error, copy_run
 
@@ -55,7 +56,7 @@ def test_run_directory_layout(full_run):
     assert full_run.best_val_loss == min(x["val_loss"] for x in lines)
     assert 5.0 < lines[-1]["val_psnr_masked"] < 60.0
     assert "epoch 3/3" in (run / "log.txt").read_text()
-    model = ckpt.load_model(run / "checkpoints" / "best")
+    model = load_model(run / "checkpoints" / "best")
     assert isinstance(model, MaskedAutoencoder) and model.img_size == 32
 
 
@@ -243,12 +244,13 @@ def test_sigterm_during_data_preparation_is_handled_like_ctrl_c(tmp_path):
     run = tmp_path / "run"
     script = (
         "import os, signal, sys\n"
-        "from mae_utils.util import cli, loaders\n"
-        "real = loaders.prepare_data\n"
+        "from mae_utils import splits\n"
+        "from mae_utils.app import cli\n"
+        "real = splits.prepare_data\n"
         "def stopped_here(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(*a, **k)\n"
-        "loaders.prepare_data = stopped_here\n"
+        "splits.prepare_data = stopped_here\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script, "train", "--out-dir", str(run), "--max-images", "24",

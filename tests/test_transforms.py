@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mae_utils.util.errors import UserError
-from mae_utils.util.loaders import TrainItems
+from mae_utils.splits import TrainItems
 from mae_utils.transforms import (MEAN, STD, ZOOM_FILLS, Augment, apply_augment, batch_to_input, denormalize,
                                   normalize, zoom_out)
 

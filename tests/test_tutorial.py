@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mae_utils.util import tutorial
+from mae_utils.app import tutorial
 from mae_utils.util.errors import UserError
 from mae_utils.util.fileio import host_name
 from mae_utils.util.rundir import LOCK_FILE

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from mae_utils.synthetic import generate_faces
-from mae_utils.util import cli
+from mae_utils.app import cli
 
 from conftest import TINY_MODEL
 

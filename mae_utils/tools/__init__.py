@@ -1,2 +1,3 @@
 """What you do with a trained model: score it (``evaluate``), fill in your own photos
-(``reconstruct``), start from published weights (``pretrained``)."""
+(``reconstruct``), train the seam refiner (``refine``), probe the frozen encoder (``probe``,
+``labels``, ``feature_space``). Published weights load through :mod:`mae_utils.pretrained`."""

@@ -41,25 +41,24 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..util.errors import UserError
+from ..util.fileio import atomic_write_text
+from ..util.loaders import mix_seed
+from ..util.progress import tqdm
+from ..util.rundir import is_run_folder
+from ..util.runtime import resolve_device
 from ..baselines import BASELINES, blend_seams
-from ..util.checkpoint import load_model_from_run
 from ..config import DEVICES, check_run_dir
 from ..data import FaceFolder
-from ..util.errors import UserError
-from .pretrained import load_for_inference
+from ..masking import MASK_KINDS, make_mask
+from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
+from ..pretrained import load_for_inference, load_model_from_run
+from ..splits import prepare_data
+from ..transforms import ZOOM_FILLS, batch_to_input, denormalize, zoom_out
+from ..viz import comparison_figure
 from .reconstruct import add_mask_arguments, add_model_arguments, check_mask_arguments
 from .reconstruct import model_prediction, refined_fill
 from .refine import REFINE, SeamRefiner, load_refiner, refiner_record
-from ..util.fileio import atomic_write_text
-from ..masking import MASK_KINDS, make_mask
-from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
-from ..util.progress import tqdm
-from ..util.runtime import resolve_device
-from ..util.rundir import is_run_folder
-from ..splits import prepare_data
-from ..transforms import ZOOM_FILLS, batch_to_input, denormalize, zoom_out
-from ..util.loaders import mix_seed
-from ..viz import comparison_figure
 
 __all__ = [
     "BLEND",

@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..synthetic import ATTRIBUTES, face_attributes
 from ..util.errors import UserError
+from ..synthetic import ATTRIBUTES, face_attributes
 
 __all__ = ["TASKS", "Labels", "check_classes", "check_pattern", "decide_task", "folder_labels",
            "nested_repeat", "regex_labels", "synthetic_labels"]

@@ -36,15 +36,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..config import DEVICES, TrainConfig, check_run_dir
-from ..data import FaceFolder
-from ..model import MaskedAutoencoder
-from ..splits import prepare_data
-from ..util.checkpoint import load_model_from_run
 from ..util.errors import UserError, check_seed
 from ..util.progress import tqdm
 from ..util.runtime import resolve_device
+from ..config import DEVICES, TrainConfig, check_run_dir
+from ..data import FaceFolder
 from ..metrics import mean_ci95
+from ..model import MaskedAutoencoder
+from ..pretrained import load_model_from_run
+from ..splits import prepare_data
 from ..transforms import batch_to_input
 from .labels import TASKS, Labels, check_pattern, folder_labels, regex_labels, synthetic_labels
 

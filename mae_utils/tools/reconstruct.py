@@ -23,16 +23,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..baselines import blend_seams
-from ..util.checkpoint import load_model_from_run
-from .pretrained import load_for_inference
-from ..config import DEVICES
-from ..data import image_tensor, load_face
 from ..util.errors import UserError, check_seed
 from ..util.image_io import resize_center_crop, to_rgb
-from ..metrics import evaluate_batch, paste_visible, patch_mask_to_pixel_mask
-from ..masking import MASK_KINDS, make_mask
 from ..util.runtime import resolve_device
+from ..baselines import blend_seams
+from ..config import DEVICES
+from ..data import image_tensor, load_face
+from ..masking import MASK_KINDS, make_mask
+from ..metrics import evaluate_batch, paste_visible, patch_mask_to_pixel_mask
+from ..pretrained import load_for_inference, load_model_from_run
 from ..transforms import batch_to_input, denormalize
 from ..viz import DEFAULT_TITLES, four_panel_figure, masked_image
 

@@ -34,18 +34,20 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from ..util import checkpoint as ckpt
+from ..util.errors import UserError, check_seed
+from ..util.fileio import atomic_write, file_sha256
+from ..util.loaders import build_loader, mix_seed
+from ..util.progress import tqdm
+from ..util.rundir import REFINER_DIR
+from ..util.runtime import resolve_device
 from ..config import DEVICES, TrainConfig, check_run_dir, load_run_config
 from ..metrics import patch_mask_to_pixel_mask, psnr_masked
 from ..model import MaskedAutoencoder
 from ..optim import make_adamw, one_cycle_plan, param_groups
+from ..pretrained import load_model_from_run
+from ..splits import TrainItems, train_loader, training_data
 from ..transforms import batch_to_input, denormalize
-from ..util import checkpoint as ckpt
-from ..util.errors import UserError, check_seed
-from ..util.fileio import atomic_write, file_sha256
-from ..util.loaders import TrainItems, build_loader, mix_seed, train_loader, training_data
-from ..util.progress import tqdm
-from ..util.rundir import REFINER_DIR
-from ..util.runtime import resolve_device
 from .reconstruct import model_prediction, paste_prediction
 
 __all__ = [
@@ -384,7 +386,7 @@ def _setup(run_dir: Path, config: TrainConfig, s: RefineSettings, device: str, l
            progress: bool) -> _Job:  # fmt: skip
     """The frozen MAE, the run's data with the refiner's own masks, a fresh refiner and its optimiser."""
     dev = resolve_device(device)
-    model, _ = ckpt.load_model_from_run(run_dir, CHECKPOINT, dev)
+    model, _ = load_model_from_run(run_dir, CHECKPOINT, dev)
     model.requires_grad_(False)
     model.eval()
     record = {"run_id": _run_id(run_dir), "checkpoint": CHECKPOINT,

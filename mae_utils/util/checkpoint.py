@@ -15,7 +15,7 @@ leaves either the new or the previous checkpoint readable; :func:`resolve` falls
 ``NAME.old`` for the one instant when only that exists. A write that fails (disk full, folder not
 writable) removes its temporary folder and raises a :class:`UserError`; the previous checkpoint stays.
 
-Reading validates before allocating: :func:`load_model` checks the stored ``mae_config`` (known keys
+Reading validates before allocating: :func:`mae_utils.pretrained.load_model` checks the stored ``mae_config`` (known keys
 only, sizes equal to what the tensors' shapes imply) against the safetensors header, builds nothing
 bigger than the file describes, and refuses non-float or non-finite weights, naming the file and the
 field or tensor.
@@ -24,7 +24,6 @@ field or tensor.
 from __future__ import annotations
 
 import errno
-import inspect
 import json
 import os
 import pickle
@@ -40,10 +39,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from ..config import check_run_dir, load_run_config
 from .errors import UserError
 from .fileio import environment_error
-from ..model import OPTION_DEFAULTS, MaskedAutoencoder, check_options
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
@@ -264,67 +261,6 @@ def describe_tensors(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, tup
     return {k: (names[k], tuple(v.shape)) for k, v in state.items()}
 
 
-def _blocks(names, prefix: str) -> int:
-    ids = {int(m.group(1)) for k in names if (m := re.match(rf"^{prefix}\.(\d+)\.", k))}
-    return max(ids) + 1 if ids else 0
-
-
-def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tuple[int, ...]]], source: str) -> None:
-    """Refuse a ``mae_config`` that does not describe exactly the tensors stored beside it.
-
-    Checked before any model is built, so an edited config (say ``embed_dim 16384, depth 64``) fails
-    here instead of allocating hundreds of GB: known keys only, the right types, and every size
-    equal to what the tensors' shapes imply.
-    """
-    params = inspect.signature(MaskedAutoencoder.__init__).parameters
-    unknown = sorted(set(config) - set(params) - {"self"})
-    if unknown:
-        raise UserError(f"{source}: mae_config has unknown key(s) {', '.join(unknown)}")
-    options = {k: config[k] for k in OPTION_DEFAULTS if k in config}
-    try:
-        norm_pix_loss = config.get("norm_pix_loss", False)
-        check_options(**{**OPTION_DEFAULTS, **options}, norm_pix_loss=norm_pix_loss)
-    except UserError as exc:
-        raise UserError(f"{source}: mae_config {exc}") from None
-    for key, value in config.items():
-        if key in options:
-            continue
-        want = params[key].default
-        kind = bool if isinstance(want, bool) else (float if isinstance(want, float) else int)
-        ok = isinstance(value, bool) if kind is bool else (
-            isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool))
-        if not ok or (kind is not bool and not value > 0):
-            raise UserError(f"{source}: mae_config {key} must be a positive {kind.__name__}; got {value!r}")
-    needed = ("cls_token", "mask_token", "pos_embed", "patch_embed.proj.weight")
-    missing = [k for k in needed if k not in tensors]
-    if missing:
-        raise UserError(f"{source}: missing tensor(s) {', '.join(missing)}")
-    cfg = {name: p.default for name, p in params.items() if name != "self"} | config
-    _, in_chans, patch, _ = tensors["patch_embed.proj.weight"][1]
-    implied = {
-        "embed_dim": tensors["cls_token"][1][-1],
-        "decoder_embed_dim": tensors["mask_token"][1][-1],
-        "depth": _blocks(tensors, "blocks"),
-        "decoder_depth": _blocks(tensors, "decoder_blocks"),
-        "patch_size": patch,
-        "in_chans": in_chans,
-    }
-    for key, value in implied.items():
-        if cfg[key] != value:
-            raise UserError(f"{source}: mae_config {key} is {cfg[key]} but the stored tensors imply {value}")
-    for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
-        if cfg[width] % cfg[heads]:
-            raise UserError(f"{source}: mae_config {heads} {cfg[heads]} does not divide {width} {cfg[width]}")
-    grid = cfg["img_size"] // cfg["patch_size"]
-    if cfg["img_size"] % cfg["patch_size"] or grid * grid + 1 != tensors["pos_embed"][1][1]:
-        raise UserError(
-            f"{source}: mae_config img_size {cfg['img_size']} does not match pos_embed {list(tensors['pos_embed'][1])}"
-        )
-    with torch.device("meta"):  # sizes are now bounded by the file: build the shapes, allocate nothing
-        expected = {k: tuple(v.shape) for k, v in MaskedAutoencoder(**config).state_dict().items()}
-    check_tensor_set(expected, tensors, source)
-
-
 def check_tensor_set(
     expected: dict[str, tuple[int, ...]], found: dict[str, tuple[str, tuple[int, ...]]], source: str
 ) -> None:
@@ -358,28 +294,6 @@ def load_weights_into(model: torch.nn.Module, ckpt_dir: str | Path, device: str 
     state = load_model_state(ckpt_dir, device)
     check_finite(state, str(path))
     model.load_state_dict(state, strict=True)
-
-
-def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the :class:`~mae_utils.model.MaskedAutoencoder` saved in ``ckpt_dir`` (eval mode)."""
-    path = resolve(ckpt_dir) / MODEL_FILE
-    config = read_model_config(ckpt_dir)
-    _, tensors = _header(path)
-    check_model_config(config, tensors, str(path))
-    model = MaskedAutoencoder(**config)
-    load_weights_into(model, ckpt_dir)
-    return model.to(device).eval()
-
-
-def load_model_from_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
-    """``(model, TrainConfig)`` of a training run; ``which`` is 'best' or 'last'."""
-    if which not in ("best", "last"):
-        raise UserError(f"which must be 'best' or 'last'; got {which!r}")
-    check_run_dir(run_dir)
-    check_not_half_replaced(run_dir, which)
-    config = load_run_config(run_dir)
-    check_run_files(run_dir, which)
-    return load_model(Path(run_dir) / "checkpoints" / which, device), config
 
 
 def check_not_half_replaced(run_dir: str | Path, which: str = "best") -> None:

@@ -27,7 +27,7 @@ def check_seed(seed: int, name: str = "seed") -> int:
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's or ``kill``'s stop) turned into what Ctrl-C raises, so both end a run the
     same way: the epoch in flight abandoned, checkpoints kept, the run folder's lock released. The
-    command line installs it for every command (:func:`mae_utils.util.cli.main`)."""
+    command line installs it for every command (:func:`mae_utils.app.cli.main`)."""
 
 
 def _raise_terminated(signum: int, _frame: object) -> None:

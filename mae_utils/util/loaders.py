@@ -1,32 +1,28 @@
-"""Loaders: the one DataLoader builder (training, evaluation tools, benchmarks) and training's items.
+"""Loaders: the one DataLoader builder (training, evaluation tools, benchmarks) and its seeds.
 
 Every batch is uint8 (N, 3, S, S) (:func:`collate_batch`); :func:`~mae_utils.transforms.batch_to_input`
-turns it into the model's input on the device. Exact resume rests on two seeds fixed here: the batch
-order comes from a ``DistributedSampler`` seeded with (seed, epoch) (a world of one outside
-``torchrun``), and each image's mask noise and augmentation from a generator seeded by
-(seed, salt, epoch, image index) (:class:`TrainItems`), never by the process, worker or batch.
+turns it into the model's input on the device. Exact resume rests on two seeds: the batch order
+comes from a ``DistributedSampler`` seeded with (seed, epoch) (a world of one outside ``torchrun``),
+and each image's mask noise and augmentation from a generator seeded by (seed, salt, epoch, image
+index) (:class:`mae_utils.splits.TrainItems`, with :func:`mix_seed`), never by the process, worker or
+batch.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_collate_fn_map
 
-from . import runtime
 from .errors import UserError
-from ..config import TrainConfig
-from ..splits import DataSplits, prepare_data
-from ..transforms import Augment
+from . import runtime
 
-__all__ = ["TrainItems", "build_loader", "collate_batch", "mix_seed", "plan_batches", "train_loader", "training_data"]
+__all__ = ["build_loader", "collate_batch", "mix_seed", "plan_batches"]
 
 
 def mix_seed(*values: int) -> int:
@@ -36,46 +32,6 @@ def mix_seed(*values: int) -> int:
         h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
         h ^= h >> 31
     return h & 0x7FFFFFFFFFFFFFFF
-
-
-class TrainItems(Dataset):
-    """Items become (uint8 image, mask noise, augmentation parameters), all fixed by (seed, epoch, index).
-
-    Being a function of the image index, not of the process, the worker or the batch, the masks and
-    augmentations are the same after a resume and under any number of processes or workers.
-    ``epoch=None`` gives fixed noise (validation). ``augment``: an :class:`~mae_utils.transforms.Augment`
-    whose per-image parameters :func:`~mae_utils.transforms.batch_to_input` applies on the device
-    (``{}`` without one); with its ``photo`` zoom fill each item also carries ``background``, the
-    stored pixels of another image of the split, picked by the draw ``other`` (so it too is a function
-    of (seed, epoch, index), never of the batch).
-    """
-
-    def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None):
-        self.ds, self.num_patches, self.seed, self.salt, self.augment = ds, num_patches, seed, salt, augment
-        self.epoch: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int):
-        item = self.ds[i]
-        if isinstance(item, (tuple, list)):
-            item = item[0]
-        g = torch.Generator().manual_seed(mix_seed(self.seed, self.salt, -1 if self.epoch is None else self.epoch, i))
-        noise = torch.rand(self.num_patches, generator=g)
-        if self.augment is None:
-            return item, noise, {}
-        params = self.augment.draw(g)
-        if self.augment.fill == "photo":
-            params["background"] = self._background(i, float(params["other"]))
-        return item, noise, params
-
-    def _background(self, i: int, u: float) -> torch.Tensor:
-        """Another item than ``i`` (``u`` uniform in [0, 1)): the surround of a zoomed-out photo."""
-        n = len(self.ds)
-        j = i if n < 2 else (i + 1 + min(int(u * (n - 1)), n - 2)) % n
-        item = self.ds[j]
-        return item[0] if isinstance(item, (tuple, list)) else item
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -158,7 +114,6 @@ def build_loader(
     )
 
 
-# ---------------------------------------------------------------------- a run's training data
 def plan_batches(n_train: int, batch_size: int, world: int = 1) -> tuple[int, int, str | None]:
     """(batch size, steps per epoch, warning) for ``n_train`` training images over ``world`` processes.
 
@@ -174,49 +129,3 @@ def plan_batches(n_train: int, batch_size: int, world: int = 1) -> tuple[int, in
                    f"{' per process' if world > 1 else ''}; using batch_size {per_rank}")  # fmt: skip
         batch_size = per_rank
     return batch_size, per_rank // batch_size, warning
-
-
-def training_data(
-    config: TrainConfig, run_dir: Path, world: int = 1, rank: int = 0, log: Callable[[str], None] = print,
-    item_seed: int | None = None,
-) -> tuple[DataSplits, TrainItems, TrainItems, int, TrainConfig]:
-    """A run's (splits, train set, val set, steps per epoch, config with the batch that runs).
-
-    What :func:`mae_utils.train.fit` trains on, and what ``refine`` trains its refiner on: the run's
-    split (``run_dir/split.json``, written if missing) and the run's augmentation of the training
-    images. ``item_seed`` (default ``config.seed``) seeds the items' mask noise and augmentation.
-    Rank 0 goes first (it writes split.json and the cache), then the others reuse them.
-    """
-    splits = None
-    for turn in (0, 1):
-        if (rank == 0) == (turn == 0):
-            splits = prepare_data(
-                config.data_dir, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
-                test_frac=config.test_frac, seed=config.seed, split_path=str(Path(run_dir) / "split.json"),
-                cache_dir=config.cache_dir, augment=config.augmentation() or False,
-                log=log if rank == 0 else (lambda _m: None),
-            )  # fmt: skip
-        runtime.barrier()
-    num_patches = (config.image_size // config.patch_size) ** 2
-    augment = getattr(splits.train, "augment", None)  # applied per batch on the device
-    seed = config.seed if item_seed is None else item_seed
-    train_set = TrainItems(splits.train, num_patches, seed, salt=1, augment=augment)
-    val_set = TrainItems(splits.val, num_patches, seed, salt=2)
-    batch_size, steps_per_epoch, warning = plan_batches(len(train_set), config.batch_size, world)
-    if warning:
-        log(warning)
-        config = dataclasses.replace(config, batch_size=batch_size)  # config.json records what ran
-    if len(val_set) == 0:
-        raise UserError("the validation split is empty; raise --val-frac or --max-images")
-    return splits, train_set, val_set, steps_per_epoch, config
-
-
-def train_loader(
-    items: TrainItems, batch_size: int, *, seed: int, epoch: int, world: int = 1, rank: int = 0,
-    num_workers: int = 0, device: str | torch.device = "cpu",
-) -> DataLoader:
-    """Epoch ``epoch``'s shuffled training batches (order from (seed, epoch)); sets ``items.epoch`` so
-    each image's mask noise and augmentation are those of that epoch. Incomplete batches are dropped."""
-    items.epoch = epoch
-    return build_loader(items, batch_size, shuffle=True, seed=seed, epoch=epoch, drop_last=True, world=world,
-                        rank=rank, num_workers=num_workers, device=device, persistent_workers=False)  # fmt: skip

@@ -24,9 +24,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
+from ..util.errors import UserError
+from ..util.rundir import holds_checkpoint
 from ..config import TrainConfig, annotation_type, load_run_config, same_settings
-from .errors import UserError
-from .rundir import holds_checkpoint
 
 __all__ = [
     "check_no_shadowed_imports",

@@ -22,6 +22,7 @@ When the requested ``img_size`` gives another patch grid, the fixed sin-cos tabl
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -32,11 +33,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..util import checkpoint as ckpt
-from ..util.checkpoint import check_finite, check_tensor_set, describe_tensors
-from ..util.errors import UserError
-from ..util.fileio import file_sha256
-from ..model import PRESETS, MaskedAutoencoder
+from .util import checkpoint as ckpt
+from .util.checkpoint import check_finite, check_tensor_set, describe_tensors
+from .util.errors import UserError
+from .util.fileio import file_sha256
+from .config import TrainConfig, check_run_dir, load_run_config
+from .model import OPTION_DEFAULTS, PRESETS, MaskedAutoencoder, check_options
 
 # Official releases do not store head counts. Known widths: the published ViT encoders' (Dosovitskiy et
 # al.), the MAE decoder's (512 wide, 16 heads), and this project's presets. Any other width must be
@@ -44,6 +46,95 @@ from ..model import PRESETS, MaskedAutoencoder
 _HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16} | {
     p["embed_dim"]: p["num_heads"] for p in PRESETS.values()}  # fmt: skip
 _DECODER_HEADS_BY_WIDTH = {512: 16} | {p["decoder_embed_dim"]: p["decoder_num_heads"] for p in PRESETS.values()}
+
+
+# ---------------------------------------------------------------------- this project's checkpoints
+
+
+def _blocks(names, prefix: str) -> int:
+    ids = {int(m.group(1)) for k in names if (m := re.match(rf"^{prefix}\.(\d+)\.", k))}
+    return max(ids) + 1 if ids else 0
+
+
+def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tuple[int, ...]]], source: str) -> None:
+    """Refuse a ``mae_config`` that does not describe exactly the tensors stored beside it.
+
+    Checked before any model is built, so an edited config (say ``embed_dim 16384, depth 64``) fails
+    here instead of allocating hundreds of GB: known keys only, the right types, and every size
+    equal to what the tensors' shapes imply.
+    """
+    params = inspect.signature(MaskedAutoencoder.__init__).parameters
+    unknown = sorted(set(config) - set(params) - {"self"})
+    if unknown:
+        raise UserError(f"{source}: mae_config has unknown key(s) {', '.join(unknown)}")
+    options = {k: config[k] for k in OPTION_DEFAULTS if k in config}
+    try:
+        norm_pix_loss = config.get("norm_pix_loss", False)
+        check_options(**{**OPTION_DEFAULTS, **options}, norm_pix_loss=norm_pix_loss)
+    except UserError as exc:
+        raise UserError(f"{source}: mae_config {exc}") from None
+    for key, value in config.items():
+        if key in options:
+            continue
+        want = params[key].default
+        kind = bool if isinstance(want, bool) else (float if isinstance(want, float) else int)
+        ok = isinstance(value, bool) if kind is bool else (
+            isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool))
+        if not ok or (kind is not bool and not value > 0):
+            raise UserError(f"{source}: mae_config {key} must be a positive {kind.__name__}; got {value!r}")
+    needed = ("cls_token", "mask_token", "pos_embed", "patch_embed.proj.weight")
+    missing = [k for k in needed if k not in tensors]
+    if missing:
+        raise UserError(f"{source}: missing tensor(s) {', '.join(missing)}")
+    cfg = {name: p.default for name, p in params.items() if name != "self"} | config
+    _, in_chans, patch, _ = tensors["patch_embed.proj.weight"][1]
+    implied = {
+        "embed_dim": tensors["cls_token"][1][-1],
+        "decoder_embed_dim": tensors["mask_token"][1][-1],
+        "depth": _blocks(tensors, "blocks"),
+        "decoder_depth": _blocks(tensors, "decoder_blocks"),
+        "patch_size": patch,
+        "in_chans": in_chans,
+    }
+    for key, value in implied.items():
+        if cfg[key] != value:
+            raise UserError(f"{source}: mae_config {key} is {cfg[key]} but the stored tensors imply {value}")
+    for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+        if cfg[width] % cfg[heads]:
+            raise UserError(f"{source}: mae_config {heads} {cfg[heads]} does not divide {width} {cfg[width]}")
+    grid = cfg["img_size"] // cfg["patch_size"]
+    if cfg["img_size"] % cfg["patch_size"] or grid * grid + 1 != tensors["pos_embed"][1][1]:
+        raise UserError(
+            f"{source}: mae_config img_size {cfg['img_size']} does not match pos_embed {list(tensors['pos_embed'][1])}"
+        )
+    with torch.device("meta"):  # sizes are now bounded by the file: build the shapes, allocate nothing
+        expected = {k: tuple(v.shape) for k, v in MaskedAutoencoder(**config).state_dict().items()}
+    check_tensor_set(expected, tensors, source)
+
+
+def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the :class:`~mae_utils.model.MaskedAutoencoder` saved in ``ckpt_dir`` (eval mode)."""
+    path = ckpt.resolve(ckpt_dir) / ckpt.MODEL_FILE
+    config = ckpt.read_model_config(ckpt_dir)
+    _, tensors = ckpt.read_header(path)
+    check_model_config(config, tensors, str(path))
+    model = MaskedAutoencoder(**config)
+    ckpt.load_weights_into(model, ckpt_dir)
+    return model.to(device).eval()
+
+
+def load_model_from_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
+    """``(model, TrainConfig)`` of a training run; ``which`` is 'best' or 'last'."""
+    if which not in ("best", "last"):
+        raise UserError(f"which must be 'best' or 'last'; got {which!r}")
+    check_run_dir(run_dir)
+    ckpt.check_not_half_replaced(run_dir, which)
+    config = load_run_config(run_dir)
+    ckpt.check_run_files(run_dir, which)
+    return load_model(Path(run_dir) / "checkpoints" / which, device), config
+
+
+# ---------------------------------------------------------------------- published weights
 
 
 def _heads(table: dict[int, int], width: int, name: str, source: str) -> int:
@@ -218,7 +309,7 @@ def _load_own_file(path: Path, img_size: int | None, norm_pix_loss: bool) -> Mas
     """A maskAE ``model.safetensors`` (any name): its metadata holds the model's constructor arguments."""
     config = ckpt.read_file_config(path)
     _, tensors = ckpt.read_header(path)
-    ckpt.check_model_config(config, tensors, str(path))
+    check_model_config(config, tensors, str(path))
     model = MaskedAutoencoder(**config)
     state = ckpt.load_weights_file(path)
     check_finite(state, str(path))
@@ -334,7 +425,7 @@ def load_for_inference(
     MAE ``.pth``, a Hugging Face ViTMAE folder), at the image size and with the pixel target
     (``norm_pix_loss``) the weights were made with, in eval mode."""
     path, ckpt_dir = init_source(path, log)
-    model = ckpt.load_model(ckpt_dir) if ckpt_dir is not None else load_pretrained(path)
+    model = load_model(ckpt_dir) if ckpt_dir is not None else load_pretrained(path)
     return model.eval()
 
 
@@ -350,7 +441,7 @@ def load_init_weights(
     """
     path, ckpt_dir = init_source(path, log)
     if ckpt_dir is not None:
-        model = ckpt.load_model(ckpt_dir).train()
+        model = load_model(ckpt_dir).train()
         if img_size % model.patch_size:
             raise UserError(f"image_size {img_size} is not divisible by the weights' patch_size {model.patch_size}")
         if img_size != model.img_size:

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UserError, sigterm_as_interrupt
-from .fileio import environment_error
+from ..util.errors import UserError, sigterm_as_interrupt
+from ..util.fileio import environment_error
 
 
 def _prog() -> str:

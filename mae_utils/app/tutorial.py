@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import resolve
+from ..util.checkpoint import resolve
+from ..util.errors import UserError
+from ..util.fileio import host_name, pid_alive
+from ..util.progress import batch_kernel, in_kernel
+from ..util.rundir import LOCK_FILE, holds_checkpoint, read_lock
 from ..config import TrainConfig, load_run_config
-from .errors import UserError
-from .fileio import host_name, pid_alive
 from ..optim import build_optimizer, schedule_rates
-from .progress import batch_kernel, in_kernel
-from .rundir import LOCK_FILE, holds_checkpoint, read_lock
 from ..synthetic import generate_faces
 from ..train import fit
 from ..viz import new_figure
