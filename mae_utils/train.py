@@ -42,11 +42,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .util import checkpoint as ckpt
-from .util import runtime
+from .util import loop, runtime
 from .util.errors import UserError, sigterm_as_interrupt
 from .util.fileio import atomic_write_text
 from .util.loaders import build_loader, plan_batches
-from .util import loop
 from .util.loop import Progress, Task
 from .util.progress import tqdm
 from .util.rundir import (

@@ -35,9 +35,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..util import checkpoint as ckpt
+from ..util import loop
 from ..util.errors import UserError, check_seed
 from ..util.fileio import atomic_write, file_sha256
-from ..util import loop
 from ..util.loaders import build_loader, mix_seed
 from ..util.loop import Progress, Task
 from ..util.progress import tqdm
@@ -55,6 +55,7 @@ from .reconstruct import model_prediction, paste_prediction
 __all__ = [
     "REFINE",
     "RefineResult",
+    "RefineSettings",
     "SeamRefiner",
     "add_cli_arguments",
     "load_refiner",
