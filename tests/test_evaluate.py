@@ -18,7 +18,6 @@ from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked
 from mae_utils.tools.evaluate import (
     FLIP, EvalSettings, ZoomedOut, evaluate_model, evaluate_run, format_table,
 )
-from mae_utils.tools.inference import predict
 from mae_utils.train import TrainConfig, fit
 from mae_utils.transforms import batch_to_input, denormalize
 from mae_utils.app import cli
