@@ -140,7 +140,7 @@ def test_the_docs_and_the_loader_name_the_same_official_files():
     def named(path: Path) -> set[str]:
         return set(re.findall(r"mae_\w+\.pth", path.read_text()))
 
-    loader = named(ROOT / "mae_utils" / "tools" / "pretrained.py")
+    loader = named(ROOT / "mae_utils" / "pretrained.py")
     assert loader == named(ROOT / "docs" / "data.md")
     shown = named(ROOT / "docs" / "model.md")
     assert "mae_visualize_vit_large.pth" in shown and shown <= loader
