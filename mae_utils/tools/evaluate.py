@@ -39,7 +39,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -48,12 +48,13 @@ import torch
 
 from ..util.errors import UserError
 from ..util.fileio import atomic_write_text
+from ..util.folders import folder_names, is_several, member_name
 from ..util.loaders import mix_seed
 from ..util.progress import tqdm
 from ..util.rundir import is_run_folder
 from ..util.runtime import resolve_device
 from ..baselines import BASELINES
-from ..config import DEVICES, check_run_dir
+from ..config import DEVICES, check_run_dir, load_run_config
 from ..data import FaceFolder
 from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
 from ..pretrained import load_for_inference, load_model_from_run
@@ -77,6 +78,7 @@ __all__ = [
     "check_results_target",
     "eval_name",
     "eval_settings",
+    "evaluate_each_folder",
     "evaluate_model",
     "evaluate_run",
     "format_table",
@@ -128,7 +130,7 @@ class EvalSettings(FillSettings):
     go (``name``, ``out_dir``, ``overwrite``). The command line's flags carry the same names
     (``--zoom-out``; ``--no-refine`` is ``refine=False``)."""
 
-    data_dir: str | None = None
+    data_dir: str | list[str] | None = None
     split: str | None = None
     limit: int | None = None
     batch_size: int = 64
@@ -191,14 +193,14 @@ def _holds_split(folder: str | Path, split_path: Path) -> bool:
     return bool(names) and root.is_dir() and all((root / n).is_file() for n in names)
 
 
-def _foreign(run_dir: Path, own_dir: str | None, data_dir: str | Path | None) -> bool:
+def _foreign(run_dir: Path, own_dir: Any, data_dir: str | Path | None) -> bool:
     """Whether ``data_dir`` is another folder than the run's data (moved data still counts as
     the run's: it holds every image of the run's split)."""
     if data_dir is None:
         return False
     if own_dir is None:
         return True
-    if _same_folder(data_dir, own_dir):
+    if not is_several(own_dir) and _same_folder(data_dir, own_dir):
         return False
     return not _holds_split(data_dir, run_dir / "split.json")
 
@@ -253,7 +255,10 @@ def load_eval_dataset(
         raise UserError(f"--data-dir {data_dir} is a training run's folder, not a folder of "
                         "face photos: leave --data-dir out to score the run's own held-out "
                         "faces, or give a folder of photos")
-    if _foreign(run_dir, config.data_dir, data_dir):
+    own_dir = config.data_dir
+    if is_several(own_dir) and (data_dir is None or member_name(data_dir, own_dir) is not None):
+        return _several_folder_split(run_dir, config, data_dir, split)
+    if _foreign(run_dir, own_dir, data_dir):
         return _other_folder(config, data_dir, split)
     folder = data_dir if data_dir is not None else config.data_dir
     split = split or "test"
@@ -261,6 +266,34 @@ def load_eval_dataset(
     source = "synthetic" if folder is None else "run split"
     return ds, {"source": source, "data_dir": None if folder is None else str(folder),
                 "split": split}
+
+
+def _several_folder_split(
+    run_dir: Path, config: Any, folder: str | Path | None, split: str | None
+) -> tuple[Any, dict[str, Any]]:
+    """A run trained on several folders: the held-out ``split`` (default: test) of one of them
+    (``folder``), or of all of them (``folder`` None), as its ``split.json`` records them."""
+    split_path = run_dir / "split.json"
+    if not split_path.is_file():
+        raise UserError(f"{split_path} not found: cannot tell which images {run_dir} held out")
+    for own in config.data_dir:
+        if not Path(own).expanduser().is_dir():
+            raise UserError(f"the run's data folder {own!r} (from {run_dir}/config.json) is not a "
+                            "folder here; put it back to score the run's held-out images")
+    splits = prepare_data(
+        config.data_dir, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
+        test_frac=config.test_frac, seed=config.seed, split_path=split_path,
+        cache_dir=config.cache_dir, augment=False, log=lambda _msg: None,
+    )
+    split = split or "test"
+    name = None if folder is None else member_name(folder, config.data_dir)
+    chosen = splits if name is None else splits.folders[name]
+    ds = getattr(chosen, split)
+    if len(ds) == 0:
+        raise UserError(f"the {split} split of {run_dir} is empty; choose another --split")
+    described = {"source": "run split", "split": split,
+                 "data_dir": list(config.data_dir) if name is None else chosen.root}
+    return ds, described if name is None else {**described, "folder": name}
 
 
 class ZoomedOut:
@@ -570,7 +603,8 @@ def eval_name(split_desc: dict[str, Any], mask: str, mask_ratio: float, which: s
         folder = Path(str(split_desc["data_dir"])).expanduser().resolve()
         where = "folder-" + (folder.name or "data")
     else:
-        where = split_desc["split"]
+        folder = split_desc.get("folder")
+        where = split_desc["split"] + (f"-{folder}" if folder else "")
     shape = f"{mask}{round(mask_ratio * 100)}" if mask in ("random", "center") else mask
     if split_desc.get("zoom_out") is not None:
         where += f"_zoom{round(split_desc['zoom_out'] * 100)}{split_desc['zoom_fill']}"
@@ -679,6 +713,8 @@ def _save_results(result: RunEvaluation, record: dict[str, Any], folder: Path, s
 def _title(run_dir: Path, record: dict[str, Any], scored: Evaluation) -> str:
     data, mask = record["data"], record["mask"]
     where = data["data_dir"] or "synthetic faces"
+    if is_several(where):
+        where = " + ".join(where)
     if data.get("zoom_out") is not None:
         where += (f", shrunk to {data['zoom_out']:g} of the frame in a {data['zoom_fill']} "
                   "surround")
@@ -806,6 +842,28 @@ def evaluate_run(
     return result
 
 
+def evaluate_each_folder(
+    run_dir: str | Path | None,
+    settings: EvalSettings | None = None,
+    *,
+    init_from: str | Path | None = None,
+    write: bool = True,
+    progress: bool = True,
+    on_scored: Callable[[RunEvaluation], None] | None = None,
+) -> list[RunEvaluation]:
+    """:func:`evaluate_run` once per folder of a run trained on several (each folder's held-out
+    images, results named after it), then on their union; any other evaluation once."""
+    s = settings or EvalSettings()
+    folders: list[str] = []
+    if run_dir is not None and s.data_dir is None:
+        own = load_run_config(check_run_dir(run_dir)).data_dir
+        folders = list(own) if is_several(own) else []
+    each = [replace(s, data_dir=folder, name=s.name and f"{s.name}-{label}")
+            for folder, label in zip(folders, folder_names(folders))]
+    return [evaluate_run(run_dir, one, init_from=init_from, write=write, progress=progress,
+                         on_scored=on_scored) for one in (*each, s)]
+
+
 # ---------------------------------------------------------------------- command line
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
@@ -818,7 +876,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="evaluate on all images of this folder (another data set); "
-                             "default: the run's own held-out split")
+                             "default: the run's own held-out split (a run on several folders: "
+                             "each folder's, then all together)")
     parser.add_argument("--split", default=None, choices=SPLITS,
                         help="which split of the run's own data (default: test); not with "
                              "another --data-dir")
@@ -872,7 +931,8 @@ def eval_settings(args: argparse.Namespace) -> EvalSettings:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    result = evaluate_run(args.run, eval_settings(args), init_from=args.init_from,
-                          on_scored=lambda r: print(r.table, flush=True))
-    print(f"wrote {result.json_path} and {result.figure_path}")
+    results = evaluate_each_folder(args.run, eval_settings(args), init_from=args.init_from,
+                                   on_scored=lambda r: print(r.table, flush=True))
+    for result in results:
+        print(f"wrote {result.json_path} and {result.figure_path}")
     return 0
