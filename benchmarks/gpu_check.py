@@ -56,7 +56,7 @@ from mae_utils.splits import TrainItems  # noqa: E402
 from mae_utils.util.loaders import collate_batch  # noqa: E402
 from mae_utils.util.runtime import configure_device  # noqa: E402
 from mae_utils.synthetic import run_cli as synth_cli  # noqa: E402
-from mae_utils.tools.refine import refiner_files  # noqa: E402
+from mae_utils.tools.inference import refiner_files  # noqa: E402
 from mae_utils.transforms import Augment, batch_to_input  # noqa: E402
 
 # The two sizes of every check: the real one for a GPU, and a tiny one that runs on a CPU in seconds.

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from mae_utils import load_model_from_run  # noqa: E402
 from mae_utils.baselines import inpaint_harmonic  # noqa: E402
 from mae_utils.metrics import paste_visible, psnr_masked  # noqa: E402
-from mae_utils.tools.reconstruct import reconstruct_images  # noqa: E402
-from mae_utils.tools.refine import load_refiner  # noqa: E402
+from mae_utils.tools.reconstruct import FillSettings, reconstruct_images  # noqa: E402
+from mae_utils.tools.inference import load_refiner  # noqa: E402
 from mae_utils.viz import new_figure  # noqa: E402
 
 # (top, left, side) of the face in the 512x512 portrait, framed like an aligned face chip (UTKFace):
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     fig = new_figure(1.9 * len(cols), 1.95 * len(MASKS), dpi=110)
     axes = fig.subplots(len(MASKS), len(cols), squeeze=False)
     for r, (kind, label) in enumerate(MASKS):
-        res = reconstruct_images(model, [face], kind, mask_ratio=0.75, seed=args.seed, device="cpu", refiner=refiner)
+        res = reconstruct_images(model, [face], FillSettings(kind, 0.75, seed=args.seed), device="cpu",
+                                 refiner=refiner)
         original, pm = res["original"], res["pixel_mask"]
         harmonic = paste_visible(inpaint_harmonic(original, pm), original, pm)
         scores = {"harmonic": float(psnr_masked(harmonic, original, pm)[0]), "model": float(res["psnr_masked"][0]),

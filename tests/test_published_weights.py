@@ -18,7 +18,7 @@ from PIL import Image
 
 from mae_utils.model import build_mae
 from mae_utils.pretrained import load_for_inference, load_pretrained
-from mae_utils.tools.reconstruct import reconstruct_images
+from mae_utils.tools.reconstruct import FillSettings, reconstruct_images
 from mae_utils.util import checkpoint as ckpt
 from mae_utils.app import cli
 
@@ -67,7 +67,7 @@ def test_reconstruct_draws_the_figure_from_published_weights(make_weights, tmp_p
     assert not (tmp_path / "runs").exists()  # no run folder made or needed
     # the figure's scores are those of these weights (a model loaded here, not any other)
     model = load_pretrained(weights)
-    expected = reconstruct_images(model, photos, "center")["psnr_masked"]
+    expected = reconstruct_images(model, photos, FillSettings("center"))["psnr_masked"]
     printed = [float(m) for m in re.findall(r"face_\d\.png: ([\d.]+) /", out)]
     assert printed == pytest.approx([round(float(v), 2) for v in expected], abs=0.011)
 
@@ -140,7 +140,7 @@ def test_the_docs_and_the_loader_name_the_same_official_files():
     def named(path: Path) -> set[str]:
         return set(re.findall(r"mae_\w+\.pth", path.read_text()))
 
-    loader = named(ROOT / "mae_utils" / "tools" / "pretrained.py")
+    loader = named(ROOT / "mae_utils" / "pretrained.py")
     assert loader == named(ROOT / "docs" / "data.md")
     shown = named(ROOT / "docs" / "model.md")
     assert "mae_visualize_vit_large.pth" in shown and shown <= loader

@@ -14,19 +14,10 @@ from mae_utils.pretrained import load_model_from_run
 from mae_utils.baselines import blend_seams
 from mae_utils.masking import make_mask
 from mae_utils.model import MaskedAutoencoder
-from mae_utils.tools.evaluate import evaluate_run
+from mae_utils.tools.evaluate import EvalSettings, evaluate_run
+from mae_utils.tools.inference import SeamRefiner, fill, load_refiner, predict_pasted, refiner_files
 from mae_utils.tools.reconstruct import reconstruct_images
-from mae_utils.tools.refine import (
-    REFINE,
-    RefineSettings,
-    SeamRefiner,
-    load_refiner,
-    pasted_prediction,
-    refine_loss,
-    refine_reconstruction,
-    refine_run,
-    refiner_files,
-)
+from mae_utils.tools.refine import REFINE, RefineSettings, refine_loss, refine_run
 from mae_utils.transforms import batch_to_input, denormalize
 from mae_utils.util import checkpoint as ckpt
 from mae_utils.app import cli
@@ -81,7 +72,7 @@ def test_a_fresh_refiner_is_the_identity_and_visible_pixels_always_pass_through(
 
 def test_the_refiner_loss_at_the_identity_is_the_mae_loss(tiny_run):
     model, imgs, mask = _batch(tiny_run)
-    pasted, pixel_mask, used = pasted_prediction(model, imgs, mask)
+    pasted, pixel_mask, used = predict_pasted(model, imgs, mask)
     assert torch.equal(used, mask)
     loss, _, _ = model(imgs, mask=mask)
     assert refine_loss(pasted, imgs, pixel_mask).item() == pytest.approx(loss.item(), rel=1e-5)
@@ -161,8 +152,9 @@ def test_save_load_round_trip_and_damaged_files(refined, tiny_run, tmp_path):
     run, _, result = refined
     model, imgs, mask = _batch(run)
     loaded = load_refiner(run, checkpoint="best")
-    assert torch.equal(refine_reconstruction(model, loaded, imgs, mask),
-                       refine_reconstruction(model, result.refiner, imgs, mask))  # fmt: skip
+    assert torch.equal(fill(model, imgs, mask, refiner=loaded),
+                       fill(model, imgs, mask, refiner=result.refiner))
+    assert not torch.equal(fill(model, imgs, mask, refiner=loaded), fill(model, imgs, mask))
     assert load_refiner(tiny_run) is None
     broken = copy_run(run, tmp_path, "broken")
     weights = refiner_files(broken)["weights"]
@@ -180,18 +172,20 @@ def test_save_load_round_trip_and_damaged_files(refined, tiny_run, tmp_path):
 
 def test_evaluate_has_the_refined_row_only_with_a_refiner(refined, tiny_run, tmp_path):
     run, _, _ = refined
-    settings = dict(baselines=("mean_fill",), limit=3, progress=False)
-    res = evaluate_run(run, out_dir=tmp_path / "ev", **settings)
+    settings = EvalSettings(baselines=("mean_fill",), limit=3)
+    res = evaluate_run(run, EvalSettings(baselines=("mean_fill",), limit=3, out_dir=str(tmp_path / "ev")),
+                       progress=False)
     assert list(res.summary) == ["model", "model+blend", REFINE, "mean_fill"]
     assert set(res.paired_refine) == {"model", "model+blend", "mean_fill"}
     assert f"{REFINE} - model:" in res.table
     record = json.loads(res.json_path.read_text())
     assert REFINE in record["summary"] and record["refiner"]["config"]["width"] == 8
     assert set(record["paired_refine_minus_other_psnr_masked"]) == {"model", "model+blend", "mean_fill"}
-    without = evaluate_run(run, refine=False, write=False, **settings)
+    without = evaluate_run(run, EvalSettings(baselines=("mean_fill",), limit=3, refine=False), write=False,
+                           progress=False)
     assert REFINE not in without.summary and without.paired_refine == {}
     assert torch.equal(without.per_image["model"]["psnr_masked"], res.per_image["model"]["psnr_masked"])
-    assert REFINE not in evaluate_run(tiny_run, write=False, **settings).summary
+    assert REFINE not in evaluate_run(tiny_run, settings, write=False, progress=False).summary
 
 
 def test_the_refined_output_is_the_refiners_made_seam_free(refined):
@@ -200,7 +194,7 @@ def test_the_refined_output_is_the_refiners_made_seam_free(refined):
     photos = denormalize(imgs).clamp(0, 1)
     out = reconstruct_images(model, photos, mask=mask, refiner=result.refiner)
     as_input = batch_to_input((out["original"] * 255).round().to(torch.uint8))
-    raw = refine_reconstruction(model, result.refiner, as_input, mask).clamp(0, 1)
+    raw = fill(model, as_input, mask, refiner=result.refiner).clamp(0, 1)
     expected = blend_seams(out["original"], out["pixel_mask"], raw, model.patch_size)
     assert torch.allclose(out["recon_refine"], expected, atol=1e-5)
     visible = out["pixel_mask"].expand_as(expected) < 0.5

@@ -18,7 +18,7 @@ from mae_utils.splits import TrainItems, prepare_data
 from mae_utils.train import fit
 from mae_utils.app import cli
 from mae_utils.app.notebook_params import check_parameters
-from mae_utils.tools.evaluate import evaluate_each_folder
+from mae_utils.tools.evaluate import EvalSettings, evaluate_each_folder
 from mae_utils.util.errors import UserError
 
 from tiny_runs import TINY, TINY_FLAGS, cli_error, copy_run, write_faces
@@ -150,15 +150,15 @@ def test_evaluate_scores_each_folder_and_the_union(two_folder_run, tmp_path, cap
 
 
 def test_evaluate_one_of_the_runs_folders_scores_its_held_out_faces(two_folder_run, folders):
-    results = evaluate_each_folder(two_folder_run, data_dir=folders["lfw"], split="val", device="cpu",
-                                   baselines=["mean_fill"], write=False, progress=False)
+    settings = EvalSettings(data_dir=folders["lfw"], split="val", device="cpu", baselines=["mean_fill"])
+    results = evaluate_each_folder(two_folder_run, settings, write=False, progress=False)
     record = json.loads((two_folder_run / "split.json").read_text())["folders"]
     assert len(results) == 1 and results[0].names == record["lfw"]["val"]
 
 
 def test_evaluate_another_folder_scores_all_of_it(two_folder_run, folders):
-    results = evaluate_each_folder(two_folder_run, data_dir=folders["yale"], device="cpu",
-                                   baselines=["mean_fill"], write=False, progress=False)
+    settings = EvalSettings(data_dir=folders["yale"], device="cpu", baselines=["mean_fill"])
+    results = evaluate_each_folder(two_folder_run, settings, write=False, progress=False)
     assert len(results) == 1 and results[0].n_images == 10 and results[0].data["split"] == "all"
 
 

@@ -1,7 +1,7 @@
-"""Notebook glue, so that every notebook cell stays a few lines long: paths shown relative, a run's
-``metrics.jsonl`` and One-Cycle plan read back (for :func:`mae_utils.viz.training_figure`), parameter
-counts, the live loss plot, the shared quick model (:func:`ensure_run`) and demo photos. The figures
-themselves live in :mod:`mae_utils.viz`.
+"""Notebook glue, so that every notebook cell stays a few lines long: paths shown relative, a
+run's ``metrics.jsonl`` and One-Cycle plan read back (for :func:`mae_utils.viz.training_figure`),
+parameter counts, the live loss plot, the shared quick model (:func:`ensure_run`) and demo
+photos. The figures themselves live in :mod:`mae_utils.viz`.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ __all__ = [
 
 # ---------------------------------------------------------------------- configuration and paths
 def relative(path: str | os.PathLike[str] | list[str]) -> str:
-    """``path`` relative to the working directory when it lies below it: outputs print no machine paths.
-    Several folders (a list) are joined with ``+``."""
+    """``path`` relative to the working directory when it lies below it: outputs print no
+    machine paths. Several folders (a list) are joined with ``+``."""
     if isinstance(path, list):
         return " + ".join(relative(p) for p in path)
     p = Path(path)
@@ -85,7 +85,8 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def lr_schedule(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(step number k = 1 .. all steps, the learning rate step k used), redrawn from the run's config.
+    """(step number k = 1 .. all steps, the learning rate step k used), redrawn from the run's
+    config.
 
     The schedule comes from :func:`mae_utils.optim.build_optimizer`, the function ``fit`` builds its
     own with, on a stand-in parameter; the rate each epoch logged (``lr`` after ``step`` steps) lies
@@ -96,14 +97,16 @@ def lr_schedule(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
     runtime = json.loads((Path(run_dir) / "config.json").read_text()).get("runtime", {})
     steps_per_epoch = history[0]["step"] // history[0]["epoch"]
     world = int(runtime.get("world_size", 1))
-    _, scheduler, _ = build_optimizer(torch.nn.Linear(1, 1), config, config.epochs * steps_per_epoch, world)
+    total = config.epochs * steps_per_epoch
+    _, scheduler, _ = build_optimizer(torch.nn.Linear(1, 1), config, total, world)
     rates = schedule_rates(scheduler)
     return np.arange(1, len(rates) + 1), np.asarray(rates)
 
 
 class LiveLossPlot:
-    """Pass as ``fit(..., on_epoch=LiveLossPlot())``: in live Jupyter, the loss curves redrawn in place
-    after every epoch; elsewhere (papermill, nbmake, a terminal) nothing, as ``fit`` prints a line per epoch."""
+    """Pass as ``fit(..., on_epoch=LiveLossPlot())``: in live Jupyter, the loss curves redrawn in
+    place after every epoch; elsewhere (papermill, nbmake, a terminal) nothing, as ``fit`` prints
+    a line per epoch."""
 
     def __init__(self) -> None:
         self.live = in_kernel() and not batch_kernel()
@@ -136,7 +139,8 @@ class LiveLossPlot:
 
 # ---------------------------------------------------------------------- the photos notebook
 def has_trained_model(run_dir: str | os.PathLike[str], which: str = "best") -> bool:
-    """Whether ``run_dir`` holds a finished checkpoint (``checkpoints/<which>``) and its ``config.json``."""
+    """Whether ``run_dir`` holds a finished checkpoint (``checkpoints/<which>``) and its
+    ``config.json``."""
     run = Path(run_dir)
     try:
         resolve(run / "checkpoints" / which)
@@ -152,11 +156,13 @@ def quick_config() -> TrainConfig:
     """The quick model the notebooks train when they find none: about a minute on a CPU.
 
     The same small architecture as ``maskAE.ipynb``'s defaults (the ``cpu`` preset at 64 px, 8 px
-    patches), 600 synthetic faces, 3 epochs, peak learning rate 2e-3 (``base_lr`` 1.6e-2 at batch 32).
-    One folder, one recipe, for every notebook.
+    patches), 600 synthetic faces, 3 epochs, peak learning rate 2e-3 (``base_lr`` 1.6e-2 at batch
+    32). One folder, one recipe, for every notebook.
     """
-    return TrainConfig(out_dir=QUICK_RUN_DIR, epochs=3, max_images=600, image_size=64, patch_size=8,
-                       preset="cpu", batch_size=32, base_lr=1.6e-2, sample_every=0, seed=0)  # fmt: skip
+    return TrainConfig(
+        out_dir=QUICK_RUN_DIR, epochs=3, max_images=600, image_size=64, patch_size=8,
+        preset="cpu", batch_size=32, base_lr=1.6e-2, sample_every=0, seed=0,
+    )
 
 
 #: The run ``maskAE.ipynb`` trains by default: the other notebooks' default ``run_dir``.
@@ -177,35 +183,39 @@ def ensure_run(run_dir: str | os.PathLike[str], which: str = "best") -> Path:
         print(f"using the trained model in {relative(run_dir)}")
         return Path(run_dir)
     check_quick_fallback(run_dir, which)
+    none, quick_dir = f"{relative(run_dir)} holds no trained model", relative(quick.out_dir)
     if has_trained_model(quick.out_dir, which):
-        print(f"{relative(run_dir)} holds no trained model; using the quick model in {relative(quick.out_dir)}")
+        print(f"{none}; using the quick model in {quick_dir}")
         return Path(quick.out_dir)
-    print(f"{relative(run_dir)} holds no trained model; training a quick one in {relative(quick.out_dir)}")
+    print(f"{none}; training a quick one in {quick_dir}")
     return train_quick_model(quick, which)
 
 
 def check_quick_fallback(run_dir: str | os.PathLike[str], which: str = "best") -> None:
-    """A :class:`UserError` unless a notebook may use the quick model instead of ``run_dir``: the user's
-    own run, misspelt or unfinished, must not be replaced by another model without a word."""
+    """A :class:`UserError` unless a notebook may use the quick model instead of ``run_dir``: the
+    user's own run, misspelt or unfinished, must not be replaced by another model without a
+    word."""
     run, other = Path(run_dir), "last" if which == "best" else "best"
     if has_trained_model(run, other):
-        raise UserError(f"run_dir {relative(run)} holds no {which} checkpoint, only {other}: set checkpoint = "
-                        f"{other!r} (papermill: -p checkpoint {other}) to use it")  # fmt: skip
+        raise UserError(f"run_dir {relative(run)} holds no {which} checkpoint, only {other}: set "
+                        f"checkpoint = {other!r} (papermill: -p checkpoint {other}) to use it")
+    ways = f"{NOTEBOOK_RUN_DIR} to use maskAE.ipynb's run or else the quick model"
     if run.resolve() in (Path(NOTEBOOK_RUN_DIR).resolve(), Path(QUICK_RUN_DIR).resolve()):
         return
     if not run.exists():
         near = [p.name for p in run.parent.iterdir() if p.is_dir()] if run.parent.is_dir() else []
         close = difflib.get_close_matches(run.name, near, n=1, cutoff=0.6)
         hint = f" (did you mean {relative(run.parent / close[0])}?)" if close else ""
-        raise UserError(f"run_dir {relative(run)} does not exist{hint}; give a training run folder, or "
-                        f"{NOTEBOOK_RUN_DIR} to use maskAE.ipynb's run or else the quick model")  # fmt: skip
-    raise UserError(f"run_dir {relative(run)} holds no trained model (no checkpoints/{which} with config.json): "
-                    f"train it first, or give {NOTEBOOK_RUN_DIR} to use maskAE.ipynb's run or else the quick model")
+        raise UserError(f"run_dir {relative(run)} does not exist{hint}; give a training run "
+                        f"folder, or {ways}")
+    raise UserError(f"run_dir {relative(run)} holds no trained model (no checkpoints/{which} with "
+                    f"config.json): train it first, or give {ways}")
 
 
 def train_quick_model(quick: TrainConfig, which: str = "best", wait_s: float = 1800.0) -> Path:
-    """Train the quick model into ``quick.out_dir``; if another notebook is training it right now (two
-    started together), wait for that one to finish and use its model instead of failing on its lock."""
+    """Train the quick model into ``quick.out_dir``; if another notebook is training it right now
+    (two started together), wait for that one to finish and use its model instead of failing on
+    its lock."""
     folder = Path(quick.out_dir)
     while True:
         try:
@@ -227,20 +237,23 @@ def _wait_for_trainer(folder: Path, wait_s: float, poll_s: float = 0.5) -> bool:
     same_host = owner.get("host") == host_name()
     if same_host and not pid_alive(owner["pid"]):
         return False
-    print(f"process {owner['pid']} (started {owner.get('started', '?')}) is training the quick model in "
-          f"{relative(folder)}; waiting for it")  # fmt: skip
+    who = f"process {owner['pid']} (started {owner.get('started', '?')})"
+    print(f"{who} is training the quick model in {relative(folder)}; waiting for it")
     deadline = time.monotonic() + wait_s
     while read_lock(folder / LOCK_FILE) == owner and (not same_host or pid_alive(owner["pid"])):
         if time.monotonic() > deadline:
-            raise UserError(f"waited {wait_s / 60:.0f} min for process {owner['pid']} to train the quick model in "
-                            f"{relative(folder)}; wait for it to finish, or set run_dir to a trained run")  # fmt: skip
+            raise UserError(f"waited {wait_s / 60:.0f} min for process {owner['pid']} to train "
+                            f"the quick model in {relative(folder)}; wait for it to finish, or "
+                            "set run_dir to a trained run")
         time.sleep(poll_s)
     return True
 
 
-def demo_photos(folder: str | os.PathLike[str], n: int = 4, size: int = 128, seed: int = 1234) -> list[str]:
-    """Write ``n`` synthetic faces as PNG files (a generator seed no training run uses by default) and
-    return their paths: stand-ins for your own photos, so the notebook runs without any."""
+def demo_photos(
+    folder: str | os.PathLike[str], n: int = 4, size: int = 128, seed: int = 1234
+) -> list[str]:
+    """Write ``n`` synthetic faces as PNG files (a generator seed no training run uses by default)
+    and return their paths: stand-ins for your own photos, so the notebook runs without any."""
     if n < 1:
         raise UserError(f"n must be at least 1, got {n}")
     out = Path(folder)

@@ -8,7 +8,7 @@ measures both). :func:`mae_utils.baselines.blend_seams` removes the steps withou
 across borders, trained with the MAE's own loss (squared error over the hidden pixels) on the run's
 own training split and augmentation, with the MAE frozen. It changes hidden pixels only, and starts
 as the identity (its last convolution is zero), so it begins exactly at the MAE's result. Users get
-its output made seam-free by the blend (:func:`mae_utils.tools.reconstruct.refined_fill` says why).
+its output made seam-free by the blend (:func:`mae_utils.tools.inference.fill_from` says why).
 
 Files (apart from the MAE's, which are never written): ``RUN/refiner/weights.safetensors`` (the
 weights; the metadata holds the refiner's shape and what it was trained on, including the SHA-256
@@ -30,9 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
-from torch import nn
 
 from ..util import checkpoint as ckpt
 from ..util import loop
@@ -41,102 +39,32 @@ from ..util.fileio import atomic_write, file_sha256
 from ..util.loaders import build_loader, mix_seed
 from ..util.loop import Progress, Task
 from ..util.progress import tqdm
-from ..util.rundir import REFINER_DIR
 from ..util.runtime import resolve_device
 from ..config import DEVICES, TrainConfig, check_run_dir, load_run_config
-from ..metrics import patch_mask_to_pixel_mask, psnr_masked
+from ..metrics import psnr_masked
 from ..model import MaskedAutoencoder
 from ..optim import make_adamw, one_cycle_plan, param_groups
 from ..pretrained import load_model_from_run
 from ..splits import TrainItems, train_loader, training_data
 from ..transforms import batch_to_input, denormalize
-from .reconstruct import model_prediction, paste_prediction
+from .inference import CHECKPOINTS_DIR, SeamRefiner, predict_pasted, refiner_files
 
 __all__ = [
     "REFINE",
     "RefineResult",
     "RefineSettings",
-    "SeamRefiner",
     "add_cli_arguments",
-    "load_refiner",
-    "pasted_prediction",
     "refine_loss",
-    "refine_reconstruction",
     "refine_run",
-    "refiner_files",
     "run_cli",
 ]
 
 REFINE = "model+refine"  # evaluate's row of the refined output
-WEIGHTS_FILE = "weights.safetensors"
-STATE_FILE = ckpt.STATE_FILE
-CHECKPOINTS_DIR = "checkpoints"  # in RUN/refiner/: the training loop's last/ and best/
-LOG_FILE = "log.txt"
 WARMUP_FRAC = 0.1
 CHECKPOINT = "best"  # the MAE checkpoint a refiner is trained for
-# evaluate's and reconstruct's flag that uses the MAE's own output (the same name in both)
-_WITHOUT_REFINER = "leave the refiner out with --no-refine"
 
 
-# ---------------------------------------------------------------------- the network
-class SeamRefiner(nn.Module):
-    """Input: the reconstruction with the visible patches pasted back (normalised, ``in_chans``
-    channels) and the pixel mask (1 = hidden); output: that image plus a learned residual on the hidden
-    pixels only (visible pixels pass through exactly). ``layers`` 3x3 convolutions with GELU between
-    them; the middle ones alternate dilation 1 and 2 (a wider view across a border for no more
-    weights); the last one is zero-initialised, so a fresh refiner is the identity."""
-
-    def __init__(self, in_chans: int = 3, width: int = 32, layers: int = 4):
-        super().__init__()
-        for name, value, low in (("in_chans", in_chans, 1), ("width", width, 1), ("layers", layers, 2)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise UserError(f"SeamRefiner {name} must be an integer >= {low}; got {value!r}")
-        self.in_chans, self.width, self.layers = in_chans, width, layers
-        convs = [nn.Conv2d(in_chans + 1, width, 3, padding=1)]
-        for i in range(layers - 2):
-            d = 2 if i % 2 else 1
-            convs.append(nn.Conv2d(width, width, 3, padding=d, dilation=d))
-        self.body = nn.ModuleList(convs)
-        self.out = nn.Conv2d(width, in_chans, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    @property
-    def config(self) -> dict[str, int]:
-        """The constructor's arguments: stored with the weights, enough to rebuild the refiner."""
-        return {"in_chans": self.in_chans, "width": self.width, "layers": self.layers}
-
-    def forward(self, pasted: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-        hidden = pixel_mask.to(pasted.dtype)
-        h = torch.cat([pasted, hidden], dim=1)
-        for conv in self.body:
-            h = F.gelu(conv(h))
-        return torch.where(hidden > 0.5, pasted + self.out(h), pasted)
-
-
-# ---------------------------------------------------------------------- using it
-def pasted_prediction(
-    model: nn.Module, imgs: torch.Tensor, mask: torch.Tensor | None = None, *,
-    noise: torch.Tensor | None = None, mask_ratio: float = 0.75,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(the model's prediction with the visible patches pasted back, in its normalised input space;
-    the (N, 1, H, W) pixel mask; the (N, L) patch mask), 1 = hidden. The mask is ``mask``, else drawn
-    from ``noise`` (:func:`~mae_utils.tools.reconstruct.model_prediction`). No gradients."""
-    pred, mask = model_prediction(model, imgs, mask, noise=noise, mask_ratio=mask_ratio)
-    pixel_mask = patch_mask_to_pixel_mask(mask, int(model.patch_size), int(model.img_size)).to(imgs.dtype)
-    return paste_prediction(pred, imgs, pixel_mask), pixel_mask, mask
-
-
-@torch.no_grad()
-def refine_reconstruction(model: nn.Module, refiner: SeamRefiner, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The refined reconstruction as pixels (N, 3, H, W) in [0, 1] scale (not clamped): the visible
-    pixels are the input's, the hidden ones the refiner's. ``imgs`` normalised, ``mask`` (N, L), 1 = hidden;
-    the counterpart of :func:`~mae_utils.tools.reconstruct.model_reconstruction`."""
-    pasted, pixel_mask, _ = pasted_prediction(model, imgs, mask)
-    refiner.eval()
-    return denormalize(refiner(pasted, pixel_mask))
-
-
+# ---------------------------------------------------------------------- the loss
 def refine_loss(refined: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, grad_weight: float = 0.0) -> torch.Tensor:
     """The MAE's loss at pixel level: mean squared error over the hidden pixels (and channels); plus
     ``grad_weight`` x the mean L1 distance between the horizontal and vertical pixel differences of
@@ -155,12 +83,6 @@ def refine_loss(refined: torch.Tensor, target: torch.Tensor, pixel_mask: torch.T
 
 
 # ---------------------------------------------------------------------- files
-def refiner_files(run_dir: str | Path) -> dict[str, Path]:
-    """Where a run's refiner lives: ``folder``, ``weights``, ``state``, ``log``."""
-    folder = Path(run_dir) / REFINER_DIR
-    return {"folder": folder, "weights": folder / WEIGHTS_FILE, "state": folder / CHECKPOINTS_DIR / "last" / STATE_FILE, "log": folder / LOG_FILE}
-
-
 def _save_weights(path: Path, refiner: SeamRefiner, record: dict[str, Any]) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()}
     metadata = {"format": "pt", "refiner_config": json.dumps(refiner.config), "refiner_record": json.dumps(record)}
@@ -171,77 +93,6 @@ def _save_weights(path: Path, refiner: SeamRefiner, record: dict[str, Any]) -> N
             raise OSError(f"{tmp.name} read back incomplete")
 
     atomic_write(path, write)
-
-
-def _refiner_config(path: Path, meta: dict[str, str]) -> dict[str, int]:
-    """The refiner's shape from its weights' metadata; the caller adds the way out to an error."""
-    try:
-        config = json.loads(meta["refiner_config"])
-        SeamRefiner(**config)  # checks the values
-    except (KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"{path}: no valid refiner_config in its metadata ({exc})") from None
-    if not isinstance(config, dict) or set(config) != {"in_chans", "width", "layers"}:
-        raise UserError(f"{path}: refiner_config must name in_chans, width and layers")
-    return config
-
-
-def _damaged_way_out(run_dir: str | Path) -> str:
-    return (f"train a new refiner with python -m mae_utils refine --run {run_dir} --overwrite, "
-            f"or {_WITHOUT_REFINER}")
-
-
-def refiner_record(run_dir: str | Path) -> dict[str, Any] | None:
-    """What a run's refiner was trained on and how (its metadata), or None when the run has none."""
-    path = refiner_files(run_dir)["weights"]
-    if not path.is_file():
-        return None
-    meta = ckpt.read_header(path)[0]
-    try:
-        return {"config": _refiner_config(path, meta), **json.loads(meta.get("refiner_record", "{}"))}
-    except UserError as exc:
-        raise UserError(f"{exc}; {_damaged_way_out(run_dir)}") from None
-    except ValueError:
-        raise UserError(f"{path}: its refiner_record metadata is not valid JSON; "
-                        f"{_damaged_way_out(run_dir)}") from None
-
-
-def load_refiner(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | None = None) -> SeamRefiner | None:
-    """The run's trained :class:`SeamRefiner` (eval mode), or None when the run has none.
-
-    A damaged or partial refiner (unreadable weights, a state.pt without weights, wrong shapes, NaN) is
-    a :class:`UserError` naming the file. With ``checkpoint`` ('best' or 'last'), the refiner must have
-    been trained on exactly that checkpoint's MAE weights (same SHA-256), else a :class:`UserError`.
-    """
-    files = refiner_files(run_dir)
-    if not files["weights"].is_file():
-        if files["state"].is_file():
-            raise UserError(f"{files['weights']} is missing beside {files['state']}; finish it with refine --resume, "
-                            f"start again with --overwrite, or {_WITHOUT_REFINER}")
-        return None
-    path = files["weights"]
-    try:
-        meta, tensors = ckpt.read_header(path)
-        refiner = SeamRefiner(**_refiner_config(path, meta))
-        shapes = {k: tuple(v.shape) for k, v in refiner.state_dict().items()}
-        ckpt.check_tensor_set(shapes, tensors, str(path))
-        state = ckpt.load_weights_file(path)
-        ckpt.check_finite(state, str(path))
-    except UserError as exc:
-        raise UserError(f"{exc}; {_damaged_way_out(run_dir)}") from None
-    refiner.load_state_dict(state, strict=True)
-    if checkpoint is not None:
-        _check_same_mae(run_dir, checkpoint, refiner_record(run_dir) or {})
-    return refiner.to(device).eval()
-
-
-def _check_same_mae(run_dir: str | Path, checkpoint: str, record: dict[str, Any]) -> None:
-    weights = ckpt.resolve(Path(run_dir) / "checkpoints" / checkpoint) / ckpt.MODEL_FILE
-    if record.get("mae_sha256") != file_sha256(weights):
-        raise UserError(
-            f"{refiner_files(run_dir)['folder']} was trained on other MAE weights than {weights} (the run was "
-            f"trained further, or this is another checkpoint): refine again with --overwrite, or "
-            f"{_WITHOUT_REFINER}"
-        )
 
 
 # ---------------------------------------------------------------------- training
@@ -488,7 +339,7 @@ def _publish(job: _Job) -> None:
 def _step(job: _Job, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """One optimiser step on a batch; returns its loss, detached."""
     noise = noise.to(job.device)
-    pasted, pixel_mask, _ = pasted_prediction(job.model, x, noise=noise, mask_ratio=job.mask_ratio)
+    pasted, pixel_mask, _ = predict_pasted(job.model, x, noise=noise, mask_ratio=job.mask_ratio)
     loss = refine_loss(job.refiner(pasted, pixel_mask), x, pixel_mask, job.settings.grad_weight)
     job.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -528,8 +379,7 @@ def _validate(job: _Job) -> dict[str, float]:
     for imgs, noise, _ in loader:
         x = batch_to_input(imgs, job.device)
         noise = noise.to(job.device)
-        pasted, pixel_mask, _ = pasted_prediction(job.model, x, noise=noise,
-                                                  mask_ratio=job.mask_ratio)
+        pasted, pixel_mask, _ = predict_pasted(job.model, x, noise=noise, mask_ratio=job.mask_ratio)
         refined = job.refiner(pasted, pixel_mask)
         orig = denormalize(x).clamp(0, 1).cpu()
         pm = pixel_mask.cpu()
