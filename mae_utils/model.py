@@ -208,27 +208,29 @@ class MaskedAutoencoder(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
 
-        # decoder
-        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.decoder_pos_embed = nn.Parameter(
-            torch.zeros(1, self.num_patches + 1, decoder_embed_dim), requires_grad=False
-        )
-        self.decoder_blocks = nn.ModuleList(
-            [Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, layer_norm_eps)
-             for _ in range(decoder_depth)]
-        )
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=layer_norm_eps)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size * patch_size * in_chans)
-        if fill_start != "none":  # built without a random draw: every other weight is as without it
-            self.decoder_fill_embed = nn.utils.skip_init(
-                nn.Linear, patch_size * patch_size * in_chans, decoder_embed_dim,
-                device=self.mask_token.device,
-            )
-
+        self._build_decoder(decoder_embed_dim, decoder_depth, decoder_num_heads)
         self.initialize_weights()
 
     # ------------------------------------------------------------------ set-up
+    def _build_decoder(self, width: int, depth: int, num_heads: int) -> None:
+        """The light decoder's layers (official names); the rest of ``config`` gives their sizes."""
+        mlp_ratio, eps = self.config["mlp_ratio"], self.config["layer_norm_eps"]
+        patch_pixels = self.patch_size * self.patch_size * self.in_chans
+        self.decoder_embed = nn.Linear(self.config["embed_dim"], width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.decoder_pos_embed = nn.Parameter(
+            torch.zeros(1, self.num_patches + 1, width), requires_grad=False
+        )
+        self.decoder_blocks = nn.ModuleList(
+            [Block(width, num_heads, mlp_ratio, eps) for _ in range(depth)]
+        )
+        self.decoder_norm = nn.LayerNorm(width, eps=eps)
+        self.decoder_pred = nn.Linear(width, patch_pixels)
+        if self.fill_start != "none":  # built without a random draw: other weights as without it
+            self.decoder_fill_embed = nn.utils.skip_init(
+                nn.Linear, patch_pixels, width, device=self.mask_token.device
+            )
+
     def _set_options(self, decode_fraction: float, fill_start: str,
                      standardize_visible: bool) -> None:
         """Check and keep the options; ``config`` records only those switched on."""
