@@ -125,7 +125,9 @@ def _argument(f: Any) -> tuple[str, dict[str, Any]]:
     default = f.default_factory() if f.default is MISSING else f.default
     shown = " ".join(map(str, default)) if isinstance(default, list) else default
     shown = "none" if default is None else shown
-    help_text = f"{f.metadata['help']} (default: {shown})"
+    help_text = f.metadata["help"]
+    if "none =" not in help_text:  # a help that says what none means states the default already
+        help_text += f" (default: {shown})"
     kwargs: dict[str, Any] = dict(dest=f.name, default=default, help=help_text)
     if base is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
