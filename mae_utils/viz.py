@@ -533,5 +533,6 @@ def attention_figure(
                 ax.set_title(names[c], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.3)
+    top = 1 - 0.35 / fig.get_figheight() if title else 1  # room for the title above the panels
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, top))
     return fig

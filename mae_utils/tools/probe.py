@@ -14,7 +14,10 @@ interval.
 A number alone says little, so every table holds, with the same linear model:
 
 * **PCA pixels**: the raw pixels reduced by PCA (fitted on the training faces) to the width of each
-  readout: what the encoder must beat to have learnt more than a compression;
+  readout: what the encoder must beat to have learnt more than a compression. The components are
+  not standardised: that would whiten them, giving the faintest (mostly noise) directions as much
+  weight as the strongest, and at a width near the number of training faces such a probe scores
+  at chance; unscaled, the penalty of the linear model favours the strong directions;
 * **random weights**: the same architecture, freshly initialised (seeded) and never trained: random
   transformers already give usable features, so training must beat this too;
 * **chance**: the majority class, or the training mean for a number.
@@ -200,13 +203,14 @@ def _pixel_sets(data: ProbeData, widths: dict[str, int]) -> dict[str, dict[str, 
     train, test = pixels(data.train_set, data.train_pos), pixels(data.test_set, data.test_pos)
     seconds = time.perf_counter() - started
     return {kind: {"name": "PCA of pixels", "train": train, "test": test, "pca": width,
-                   "seconds": seconds} for kind, width in widths.items()}
+                   "standardize": False, "seconds": seconds} for kind, width in widths.items()}
 
 
 def feature_sets(model: MaskedAutoencoder, data: ProbeData, settings: ProbeSettings,
                  second: MaskedAutoencoder | None = None) -> dict[str, dict[str, Any]]:
     """Every feature kind of the table for the training, test (and validation) faces:
-    ``{kind: {"name", "train", "test"[, "val"], "pca" (the PCA width, pixels only), "seconds"}}``.
+    ``{kind: {"name", "train", "test"[, "val"], "pca" (the PCA width, pixels only), "seconds"}}``
+    (pixels also ``"standardize": False``, see the module docstring).
 
     Kinds: ``mae_<readout>`` for each readout of ``settings.readouts`` (``mae_block1`` ..),
     ``random_mean``, ``second_mean`` / ``second_cls``, ``pixels`` (PCA at the encoder's width) and
@@ -256,7 +260,8 @@ def probe_features(sets: dict[str, dict[str, Any]], data: ProbeData, target: str
         chooses = "val" in s and kind.startswith("mae_block")
         val = (s["val"], data.y_val[target]) if chooses else None
         row = fit_probe((s["train"], y_train), (s["test"], y_test), task, pca_width=s["pca"],
-                        seed=settings.seed, cv=settings.cv, val=val)
+                        standardize=s.get("standardize", True), seed=settings.seed,
+                        cv=settings.cv, val=val)
         rows.append({"kind": kind, "name": s["name"], **row, "fit_seconds": row["seconds"],
                      "seconds": row["seconds"] + s["seconds"]})
     best = _best_block(rows, task)
