@@ -113,8 +113,8 @@ def sweep(args, model, config) -> dict:
             width = row["mae"]["width"]
             if width not in pca_cache:
                 pca_cache[width] = probe.fit_probe((px[0], y_tr), (px[1], y_te), task,
-                                                   pca_width=width, seed=args.seed,
-                                                   cv=args.sweep_cv)
+                                                   pca_width=width, standardize=False,
+                                                   seed=args.seed, cv=args.sweep_cv)
             row["pixels"] = pca_cache[width]
             print(f"| {name} | {width} | {fmt(row['mae'], task)} | {fmt(row['random'], task)} | "
                   f"{fmt(row['pixels'], task)} | {row['mae']['seconds']:.1f} |", flush=True)  # fmt: skip
