@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..util.errors import UserError
+from ..util.folders import is_several
 from ..config import TrainConfig
 from ..data import FaceFolder
 from ..splits import prepare_data
@@ -113,7 +114,7 @@ def _split_here(n: int, strata: np.ndarray | None, settings: ProbeSettings) -> l
 def _is_foreign(data_dir: str | Path | None, config: TrainConfig) -> bool:
     if data_dir is None:
         return False
-    if config.data_dir is None:
+    if config.data_dir is None or is_several(config.data_dir):  # a folder alone is split here
         return True
     try:
         return Path(data_dir).expanduser().resolve() != Path(config.data_dir).expanduser().resolve()
@@ -142,7 +143,7 @@ def _own_parts(run_dir: str | Path, config: TrainConfig, settings: ProbeSettings
     if not split_path.is_file():
         raise UserError(f"{split_path} not found: cannot tell which images {run_dir} trained on")
     folder = settings.data_dir if settings.data_dir is not None else config.data_dir
-    if folder is not None and not Path(folder).expanduser().is_dir():
+    if folder is not None and not is_several(folder) and not Path(folder).expanduser().is_dir():
         raise UserError(f"the run's data folder {folder!r} is not a folder here; pass --data-dir "
                         "with its location")
     splits = prepare_data(
