@@ -48,19 +48,24 @@ def fmt(row: dict, task: str) -> str:
 def main_tables(args, model, config) -> dict:
     """Part 1: the probe command's table for each target."""
     out = {}
-    jobs = [("UTKFace", None, UTK_REGEX, ["gender", "age", "race"], args.max_train, 0.25),
-            ("Yale", args.yale, YALE_REGEX, ["person"], None, 0.25),
-            ("Yale, 3 shots", args.yale, YALE_REGEX, ["person"], None, 1 - 3 * 38 / 871)]  # fmt: skip
+    few_shot = 1 - 3 * 38 / 871  # 3 training faces per person; none left to choose a block on
+    jobs = [("UTKFace", None, UTK_REGEX, ["gender", "age", "race"], args.max_train, 0.25, 0.15),
+            ("Yale", args.yale, YALE_REGEX, ["person"], None, 0.25, 0.15),
+            ("Yale, 3 shots", args.yale, YALE_REGEX, ["person"], None, few_shot, 0.0)]
     if args.skip_main:
         jobs = jobs[-1:]
-    for name, data_dir, regex, targets, max_train, test_frac in jobs:
+    for name, data_dir, regex, targets, max_train, test_frac, val_frac in jobs:
         started = time.perf_counter()
-        data = probe.load_probe_data(args.run, config, targets, data_dir=data_dir, label_regex=regex, test_frac=test_frac,
-                                     max_train=max_train, seed=args.seed, cache_dir=args.cache_dir)  # fmt: skip
-        sets = probe.feature_sets(model, data, seed=args.seed, progress=False)
+        settings = probe.ProbeSettings(
+            targets=targets, data_dir=data_dir, label_regex=regex, test_frac=test_frac,
+            val_frac=val_frac, max_train=max_train, seed=args.seed, cv=args.cv,
+            cache_dir=args.cache_dir, device="cpu", progress=False,
+        ).validate()
+        data = probe.load_probe_data(args.run, config, settings)
+        sets = probe.feature_sets(model, data, settings)
         print(f"\n{name}: " + "; ".join(data.notes) + f" (data + features {time.perf_counter() - started:.0f} s)")
         for target in targets:
-            rows = probe.probe_features(sets, data, target, seed=args.seed, cv=args.cv)
+            rows = probe.probe_features(sets, data, target, settings)
             print(probe.format_table(rows, target, data.tasks[target], len(data.train_pos), len(data.test_pos)))
             out[f"{name} {target}"] = {"task": data.tasks[target], "n_train": len(data.train_pos),
                                        "n_test": len(data.test_pos), "rows": rows}  # fmt: skip
@@ -84,8 +89,10 @@ def variants(enc: probe.EncoderFeatures) -> dict[str, tuple[np.ndarray, bool]]:
 
 def sweep(args, model, config) -> dict:
     """Part 2: every variant of the trained and the random encoder, and PCA pixels at each width."""
-    data = probe.load_probe_data(args.run, config, ["gender", "age"], label_regex=UTK_REGEX,
-                                 max_train=args.max_train, seed=args.seed, cache_dir=args.cache_dir)  # fmt: skip
+    settings = probe.ProbeSettings(targets=["gender", "age"], label_regex=UTK_REGEX,
+                                   max_train=args.max_train, seed=args.seed,
+                                   cache_dir=args.cache_dir).validate()
+    data = probe.load_probe_data(args.run, config, settings)
     feats = {}
     for key, m in (("mae", model), ("random", probe.random_twin(model, args.seed))):
         feats[key] = [probe.encode(m, ds, pos, all_blocks=True, progress=False)
@@ -101,12 +108,13 @@ def sweep(args, model, config) -> dict:
             row = {}
             for key in ("mae", "random"):
                 (x_tr, std), (x_te, _) = variants(feats[key][0])[name], variants(feats[key][1])[name]
-                row[key] = probe.fit_probe(x_tr, y_tr, x_te, y_te, task, standardize=std, seed=args.seed,
-                                           cv=args.sweep_cv)  # fmt: skip
+                row[key] = probe.fit_probe((x_tr, y_tr), (x_te, y_te), task, standardize=std,
+                                           seed=args.seed, cv=args.sweep_cv)
             width = row["mae"]["width"]
             if width not in pca_cache:
-                pca_cache[width] = probe.fit_probe(px[0], y_tr, px[1], y_te, task, pca_width=width, seed=args.seed,
-                                                   cv=args.sweep_cv)  # fmt: skip
+                pca_cache[width] = probe.fit_probe((px[0], y_tr), (px[1], y_te), task,
+                                                   pca_width=width, standardize=False,
+                                                   seed=args.seed, cv=args.sweep_cv)
             row["pixels"] = pca_cache[width]
             print(f"| {name} | {width} | {fmt(row['mae'], task)} | {fmt(row['random'], task)} | "
                   f"{fmt(row['pixels'], task)} | {row['mae']['seconds']:.1f} |", flush=True)  # fmt: skip

@@ -1,6 +1,6 @@
 """The Masked Autoencoder (He et al. 2021, "Masked Autoencoders Are Scalable Vision Learners").
 
-One class, the algorithm in four steps you can read top to bottom in :meth:`MaskedAutoencoder.forward`:
+One class, the algorithm in four steps to read top to bottom in :meth:`MaskedAutoencoder.forward`:
 
 1. cut the image into patches and keep a random 25% of them (``masking.masking_ids``);
 2. the encoder, a ViT, embeds and transforms only those visible patches (plus a class token);
@@ -36,11 +36,16 @@ DEFAULT_LAYER_NORM_EPS = 1e-6  # the official MAE's; Hugging Face configs may ca
 # minutes on 2 cores), `tiny` and `small` fit CPUs (decoder kept light, as the paper finds depth
 # matters little for reconstruction, Table 1a).
 PRESETS: dict[str, dict[str, int]] = {
-    "cpu": dict(embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=3),
-    "tiny": dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
-    "small": dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
-    "base": dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
-    "large": dict(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    "cpu": dict(embed_dim=128, depth=4, num_heads=4,
+                decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=3),
+    "tiny": dict(embed_dim=192, depth=12, num_heads=3,
+                 decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
+    "small": dict(embed_dim=384, depth=12, num_heads=6,
+                  decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
+    "base": dict(embed_dim=768, depth=12, num_heads=12,
+                 decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    "large": dict(embed_dim=1024, depth=24, num_heads=16,
+                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
 }
 
 # What a hidden slot's decoder token starts from: the mask token alone (the paper), or plus a
@@ -111,11 +116,23 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v, each (N, heads, T, D / heads)."""
+        n, t, d = x.shape
+        qkv = self.qkv(x).reshape(n, t, 3, self.num_heads, d // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        return q, k, v
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
-        q, k, v = self.qkv(x).reshape(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = F.scaled_dot_product_attention(*self._heads(x))
         return self.proj(x.transpose(1, 2).reshape(n, t, d))
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention probabilities the forward pass uses inside its fused kernel, made visible:
+        (N, heads, T, T), softmax(q k^T / sqrt(head width)); each row sums to 1 over T tokens."""
+        q, k, _ = self._heads(x)
+        return torch.softmax((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5, dim=-1)
 
 
 class Mlp(nn.Module):
@@ -131,7 +148,8 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm Transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float = DEFAULT_LAYER_NORM_EPS):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float,
+                 eps: float = DEFAULT_LAYER_NORM_EPS):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
@@ -165,13 +183,15 @@ class MaskedAutoencoder(nn.Module):
         standardize_visible: bool = False,
     ):
         super().__init__()
-        check_sizes(img_size, patch_size, in_chans, embed_dim, num_heads, decoder_embed_dim, decoder_num_heads)
+        check_sizes(img_size, patch_size, in_chans, embed_dim, num_heads, decoder_embed_dim,
+                    decoder_num_heads)
         self.config = dict(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
-            num_heads=num_heads, decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
-            decoder_num_heads=decoder_num_heads, mlp_ratio=mlp_ratio, norm_pix_loss=norm_pix_loss,
-            layer_norm_eps=layer_norm_eps,
-        )  # fmt: skip
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+            embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+            decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
+            decoder_num_heads=decoder_num_heads,
+            mlp_ratio=mlp_ratio, norm_pix_loss=norm_pix_loss, layer_norm_eps=layer_norm_eps,
+        )
         self._set_options(decode_fraction, fill_start, standardize_visible)
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.grid_size = img_size // patch_size
@@ -181,34 +201,41 @@ class MaskedAutoencoder(nn.Module):
         # encoder
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, embed_dim), requires_grad=False)
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, layer_norm_eps) for _ in range(depth)])
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, embed_dim),
+                                      requires_grad=False)
+        self.blocks = nn.ModuleList(
+            [Block(embed_dim, num_heads, mlp_ratio, layer_norm_eps) for _ in range(depth)]
+        )
         self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
 
-        # decoder
-        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.decoder_pos_embed = nn.Parameter(
-            torch.zeros(1, self.num_patches + 1, decoder_embed_dim), requires_grad=False
-        )
-        self.decoder_blocks = nn.ModuleList(
-            [Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, layer_norm_eps)
-             for _ in range(decoder_depth)]
-        )
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=layer_norm_eps)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size * patch_size * in_chans)
-        if fill_start != "none":  # built without a random draw: every other weight is as without it
-            self.decoder_fill_embed = nn.utils.skip_init(
-                nn.Linear, patch_size * patch_size * in_chans, decoder_embed_dim,
-                device=self.mask_token.device,
-            )
-
+        self._build_decoder(decoder_embed_dim, decoder_depth, decoder_num_heads)
         self.initialize_weights()
 
     # ------------------------------------------------------------------ set-up
-    def _set_options(self, decode_fraction: float, fill_start: str, standardize_visible: bool) -> None:
+    def _build_decoder(self, width: int, depth: int, num_heads: int) -> None:
+        """The light decoder's layers (official names); the rest of ``config`` gives their sizes."""
+        mlp_ratio, eps = self.config["mlp_ratio"], self.config["layer_norm_eps"]
+        patch_pixels = self.patch_size * self.patch_size * self.in_chans
+        self.decoder_embed = nn.Linear(self.config["embed_dim"], width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.decoder_pos_embed = nn.Parameter(
+            torch.zeros(1, self.num_patches + 1, width), requires_grad=False
+        )
+        self.decoder_blocks = nn.ModuleList(
+            [Block(width, num_heads, mlp_ratio, eps) for _ in range(depth)]
+        )
+        self.decoder_norm = nn.LayerNorm(width, eps=eps)
+        self.decoder_pred = nn.Linear(width, patch_pixels)
+        if self.fill_start != "none":  # built without a random draw: other weights as without it
+            self.decoder_fill_embed = nn.utils.skip_init(
+                nn.Linear, patch_pixels, width, device=self.mask_token.device
+            )
+
+    def _set_options(self, decode_fraction: float, fill_start: str,
+                     standardize_visible: bool) -> None:
         """Check and keep the options; ``config`` records only those switched on."""
-        check_options(decode_fraction, fill_start, standardize_visible, self.config["norm_pix_loss"])
+        norm_pix_loss = self.config["norm_pix_loss"]
+        check_options(decode_fraction, fill_start, standardize_visible, norm_pix_loss)
         options = dict(decode_fraction=decode_fraction, fill_start=fill_start,
                        standardize_visible=standardize_visible)
         self.config.update({k: v for k, v in options.items() if v != OPTION_DEFAULTS[k]})
@@ -216,7 +243,8 @@ class MaskedAutoencoder(nn.Module):
         self.standardize_visible = standardize_visible
 
     def initialize_weights(self) -> None:
-        """Paper init: fixed sin-cos tables, xavier-uniform linears (patch embedding as a linear), tokens N(0, 0.02)."""
+        """Paper init: fixed sin-cos tables, xavier-uniform linears (the patch embedding as a
+        linear), tokens N(0, 0.02)."""
         self.set_grid(self.grid_size)
         w = self.patch_embed.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
@@ -259,10 +287,25 @@ class MaskedAutoencoder(nn.Module):
 
         With ``standardize_visible`` the encoder sees the patches in the image's own units
         (:meth:`visible_stats`)."""
+        x, mask, ids_restore, _ = self._visible_sequence(imgs, mask_ratio, noise, mask)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x), mask.to(imgs.dtype), ids_restore
+
+    def _visible_sequence(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float,
+        noise: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder's input: (class token + visible patch tokens (N, 1+K, D), mask (N, L),
+        ids_restore (N, L), ids_keep (N, K): which patch each visible token is)."""
         self._check_input(imgs)
         patches = self.patch_embed.flatten_patches(imgs)
         n, length, _ = patches.shape
-        noise, keep = masking_noise(n, length, imgs.device, mask_ratio=mask_ratio, noise=noise, mask=mask)
+        noise, keep = masking_noise(n, length, imgs.device, mask_ratio=mask_ratio, noise=noise,
+                                    mask=mask)
         ids_keep, mask, ids_restore = masking_ids(noise, keep)
         if self.standardize_visible:
             stats = self.visible_stats(imgs, mask)
@@ -271,10 +314,30 @@ class MaskedAutoencoder(nn.Module):
         x = self.patch_embed(gather_tokens(patches, ids_keep))
         x = x + gather_tokens(self.pos_embed[:, 1:].expand(n, -1, -1), ids_keep)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1)
-        x = torch.cat([cls, x], dim=1)
+        return torch.cat([cls, x], dim=1), mask, ids_restore, ids_keep
+
+    @torch.no_grad()
+    def encoder_attention(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        noise: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What each encoder block attends to, for figures: the forward pass of
+        :meth:`forward_encoder` (same masking arguments), with every block's attention
+        probabilities (:meth:`Attention.weights`) kept.
+
+        Returns (attention (depth, N, heads, 1+K, 1+K), mask (N, L), ids_keep (N, K)). Token 0 is
+        the class token, token 1 + j the visible patch ``ids_keep[:, j]``; hidden patches are not
+        in the sequence, so nothing attends to them. :func:`class_token_attention` puts the class
+        token's row back on the patch grid."""
+        x, mask, _, ids_keep = self._visible_sequence(imgs, mask_ratio, noise, mask)
+        maps = []
         for block in self.blocks:
+            maps.append(block.attn.weights(block.norm1(x)))
             x = block(x)
-        return self.norm(x), mask.to(imgs.dtype), ids_restore
+        return torch.stack(maps), mask.to(imgs.dtype), ids_keep
 
     def forward_decoder(
         self,
@@ -327,7 +390,9 @@ class MaskedAutoencoder(nn.Module):
             target = (target - mean) / (var + 1.0e-6) ** 0.5
         return target
 
-    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_loss(
+        self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Mean squared error over hidden patches (of :meth:`loss_target`)."""
         per_patch = (pred.float() - self.loss_target(imgs).float()).pow(2).mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum()
@@ -352,8 +417,8 @@ class MaskedAutoencoder(nn.Module):
         x = imgs if stats is None else standardize(imgs, stats)  # the space the loss is taken in
         fill = self.fill_guess(x, mask) if self.fill_start != "none" else None
         decode, scored = None, mask
-        if partial:  # the hidden patches that sort first by the mask's own noise: a uniform random
-            # subset, fixed per image like the mask (exact resume; the same on any number of processes)
+        if partial:  # the hidden patches that sort first by the mask's own noise: a uniform
+            # random subset, fixed per image like the mask (exact resume; any number of processes)
             keep = mask.shape[1] - int(mask[0].sum())
             decode = self.decoded_count(mask.shape[1] - keep)
             scored = (ids_restore < keep + decode).to(mask.dtype) * mask  # hidden and decoded
@@ -402,8 +467,8 @@ class MaskedAutoencoder(nn.Module):
     def prediction_to_images(self, pred: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
         """Predictions as images in the input's normalised space, float32: (N, C, H, W).
 
-        A ``norm_pix_loss`` model predicts per-patch normalised pixels; they are mapped back with each
-        patch's true mean and std taken from ``imgs``, as the paper's figures do. That borrows
+        A ``norm_pix_loss`` model predicts per-patch normalised pixels; they are mapped back with
+        each patch's true mean and std taken from ``imgs``, as the paper's figures do. That borrows
         information from hidden patches, so such reconstructions flatter the model.
         """
         pred = pred.float()
@@ -418,19 +483,21 @@ class MaskedAutoencoder(nn.Module):
             raise UserError(f"imgs must be (N, C, H, W), got shape {tuple(imgs.shape)}")
         if not imgs.is_floating_point():
             raise UserError(
-                f"imgs must be the normalised float input, got {imgs.dtype}; make it from dataset items "
-                "with mae_utils.transforms.batch_to_input"
+                f"imgs must be the normalised float input, got {imgs.dtype}; make it from dataset "
+                "items with mae_utils.transforms.batch_to_input"
             )
-        if imgs.shape[1] != self.in_chans or imgs.shape[2] != self.img_size or imgs.shape[3] != self.img_size:
+        if tuple(imgs.shape[1:]) != (self.in_chans, self.img_size, self.img_size):
             raise UserError(
                 f"this model takes ({self.in_chans}, {self.img_size}, {self.img_size}) images, got "
-                f"{tuple(imgs.shape[1:])}; build it with img_size/in_chans to match, or resize the images"
+                f"{tuple(imgs.shape[1:])}; build it with img_size/in_chans to match, or resize "
+                "the images"
             )
 
 
 def check_sizes(img_size: int, patch_size: int, in_chans: int, embed_dim: int, num_heads: int,
                 decoder_embed_dim: int, decoder_num_heads: int) -> None:
-    """The architecture's shape rules (the one check: the model's constructor and ``TrainConfig`` use it)."""
+    """The architecture's shape rules (the one check: the model's constructor and
+    ``TrainConfig`` use it)."""
     for name, value in dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans).items():
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be a positive integer, got {value!r}")
@@ -441,7 +508,8 @@ def check_sizes(img_size: int, patch_size: int, in_chans: int, embed_dim: int, n
         ("decoder_embed_dim", decoder_embed_dim, "decoder_num_heads", decoder_num_heads),
     ):
         if width % 4:
-            raise UserError(f"{width_name} must be a multiple of 4 (2-D sin-cos positions), got {width}")
+            raise UserError(f"{width_name} must be a multiple of 4 (2-D sin-cos positions), "
+                            f"got {width}")
         if heads < 1 or width % heads:
             raise UserError(f"{width_name} {width} is not divisible by {heads_name} {heads}")
 
@@ -462,6 +530,19 @@ def check_options(decode_fraction: float, fill_start: str, standardize_visible: 
                         "choose one of them")
 
 
+def class_token_attention(
+    attention: torch.Tensor, ids_keep: torch.Tensor, num_patches: int
+) -> torch.Tensor:
+    """The class token's attention on the patch grid: (..., heads, 1+K, 1+K) attention of one
+    block (:meth:`MaskedAutoencoder.encoder_attention`) -> (N, heads, L) in patch order, each
+    visible patch its weight, each hidden patch 0 (it was not in the sequence). What the class token
+    gives itself is left out, so a row sums to 1 minus that."""
+    cls_row = attention[..., 0, 1:]  # (N, heads, K)
+    n, heads, _ = cls_row.shape
+    grid = cls_row.new_zeros(n, heads, num_patches)
+    return grid.scatter(2, ids_keep[:, None, :].expand(-1, heads, -1), cls_row)
+
+
 def standardize(imgs: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Images in their own units: ``(imgs - mean) / std`` (``MaskedAutoencoder.visible_stats``)."""
     mean, std = stats
@@ -478,8 +559,10 @@ def destandardize(
     return out.reshape(n, length, dim).to(pred.dtype)
 
 
-def build_mae(preset: str = "base", img_size: int = 256, patch_size: int = 16, **overrides) -> MaskedAutoencoder:
-    """A model from a named preset; ``overrides`` are constructor arguments (e.g. ``embed_dim=192``)."""
+def build_mae(
+    preset: str = "base", img_size: int = 256, patch_size: int = 16, **overrides
+) -> MaskedAutoencoder:
+    """A model from a named preset; ``overrides`` are constructor arguments (``embed_dim=192``)."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     kwargs = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}

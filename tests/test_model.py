@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mae_utils import PRESETS, MaskedAutoencoder, build_mae, patchify, unpatchify
+from mae_utils.model import class_token_attention
 from mae_utils.util.errors import UserError
 
 
@@ -176,3 +177,45 @@ def test_prediction_to_images_undoes_norm_pix():
     assert torch.allclose(m.prediction_to_images(normed, imgs), imgs, atol=1e-4)
     plain = small_model()
     assert torch.equal(plain.prediction_to_images(target, imgs), imgs)
+
+
+# ---------------------------------------------------------------------- attention maps
+def test_attention_weights_are_what_the_fused_kernel_uses():
+    """Attention.weights makes SDPA's probabilities visible: rows sum to 1, and weights @ v
+    through the output projection is the block's own attention output."""
+    attn = small_model().eval().blocks[0].attn
+    x = torch.randn(2, 5, 32)
+    w = attn.weights(x)
+    assert w.shape == (2, 4, 5, 5) and torch.allclose(w.sum(-1), torch.ones(2, 4, 5), atol=1e-5)
+    _, _, v = attn._heads(x)
+    manual = attn.proj((w @ v).transpose(1, 2).reshape(2, 5, 32))
+    assert torch.allclose(manual, attn(x), atol=1e-5)
+
+
+def test_encoder_attention_follows_the_encoders_masking():
+    m = small_model().eval()
+    imgs, noise = torch.randn(2, 3, 32, 32), torch.rand(2, 16)
+    before = m(imgs, noise=noise)[1]
+    attn, mask, ids_keep = m.encoder_attention(imgs, mask_ratio=0.75, noise=noise)
+    assert attn.shape == (2, 2, 4, 1 + 4, 1 + 4)  # depth, N, heads, class token + 4 visible patches
+    assert torch.allclose(attn.sum(-1), torch.ones(attn.shape[:-1]), atol=1e-5)
+    assert torch.equal(mask, m.forward_encoder(imgs, noise=noise)[1])
+    assert torch.equal(mask.gather(1, ids_keep), torch.zeros(2, 4))  # the tokens are visible patches
+    assert torch.equal(m(imgs, noise=noise)[1], before)  # the default forward is untouched
+    assert set(m.state_dict()) == set(small_model().state_dict())
+
+
+def test_class_token_attention_covers_only_the_visible_patches():
+    m = small_model().eval()
+    mask = torch.zeros(2, 16)
+    mask[0, :12] = 1
+    mask[1, 4:] = 1
+    attn, _, ids_keep = m.encoder_attention(torch.randn(2, 3, 32, 32), mask=mask)
+    grid = class_token_attention(attn[-1], ids_keep, 16)
+    assert grid.shape == (2, 4, 16)
+    hidden = mask.bool()[:, None, :].expand_as(grid)
+    assert torch.all(grid[hidden] == 0) and torch.all(grid[~hidden] > 0)
+    # with what the class token gives itself, its row sums to 1
+    assert torch.allclose(grid.sum(-1) + attn[-1][:, :, 0, 0], torch.ones(2, 4), atol=1e-5)
+    whole, _, ids_all = m.encoder_attention(torch.randn(1, 3, 32, 32), mask=torch.zeros(1, 16))
+    assert torch.all(class_token_attention(whole[0], ids_all, 16) > 0)

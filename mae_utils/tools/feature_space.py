@@ -27,7 +27,7 @@ def _standardise(x: np.ndarray) -> np.ndarray:
 
 def map_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     """(N, D) features -> (N, 2) coordinates by ``method`` ('pca' or 'tsne'), seeded."""
-    from sklearn.decomposition import PCA  # local: scikit-learn is heavy (~1.5 s); only maps need it
+    from sklearn.decomposition import PCA  # local: scikit-learn is heavy; only maps need it
     from sklearn.manifold import TSNE  # local: as above
 
     if method not in MAP_METHODS:
@@ -38,10 +38,13 @@ def map_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarr
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(x)
     perplexity = float(min(30, (len(x) - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
+    return tsne.fit_transform(x)
 
 
-def nearest_neighbours(features: np.ndarray, queries: np.ndarray | list[int], k: int = 5) -> np.ndarray:
+def nearest_neighbours(
+    features: np.ndarray, queries: np.ndarray | list[int], k: int = 5
+) -> np.ndarray:
     """(len(queries), k) indices of each query's ``k`` nearest other faces (cosine similarity of the
     standardised features; the query itself excluded)."""
     x = _standardise(features)

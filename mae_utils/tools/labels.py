@@ -7,7 +7,8 @@ synthetic faces' own attributes.
   ``^(?P<age>\\d+)_(?P<gender>\\d)_(?P<race>\\d)_`` reads UTKFace's ``age_gender_race_date.jpg``,
   ``yaleB(?P<person>\\d\\d)_`` the person in the Extended Yale B faces. Files the pattern does not
   match are left out, and counted;
-* **synthetic faces**: :func:`mae_utils.synthetic.face_attributes` (glasses, beard, hair colour ...).
+* **synthetic faces**: :func:`mae_utils.synthetic.face_attributes` (glasses, beard, hair colour,
+  ...).
 
 Whether a target is a class (logistic regression, accuracy) or a number (ridge regression, mean
 absolute error) is :func:`decide_task`'s job: ``auto`` treats numbers with many distinct values as
@@ -61,7 +62,9 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def decide_task(values: Sequence[str], task: str = "auto", target: str = "target") -> tuple[str, str]:
+def decide_task(
+    values: Sequence[str], task: str = "auto", target: str = "target"
+) -> tuple[str, str]:
     """``(task, why)``: 'classify' or 'regress' for these label texts (``task`` 'auto' decides)."""
     if task not in TASKS:
         raise UserError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
@@ -70,18 +73,28 @@ def decide_task(values: Sequence[str], task: str = "auto", target: str = "target
     if task == "regress":
         if not numeric:
             bad = next(v for v in distinct if not _is_number(v))
-            raise UserError(f"--task regress needs numbers, but target {target!r} has the value {bad!r}")
+            raise UserError(f"--task regress needs numbers, but target {target!r} has the value "
+                            f"{bad!r}")
         return "regress", "asked for (--task regress)"
     if task == "classify":
         return "classify", "asked for (--task classify)"
     if not numeric:
         return "classify", "values are names"
-    widths = {len(v) for v in distinct}
-    if len(widths) == 1 and min(widths) > 1 and all(v.isdigit() for v in distinct) and distinct[0].startswith("0"):
-        return "classify", "zero-padded codes are identifiers (pass --task regress to treat them as numbers)"
+    if _zero_padded(distinct):
+        return "classify", ("zero-padded codes are identifiers (pass --task regress to treat them "
+                            "as numbers)")
     if len(distinct) > MAX_AUTO_CLASSES:
-        return "regress", f"{len(distinct)} distinct numbers (pass --task classify to treat them as classes)"
-    return "classify", f"only {len(distinct)} distinct values (pass --task regress to treat them as numbers)"
+        return "regress", (f"{len(distinct)} distinct numbers (pass --task classify to treat them "
+                           "as classes)")
+    return "classify", (f"only {len(distinct)} distinct values (pass --task regress to treat them "
+                        "as numbers)")
+
+
+def _zero_padded(distinct: list[str]) -> bool:
+    """Digit codes of one width (> 1) that start with 0, such as ``01`` .. ``39``."""
+    widths = {len(v) for v in distinct}
+    digits = all(v.isdigit() for v in distinct)
+    return len(widths) == 1 and min(widths) > 1 and digits and distinct[0].startswith("0")
 
 
 def check_classes(values: np.ndarray, target: str, where: str) -> None:
@@ -89,18 +102,19 @@ def check_classes(values: np.ndarray, target: str, where: str) -> None:
     counts = Counter(values.tolist())
     if len(counts) < 2:
         only = next(iter(counts)) if counts else "none"
-        raise UserError(f"target {target!r} in {where} has a single class ({only!r}): nothing to tell apart")
+        raise UserError(f"target {target!r} in {where} has a single class ({only!r}): nothing to "
+                        "tell apart")
     single = sorted(k for k, n in counts.items() if n < 2)
     if single:
         shown = ", ".join(repr(s) for s in single[:5]) + (" ..." if len(single) > 5 else "")
         raise UserError(
-            f"target {target!r} in {where}: {len(single)} class(es) with one image ({shown}); a class needs "
-            "at least two (one to fit, one to test): add images, or remove that class"
+            f"target {target!r} in {where}: {len(single)} class(es) with one image ({shown}); a "
+            "class needs at least two (one to fit, one to test): add images, or remove that class"
         )
 
 
 def _finish(target: str, texts: list[str], keep: list[int], task: str, source: str, where: str,
-            notes: list[str], check: bool) -> Labels:  # fmt: skip
+            notes: list[str], check: bool) -> Labels:
     chosen, why = decide_task(texts, task, target)
     values = np.asarray(texts, dtype=str)
     if chosen == "classify":
@@ -110,16 +124,19 @@ def _finish(target: str, texts: list[str], keep: list[int], task: str, source: s
     else:
         values = values.astype(np.float64)
         if check and (len(values) < 4 or np.ptp(values) == 0):
-            raise UserError(f"target {target!r} in {where} needs at least 4 images with differing values")
-        notes.append(f"target {target!r}: a number, {values.min():.3g} .. {values.max():.3g} ({why})")
+            raise UserError(f"target {target!r} in {where} needs at least 4 images with differing "
+                            "values")
+        span = f"{values.min():.3g} .. {values.max():.3g}"
+        notes.append(f"target {target!r}: a number, {span} ({why})")
     return Labels(target, values, np.asarray(keep, dtype=np.int64), chosen, source, notes)
 
 
 def folder_labels(rel_files: Sequence[str], where: str, task: str = "auto", target: str = "class",
-                  check: bool = True) -> Labels:  # fmt: skip
+                  check: bool = True) -> Labels:
     """The class sub-folder of each file (``<class>/.../name.jpg``, relative to the data folder).
 
-    ``check``: refuse a single class, a class with one image, or constant numbers (see :func:`check_classes`).
+    ``check``: refuse a single class, a class with one image, or constant numbers
+    (:func:`check_classes`).
     """
     texts, keep, loose = [], [], 0
     for i, rel in enumerate(rel_files):
@@ -131,8 +148,9 @@ def folder_labels(rel_files: Sequence[str], where: str, task: str = "auto", targ
         keep.append(i)
     if not texts:
         raise UserError(
-            f"{where} has no labels: its images are not in class sub-folders (DIR/<class>/image.jpg); "
-            "pass --label-regex with a named group to read labels from the file names"
+            f"{where} has no labels: its images are not in class sub-folders "
+            "(DIR/<class>/image.jpg); pass --label-regex with a named group to read labels from "
+            "the file names"
         )
     notes = [f"labels: the class sub-folders of {where}"]
     if loose:
@@ -201,7 +219,8 @@ def compile_pattern(pattern: str, target: str | None) -> tuple[re.Pattern[str], 
                         "(?P<name>...)")
     if target is None:
         if len(groups) > 1:
-            raise UserError(f"--label-regex has several named groups ({', '.join(groups)}); choose one with --target")
+            raise UserError(f"--label-regex has several named groups ({', '.join(groups)}); "
+                            "choose one with --target")
         return regex, groups[0]
     if target not in groups:
         raise UserError(
@@ -212,7 +231,7 @@ def compile_pattern(pattern: str, target: str | None) -> tuple[re.Pattern[str], 
 
 
 def regex_labels(rel_files: Sequence[str], pattern: str, target: str | None, where: str,
-                 task: str = "auto", check: bool = True) -> Labels:  # fmt: skip
+                 task: str = "auto", check: bool = True) -> Labels:
     """The named group ``target`` of ``pattern``, searched in each file's name (not its folders)."""
     regex, group = compile_pattern(pattern, target)
     texts, keep = [], []
@@ -229,21 +248,26 @@ def regex_labels(rel_files: Sequence[str], pattern: str, target: str | None, whe
         )
     notes = [f"labels: group {group!r} of '{pattern}' in the file names of {where}"]
     if len(keep) < len(rel_files):
-        notes.append(f"left out {len(rel_files) - len(keep)} of {len(rel_files)} image(s) whose names do not match")
+        notes.append(f"left out {len(rel_files) - len(keep)} of {len(rel_files)} image(s) whose "
+                     "names do not match")
     return _finish(group, texts, keep, task, "regex", where, notes, check)
 
 
-def synthetic_labels(seed: int, indices: Sequence[int], target: str, task: str = "auto", check: bool = True) -> Labels:
-    """Attribute ``target`` of synthetic faces ``indices`` of generator ``seed``."""
+def synthetic_labels(seed: int, indices: Sequence[int], target: str, task: str = "auto",
+                     check: bool = True) -> Labels:
+    """Attribute ``target`` of synthetic faces ``indices`` of generator ``seed``; ``task`` 'auto'
+    takes the generator's own kind (a class or a number)."""
     if target not in ATTRIBUTES:
-        raise UserError(f"synthetic faces have no attribute {target!r}; choose one of {', '.join(ATTRIBUTES)}")
+        raise UserError(f"synthetic faces have no attribute {target!r}; choose one of "
+                        f"{', '.join(ATTRIBUTES)}")
     values = face_attributes(seed, indices)[target]
     kind = ATTRIBUTES[target][0]
     texts = [f"{v:.6g}" for v in values] if kind == "number" else values.tolist()
     notes = [f"labels: the synthetic faces' own attribute {target!r} ({ATTRIBUTES[target][1]})"]
-    if task != "auto":
-        return _finish(target, texts, list(range(len(texts))), task, "synthetic", "the synthetic faces", notes, check)
-    labels = _finish(target, texts, list(range(len(texts))), "classify" if kind == "class" else "regress",
-                     "synthetic", "the synthetic faces", notes, check)  # fmt: skip
-    labels.notes[-1] = labels.notes[-1].split(" (asked for")[0] + " (the generator's own kind)"
+    chosen = task if task != "auto" else "classify" if kind == "class" else "regress"
+    where = "the synthetic faces"
+    every = list(range(len(texts)))
+    labels = _finish(target, texts, every, chosen, "synthetic", where, notes, check)
+    if task == "auto":
+        labels.notes[-1] = labels.notes[-1].split(" (asked for")[0] + " (the generator's own kind)"
     return labels
