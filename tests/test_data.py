@@ -33,7 +33,8 @@ from mae_utils.util.errors import UserError
 from mae_utils.util.image_io import BACKGROUND, load_image
 from mae_utils.util.loaders import build_loader
 
-from tiny_runs import BAD_NAME, write_faces
+from conftest import write_faces
+from tiny_runs import BAD_NAME
 
 S = 16  # image size used throughout: sources are made S x S so resizing is the identity
 
@@ -477,8 +478,9 @@ def test_disk_full_while_building_the_cache(tmp_path, faces):
 
 
 def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
-    root = write_faces(tmp_path / "faces", 10)
-    write_faces(tmp_path / "elsewhere", 3, seed=9)
+    root = tmp_path / "faces"
+    write_faces(root, 10, size=32, seed=0)
+    write_faces(tmp_path / "elsewhere", 3, size=32, seed=9)
     (root / "linked").symlink_to(tmp_path / "elsewhere")
     (root / "loop").symlink_to(root)
     (root / "locked").mkdir()
@@ -505,9 +507,10 @@ def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
 def test_a_training_run_folder_is_never_taken_for_faces(tmp_path):
     """A run's figures (samples/*.png) are pictures of faces, not faces: a run folder inside a photo
     folder is left out with a note, and a run folder given as the photo folder is refused."""
-    root = write_faces(tmp_path / "faces", 10)
+    root = tmp_path / "faces"
+    write_faces(root, 10, size=32, seed=0)
     run = root / "runs" / "r"
-    write_faces(run / "samples", 4, seed=5)
+    write_faces(run / "samples", 4, size=32, seed=5)
     (run / "config.json").write_text('{"image_size": 32, "patch_size": 8}')
     (run / "checkpoints").mkdir()
     ds = FaceFolder(root, 32, cache_dir=False)
@@ -522,7 +525,8 @@ def test_a_training_run_folder_is_never_taken_for_faces(tmp_path):
 
 # ---------------------------------------------------------------------- a damaged cache is rebuilt
 def test_a_cache_damaged_in_place_is_rebuilt_not_served(tmp_path):
-    folder = write_faces(tmp_path / "faces", 6)
+    folder = tmp_path / "faces"
+    write_faces(folder, 6, size=32, seed=0)
     built = FaceFolder(folder, 32, cache_dir=tmp_path / "cache", progress=False)
     want = np.stack([built.uint8(i) for i in range(len(built))])
     npy = built.cache_path
@@ -540,7 +544,8 @@ def test_a_cache_damaged_in_place_is_rebuilt_not_served(tmp_path):
 
 @pytest.mark.parametrize("word", ["false", "False", "no", "0"])
 def test_cache_dir_false_means_no_cache_not_a_folder_named_false(tmp_path, monkeypatch, word):
-    folder = write_faces(tmp_path / "faces", 3)
+    folder = tmp_path / "faces"
+    write_faces(folder, 3, size=32, seed=0)
     monkeypatch.chdir(tmp_path)
     ds = FaceFolder(folder, 32, cache_dir=word, progress=False)
     assert ds.cache_path is None and not (tmp_path / word).exists()

@@ -17,7 +17,6 @@ from mae_utils.data import SyntheticFaces
 from mae_utils.masking import make_mask
 from mae_utils.metrics import PSNR_MAX_DB, patch_mask_to_pixel_mask, psnr_masked
 from mae_utils.model import patchify, unpatchify
-from mae_utils.synthetic import generate_faces
 from mae_utils.tools.evaluate import ZoomedOut, evaluate_model, evaluate_run, format_table
 from mae_utils.tools.reconstruct import prepare_images, reconstruct_images
 from mae_utils.train import TrainConfig, fit
@@ -303,11 +302,10 @@ def test_a_run_whose_data_moved_scores_its_own_test_split(tmp_path, faces, capsy
 
 
 def test_reconstruct_out_cannot_be_one_of_the_inputs(tiny_run, tmp_path, capsys):
-    photo = tmp_path / "me.png"
-    Image.fromarray(generate_faces(1, size=32)[0]).save(photo)
+    (photo,) = write_faces(tmp_path, 1, size=32, seed=0, prefix="me")
     before = photo.read_bytes()
     err = cli_error(capsys, ["reconstruct", "--run", str(tiny_run), "--images", str(photo), "--out",
-                             str(tmp_path / "." / "me.png")])  # fmt: skip
+                             str(tmp_path / "." / photo.name)])  # fmt: skip
     assert "--out" in err and "is one of the input images" in err
     assert photo.read_bytes() == before
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from mae_utils.synthetic import ATTRIBUTES, face_attributes, generate_faces
+from mae_utils.synthetic import ATTRIBUTES, face_attributes
 from mae_utils.tools import probe
 from mae_utils.tools.labels import decide_task, folder_labels, nested_repeat, regex_labels, synthetic_labels
 from mae_utils.train import TrainConfig, fit
 from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 
+from conftest import write_faces
 from tiny_runs import ROOT, subprocess_env
 
 # a 1-block encoder, one quick epoch on 120 synthetic training faces at 32 px (60 held out)
@@ -30,15 +30,6 @@ FAST = dict(cv=3, progress=False, batch_size=64)
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     return fit(TrainConfig(**SMALL, out_dir=str(tmp_path_factory.mktemp("probe") / "run")), log=lambda _m: None).run_dir
-
-
-def _write_faces(root: Path, n: int, name_of) -> None:
-    """Synthetic faces (seed 11) saved as PNGs under ``root / name_of(i, attributes)``."""
-    attrs = face_attributes(11, range(n))
-    for i, img in enumerate(generate_faces(n, 32, seed=11)):
-        path = root / name_of(i, {k: v[i] for k, v in attrs.items()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(path)
 
 
 # ---------------------------------------------------------------------- label sources
@@ -134,7 +125,7 @@ def test_a_label_regex_that_could_hang_is_refused_up_front(run_dir, tmp_path) ->
     characters between the two repeats): refused before the model or a face is read, in a subprocess
     that would otherwise not return."""
     faces = tmp_path / "faces"
-    _write_faces(faces, 4, lambda i, a: f"{'1234567890' * 3}_{i}.png")
+    write_faces(faces, 4, size=32, seed=11, name_of=lambda i, a: f"{'1234567890' * 3}_{i}.png")
     pattern = r"(?P<x>([\d_]+)+)Q"
     argv = [sys.executable, "-m", "mae_utils", "probe", "--run", str(run_dir), "--data-dir", str(faces),
             "--label-regex", pattern, "--target", "x", "--cache-dir", "off"]
@@ -186,7 +177,8 @@ def test_shuffled_labels_score_at_chance(run_dir) -> None:
 
 
 def test_probe_on_a_foreign_folder_of_class_sub_folders(run_dir, tmp_path) -> None:
-    _write_faces(tmp_path / "faces", 48, lambda i, a: f"{'dark' if a['skin_tone'] < 2.5 else 'light'}/f{i}.png")
+    write_faces(tmp_path / "faces", 48, size=32, seed=11,
+                name_of=lambda i, a: f"{'dark' if a['skin_tone'] < 2.5 else 'light'}/f{i}.png")
     result = probe.probe_run(run_dir, "skin", data_dir=tmp_path / "faces", cache_dir="off", **FAST)
     data = result["data"]
     assert data.tasks == {"skin": "classify"} and len(data.test_pos) == 12 and len(data.train_pos) == 36
@@ -196,7 +188,8 @@ def test_probe_on_a_foreign_folder_of_class_sub_folders(run_dir, tmp_path) -> No
 
 
 def test_probe_with_a_label_regex_leaves_out_unmatched_files(run_dir, tmp_path) -> None:
-    _write_faces(tmp_path / "faces", 40, lambda i, a: f"{i}_{a['beard']}_x.png" if i else "nolabel.png")
+    write_faces(tmp_path / "faces", 40, size=32, seed=11,
+                name_of=lambda i, a: f"{i}_{a['beard']}_x.png" if i else "nolabel.png")
     result = probe.probe_run(run_dir, "beard", data_dir=tmp_path / "faces", label_regex=r"^\d+_(?P<beard>\d)_",
                              cache_dir="off", random_weights=False, **FAST)  # fmt: skip
     data = result["data"]
@@ -206,7 +199,8 @@ def test_probe_with_a_label_regex_leaves_out_unmatched_files(run_dir, tmp_path) 
 
 
 def test_a_class_with_one_image_is_refused(run_dir, tmp_path) -> None:
-    _write_faces(tmp_path / "faces", 10, lambda i, a: f"{'solo' if i == 0 else 'many'}/f{i}.png")
+    write_faces(tmp_path / "faces", 10, size=32, seed=11,
+                name_of=lambda i, a: f"{'solo' if i == 0 else 'many'}/f{i}.png")
     with pytest.raises(UserError, match="one image \\('solo'\\)"):
         probe.probe_run(run_dir, "kind", data_dir=tmp_path / "faces", cache_dir="off", **FAST)
 
