@@ -1,4 +1,5 @@
-"""Face data: decoding every image mode, bad files, errors, splits, the cache, loaders, transforms."""
+"""Face data: decoding every image mode, bad files, errors, the folder split, the cache, transforms
+(the partition itself: test_splits; loaders: test_loaders)."""
 
 from __future__ import annotations
 
@@ -21,17 +22,15 @@ from mae_utils import train as train_mod
 from mae_utils.data import (
     IMAGE_EXTENSIONS,
     FaceFolder,
-    SyntheticFaces,
     default_cache_dir,
     load_face,
     scan_images,
 )
-from mae_utils.splits import prepare_data, split_names
+from mae_utils.splits import prepare_data
 from mae_utils.transforms import MEAN, STD, batch_to_input, denormalize, normalize
 from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 from mae_utils.util.image_io import BACKGROUND, load_image
-from mae_utils.util.loaders import build_loader
 
 from conftest import write_faces
 from tiny_runs import BAD_NAME
@@ -241,20 +240,6 @@ def test_too_few_images_for_the_split(tmp_path: Path) -> None:
         prepare_data(tmp_path, S, val_frac=1.5, cache_dir=False)
 
 
-def test_split_names_reproducible_disjoint_and_complete() -> None:
-    names = [f"img_{i:03d}.jpg" for i in range(200)]
-    a = split_names(names, 0.1, 0.15, seed=3)
-    b = split_names(list(reversed(names)), 0.1, 0.15, seed=3)  # input order does not matter
-    assert a == b
-    assert (len(a["train"]), len(a["val"]), len(a["test"])) == (150, 20, 30)
-    sets = [set(a[k]) for k in ("train", "val", "test")]
-    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
-    assert set().union(*sets) == set(names)
-    assert split_names(names, 0.1, 0.15, seed=4) != a
-    none = split_names(names, 0.0, 0.0, seed=0)
-    assert none["val"] == [] and none["test"] == [] and len(none["train"]) == 200
-
-
 def test_prepare_data_writes_and_reuses_split(folder: dict, tmp_path: Path) -> None:
     split_path = tmp_path / "run" / "split.json"
     first = prepare_data(folder["root"], S, cache_dir=tmp_path / "c", split_path=split_path, val_frac=0.2,
@@ -331,26 +316,6 @@ def test_default_cache_dir_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert default_cache_dir() is None
 
 
-def test_loaders_with_workers_match_and_shuffle_reproducibly(tmp_path: Path) -> None:
-    root = tmp_path / "imgs"
-    root.mkdir()
-    for i in range(12):
-        Image.fromarray(_grad(seed=i)).save(root / f"{i:02d}.png")
-    ds = FaceFolder(root, S, cache_dir=tmp_path / "cache", progress=False)
-    ds._images()  # opened in the parent: workers must still work (they reopen it)
-    ref = torch.cat(list(build_loader(ds, 5, shuffle=False)))
-    par = torch.cat(list(build_loader(ds, 5, shuffle=False, num_workers=2)))
-    torch.testing.assert_close(par, ref, rtol=0, atol=0)
-    torch.testing.assert_close(ref, torch.stack([ds[i] for i in range(len(ds))]))
-    first = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=5)))
-    second = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=5)))
-    other = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=6)))
-    torch.testing.assert_close(first, second)
-    assert not torch.equal(first, other)
-    loader = build_loader(ds, 4, shuffle=True, drop_last=True, device="cpu", num_workers=1)
-    assert loader.persistent_workers and not loader.pin_memory and len(loader) == 3
-
-
 def test_load_face_for_single_photos(folder: dict, tmp_path: Path) -> None:
     t = load_face(folder["root"] / "rgb.png", S)
     torch.testing.assert_close(denormalize(t), torch.from_numpy(folder["exp"]["rgb.png"]).permute(2, 0, 1) / 255)
@@ -358,50 +323,6 @@ def test_load_face_for_single_photos(folder: dict, tmp_path: Path) -> None:
         load_face(tmp_path / "none.jpg", S)
     with pytest.raises(UserError, match=r"cannot read image .*notes\.jpg"):
         load_face(folder["root"] / "notes.jpg", S)
-
-
-def test_synthetic_prepare_data_and_resume(tmp_path: Path) -> None:
-    split_path = tmp_path / "split.json"
-    lines: list[str] = []
-    a = prepare_data(None, 16, max_images=40, seed=2, split_path=split_path, log=lines.append)
-    assert a.root is None and a.skipped == []
-    assert (len(a.train), len(a.val), len(a.test)) == (32, 4, 4)
-    assert all(n.startswith("synthetic/") for part in a.split.values() for n in part)
-    assert isinstance(a.train, SyntheticFaces) and a.train.augment is not None and a.val.augment is None
-    assert "40 synthetic faces" in "\n".join(lines)
-    b = prepare_data(None, 16, max_images=40, seed=2, split_path=split_path, log=lambda m: None)
-    assert b.split == a.split
-    np.testing.assert_array_equal(b.val.uint8(1), a.val.uint8(1))
-    # an item of a split is the same face as in the full generator
-    k = int(a.test.names[0].split("/")[1])
-    np.testing.assert_array_equal(a.test.uint8(0), SyntheticFaces(40, 16, seed=2).uint8(k))
-    with pytest.raises(UserError, match="not a synthetic face"):
-        split_path.write_text(json.dumps({"train": ["a.jpg"], "val": [], "test": []}))
-        prepare_data(None, 16, split_path=split_path, log=lambda m: None)
-
-
-def test_loader_uses_a_distributed_sampler_under_torch_distributed(tmp_path: Path) -> None:
-    import torch.distributed as dist
-    from torch.utils.data.distributed import DistributedSampler
-
-    ds = SyntheticFaces(10, 8, seed=0)
-    alone = build_loader(ds, 2, shuffle=True, seed=7, epoch=3)  # a world of one outside torchrun
-    assert isinstance(alone.sampler, DistributedSampler) and alone.sampler.num_replicas == 1
-    assert alone.sampler.epoch == 3
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
-    try:
-        loader = build_loader(ds, 2, shuffle=True, seed=7)
-        assert isinstance(loader.sampler, DistributedSampler)
-        assert loader.sampler.shuffle and loader.sampler.seed == 7
-        assert [i for i in loader.sampler] != [i for i in alone.sampler]  # epoch 0's order, not epoch 3's
-        # without shuffling, each rank takes every world-th image once (no padding: exact sums over ranks)
-        shards = [torch.cat(list(build_loader(ds, 2, shuffle=False, world=3, rank=r))) for r in range(3)]
-        assert [len(t) for t in shards] == [4, 3, 3]
-        torch.testing.assert_close(shards[1], torch.stack([ds[i] for i in (1, 4, 7)]))
-        loader.sampler.set_epoch(1)
-        assert sum(len(b) for b in loader) == 10
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_working_directories_share_one_cache(tmp_path: Path) -> None:
