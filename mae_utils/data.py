@@ -1,9 +1,11 @@
-"""Face data sets: photo folders and built-in synthetic faces as uint8 items, with a fast uint8 cache.
+"""Face data sets: photo folders and built-in synthetic faces as uint8 items, with a fast uint8
+cache.
 
 * :class:`FaceFolder` scans a folder recursively for images (:data:`IMAGE_EXTENSIONS`, any case), in
-  sorted order, decodes each one correctly to RGB (:mod:`mae_utils.util.image_io`), resizes the shorter
-  side and center-crops to ``image_size``. Files that cannot be decoded (empty, truncated, corrupt,
-  not an image) are found once, excluded and listed in ``ds.skipped``; other files are ignored.
+  sorted order, decodes each one correctly to RGB (:mod:`mae_utils.util.image_io`), resizes the
+  shorter side and center-crops to ``image_size``. Files that cannot be decoded (empty, truncated,
+  corrupt, not an image) are found once, excluded and listed in ``ds.skipped``; other files are
+  ignored.
 * The cache: each image is decoded and resized once into a memory-mapped uint8 ``.npy`` file keyed
   by the file list (with sizes and modification times) and the image size, rebuilt when those
   change, written atomically. Later epochs and later runs read it instead of decoding JPEGs.
@@ -61,8 +63,9 @@ __all__ = [
 #: Environment variable that moves the default cache folder (``off`` disables the cache).
 CACHE_ENV = "MASKAE_CACHE_DIR"
 
-#: Environment variable that makes the folder scan follow symlinked sub-folders (``1``); off by default,
-#: since a link can lead out of the data set or into a loop. What is not followed is logged.
+#: Environment variable that makes the folder scan follow symlinked sub-folders (``1``); off by
+#: default, since a link can lead out of the data set or into a loop. What is not followed is
+#: logged.
 FOLLOW_SYMLINKS_ENV = "MASKAE_FOLLOW_SYMLINKS"
 
 _CACHE_VERSION = 1
@@ -79,8 +82,8 @@ def image_tensor(img: np.ndarray) -> torch.Tensor:
 
     One plain copy, kept in the stored (H, W, 3) order: the item is a (3, H, W) view of it
     ("channels last" strides). Reordering the bytes to (3, H, W) costs more than everything else an
-    item needs at 256 px; :func:`~mae_utils.util.loaders.collate_batch` stacks such items with plain copies and
-    :func:`~mae_utils.transforms.batch_to_input` reorders whole batches on the device.
+    item needs at 256 px; :func:`~mae_utils.util.loaders.collate_batch` stacks such items with plain
+    copies and :func:`~mae_utils.transforms.batch_to_input` reorders whole batches on the device.
     """
     return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
 
@@ -143,14 +146,15 @@ def _follow_symlinks_default() -> bool:
 def scan_images(
     root: str | Path, *, follow_symlinks: bool | None = None, notes: list[str] | None = None
 ) -> tuple[list[str], int]:
-    """Image files under ``root`` (recursive, sorted, relative posix paths) and how many other files were ignored.
+    """Image files under ``root`` (recursive, sorted, relative posix paths) and how many other files
+    were ignored.
 
     Hidden files and folders (names starting with '.') are skipped, as are training runs' folders
     (their figures are not faces) and files without one of :data:`IMAGE_EXTENSIONS`; the order does
     not depend on the file system. Symlinked sub-folders
     are followed only with ``follow_symlinks`` (default: ``$MASKAE_FOLLOW_SYMLINKS``), each real
-    folder once. What the scan did not enter (symlinked folders not followed, folders it cannot read)
-    is described in ``notes``, one line each, for the run's log.
+    folder once. What the scan did not enter (symlinked folders not followed, folders it cannot
+    read) is described in ``notes``, one line each, for the run's log.
     """
     root = check_folder(root)
     follow = _follow_symlinks_default() if follow_symlinks is None else follow_symlinks
@@ -215,9 +219,11 @@ def format_skipped(skipped: Sequence[tuple[Any, str]], shown: int = SKIPPED_SHOW
 
 
 def project_root() -> Path | None:
-    """The source checkout this package runs from (the folder with ``pyproject.toml`` and ``mae_utils/``).
+    """The source checkout this package runs from (the folder with ``pyproject.toml`` and
+    ``mae_utils/``).
 
-    None when the package is installed elsewhere (``pip install .``): then there is no project folder.
+    None when the package is installed elsewhere (``pip install .``): then there is no project
+    folder.
     """
     root = Path(__file__).resolve().parent.parent
     return root if (root / "pyproject.toml").is_file() and (root / "mae_utils").is_dir() else None
@@ -226,9 +232,10 @@ def project_root() -> Path | None:
 def default_cache_dir() -> Path | None:
     """Where decoded images are cached: one place whatever the working directory.
 
-    ``$MASKAE_CACHE_DIR`` if set (``off`` / ``none`` / empty disables caching); else ``data/cache`` in the
-    project folder; for an installed package, ``$XDG_CACHE_HOME/maskae`` (``~/.cache/maskae``). Resolved
-    once, to an absolute path, so the CLI, papermill runs and notebooks under ``notebooks/`` share it.
+    ``$MASKAE_CACHE_DIR`` if set (``off`` / ``none`` / empty disables caching); else ``data/cache``
+    in the project folder; for an installed package, ``$XDG_CACHE_HOME/maskae``
+    (``~/.cache/maskae``). Resolved once, to an absolute path, so the CLI, papermill runs and
+    notebooks under ``notebooks/`` share it.
     """
     env = os.environ.get(CACHE_ENV)
     if env is not None:
@@ -253,8 +260,8 @@ def _resolve_cache_dir(cache_dir: CacheDir) -> Path | None:
 
 
 def _cache_key(root: Path, rel_files: Sequence[str], image_size: int) -> str:
-    # file names are bytes to the OS: ones that are not valid UTF-8 arrive as surrogates, and hash as
-    # their original bytes (surrogateescape) instead of failing
+    # file names are bytes to the OS: ones that are not valid UTF-8 arrive as surrogates, and hash
+    # as their original bytes (surrogateescape) instead of failing
     h = hashlib.sha256()
     head = {"v": _CACHE_VERSION, "root": str(root.resolve()), "size": image_size}
     if max_pixels() != DEFAULT_MAX_PIXELS:  # which big images are skipped changes what is cached
@@ -344,7 +351,8 @@ class FaceFolder(_ImageDataset):
         self.progress = progress
         workers = _default_workers() if workers is None else max(1, int(workers))
         n_other = 0
-        self.scan_notes: list[str] = []  # what the scan did not enter (symlinked, unreadable folders)
+        # what the scan did not enter (symlinked, unreadable folders)
+        self.scan_notes: list[str] = []
         max_pixels()  # a bad MASKAE_MAX_PIXELS is one error now, not a reason to skip every photo
         if files is None:
             candidates, n_other = scan_images(self.root, notes=self.scan_notes)
@@ -422,9 +430,9 @@ class FaceFolder(_ImageDataset):
     def _build_cache(
         self, npy: Path, meta_path: Path, key: str, candidates: list[str], workers: int
     ) -> dict[str, Any]:
-        """Decode every candidate into ``npy``, written with plain file writes (not a memory map: a full
-        disk then raises an error instead of killing the process with SIGBUS), via a temporary file
-        that any failure removes, after checking that the disk has room for it."""
+        """Decode every candidate into ``npy``, written with plain file writes (not a memory map: a
+        full disk then raises an error instead of killing the process with SIGBUS), via a temporary
+        file that any failure removes, after checking that the disk has room for it."""
         S = self.image_size
         n, row_bytes = len(candidates), S * S * 3
         remove_dead_tmp_files(npy.parent)  # left by builds that were killed
@@ -531,9 +539,9 @@ def _check_free_space(folder: Path, needed: int, what: str) -> None:
 
 
 def _checksum(path: Path) -> str:
-    """CRC-32 of a cache file, read in 16 MiB blocks (~1 GB/s): checked at every open, so bytes damaged
-    in place are rebuilt instead of served as wrong pixels. A cache from before checksums has none and
-    is rebuilt once."""
+    """CRC-32 of a cache file, read in 16 MiB blocks (~1 GB/s): checked at every open, so bytes
+    damaged in place are rebuilt instead of served as wrong pixels. A cache from before checksums
+    has none and is rebuilt once."""
     crc = 0
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 24), b""):

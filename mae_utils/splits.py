@@ -1,4 +1,5 @@
-"""Splits: the seeded train / val / test partition of a data set, kept in ``split.json``, and its datasets.
+"""Splits: the seeded train / val / test partition of a data set, kept in ``split.json``, and its
+datasets.
 
 :func:`prepare_data` is the one way training and evaluation get their data: it scans a folder (or
 draws synthetic faces), splits the names with ``sklearn``'s seeded ``train_test_split``
@@ -56,13 +57,15 @@ class DataSplits:
     train: Dataset
     val: Dataset
     test: Dataset
-    split: dict[str, list[str]]  # {"train": [...], "val": [...], "test": [...]}: relative paths or synthetic names
+    # {"train": [...], "val": [...], "test": [...]}: relative paths or synthetic names
+    split: dict[str, list[str]]
     root: str | None  # the data folder, or None for synthetic faces
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
 
 def split_sizes(n: int, val_frac: float, test_frac: float, *, source: str = "the data") -> tuple[int, int, int]:
-    """(train, val, test) image counts of a split of ``n`` images: a non-zero fraction gets at least one."""
+    """(train, val, test) image counts of a split of ``n`` images: a non-zero fraction gets at least
+    one."""
     check_fracs(val_frac, test_frac)
     n_val = max(1, round(n * val_frac)) if val_frac > 0 else 0
     n_test = max(1, round(n * test_frac)) if test_frac > 0 else 0
@@ -84,7 +87,8 @@ def split_names(
     first), so the same files give the same split on any machine. A non-zero fraction gets at
     least one image (:func:`split_sizes`); each list comes back sorted.
     """
-    from sklearn.model_selection import train_test_split  # local: a heavy import (~1.5 s) only splits need
+    # local: a heavy import (~1.5 s) only splits need
+    from sklearn.model_selection import train_test_split
 
     names = sorted(set(names))
     _, n_val, n_test = split_sizes(len(names), val_frac, test_frac, source=source)
@@ -101,8 +105,9 @@ def count_split(
     test_frac: float = 0.1,
     split_path: str | Path | None = None,
 ) -> tuple[tuple[int, int, int], str]:
-    """((train, val, test) counts, where they come from) without decoding, caching or writing anything
-    (``train --dry-run``). A folder's count is of its image files; unreadable ones drop out later."""
+    """((train, val, test) counts, where they come from) without decoding, caching or writing
+    anything (``train --dry-run``). A folder's count is of its image files; unreadable ones drop out
+    later."""
     if split_path is not None and Path(split_path).exists():
         saved = _read_split(Path(split_path))
         return (len(saved["train"]), len(saved["val"]), len(saved["test"])), f"the split in {split_path}"
@@ -176,7 +181,8 @@ def prepare_data(
 
 @dataclass
 class _SplitPlan:
-    """What both data paths share: where the split lives (and the one saved there), fractions, seed, log."""
+    """What both data paths share: where the split lives (and the one saved there), fractions, seed,
+    log."""
 
     split_file: Path | None
     val_frac: float
@@ -196,7 +202,8 @@ class _SplitPlan:
 
 
 def _synthetic_splits(plan: _SplitPlan, image_size: int, max_images: int | None, train_aug: Augment | bool) -> DataSplits:
-    """The synthetic-face path of :func:`prepare_data`: names ``synthetic/000123``, faces drawn from the seed."""
+    """The synthetic-face path of :func:`prepare_data`: names ``synthetic/000123``, faces drawn from
+    the seed."""
     n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
     if plan.saved is not None:
         split = plan.saved
@@ -216,7 +223,8 @@ def _synthetic_splits(plan: _SplitPlan, image_size: int, max_images: int | None,
 
 
 def _folder_candidates(plan: _SplitPlan, root: Path, max_images: int | None) -> list[str]:
-    """The image files a folder run uses: scanned, checked against a saved split, capped by ``max_images``."""
+    """The image files a folder run uses: scanned, checked against a saved split, capped by
+    ``max_images``."""
     notes: list[str] = []
     candidates, n_other = scan_images(root, notes=notes)
     for note in notes:
@@ -231,7 +239,8 @@ def _folder_candidates(plan: _SplitPlan, root: Path, max_images: int | None) -> 
     if max_images is not None and len(candidates) > max_images:
         rng = np.random.default_rng(plan.seed)
         keep = np.sort(rng.choice(len(candidates), size=int(max_images), replace=False))
-        chosen = sorted(set(candidates[i] for i in keep) | set(needed))  # a resumed run finds all its files
+        # a resumed run finds all its files
+        chosen = sorted(set(candidates[i] for i in keep) | set(needed))
         plan.log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
                  f"(max_images={max_images}, seed {plan.seed})")  # fmt: skip
         candidates = chosen
@@ -283,15 +292,17 @@ def _log_split(
 
 # ---------------------------------------------------------------------- a run's training data
 class TrainItems(Dataset):
-    """Items become (uint8 image, mask noise, augmentation parameters), all fixed by (seed, epoch, index).
+    """Items become (uint8 image, mask noise, augmentation parameters), all fixed by (seed, epoch,
+    index).
 
     Being a function of the image index, not of the process, the worker or the batch, the masks and
     augmentations are the same after a resume and under any number of processes or workers.
-    ``epoch=None`` gives fixed noise (validation). ``augment``: an :class:`~mae_utils.transforms.Augment`
-    whose per-image parameters :func:`~mae_utils.transforms.batch_to_input` applies on the device
-    (``{}`` without one); with its ``photo`` zoom fill each item also carries ``background``, the
-    stored pixels of another image of the split, picked by the draw ``other`` (so it too is a function
-    of (seed, epoch, index), never of the batch).
+    ``epoch=None`` gives fixed noise (validation). ``augment``: an
+    :class:`~mae_utils.transforms.Augment` whose per-image parameters
+    :func:`~mae_utils.transforms.batch_to_input` applies on the device (``{}`` without one); with
+    its ``photo`` zoom fill each item also carries ``background``, the stored pixels of another
+    image of the split, picked by the draw ``other`` (so it too is a function of (seed, epoch,
+    index), never of the batch).
     """
 
     def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None):
@@ -361,8 +372,9 @@ def train_loader(
     items: TrainItems, batch_size: int, *, seed: int, epoch: int, world: int = 1, rank: int = 0,
     num_workers: int = 0, device: str | torch.device = "cpu",
 ) -> DataLoader:
-    """Epoch ``epoch``'s shuffled training batches (order from (seed, epoch)); sets ``items.epoch`` so
-    each image's mask noise and augmentation are those of that epoch. Incomplete batches are dropped."""
+    """Epoch ``epoch``'s shuffled training batches (order from (seed, epoch)); sets ``items.epoch``
+    so each image's mask noise and augmentation are those of that epoch. Incomplete batches are
+    dropped."""
     items.epoch = epoch
     return build_loader(items, batch_size, shuffle=True, seed=seed, epoch=epoch, drop_last=True, world=world,
                         rank=rank, num_workers=num_workers, device=device, persistent_workers=False)  # fmt: skip
