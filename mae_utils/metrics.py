@@ -330,8 +330,7 @@ def mean_ci95(values: Sequence[float] | torch.Tensor | np.ndarray) -> tuple[floa
     mean = float(arr.mean())
     if arr.size == 1:
         return mean, float("nan")
-    # local: a heavy import (~1 s); scipy comes with scikit-image
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # local: a heavy import (~1 s), from scikit-image
 
     sd = float(arr.std(ddof=1))
     return mean, float(student_t.ppf(0.975, arr.size - 1) * sd / math.sqrt(arr.size))

@@ -87,8 +87,7 @@ def split_names(
     first), so the same files give the same split on any machine. A non-zero fraction gets at
     least one image (:func:`split_sizes`); each list comes back sorted.
     """
-    # local: a heavy import (~1.5 s) only splits need
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # local: a heavy import (~1.5 s)
 
     names = sorted(set(names))
     _, n_val, n_test = split_sizes(len(names), val_frac, test_frac, source=source)

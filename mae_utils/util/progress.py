@@ -54,8 +54,7 @@ def tqdm(*args: Any, **kwargs: Any) -> text_tqdm:
         return text_tqdm(*args, **kwargs)
     if in_kernel():
         try:
-            # local: needs ipywidgets, only in a live kernel
-            from tqdm.notebook import tqdm as widget_tqdm
+            from tqdm.notebook import tqdm as widget_tqdm  # local: ipywidgets, in a live kernel
 
             return widget_tqdm(*args, **kwargs)
         except ImportError:  # no ipywidgets: text bars
