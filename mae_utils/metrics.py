@@ -70,12 +70,15 @@ def check_images(name: str, x: torch.Tensor, *, check_range: bool) -> None:
     """Refuse what is not a float (N, C, H, W) batch; with ``check_range`` also values outside [0,
     1]."""
     if not isinstance(x, torch.Tensor):
-        raise UserError(f"{name}: expected a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
+        raise UserError(
+            f"{name}: expected a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}"
+        )
     if x.dim() != 4:
         raise UserError(f"{name}: expected shape (N, C, H, W), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise UserError(
-            f"{name}: expected float pixels in [0, 1], got dtype {x.dtype} (divide uint8 images by 255)"
+            f"{name}: expected float pixels in [0, 1], got dtype {x.dtype} "
+            "(divide uint8 images by 255)"
         )
     if check_range and x.numel():
         lo, hi = float(x.min()), float(x.max())
@@ -91,11 +94,14 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor, pred_name: str, target
     check_images(target_name, target, check_range=True)
     if pred.shape != target.shape:
         raise UserError(
-            f"{pred_name} has shape {tuple(pred.shape)} but {target_name} has shape {tuple(target.shape)}"
+            f"{pred_name} has shape {tuple(pred.shape)} but {target_name} has shape "
+            f"{tuple(target.shape)}"
         )
 
 
-def check_pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor, name: str = "pixel_mask") -> torch.Tensor:
+def check_pixel_mask(
+    pixel_mask: torch.Tensor, like: torch.Tensor, name: str = "pixel_mask"
+) -> torch.Tensor:
     """Return the mask as float (N, 1, H, W) matching ``like``; accept (N, H, W) too."""
     if not isinstance(pixel_mask, torch.Tensor):
         got = type(pixel_mask).__name__
@@ -116,8 +122,8 @@ def _hidden_counts(pixel_mask: torch.Tensor, name: str = "pixel_mask") -> torch.
     empty = (counts == 0).nonzero().flatten().tolist()
     if empty:
         raise UserError(
-            f"{name}: image(s) {empty[:10]} have no hidden pixel; masked-region metrics are undefined "
-            "(use a mask ratio above 0)"
+            f"{name}: image(s) {empty[:10]} have no hidden pixel; masked-region metrics are "
+            "undefined (use a mask ratio above 0)"
         )
     return counts
 
@@ -142,7 +148,9 @@ def patch_mask_to_pixel_mask(
     if not isinstance(patch_size, int) or patch_size < 1:
         raise UserError(f"patch_size: expected a positive int, got {patch_size!r}")
     if h % patch_size or w % patch_size or h < 1 or w < 1:
-        raise UserError(f"image_size ({h}, {w}) is not a positive multiple of patch_size {patch_size}")
+        raise UserError(
+            f"image_size ({h}, {w}) is not a positive multiple of patch_size {patch_size}"
+        )
     if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
         shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise UserError(f"mask: expected a patch mask of shape (N, L), got {shape}")
@@ -156,7 +164,9 @@ def patch_mask_to_pixel_mask(
     return grid.repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
 
 
-def paste_visible(recon01: torch.Tensor, original01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+def paste_visible(
+    recon01: torch.Tensor, original01: torch.Tensor, pixel_mask: torch.Tensor
+) -> torch.Tensor:
     """The reconstruction on hidden pixels, the original on visible ones: what a user would keep."""
     _check_pair(recon01, original01, "recon01", "original01")
     m = check_pixel_mask(pixel_mask, original01)
@@ -177,7 +187,9 @@ def psnr(pred01: torch.Tensor, target01: torch.Tensor) -> torch.Tensor:
     return _psnr_from_mse(mse).to(torch.float32)
 
 
-def psnr_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+def psnr_masked(
+    pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor
+) -> torch.Tensor:
     """Per-image PSNR in dB over hidden pixels only (MSE over hidden pixels x channels), peak
     1.0."""
     _check_pair(pred01, target01, "pred01", "target01")
@@ -232,12 +244,16 @@ def ssim(pred01: torch.Tensor, target01: torch.Tensor) -> torch.Tensor:
     h, w = target01.shape[-2:]
     r = _SSIM_RADIUS
     if h < 2 * r + 1 or w < 2 * r + 1:
-        raise UserError(f"ssim needs images of at least {2 * r + 1}x{2 * r + 1} pixels, got {h}x{w}")
+        raise UserError(
+            f"ssim needs images of at least {2 * r + 1}x{2 * r + 1} pixels, got {h}x{w}"
+        )
     s = _ssim_map(pred01, target01)[:, :, r : h - r, r : w - r]
     return s.flatten(1).mean(1).to(torch.float32)
 
 
-def ssim_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+def ssim_masked(
+    pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor
+) -> torch.Tensor:
     """Per-image SSIM over the hidden region; shape (N,).
 
     The full-size SSIM map (Gaussian window centred on every pixel, symmetric borders) is averaged
@@ -304,7 +320,9 @@ def seam_scores(
     for x in (composite, original01):
         b_sum, b_n, i_sum, i_n = _step_sums(x, hidden, patch_size)
         if bool((b_n == 0).any()) or bool((i_n == 0).any()):
-            raise UserError("seam_scores: every image needs a hidden patch and patches of at least 2 pixels")
+            raise UserError(
+                "seam_scores: every image needs a hidden patch and patches of at least 2 pixels"
+            )
         border, interior = (b_sum / b_n).clamp_min(STEP_FLOOR), (i_sum / i_n).clamp_min(STEP_FLOOR)
         ratios.append((border, interior))
     (b_r, i_r), (b_o, i_o) = ratios

@@ -40,8 +40,8 @@ from .data import (
 from .transforms import Augment
 
 __all__ = [
-    "SYNTHETIC_DEFAULT_IMAGES", "DataSplits", "TrainItems", "count_split", "prepare_data", "split_names",
-    "split_sizes", "train_loader", "training_data",
+    "SYNTHETIC_DEFAULT_IMAGES", "DataSplits", "TrainItems", "count_split", "prepare_data",
+    "split_names", "split_sizes", "train_loader", "training_data",
 ]
 
 #: How many synthetic faces :func:`prepare_data` generates when ``max_images`` is not given.
@@ -63,23 +63,30 @@ class DataSplits:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
 
-def split_sizes(n: int, val_frac: float, test_frac: float, *, source: str = "the data") -> tuple[int, int, int]:
-    """(train, val, test) image counts of a split of ``n`` images: a non-zero fraction gets at least
-    one."""
+def split_sizes(
+    n: int, val_frac: float, test_frac: float, *, source: str = "the data"
+) -> tuple[int, int, int]:
+    """(train, val, test) counts of a split of ``n`` images; a fraction above 0 gets one or more."""
     check_fracs(val_frac, test_frac)
     n_val = max(1, round(n * val_frac)) if val_frac > 0 else 0
     n_test = max(1, round(n * test_frac)) if test_frac > 0 else 0
     if n - n_val - n_test < 1:
         need = (1 if val_frac > 0 else 0) + (1 if test_frac > 0 else 0) + 1
         raise UserError(
-            f"{source} has {n} usable image(s): too few for a train/val/test split with val_frac={val_frac} "
-            f"and test_frac={test_frac} (need at least {need}, and more for useful training)"
+            f"{source} has {n} usable image(s): too few for a train/val/test split with "
+            f"val_frac={val_frac} and test_frac={test_frac} (need at least {need}, and more for "
+            "useful training)"
         )
     return n - n_val - n_test, n_val, n_test
 
 
 def split_names(
-    names: Sequence[str], val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, *, source: str = "the data"
+    names: Sequence[str],
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    seed: int = 0,
+    *,
+    source: str = "the data",
 ) -> dict[str, list[str]]:
     """Split ``names`` into train / val / test with ``sklearn.model_selection.train_test_split``.
 
@@ -91,8 +98,14 @@ def split_names(
 
     names = sorted(set(names))
     _, n_val, n_test = split_sizes(len(names), val_frac, test_frac, source=source)
-    rest, test = (train_test_split(names, test_size=n_test, random_state=seed, shuffle=True) if n_test else (names, []))
-    train, val = (train_test_split(rest, test_size=n_val, random_state=seed, shuffle=True) if n_val else (rest, []))
+    def take(pool: list[str], count: int) -> tuple[list[str], list[str]]:
+        """(the rest, ``count`` names drawn from ``pool``) with the seed."""
+        if not count:
+            return pool, []
+        return train_test_split(pool, test_size=count, random_state=seed, shuffle=True)
+
+    rest, test = take(names, n_test)
+    train, val = take(rest, n_val)
     return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
 
 
@@ -109,7 +122,8 @@ def count_split(
     later."""
     if split_path is not None and Path(split_path).exists():
         saved = _read_split(Path(split_path))
-        return (len(saved["train"]), len(saved["val"]), len(saved["test"])), f"the split in {split_path}"
+        counts = (len(saved["train"]), len(saved["val"]), len(saved["test"]))
+        return counts, f"the split in {split_path}"
     if data_dir is None:
         n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
         return split_sizes(n, val_frac, test_frac), f"{n} synthetic faces"
@@ -117,8 +131,10 @@ def count_split(
     files, _ = scan_images(root)
     n = min(len(files), max_images) if max_images is not None else len(files)
     if n == 0:
-        raise UserError(f"no image files in {root} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)})")
-    return split_sizes(n, val_frac, test_frac, source=str(root)), f"{n} of {len(files)} image files in {root}"
+        accepted = ", ".join(IMAGE_EXTENSIONS)
+        raise UserError(f"no image files in {root} (accepted extensions: {accepted})")
+    counts = split_sizes(n, val_frac, test_frac, source=str(root))
+    return counts, f"{n} of {len(files)} image files in {root}"
 
 
 def _read_split(path: Path) -> dict[str, list[str]]:
@@ -130,7 +146,9 @@ def _read_split(path: Path) -> dict[str, list[str]]:
     return split
 
 
-def _write_split(path: Path, split: dict[str, list[str]], skipped: Sequence[tuple[str, str]], root: str | None) -> None:
+def _write_split(
+    path: Path, split: dict[str, list[str]], skipped: Sequence[tuple[str, str]], root: str | None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {**split, "root": root, "skipped": [list(s) for s in skipped]}
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
@@ -140,8 +158,8 @@ def _synthetic_index(name: str, split_path: Path) -> int:
     prefix = "synthetic/"
     if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
         raise UserError(
-            f"split file {split_path} lists {name!r}, which is not a synthetic face: it belongs to a photo "
-            f"folder run; pass that run's data_dir"
+            f"split file {split_path} lists {name!r}, which is not a synthetic face: it belongs to "
+            "a photo folder run; pass that run's data_dir"
         )
     return int(name[len(prefix) :])
 
@@ -168,20 +186,27 @@ def prepare_data(
     """
     image_size = check_image_size(image_size)
     check_fracs(val_frac, test_frac)
-    bad_max = isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1
-    if max_images is not None and bad_max:
+    if max_images is not None and not _is_count(max_images):
         raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
-    plan = _SplitPlan(Path(split_path) if split_path is not None else None, val_frac, test_frac, seed, log)
+    split_file = Path(split_path) if split_path is not None else None
+    plan = _SplitPlan(split_file, val_frac, test_frac, seed, log)
     train_aug = as_augment(augment) or False
     if data_dir is None:
         return _synthetic_splits(plan, image_size, max_images, train_aug)
-    return _folder_splits(plan, check_folder(data_dir), image_size, max_images, cache_dir, train_aug)
+    root = check_folder(data_dir)
+    return _folder_splits(plan, root, image_size, max_images, cache_dir, train_aug)
+
+
+def _is_count(value: object) -> bool:
+    """A positive whole number (not a bool)."""
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return is_int and value >= 1
 
 
 @dataclass
 class _SplitPlan:
-    """What both data paths share: where the split lives (and the one saved there), fractions, seed,
-    log."""
+    """What both data paths share: the split file (and the split saved there), fractions, seed
+    and log."""
 
     split_file: Path | None
     val_frac: float
@@ -193,30 +218,38 @@ class _SplitPlan:
         exists = self.split_file is not None and self.split_file.exists()
         self.saved = _read_split(self.split_file) if exists else None
 
-    def finish(self, split: dict[str, list[str]], skipped: list[tuple[str, str]], root: str | None) -> None:
+    def finish(
+        self, split: dict[str, list[str]], skipped: list[tuple[str, str]], root: str | None
+    ) -> None:
         """Log the split and write it, unless it was read from the split file."""
         _log_split(self.log, split, self.saved is not None, self.split_file, self.seed)
         if self.saved is None and self.split_file is not None:
             _write_split(self.split_file, split, skipped, root)
 
 
-def _synthetic_splits(plan: _SplitPlan, image_size: int, max_images: int | None, train_aug: Augment | bool) -> DataSplits:
-    """The synthetic-face path of :func:`prepare_data`: names ``synthetic/000123``, faces drawn from
-    the seed."""
+def _synthetic_splits(
+    plan: _SplitPlan, image_size: int, max_images: int | None, train_aug: Augment | bool
+) -> DataSplits:
+    """The synthetic-face path of :func:`prepare_data`: names ``synthetic/000123``, faces drawn
+    from the seed."""
     n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
+    split_file = plan.split_file or Path("split.json")
     if plan.saved is not None:
         split = plan.saved
-        n = max([n] + [_synthetic_index(s, plan.split_file) + 1 for part in split.values() for s in part])
+        saved = [_synthetic_index(s, plan.split_file) for part in split.values() for s in part]
+        n = max([n] + [i + 1 for i in saved])
     else:
         names = [f"synthetic/{i:06d}" for i in range(n)]
-        split = split_names(names, plan.val_frac, plan.test_frac, plan.seed, source=f"synthetic data ({n} faces)")
-    idx = {k: [_synthetic_index(s, plan.split_file or Path("split.json")) for s in v] for k, v in split.items()}
+        source = f"synthetic data ({n} faces)"
+        split = split_names(names, plan.val_frac, plan.test_frac, plan.seed, source=source)
+    idx = {k: [_synthetic_index(s, split_file) for s in v] for k, v in split.items()}
     t0 = time.perf_counter()
     seed = plan.seed
     train = SyntheticFaces(n, image_size, seed, augment=train_aug, indices=idx["train"])
     val = SyntheticFaces(n, image_size, seed, indices=idx["val"])
     test = SyntheticFaces(n, image_size, seed, indices=idx["test"])
-    plan.log(f"data: {n} synthetic faces at {image_size}px (seed {seed}), drawn in {time.perf_counter() - t0:.1f} s")
+    seconds = time.perf_counter() - t0
+    plan.log(f"data: {n} synthetic faces at {image_size}px (seed {seed}), drawn in {seconds:.1f} s")
     plan.finish(split, [], None)
     return DataSplits(train, val, test, split, None, [])
 
@@ -228,7 +261,8 @@ def _folder_candidates(plan: _SplitPlan, root: Path, max_images: int | None) -> 
     candidates, n_other = scan_images(root, notes=notes)
     for note in notes:
         plan.log(f"data: {root}: {note}")
-    needed = sorted({s for part in plan.saved.values() for s in part}) if plan.saved is not None else []
+    saved = plan.saved if plan.saved is not None else {}
+    needed = sorted({s for part in saved.values() for s in part})
     missing = sorted(set(needed) - set(candidates))
     if missing:
         raise UserError(
@@ -240,8 +274,10 @@ def _folder_candidates(plan: _SplitPlan, root: Path, max_images: int | None) -> 
         keep = np.sort(rng.choice(len(candidates), size=int(max_images), replace=False))
         # a resumed run finds all its files
         chosen = sorted(set(candidates[i] for i in keep) | set(needed))
-        plan.log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
-                 f"(max_images={max_images}, seed {plan.seed})")  # fmt: skip
+        plan.log(
+            f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
+            f"(max_images={max_images}, seed {plan.seed})"
+        )
         candidates = chosen
     if not candidates:
         raise UserError(
@@ -261,8 +297,11 @@ def _folder_splits(
     full = FaceFolder(root, image_size, files=candidates, cache_dir=cache_dir)
     skipped = [(Path(p).relative_to(root).as_posix(), r) for p, r in full.skipped]
     seconds = time.perf_counter() - t0
-    cache_note = f"cache {full.cache_path} ({full.cache_status}, {seconds:.1f} s)" if full.cache_path else "no cache"
-    plan.log(f"data: {root}: {len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped; {cache_note}")
+    cache_note = "no cache"
+    if full.cache_path:
+        cache_note = f"cache {full.cache_path} ({full.cache_status}, {seconds:.1f} s)"
+    counts = f"{len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped"
+    plan.log(f"data: {root}: {counts}; {cache_note}")
     if skipped:
         plan.log(f"data: skipped {len(skipped)} unreadable file(s): {format_skipped(skipped)}")
     if plan.saved is not None:
@@ -271,11 +310,12 @@ def _folder_splits(
         unusable = [s for part in split.values() for s in part if s not in usable]
         if unusable:
             raise UserError(
-                f"split file {plan.split_file} lists {len(unusable)} image(s) that can no longer be read in "
-                f"{root}: {', '.join(unusable[:SKIPPED_SHOWN])}"
+                f"split file {plan.split_file} lists {len(unusable)} image(s) that can no longer "
+                f"be read in {root}: {', '.join(unusable[:SKIPPED_SHOWN])}"
             )
     else:
-        split = split_names(full.rel_files, plan.val_frac, plan.test_frac, plan.seed, source=str(root))
+        fracs = (plan.val_frac, plan.test_frac)
+        split = split_names(full.rel_files, *fracs, plan.seed, source=str(root))
     train = full.subset(split["train"], augment=train_aug)
     val, test = full.subset(split["val"]), full.subset(split["test"])
     plan.finish(split, skipped, str(root))
@@ -283,10 +323,17 @@ def _folder_splits(
 
 
 def _log_split(
-    log: Callable[[str], None], split: dict[str, list[str]], reused: bool, path: Path | None, seed: int
+    log: Callable[[str], None],
+    split: dict[str, list[str]],
+    reused: bool,
+    path: Path | None,
+    seed: int,
 ) -> None:
-    where = f"reused from {path}" if reused else (f"seed {seed}, written to {path}" if path else f"seed {seed}")
-    log(f"split: {len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test ({where})")
+    where = f"seed {seed}, written to {path}" if path else f"seed {seed}"
+    if reused:
+        where = f"reused from {path}"
+    counts = f"{len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test"
+    log(f"split: {counts} ({where})")
 
 
 # ---------------------------------------------------------------------- a run's training data
@@ -304,8 +351,11 @@ class TrainItems(Dataset):
     index), never of the batch).
     """
 
-    def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None):
-        self.ds, self.num_patches, self.seed, self.salt, self.augment = ds, num_patches, seed, salt, augment
+    def __init__(
+        self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None
+    ):
+        self.ds, self.num_patches, self.augment = ds, num_patches, augment
+        self.seed, self.salt = seed, salt
         self.epoch: int | None = None
 
     def __len__(self) -> int:
@@ -315,7 +365,8 @@ class TrainItems(Dataset):
         item = self.ds[i]
         if isinstance(item, (tuple, list)):
             item = item[0]
-        g = torch.Generator().manual_seed(mix_seed(self.seed, self.salt, -1 if self.epoch is None else self.epoch, i))
+        epoch = -1 if self.epoch is None else self.epoch
+        g = torch.Generator().manual_seed(mix_seed(self.seed, self.salt, epoch, i))
         noise = torch.rand(self.num_patches, generator=g)
         if self.augment is None:
             return item, noise, {}
@@ -333,7 +384,11 @@ class TrainItems(Dataset):
 
 
 def training_data(
-    config: TrainConfig, run_dir: Path, world: int = 1, rank: int = 0, log: Callable[[str], None] = print,
+    config: TrainConfig,
+    run_dir: Path,
+    world: int = 1,
+    rank: int = 0,
+    log: Callable[[str], None] = print,
     item_seed: int | None = None,
 ) -> tuple[DataSplits, TrainItems, TrainItems, int, TrainConfig]:
     """A run's (splits, train set, val set, steps per epoch, config with the batch that runs).
@@ -347,11 +402,17 @@ def training_data(
     for turn in (0, 1):
         if (rank == 0) == (turn == 0):
             splits = prepare_data(
-                config.data_dir, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
-                test_frac=config.test_frac, seed=config.seed, split_path=str(Path(run_dir) / "split.json"),
-                cache_dir=config.cache_dir, augment=config.augmentation() or False,
+                config.data_dir,
+                config.image_size,
+                max_images=config.max_images,
+                val_frac=config.val_frac,
+                test_frac=config.test_frac,
+                seed=config.seed,
+                split_path=str(Path(run_dir) / "split.json"),
+                cache_dir=config.cache_dir,
+                augment=config.augmentation() or False,
                 log=log if rank == 0 else (lambda _m: None),
-            )  # fmt: skip
+            )
         runtime.barrier()
     num_patches = (config.image_size // config.patch_size) ** 2
     augment = getattr(splits.train, "augment", None)  # applied per batch on the device
@@ -375,5 +436,7 @@ def train_loader(
     so each image's mask noise and augmentation are those of that epoch. Incomplete batches are
     dropped."""
     items.epoch = epoch
-    return build_loader(items, batch_size, shuffle=True, seed=seed, epoch=epoch, drop_last=True, world=world,
-                        rank=rank, num_workers=num_workers, device=device, persistent_workers=False)  # fmt: skip
+    return build_loader(
+        items, batch_size, shuffle=True, seed=seed, epoch=epoch, drop_last=True, world=world,
+        rank=rank, num_workers=num_workers, device=device, persistent_workers=False,
+    )

@@ -40,8 +40,10 @@ import torch.nn.functional as F
 
 from .util.errors import UserError
 
-__all__ = ["MEAN", "STD", "SCALE_DRAWS", "ZOOM_FILLS", "Augment", "AugmentParams", "apply_augment", "batch_to_input",
-           "denormalize", "normalize", "zoom_out"]
+__all__ = [
+    "MEAN", "STD", "SCALE_DRAWS", "ZOOM_FILLS", "Augment", "AugmentParams", "apply_augment",
+    "batch_to_input", "denormalize", "normalize", "zoom_out",
+]
 
 #: Per-channel mean and std of the normalisation (ImageNet's; see the module docstring for why).
 MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -150,19 +152,30 @@ class Augment:
 
     def __post_init__(self) -> None:
         if self.fill not in ZOOM_FILLS:
-            raise UserError(f"Augment.fill must be one of {', '.join(ZOOM_FILLS)}, got {self.fill!r}")
+            raise UserError(
+                f"Augment.fill must be one of {', '.join(ZOOM_FILLS)}, got {self.fill!r}"
+            )
         if self.scale_draw not in SCALE_DRAWS:
-            raise UserError(f"Augment.scale_draw must be one of {', '.join(SCALE_DRAWS)}, got {self.scale_draw!r}")
+            raise UserError(
+                f"Augment.scale_draw must be one of {', '.join(SCALE_DRAWS)}, got "
+                f"{self.scale_draw!r}"
+            )
         lo, hi = self.crop_scale
         if not (0 < lo <= hi <= MAX_CROP_SCALE):
-            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= {MAX_CROP_SCALE:g}, "
-                            f"got {self.crop_scale}")  # fmt: skip
+            raise UserError(
+                f"Augment.crop_scale must satisfy 0 < low <= high <= {MAX_CROP_SCALE:g}, "
+                f"got {self.crop_scale}"
+            )
         rlo, rhi = self.crop_ratio
         if not (0 < rlo <= rhi):
-            raise UserError(f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
+            raise UserError(
+                f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}"
+            )
         for name in ("hflip", "grey"):
             if not (0 <= getattr(self, name) <= 1):
-                raise UserError(f"Augment.{name} must be a probability in [0, 1], got {getattr(self, name)}")
+                raise UserError(
+                    f"Augment.{name} must be a probability in [0, 1], got {getattr(self, name)}"
+                )
         if not (0 <= self.jitter < 1):
             raise UserError(f"Augment.jitter must be in [0, 1), got {self.jitter}")
 
@@ -205,7 +218,13 @@ class Augment:
 _FULL_BOX = torch.tensor([0.0, 0.0, 1.0, 1.0])
 
 
-def _crop(x: torch.Tensor, box: torch.Tensor, fill: str = "mean", background: torch.Tensor | None = None) -> torch.Tensor:
+#: How ``grid_sample`` fills beyond the photo for each zoom fill (``photo`` is blended in after).
+_PADDING = {"mean": "zeros", "reflect": "reflection", "photo": "reflection"}
+
+
+def _crop(
+    x: torch.Tensor, box: torch.Tensor, fill: str = "mean", background: torch.Tensor | None = None
+) -> torch.Tensor:
     """Resample each box to the full size. Inside the image: bilinear at pixel centres, edge pixels
     repeated (as Pillow resizes a box). Beyond it (zoom out), by ``fill``: zeros (the mean colour in
     the normalised space this runs in), the photo mirrored, or ``background`` (normalised, (N, 3, H,
@@ -216,27 +235,33 @@ def _crop(x: torch.Tensor, box: torch.Tensor, fill: str = "mean", background: to
     theta[:, 0, 0], theta[:, 0, 2] = w, 2 * left + w - 1  # output x in [-1, 1] -> source x
     theta[:, 1, 1], theta[:, 1, 2] = h, 2 * top + h - 1
     outside = bool(((box[:, :2] < 0) | (box[:, :2] + box[:, 2:] > 1 + 1e-6)).any())
-    grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False).to(x.dtype)
-    padding = "border" if not outside else {"mean": "zeros", "reflect": "reflection", "photo": "reflection"}[fill]
+    theta = theta.to(x.device, non_blocking=True)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False).to(x.dtype)
+    padding = _PADDING[fill] if outside else "border"
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
     if not outside or fill != "photo":
         return out
     if background is None or background.shape != x.shape:
-        raise UserError("the photo zoom fill needs a background batch shaped like the images "
-                        f"{tuple(x.shape)}, got {None if background is None else tuple(background.shape)}")  # fmt: skip
+        got = None if background is None else tuple(background.shape)
+        raise UserError(
+            "the photo zoom fill needs a background batch shaped like the images "
+            f"{tuple(x.shape)}, got {got}"
+        )
     # distance beyond the photo, in photo sides
     beyond = (grid.abs() - 1.0).clamp_min(0.0).norm(dim=-1) / 2.0
     alpha = (1.0 - beyond / PHOTO_FEATHER).clamp(0.0, 1.0).unsqueeze(1)
     return alpha * out + (1.0 - alpha) * background.to(out.dtype)
 
 
-def _recolor(x: torch.Tensor, color: torch.Tensor | None, grey: torch.Tensor | None) -> torch.Tensor:
-    """Brightness, contrast, saturation (``color`` (N, 3) factors), then grey, on pixels in [0,
-    1]."""
+def _recolor(
+    x: torch.Tensor, color: torch.Tensor | None, grey: torch.Tensor | None
+) -> torch.Tensor:
+    """Brightness, contrast, saturation (``color``: (N, 3) factors), then grey; pixels in [0, 1]."""
     n = x.shape[0]
     luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     if color is not None:
-        b, c, s = (v.view(n, 1, 1, 1) for v in color.to(x.device, x.dtype, non_blocking=True).unbind(1))
+        factors = color.to(x.device, x.dtype, non_blocking=True).unbind(1)
+        b, c, s = (v.view(n, 1, 1, 1) for v in factors)
         y = (x * luma).sum(1, keepdim=True)
         x = y + s * (x - y)  # saturation: towards or away from the pixel's own grey
         x = x.mean((1, 2, 3), keepdim=True) + c * (x - x.mean((1, 2, 3), keepdim=True))  # contrast
@@ -296,21 +321,29 @@ def batch_to_input(
     With a pinned uint8 batch the copy to a GPU overlaps with the work already queued there.
     """
     if images.ndim != 4 or images.shape[1] != 3:
-        raise UserError(f"batch_to_input expects a (N, 3, H, W) batch, got shape {tuple(images.shape)}")
+        raise UserError(
+            f"batch_to_input expects a (N, 3, H, W) batch, got shape {tuple(images.shape)}"
+        )
     device = images.device if device is None else torch.device(device)
     x = images.to(device, non_blocking=non_blocking)
     if x.dtype == torch.uint8:
         scale, shift = _uint8_affine(x.device)
         x = x.to(torch.float32, memory_format=torch.contiguous_format).mul_(scale).sub_(shift)
     elif not x.is_floating_point():
-        raise UserError(f"batch_to_input expects uint8 pixels or a normalised float batch, got {images.dtype}")
+        raise UserError(
+            f"batch_to_input expects uint8 pixels or a normalised float batch, got {images.dtype}"
+        )
     if augment:
         x = apply_augment(x, augment)
     return x
 
 
 def zoom_out(
-    images: torch.Tensor, side: float, *, fill: str = "photo", background: torch.Tensor | None = None
+    images: torch.Tensor,
+    side: float,
+    *,
+    fill: str = "photo",
+    background: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each uint8 (N, 3, H, W) image shrunk to ``side`` of the frame's side, centred, in a surround.
 
@@ -319,7 +352,9 @@ def zoom_out(
     what ``evaluate --zoom-out`` scores, to see faces framed wider than the source frames them.
     """
     if not 0.0 < side <= 1.0:
-        raise UserError(f"zoom-out side must be in (0, 1] (the face's share of the frame side), got {side}")
+        raise UserError(
+            f"zoom-out side must be in (0, 1] (the face's share of the frame side), got {side}"
+        )
     if fill not in ZOOM_FILLS:
         raise UserError(f"zoom fill must be one of {', '.join(ZOOM_FILLS)}, got {fill!r}")
     n = images.shape[0]
