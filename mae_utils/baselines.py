@@ -34,8 +34,8 @@ def _check_baseline_inputs(images01: torch.Tensor, pixel_mask: torch.Tensor) -> 
 
 
 def inpaint_mean_fill(images01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-    """Fill hidden pixels with the mean colour of that image's visible pixels (the weakest
-    baseline)."""
+    """Fill hidden pixels with the mean colour of that
+    image's visible pixels (the weakest baseline)."""
     m = _check_baseline_inputs(images01, pixel_mask)
     vis = 1.0 - m
     mean = (images01 * vis).sum((2, 3), keepdim=True) / vis.sum((2, 3), keepdim=True)
@@ -225,5 +225,5 @@ BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "harmonic": inpaint_harmonic,
     "biharmonic": inpaint_biharmonic,
 }
-"""Classical inpainting methods, each ``(images01, pixel_mask) -> filled images01``; visible pixels
-kept."""
+"""Classical inpainting methods, each ``(images01,
+pixel_mask) -> filled images01``; visible pixels kept."""

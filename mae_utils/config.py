@@ -97,15 +97,15 @@ def same_settings(a: "TrainConfig", b: "TrainConfig") -> bool:
 
 
 def fixed_on_resume(saved: "TrainConfig", values: dict[str, Any]) -> list[str]:
-    """The names in ``values`` that differ from the run's ``saved`` settings but may not change on
-    resume."""
+    """The names in ``values`` that differ from the run's
+    ``saved`` settings but may not change on resume."""
     fixed = [k for k in values if k not in RESUME_OVERRIDABLE | {"out_dir"}]
     return [k for k in fixed if getattr(saved, k) != values[k]]
 
 
 def check_fracs(val_frac: float, test_frac: float) -> None:
-    """The held-out fractions: each in [0, 1), together leaving training images (settings and
-    splits)."""
+    """The held-out fractions: each in [0, 1), together
+    leaving training images (settings and splits)."""
     for name, v in (("val_frac", val_frac), ("test_frac", test_frac)):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0.0 <= v < 1.0):
             raise UserError(f"{name} must be a fraction in [0, 1), got {v!r}")
@@ -336,8 +336,8 @@ class TrainConfig:
         )
 
     def _expand_user(self) -> None:
-        """``~/x`` means the home folder in every path field, as in a shell (papermill passes it
-        literally)."""
+        """``~/x`` means the home folder in every path field,
+        as in a shell (papermill passes it literally)."""
         for name in ("data_dir", "out_dir", "init_from", "cache_dir"):
             value = getattr(self, name)
             if isinstance(value, str) and value.startswith("~"):
@@ -361,8 +361,8 @@ class TrainConfig:
         return {n: getattr(self, n) for n in ARCHITECTURE_FIELDS if getattr(self, n) is not None}
 
     def architecture(self) -> dict[str, int]:
-        """The six widths, depths and head counts the model gets: the preset's row, then the
-        overrides."""
+        """The six widths, depths and head counts the model
+        gets: the preset's row, then the overrides."""
         return {**PRESETS[self.preset], **self.model_overrides()}
 
     def augmentation(self) -> Augment | None:

@@ -113,8 +113,8 @@ def check_mask(mask: torch.Tensor, n: int, length: int) -> int:
 def mask_to_indices(
     x: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Like :func:`random_masking`, for an explicit (N, L) mask (1 = hidden); visible tokens keep
-    their order."""
+    """Like :func:`random_masking`, for an explicit (N, L)
+    mask (1 = hidden); visible tokens keep their order."""
     noise, keep = masking_noise(*x.shape[:2], x.device, mask=mask)
     ids_keep, mask, ids_restore = masking_ids(noise, keep)
     return gather_tokens(x, ids_keep), mask.to(x.dtype), ids_restore
@@ -217,8 +217,8 @@ def make_mask(
     patches: Sequence[int] | None = None,
     seed: int = 0,
 ) -> torch.Tensor:
-    """(N, L) masks for ``n`` images: random ones (seeded, per image) or one structured shape
-    repeated."""
+    """(N, L) masks for ``n`` images: random ones (seeded,
+    per image) or one structured shape repeated."""
     rows, cols = _grid(grid)
     if kind == "random":
         check_seed(seed)

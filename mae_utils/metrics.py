@@ -67,8 +67,8 @@ _RANGE_TOL = 1e-3
 # input checks
 # --------------------------------------------------------------------------------------------
 def check_images(name: str, x: torch.Tensor, *, check_range: bool) -> None:
-    """Refuse what is not a float (N, C, H, W) batch; with ``check_range`` also values outside [0,
-    1]."""
+    """Refuse what is not a float (N, C, H, W) batch;
+    with ``check_range`` also values outside [0, 1]."""
     if not isinstance(x, torch.Tensor):
         raise UserError(
             f"{name}: expected a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}"
@@ -190,8 +190,8 @@ def psnr(pred01: torch.Tensor, target01: torch.Tensor) -> torch.Tensor:
 def psnr_masked(
     pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor
 ) -> torch.Tensor:
-    """Per-image PSNR in dB over hidden pixels only (MSE over hidden pixels x channels), peak
-    1.0."""
+    """Per-image PSNR in dB over hidden pixels only
+    (MSE over hidden pixels x channels), peak 1.0."""
     _check_pair(pred01, target01, "pred01", "target01")
     m = check_pixel_mask(pixel_mask, target01).double()
     counts = _hidden_counts(m) * target01.shape[1]

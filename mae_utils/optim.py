@@ -148,8 +148,8 @@ def build_optimizer(
 
 
 def schedule_rates(scheduler: torch.optim.lr_scheduler.LambdaLR) -> list[float]:
-    """The learning rate of every step of ``scheduler``'s plan (first group), read off the
-    scheduler."""
+    """The learning rate of every step of ``scheduler``'s
+    plan (first group), read off the scheduler."""
     plan = scheduler.lr_lambdas[0]
     base = scheduler.base_lrs[0]
     return [base * plan(k) for k in range(plan.total_steps)]

@@ -205,8 +205,8 @@ def _is_count(value: object) -> bool:
 
 @dataclass
 class _SplitPlan:
-    """What both data paths share: the split file (and the split saved there), fractions, seed
-    and log."""
+    """What both data paths share: the split file (and
+    the split saved there), fractions, seed and log."""
 
     split_file: Path | None
     val_frac: float
@@ -255,8 +255,8 @@ def _synthetic_splits(
 
 
 def _folder_candidates(plan: _SplitPlan, root: Path, max_images: int | None) -> list[str]:
-    """The image files a folder run uses: scanned, checked against a saved split, capped by
-    ``max_images``."""
+    """The image files a folder run uses: scanned, checked
+    against a saved split, capped by ``max_images``."""
     notes: list[str] = []
     candidates, n_other = scan_images(root, notes=notes)
     for note in notes:

@@ -131,8 +131,8 @@ class _Draws:
         return np.ascontiguousarray(channels_first).reshape(3, -1, 1, 1)
 
     def hsv(self, s: tuple[float, float], v: tuple[float, float]) -> np.ndarray:
-        """A random-hue colour per face with saturation and value in the given ranges, (3, N, 1,
-        1)."""
+        """A random-hue colour per face with saturation
+        and value in the given ranges, (3, N, 1, 1)."""
         h = self.u().reshape(-1)
         sat = self.u(*s).reshape(-1)
         val = self.u(*v).reshape(-1)
@@ -250,8 +250,8 @@ class _Batch:
     def window(
         self, x0: float, x1: float, y0: float, y1: float, sel: np.ndarray | None = None
     ) -> _Frame:
-        """The pixel window holding the local box [x0,x1]x[y0,y1] for every face (or faces
-        ``sel``)."""
+        """The pixel window holding the local box
+        [x0,x1]x[y0,y1] for every face (or faces ``sel``)."""
         corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float32)
         k = slice(None) if sel is None else sel
         cos, sin = self.cos[k].reshape(-1, 1), self.sin[k].reshape(-1, 1)
@@ -333,8 +333,8 @@ def _background(d: _Draws, f: SimpleNamespace) -> None:
 
 
 def _back_hair(d: _Draws, f: SimpleNamespace) -> None:
-    """Hair behind the head: long or bob curtains, curly volume, a bun (each style only where
-    drawn)."""
+    """Hair behind the head: long or bob curtains, curly
+    volume, a bun (each style only where drawn)."""
     a_head, b, b_head, hair, hc = f.a_head, f.b, f.b_head, f.hair, f.hc
     style = f.style
     hair_freq = d.u(70, 120)
@@ -415,8 +415,8 @@ def _ears(d: _Draws, f: SimpleNamespace) -> None:
 
 
 def _head(d: _Draws, f: SimpleNamespace) -> None:
-    """The head (an ellipse between round and square, narrowing to the jaw) and the chin's
-    shadow."""
+    """The head (an ellipse between round and square,
+    narrowing to the jaw) and the chin's shadow."""
     X, Y, a_head, b, b_head = f.X, f.Y, f.a_head, f.b, f.b_head
     hc, jaw, neck_w, pw, square = f.hc, f.jaw, f.neck_w, f.pw, f.square
     dy = Y - hc
@@ -435,8 +435,8 @@ def _head(d: _Draws, f: SimpleNamespace) -> None:
 
 
 def _eyes(d: _Draws, f: SimpleNamespace) -> None:
-    """Sockets, creases, almond-shaped whites, irises with pupils and highlights, lids and
-    lashes."""
+    """Sockets, creases, almond-shaped whites, irises
+    with pupils and highlights, lids and lashes."""
     b, lx, shade, yaw, yaw_off = f.b, f.lx, f.shade, f.yaw, f.yaw_off
     eye_x, eye_y = d.u(0.16, 0.21), d.u(-0.11, -0.03)
     eye_w, eye_open = d.u(0.075, 0.105), d.u(0.42, 0.68)
@@ -560,8 +560,8 @@ def _beard(d: _Draws, f: SimpleNamespace) -> None:
 
 
 def _mouth(d: _Draws, f: SimpleNamespace) -> None:
-    """Lips (smiling or not, some open with teeth, some lipstick) and a moustache on bearded
-    faces."""
+    """Lips (smiling or not, some open with teeth, some
+    lipstick) and a moustache on bearded faces."""
     b, beard, curly, hair, hair_freq = f.b, f.beard, f.curly, f.hair, f.hair_freq
     mouth_w, mouth_y, skin, yaw_off = f.mouth_w, f.mouth_y, f.skin, f.yaw_off
     smile, open_m = d.u(-0.4, 1.0), d.flag(0.25) * d.u(0.015, 0.05)
@@ -570,8 +570,8 @@ def _mouth(d: _Draws, f: SimpleNamespace) -> None:
     mcx = yaw_off * 1.2
 
     def mouth_shape(M: _Frame) -> tuple[np.ndarray, ...]:
-        """Mouth coordinates in frame M: (t across the mouth, lip taper, mid line, opening
-        top/bottom)."""
+        """Mouth coordinates in frame M: (t across the
+        mouth, lip taper, mid line, opening top/bottom)."""
         tm = (M.X - M.p(mcx)) / M.p(mouth_w)
         taper = np.sqrt(np.clip(1.0 - tm * tm, 0, 1))
         ym = M.p(mouth_y) - M.p(smile) * 0.045 * tm * tm + M.p(smile) * 0.012
@@ -707,8 +707,8 @@ def generate_faces(
     progress: bool = False,
     desc: str = "synthetic faces",
 ) -> np.ndarray:
-    """Faces ``indices`` (default ``range(n)``) of generator ``seed`` at ``size`` px: uint8 (N, S,
-    S, 3)."""
+    """Faces ``indices`` (default ``range(n)``) of generator
+    ``seed`` at ``size`` px: uint8 (N, S, S, 3)."""
     if indices is None:
         if n is None:
             raise UserError("generate_faces needs n or indices")

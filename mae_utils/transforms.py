@@ -79,8 +79,8 @@ def _uint8_affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def normalize(x01: torch.Tensor) -> torch.Tensor:
-    """Float pixels in [0, 1], shaped (..., 3, H, W) -> the model's input scale ((x - MEAN) /
-    STD)."""
+    """Float pixels in [0, 1], shaped (..., 3, H, W)
+    -> the model's input scale ((x - MEAN) / STD)."""
     _check_pixels(x01, "normalize")
     mean, std = _stats_like(x01 if x01.is_floating_point() else x01.float())
     return (x01 - mean) / std

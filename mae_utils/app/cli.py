@@ -73,16 +73,16 @@ class StrictParser(argparse.ArgumentParser):
 
 
 def closest_flag(unknown: str, known: Sequence[str]) -> str | None:
-    """The known flag nearest to a misspelt one (``--epoch`` -> ``--epochs``), or None if none is
-    close."""
+    """The known flag nearest to a misspelt one (``--epoch``
+    -> ``--epochs``), or None if none is close."""
     name = unknown.split("=", 1)[0]
     matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
 def reject_unknown(parser: StrictParser, extras: Sequence[str]) -> None:
-    """Exit 2 through ``parser`` (its own usage line) naming the unknown arguments and a likely
-    flag."""
+    """Exit 2 through ``parser`` (its own usage line)
+    naming the unknown arguments and a likely flag."""
     message = f"unrecognized arguments: {' '.join(extras)}"
     flags = [e for e in extras if e.startswith("-") and len(e) > 1]
     for flag in flags:

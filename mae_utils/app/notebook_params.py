@@ -176,8 +176,8 @@ def _fail() -> Any:
 
 
 def config_from_params(params: Mapping[str, Any]) -> TrainConfig:
-    """The validated :class:`TrainConfig` whose fields are taken from ``params`` (defaults
-    elsewhere)."""
+    """The validated :class:`TrainConfig` whose fields
+    are taken from ``params`` (defaults elsewhere)."""
     values = {f.name: params[f.name] for f in fields(TrainConfig) if f.name in params}
     return TrainConfig(**values).validate()
 

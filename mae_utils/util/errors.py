@@ -19,8 +19,8 @@ MAX_SEED = 2**32 - 1
 
 
 def check_seed(seed: int, name: str = "seed") -> int:
-    """``seed`` if it is an integer in 0 .. :data:`MAX_SEED`, else a :class:`UserError` naming
-    ``name``."""
+    """``seed`` if it is an integer in 0 .. :data:`MAX_SEED`,
+    else a :class:`UserError` naming ``name``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"{name} must be an integer from 0 to {MAX_SEED}; got {seed!r}")
     return seed
@@ -38,8 +38,8 @@ def _raise_terminated(signum: int, _frame: object) -> None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere a
-    no-op)."""
+    """Within the block, SIGTERM raises :class:`Terminated`
+    (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

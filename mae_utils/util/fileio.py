@@ -29,8 +29,8 @@ __all__ = [
 
 
 def environment_error(exc: OSError, path: str | Path, doing: str) -> UserError:
-    """A one-line :class:`UserError` for an ``OSError`` met while ``doing`` something to
-    ``path``."""
+    """A one-line :class:`UserError` for an ``OSError``
+    met while ``doing`` something to ``path``."""
     reason = exc.strerror or str(exc) or type(exc).__name__
     hint = ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -64,8 +64,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through :func:`atomic_write`: a reader sees the old file or the
-    new one."""
+    """Write ``text`` to ``path`` through :func:`atomic_write`:
+    a reader sees the old file or the new one."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as fh:
@@ -84,8 +84,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (a process we may not signal counts as
-    alive)."""
+    """Whether process ``pid`` exists on this machine
+    (a process we may not signal counts as alive)."""
     if pid <= 0:
         return False
     try:

@@ -45,8 +45,8 @@ DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: every phone photo; a 12000x12000 scan 
 
 
 def max_pixels() -> int:
-    """The pixel limit: ``$MASKAE_MAX_PIXELS`` if set (a positive integer), else
-    :data:`DEFAULT_MAX_PIXELS`."""
+    """The pixel limit: ``$MASKAE_MAX_PIXELS`` if set (a
+    positive integer), else :data:`DEFAULT_MAX_PIXELS`."""
     text = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_PIXELS

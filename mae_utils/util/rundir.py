@@ -58,8 +58,8 @@ def is_run_folder(path: str | Path) -> bool:
 
 
 def holds_checkpoint(run_dir: Path) -> bool:
-    """Whether ``run_dir/checkpoints`` has a complete checkpoint (``last`` or ``best``, or their
-    ``.old``)."""
+    """Whether ``run_dir/checkpoints`` has a complete
+    checkpoint (``last`` or ``best``, or their ``.old``)."""
     for name in ("last", "best"):
         try:
             resolve(run_dir / "checkpoints" / name)
@@ -75,8 +75,8 @@ def new_run_id() -> str:
 
 
 def read_run_id(run_dir: Path) -> str:
-    """The id recorded in ``run_dir/config.json`` (a new one for runs written before ids
-    existed)."""
+    """The id recorded in ``run_dir/config.json`` (a
+    new one for runs written before ids existed)."""
     try:
         return str(json.loads((run_dir / "config.json").read_text()).get("run_id") or new_run_id())
     except (OSError, ValueError, AttributeError):
@@ -84,8 +84,8 @@ def read_run_id(run_dir: Path) -> str:
 
 
 def stamp_split(path: Path, run_id: str) -> None:
-    """Record the run's id in its split.json, so evaluate can tell a split that belongs to another
-    run."""
+    """Record the run's id in its split.json, so evaluate
+    can tell a split that belongs to another run."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -213,8 +213,8 @@ class RunFolder:
             tmp.unlink(missing_ok=True)
 
     def _recover_replaced(self) -> None:
-        """Finish what an ``--overwrite`` that was killed left: keep the new run if it saved, else
-        restore."""
+        """Finish what an ``--overwrite`` that was killed
+        left: keep the new run if it saved, else restore."""
         aside = self.path / REPLACED_DIR
         if not aside.is_dir():
             return
@@ -279,8 +279,8 @@ class RunFolder:
 
     # ------------------------------------------------------------------ progress and end
     def committed(self) -> list[str]:
-        """The run saved a checkpoint: from now on the folder is its. Deletes a moved-aside old
-        run."""
+        """The run saved a checkpoint: from now on the
+        folder is its. Deletes a moved-aside old run."""
         notes = []
         if not self.is_committed:
             self.is_committed = True
@@ -312,8 +312,8 @@ class RunFolder:
         return target
 
     def close(self, failed: bool = False) -> None:
-        """Release the lock; after a failure before the first checkpoint, leave the folder as
-        found."""
+        """Release the lock; after a failure before the
+        first checkpoint, leave the folder as found."""
         try:
             had_a_run = self.resume and self.has_checkpoint
             if failed and not self.is_committed and self._locked and not had_a_run:

@@ -168,8 +168,8 @@ def rank() -> int:
 
 
 def env_rank() -> int:
-    """This process's rank: the process group's, else the one torchrun announced (0 without
-    torchrun)."""
+    """This process's rank: the process group's, else
+    the one torchrun announced (0 without torchrun)."""
     return rank() if is_distributed() else int(os.environ.get("RANK", "0"))
 
 
