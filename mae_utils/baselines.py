@@ -96,8 +96,8 @@ def _harmonic_solve(
     divergence: torch.Tensor | None = None,
     start: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Solve the 5-point Laplace equation on hidden pixels, visible pixels fixed, Neumann image
-    border.
+    """Solve the 5-point Laplace equation on hidden
+    pixels, visible pixels fixed, Neumann image border.
 
     The system ``deg * u - sum(hidden neighbours) = sum(visible neighbours) + divergence`` is
     symmetric positive definite (every hidden region touches a visible pixel), so conjugate
@@ -225,5 +225,6 @@ BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "harmonic": inpaint_harmonic,
     "biharmonic": inpaint_biharmonic,
 }
-"""Classical inpainting methods, each ``(images01,
-pixel_mask) -> filled images01``; visible pixels kept."""
+"""Classical inpainting methods, each ``(images01, pixel_mask) -> filled images01``.
+
+Visible pixels are kept."""

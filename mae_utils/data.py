@@ -1,5 +1,5 @@
-"""Face data sets: photo folders and built-in synthetic faces as uint8 items, with a fast uint8
-cache.
+"""Face data sets: photo folders and built-in synthetic
+faces as uint8 items, with a fast uint8 cache.
 
 * :class:`FaceFolder` scans a folder recursively for images (:data:`IMAGE_EXTENSIONS`, any case), in
   sorted order, decodes each one correctly to RGB (:mod:`mae_utils.util.image_io`), resizes the
@@ -154,8 +154,8 @@ def _follow_symlinks_default() -> bool:
 def scan_images(
     root: str | Path, *, follow_symlinks: bool | None = None, notes: list[str] | None = None
 ) -> tuple[list[str], int]:
-    """Image files under ``root`` (recursive, sorted, relative posix paths) and how many other files
-    were ignored.
+    """Image files under ``root`` (recursive, sorted, relative
+    posix paths) and how many other files were ignored.
 
     Hidden files and folders (names starting with '.') are skipped, as are training runs' folders
     (their figures are not faces) and files without one of :data:`IMAGE_EXTENSIONS`; the order does
@@ -246,8 +246,8 @@ def format_skipped(skipped: Sequence[tuple[Any, str]], shown: int = SKIPPED_SHOW
 
 
 def project_root() -> Path | None:
-    """The source checkout this package runs from (the folder with ``pyproject.toml`` and
-    ``mae_utils/``).
+    """The source checkout this package runs from (the
+    folder with ``pyproject.toml`` and ``mae_utils/``).
 
     None when the package is installed elsewhere (``pip install .``): then there is no project
     folder.

@@ -132,8 +132,8 @@ def one_cycle_plan(total_steps: int, warmup_frac: float) -> tuple[OneCycle, str 
 def build_optimizer(
     model: nn.Module, config: TrainConfig, total_steps: int, world: int = 1
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, str | None]:
-    """AdamW over ``model`` and its One-Cycle schedule for ``total_steps`` steps; and the plan's
-    note.
+    """AdamW over ``model`` and its One-Cycle schedule
+    for ``total_steps`` steps; and the plan's note.
 
     Uses ``config``'s ``base_lr``, ``batch_size`` (per process), ``weight_decay`` and
     ``warmup_frac``. The one place where the optimiser and the schedule are made:

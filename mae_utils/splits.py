@@ -1,5 +1,5 @@
-"""Splits: the seeded train / val / test partition of a data set, kept in ``split.json``, and its
-datasets.
+"""Splits: the seeded train / val / test partition of
+a data set, kept in ``split.json``, and its datasets.
 
 :func:`prepare_data` is the one way training and evaluation get their data: it scans a folder (or
 draws synthetic faces), splits the names with ``sklearn``'s seeded ``train_test_split``
@@ -338,8 +338,8 @@ def _log_split(
 
 # ---------------------------------------------------------------------- a run's training data
 class TrainItems(Dataset):
-    """Items become (uint8 image, mask noise, augmentation parameters), all fixed by (seed, epoch,
-    index).
+    """Items become (uint8 image, mask noise, augmentation
+    parameters), all fixed by (seed, epoch, index).
 
     Being a function of the image index, not of the process, the worker or the batch, the masks and
     augmentations are the same after a resume and under any number of processes or workers.

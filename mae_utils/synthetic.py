@@ -178,8 +178,8 @@ def _ellipse(
 
 
 def _paint(canvas: np.ndarray, alpha: np.ndarray, color: Any) -> None:
-    """Alpha-composite ``color`` (3,N,1,1 or 3,N,h,w or a scalar) over ``canvas`` (3,N,h,w) in
-    place.
+    """Alpha-composite ``color`` (3,N,1,1 or 3,N,h,w
+    or a scalar) over ``canvas`` (3,N,h,w) in place.
 
     Channels come first so that every numpy loop runs over contiguous image rows.
     """
@@ -763,8 +763,8 @@ ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
 
 
 def face_attributes(seed: int, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
-    """What was drawn for faces ``indices`` of generator ``seed``: {name: (N,) array} (see
-    :data:`ATTRIBUTES`).
+    """What was drawn for faces ``indices`` of generator
+    ``seed``: {name: (N,) array} (see :data:`ATTRIBUTES`).
 
     Class attributes come as strings (``"blonde"``, or ``"0"``/``"1"``), numbers as floats. Like the
     faces, they are a fixed function of ``(seed, index)``; they are read off a tiny (8 px)

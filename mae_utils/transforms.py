@@ -1,5 +1,5 @@
-"""From stored pixels to the model's input: normalisation and training augmentation, per batch, on
-the device.
+"""From stored pixels to the model's input: normalisation
+and training augmentation, per batch, on the device.
 
 Datasets yield uint8 (3, H, W) images. A batch travels to the training device as uint8 (pinned on
 CUDA; a quarter of the bytes of float32) and :func:`batch_to_input`, the one function that makes the
@@ -126,8 +126,8 @@ _LUMA = (0.299, 0.587, 0.114)
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation for faces: random resized crop (zoom in or out), flip, grey and colour
-    jitter.
+    """Training augmentation for faces: random resized
+    crop (zoom in or out), flip, grey and colour jitter.
 
     ``crop_scale``: the crop's share of the image area. Below 1 zooms in (the MAE paper's random
     resized crop, He et al. 2021, uses 0.2..1 on scenes); above 1 zooms out, so the face is smaller
@@ -273,8 +273,8 @@ def _recolor(
 
 
 def apply_augment(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    """Apply a batch of :meth:`Augment.draw` parameters to a normalised float (N, 3, H, W) batch on
-    its device.
+    """Apply a batch of :meth:`Augment.draw` parameters to
+    a normalised float (N, 3, H, W) batch on its device.
 
     Crops (see :func:`_crop`; ``fill`` and ``background`` say what surrounds a zoomed-out photo, the
     batch's first ``fill`` for all, as one :class:`Augment` drew them), flips (exact), then colour

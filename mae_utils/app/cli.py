@@ -1,5 +1,4 @@
-"""The command line: ``python -m mae_utils <command> ...`` (or ``maskae <command> ...`` once
-installed).
+"""The command line: ``python -m mae_utils <command> ...`` (installed: ``maskae <command> ...``).
 
 Each command lives in the module that does its job; that module exposes
 ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``. This file only dispatches, and turns a

@@ -1,5 +1,5 @@
-"""One exception type for mistakes a user can fix (bad path, bad value, no images), and the seed
-check.
+"""One exception type for mistakes a user can fix
+(bad path, bad value, no images), and the seed check.
 
 The command line turns it into a single ``error: ...`` line and exit status 2; library callers
 (notebooks, tests) catch it like any ``ValueError``.

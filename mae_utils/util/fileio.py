@@ -41,8 +41,8 @@ def environment_error(exc: OSError, path: str | Path, doing: str) -> UserError:
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Have ``write(tmp)`` write a temporary file in ``path``'s folder, then make it ``path`` by one
-    rename.
+    """Have ``write(tmp)`` write a temporary file in
+    ``path``'s folder, then make it ``path`` by one rename.
 
     The temporary name carries the writer's pid (``.NAME.PID.tmp``), so concurrent writers never
     share one, and :func:`remove_dead_tmp_files` can clear what a killed writer left. Any failure

@@ -1,5 +1,5 @@
-"""The life of a run folder: one run at a time, nothing lost on ``--overwrite``, nothing left by a
-failure.
+"""The life of a run folder: one run at a time, nothing
+lost on ``--overwrite``, nothing left by a failure.
 
 :class:`RunFolder` implements the rules written once in ``docs/runs.md`` ("Reliability of a run
 folder"): the ``RUN/.lock`` taken before anything is read, what counts as a run (a saved
