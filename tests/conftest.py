@@ -33,7 +33,7 @@ def write_faces(
 ) -> list[Path]:
     """``n`` synthetic faces saved as PNG files in ``folder`` (created): stand-ins for a user's photos.
 
-    Files are named ``{prefix}{i:03d}.png``, or ``name_of(i, attributes)`` (sub-folders allowed), where
+    Files are named ``{prefix}{i}.png``, or ``name_of(i, attributes)`` (sub-folders allowed), where
     ``attributes`` is what was drawn for face ``i`` (skin tone, beard, ...): how label tests put a
     face's label in its file name. Returns the paths, in face order.
     """
@@ -41,7 +41,7 @@ def write_faces(
     attributes = face_attributes(seed, range(n)) if name_of else {}
     paths = []
     for i, img in enumerate(images):
-        name = name_of(i, {k: v[i] for k, v in attributes.items()}) if name_of else f"{prefix}{i:03d}.png"
+        name = name_of(i, {k: v[i] for k, v in attributes.items()}) if name_of else f"{prefix}{i}.png"
         paths.append(folder / name)
         paths[-1].parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(paths[-1])

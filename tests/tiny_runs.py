@@ -24,7 +24,7 @@ TINY_FLAGS = ["--image-size", "32", "--patch-size", "8", "--batch-size", "8", "-
 def fault_faces(tmp_path_factory) -> Path:
     """24 synthetic 32 px faces as PNG files, one of them with a name that is not valid UTF-8."""
     folder = tmp_path_factory.mktemp("faces") / "faces"
-    write_faces(folder, 23, size=32, seed=0)
+    write_faces(folder, 23, size=32, seed=0, name_of=lambda i, _: f"face_{i:03d}.png")
     (extra,) = write_faces(folder, 1, size=32, seed=1, prefix="extra_")
     os.rename(extra, os.path.join(bytes(folder), BAD_NAME))
     return folder
