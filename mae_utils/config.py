@@ -27,16 +27,18 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
 # Fields a resumed run may change; everything else must match the run's config.json, because it
-# defines the data, the model or the optimisation trajectory. base_lr and grad_clip may change so that
-# a run stopped by a non-finite loss can continue from its last good checkpoint more gently (the new
-# values are recorded in config.json, and the log says from which step they apply).
+# defines the data, the model or the optimisation trajectory. base_lr and grad_clip may change so
+# that a run stopped by a non-finite loss can continue from its last good checkpoint more gently
+# (the new values are recorded in config.json, and the log says from which step they apply).
 RESUME_OVERRIDABLE = frozenset(
     {"epochs", "device", "num_workers", "patience", "sample_every", "eval_every", "compile", "amp",
      "base_lr", "grad_clip", "force_lr"}
 )
 
 # The fields a preset fills in when they are None (TrainConfig.architecture).
-ARCHITECTURE_FIELDS = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
+ARCHITECTURE_FIELDS = (
+    "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads"
+)
 
 # Each preset's training recipe: the settings it trains with unless a flag or parameter sets one
 # (None in a TrainConfig field means "the preset's"). `cpu` is the measured CPU recipe
@@ -91,21 +93,28 @@ def same_settings(a: "TrainConfig", b: "TrainConfig") -> bool:
     """Whether two configs train the same model the same way; the architecture is compared as built
     (``preset="tiny", embed_dim=128, ...`` equals the ``cpu`` preset with the same values)."""
     plain = [f.name for f in fields(a) if f.name not in ARCHITECTURE_FIELDS + ("preset",)]
-    return a.architecture() == b.architecture() and all(getattr(a, n) == getattr(b, n) for n in plain)
+    same_plain = all(getattr(a, n) == getattr(b, n) for n in plain)
+    return same_plain and a.architecture() == b.architecture()
 
 
 def fixed_on_resume(saved: "TrainConfig", values: dict[str, Any]) -> list[str]:
-    """The names in ``values`` that differ from the run's ``saved`` settings but may not change on resume."""
-    return [k for k, v in values.items() if k not in RESUME_OVERRIDABLE | {"out_dir"} and getattr(saved, k) != v]
+    """The names in ``values`` that differ from the run's
+    ``saved`` settings but may not change on resume."""
+    fixed = [k for k in values if k not in RESUME_OVERRIDABLE | {"out_dir"}]
+    return [k for k in fixed if getattr(saved, k) != values[k]]
 
 
 def check_fracs(val_frac: float, test_frac: float) -> None:
-    """The held-out fractions: each in [0, 1), together leaving training images (settings and splits)."""
+    """The held-out fractions: each in [0, 1), together
+    leaving training images (settings and splits)."""
     for name, v in (("val_frac", val_frac), ("test_frac", test_frac)):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0.0 <= v < 1.0):
             raise UserError(f"{name} must be a fraction in [0, 1), got {v!r}")
     if val_frac + test_frac >= 1.0:
-        raise UserError(f"val_frac + test_frac must be below 1 to leave training images, got {val_frac} + {test_frac}")
+        raise UserError(
+            "val_frac + test_frac must be below 1 to leave training images, "
+            f"got {val_frac} + {test_frac}"
+        )
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -114,49 +123,65 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Every training setting. The defaults are one CPU recipe, shared by the notebook, papermill and the CLI:
-    the ``cpu`` preset (a 1 M-parameter MAE) at 64 px with 8 px patches, which trains in minutes on 2
-    cores, with the zoom-in/zoom-out crops that made models generalise to face sources they never saw
-    (``benchmarks/cpu_recipe.md``). The architecture and recipe fields default to None, "the
-    preset's": a preset builds exactly its row of ``model.PRESETS`` and trains with its row of
-    ``PRESET_RECIPES`` (filled in on construction); a field set explicitly overrides that value."""
+    """Every training setting. The defaults are one CPU recipe, shared by the notebook, papermill
+    and the CLI: the ``cpu`` preset (a 1 M-parameter MAE) at 64 px with 8 px patches, which trains
+    in minutes on 2 cores, with the zoom-in/zoom-out crops that made models generalise to face
+    sources they never saw (``benchmarks/cpu_recipe.md``). The architecture and recipe fields
+    default to None, "the preset's": a preset builds exactly its row of ``model.PRESETS`` and trains
+    with its row of ``PRESET_RECIPES`` (filled in on construction); a field set explicitly overrides
+    that value."""
 
     # data
     data_dir: str | list[str] | None = _f(
         None, "folder of face photos (searched recursively), or several folders to train on "
         "together, each split on its own; none = built-in synthetic faces",
     )
-    out_dir: str = _f("runs/mae", "run directory (config.json, metrics.jsonl, checkpoints/, samples/)")
+    out_dir: str = _f(
+        "runs/mae", "run directory (config.json, metrics.jsonl, checkpoints/, samples/)"
+    )
     image_size: int | None = _f(
         None, "images are resized and center-cropped to this many pixels square"
     )
     max_images: int | None = _f(
-        None, "use at most this many images (of each folder); none = all (synthetic faces: how "
-        "many to generate, none = 2000)"
+        None,
+        "use at most this many images (of each folder); none = all (synthetic faces: how many to "
+        "generate, none = 2000)",
     )
     val_frac: float = _f(0.1, "fraction of images held out for validation")
     test_frac: float = _f(0.1, "fraction of images held out for the final test")
     augment: bool = _f(True, "augment training images (crops, flips and the colour settings below)")
-    crop_scale_min: float = _f(0.5, "augmentation: smallest crop, as a share of the image area (< 1 zooms in)")
-    crop_scale_max: float = _f(1.4, "augmentation: largest crop; > 1 zooms out, the face smaller in the frame")
+    crop_scale_min: float = _f(
+        0.5, "augmentation: smallest crop, as a share of the image area (< 1 zooms in)"
+    )
+    crop_scale_max: float = _f(
+        1.4, "augmentation: largest crop; > 1 zooms out, the face smaller in the frame"
+    )
     crop_scale_draw: str = _f(
-        "uniform", "augmentation: how the crop's area is drawn between min and max: uniform, or log (each "
-        "doubling equally likely; suits wide ranges such as 0.5-4)", choices=SCALE_DRAWS, legacy="uniform",
+        "uniform",
+        "augmentation: how the crop's area is drawn between min and max: uniform, or log (each "
+        "doubling equally likely; suits wide ranges such as 0.5-4)",
+        choices=SCALE_DRAWS, legacy="uniform",
     )
     zoom_fill: str = _f(
-        "photo", "augmentation: what surrounds a zoomed-out photo: mean (flat mean colour), reflect (its "
-        "borders mirrored), photo (another training photo, met by the mirrored borders)", choices=ZOOM_FILLS,
-        legacy="mean",
+        "photo",
+        "augmentation: what surrounds a zoomed-out photo: mean (flat mean colour), reflect (its "
+        "borders mirrored), photo (another training photo, met by the mirrored borders)",
+        choices=ZOOM_FILLS, legacy="mean",
     )
     grey_prob: float = _f(0.0, "augmentation: probability of turning a training image grey")
-    color_jitter: float = _f(0.0, "augmentation: brightness, contrast and saturation factors in [1-x, 1+x]")
+    color_jitter: float = _f(
+        0.0, "augmentation: brightness, contrast and saturation factors in [1-x, 1+x]"
+    )
     cache_dir: str | None = _f(
-        None, "where decoded uint8 images are cached; none = $MASKAE_CACHE_DIR or the project's data/cache; "
-        "off (or false, no) = no cache"
+        None,
+        "where decoded uint8 images are cached; none = $MASKAE_CACHE_DIR or the project's "
+        "data/cache; off (or false, no) = no cache",
     )
     # model
-    preset: str = _f("cpu", "model size (model.PRESETS); cpu = minutes on a laptop, base = ViT-Base",
-                     choices=tuple(PRESETS))
+    preset: str = _f(
+        "cpu", "model size (model.PRESETS); cpu = minutes on a laptop, base = ViT-Base",
+        choices=tuple(PRESETS),
+    )
     patch_size: int | None = _f(None, "patch side in pixels; image_size must be a multiple of it")
     embed_dim: int | None = _f(None, "encoder width; none = the preset's")
     depth: int | None = _f(None, "encoder blocks; none = the preset's")
@@ -164,11 +189,16 @@ class TrainConfig:
     decoder_embed_dim: int | None = _f(None, "decoder width; none = the preset's")
     decoder_depth: int | None = _f(None, "decoder blocks; none = the preset's")
     decoder_num_heads: int | None = _f(None, "decoder attention heads; none = the preset's")
-    norm_pix_loss: bool = _f(False, "loss on per-patch normalised pixels (MAE paper sec. 3); sharper features, odd colours")
+    norm_pix_loss: bool = _f(
+        False,
+        "loss on per-patch normalised pixels (MAE paper sec. 3); sharper features, odd colours",
+    )
     mask_ratio: float = _f(0.75, "fraction of patches hidden from the encoder (paper: 0.75)")
     init_from: str | None = _f(
-        None, "start from these weights: an official MAE .pth, a Hugging Face ViTMAE folder, or a run (or its "
-        "checkpoint folder); the patch size and widths then come from the weights; none = random initialisation",
+        None,
+        "start from these weights: an official MAE .pth, a Hugging Face ViTMAE folder, or a run "
+        "(or its checkpoint folder); the patch size and widths then come from the weights; none = "
+        "random initialisation",
         metavar="PATH",
     )
     decode_fraction: float = _f(
@@ -210,15 +240,20 @@ class TrainConfig:
     # hardware
     device: str = _f("auto", "where to train; auto = CUDA, then MPS, then CPU", choices=DEVICES)
     amp: str = _f(
-        "auto", "mixed precision; auto = bf16 on GPUs that have it, else fp16 on CUDA, none on CPU/MPS",
+        "auto",
+        "mixed precision; auto = bf16 on GPUs that have it, else fp16 on CUDA, none on CPU/MPS",
         choices=AMP_MODES,
     )
     compile: bool = _f(False, "torch.compile the model (pays off on GPUs; slow to start)")
     num_workers: int = _f(0, "data-loading worker processes")
     # run control
-    patience: int | None = _f(None, "stop after this many validations without a better val loss; none = never")
+    patience: int | None = _f(
+        None, "stop after this many validations without a better val loss; none = never"
+    )
     eval_every: int = _f(1, "validate every this many epochs (and always after the last)")
-    sample_every: int = _f(1, "save a reconstruction grid to samples/ every this many epochs; 0 = never")
+    sample_every: int = _f(
+        1, "save a reconstruction grid to samples/ every this many epochs; 0 = never"
+    )
 
     def __post_init__(self) -> None:
         """A recipe field left at None takes the preset's value (``PRESET_RECIPES``); an unknown
@@ -233,32 +268,38 @@ class TrainConfig:
     def validate(self, *, need_init_from: bool = True) -> "TrainConfig":
         """Check every field once; raise :class:`UserError` naming the field and the allowed values.
 
-        ``~`` in the path fields is expanded. ``need_init_from=False`` (a resume) does not require the
-        ``init_from`` source to exist any more: the run's own checkpoint holds the weights.
+        ``~`` in the path fields is expanded. ``need_init_from=False`` (a resume) does not require
+        the ``init_from`` source to exist any more: the run's own checkpoint holds the weights.
         """
         for f in fields(self):
             _check_type(f, getattr(self, f.name))
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise UserError(f"{f.name} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
+                value = getattr(self, f.name)
+                raise UserError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
         _positive(self, "image_size", "patch_size", "epochs", "batch_size", "eval_every")
-        _positive(self, "max_images", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth")
-        _positive(self, "decoder_num_heads", "patience")
+        _positive(self, "max_images", *ARCHITECTURE_FIELDS, "patience")
         _non_negative(self, "num_workers", "sample_every", "weight_decay")
         check_seed(self.seed)
         if not 0.0 < self.crop_scale_min <= self.crop_scale_max <= MAX_CROP_SCALE:
-            raise UserError(f"crop_scale_min and crop_scale_max must satisfy 0 < min <= max <= {MAX_CROP_SCALE:g}; got "
-                            f"{self.crop_scale_min} and {self.crop_scale_max}")  # fmt: skip
+            raise UserError(
+                "crop_scale_min and crop_scale_max must satisfy "
+                f"0 < min <= max <= {MAX_CROP_SCALE:g}; got "
+                f"{self.crop_scale_min} and {self.crop_scale_max}"
+            )
         if not 0.0 <= self.grey_prob <= 1.0:
             raise UserError(f"grey_prob must be a probability in [0, 1]; got {self.grey_prob}")
         if not 0.0 <= self.color_jitter < 1.0:
             raise UserError(f"color_jitter must be in [0, 1); got {self.color_jitter}")
         if not 0.0 < self.mask_ratio < 1.0:
-            raise UserError(f"mask_ratio must be between 0 and 1 (exclusive); got {self.mask_ratio}")
+            raise UserError(
+                f"mask_ratio must be between 0 and 1 (exclusive); got {self.mask_ratio}"
+            )
         num_patches = (self.image_size // self.patch_size) ** 2
         if int(num_patches * (1 - self.mask_ratio)) < 1:
             raise UserError(
-                f"mask_ratio {self.mask_ratio} leaves no visible patch of the {num_patches}; lower mask_ratio"
+                f"mask_ratio {self.mask_ratio} leaves no visible patch of the {num_patches}; "
+                "lower mask_ratio"
             )
         check_fracs(self.val_frac, self.test_frac)
         if self.val_frac <= 0.0:
@@ -300,7 +341,8 @@ class TrainConfig:
         )
 
     def _expand_user(self) -> None:
-        """``~/x`` means the home folder in every path field, as in a shell (papermill passes it literally)."""
+        """``~/x`` means the home folder in every path field,
+        as in a shell (papermill passes it literally)."""
         for name in ("data_dir", "out_dir", "init_from", "cache_dir"):
             value = getattr(self, name)
             if isinstance(value, str) and value.startswith("~"):
@@ -310,8 +352,9 @@ class TrainConfig:
 
     def _validate_model(self) -> None:
         arch = self.architecture()
-        check_sizes(self.image_size, self.patch_size, 3, arch["embed_dim"], arch["num_heads"],
-                    arch["decoder_embed_dim"], arch["decoder_num_heads"])  # fmt: skip
+        encoder = (arch["embed_dim"], arch["num_heads"])
+        decoder = (arch["decoder_embed_dim"], arch["decoder_num_heads"])
+        check_sizes(self.image_size, self.patch_size, 3, *encoder, *decoder)
         check_options(self.decode_fraction, self.fill_start, self.standardize_visible,
                       self.norm_pix_loss)
 
@@ -325,15 +368,21 @@ class TrainConfig:
         return {n: getattr(self, n) for n in ARCHITECTURE_FIELDS if getattr(self, n) is not None}
 
     def architecture(self) -> dict[str, int]:
-        """The six widths, depths and head counts the model gets: the preset's row, then the overrides."""
+        """The six widths, depths and head counts the model
+        gets: the preset's row, then the overrides."""
         return {**PRESETS[self.preset], **self.model_overrides()}
 
     def augmentation(self) -> Augment | None:
         """The training augmentation these fields describe (None with ``augment`` off)."""
         if not self.augment:
             return None
-        return Augment(crop_scale=(self.crop_scale_min, self.crop_scale_max), grey=self.grey_prob,
-                       jitter=self.color_jitter, fill=self.zoom_fill, scale_draw=self.crop_scale_draw)  # fmt: skip
+        return Augment(
+            crop_scale=(self.crop_scale_min, self.crop_scale_max),
+            grey=self.grey_prob,
+            jitter=self.color_jitter,
+            fill=self.zoom_fill,
+            scale_draw=self.crop_scale_draw,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -388,7 +437,8 @@ def _check_type(f: dataclasses.Field, value: Any) -> None:
         str: isinstance(value, str),
     }[base]
     if not ok:
-        raise UserError(f"{f.name} must be {'a ' + base.__name__}{' or none' if optional else ''}; got {value!r}")
+        or_none = " or none" if optional else ""
+        raise UserError(f"{f.name} must be a {base.__name__}{or_none}; got {value!r}")
     if base is float and not math.isfinite(value):
         raise UserError(f"{f.name} must be a finite number; got {value!r}")
 
@@ -432,8 +482,8 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in data.items() if k in names}
     # a field added later, with a new default, keeps the behaviour the run was trained with
-    values.update({f.name: f.metadata["legacy"] for f in fields(TrainConfig)
-                   if "legacy" in f.metadata and f.name not in data})  # fmt: skip
+    later = [f for f in fields(TrainConfig) if "legacy" in f.metadata and f.name not in data]
+    values.update({f.name: f.metadata["legacy"] for f in later})
     return TrainConfig.from_dict(values, source=str(path))
 
 
@@ -449,7 +499,8 @@ def _parse_optional(base: type, name: str):
         try:
             return base(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {base.__name__} value: {text!r} (or 'none')") from None
+            message = f"invalid {base.__name__} value: {text!r} (or 'none')"
+            raise argparse.ArgumentTypeError(message) from None
 
     parse.__name__ = base.__name__
     return parse

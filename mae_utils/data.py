@@ -1,9 +1,11 @@
-"""Face data sets: photo folders and built-in synthetic faces as uint8 items, with a fast uint8 cache.
+"""Face data sets: photo folders and built-in synthetic
+faces as uint8 items, with a fast uint8 cache.
 
 * :class:`FaceFolder` scans a folder recursively for images (:data:`IMAGE_EXTENSIONS`, any case), in
-  sorted order, decodes each one correctly to RGB (:mod:`mae_utils.util.image_io`), resizes the shorter
-  side and center-crops to ``image_size``. Files that cannot be decoded (empty, truncated, corrupt,
-  not an image) are found once, excluded and listed in ``ds.skipped``; other files are ignored.
+  sorted order, decodes each one correctly to RGB (:mod:`mae_utils.util.image_io`), resizes the
+  shorter side and center-crops to ``image_size``. Files that cannot be decoded (empty, truncated,
+  corrupt, not an image) are found once, excluded and listed in ``ds.skipped``; other files are
+  ignored.
 * The cache: each image is decoded and resized once into a memory-mapped uint8 ``.npy`` file keyed
   by the file list (with sizes and modification times) and the image size, rebuilt when those
   change, written atomically. Later epochs and later runs read it instead of decoding JPEGs.
@@ -36,7 +38,15 @@ from torch.utils.data import Dataset
 
 from .util.errors import UserError
 from .util.fileio import atomic_write_text, environment_error, remove_dead_tmp_files
-from .util.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, is_image_name, load_image, load_rgb, max_pixels
+from .util.image_io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageDecodeError,
+    is_image_name,
+    load_image,
+    load_rgb,
+    max_pixels,
+)
 from .util.progress import tqdm
 from .util.rundir import is_run_folder
 from .synthetic import generate_faces
@@ -62,8 +72,9 @@ __all__ = [
 #: Environment variable that moves the default cache folder (``off`` disables the cache).
 CACHE_ENV = "MASKAE_CACHE_DIR"
 
-#: Environment variable that makes the folder scan follow symlinked sub-folders (``1``); off by default,
-#: since a link can lead out of the data set or into a loop. What is not followed is logged.
+#: Environment variable that makes the folder scan follow symlinked sub-folders (``1``); off by
+#: default, since a link can lead out of the data set or into a loop. What is not followed is
+#: logged.
 FOLLOW_SYMLINKS_ENV = "MASKAE_FOLLOW_SYMLINKS"
 
 _CACHE_VERSION = 1
@@ -80,8 +91,8 @@ def image_tensor(img: np.ndarray) -> torch.Tensor:
 
     One plain copy, kept in the stored (H, W, 3) order: the item is a (3, H, W) view of it
     ("channels last" strides). Reordering the bytes to (3, H, W) costs more than everything else an
-    item needs at 256 px; :func:`~mae_utils.util.loaders.collate_batch` stacks such items with plain copies and
-    :func:`~mae_utils.transforms.batch_to_input` reorders whole batches on the device.
+    item needs at 256 px; :func:`~mae_utils.util.loaders.collate_batch` stacks such items with plain
+    copies and :func:`~mae_utils.transforms.batch_to_input` reorders whole batches on the device.
     """
     return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
 
@@ -144,14 +155,15 @@ def _follow_symlinks_default() -> bool:
 def scan_images(
     root: str | Path, *, follow_symlinks: bool | None = None, notes: list[str] | None = None
 ) -> tuple[list[str], int]:
-    """Image files under ``root`` (recursive, sorted, relative posix paths) and how many other files were ignored.
+    """Image files under ``root`` (recursive, sorted, relative
+    posix paths) and how many other files were ignored.
 
     Hidden files and folders (names starting with '.') are skipped, as are training runs' folders
     (their figures are not faces) and files without one of :data:`IMAGE_EXTENSIONS`; the order does
     not depend on the file system. Symlinked sub-folders
     are followed only with ``follow_symlinks`` (default: ``$MASKAE_FOLLOW_SYMLINKS``), each real
-    folder once. What the scan did not enter (symlinked folders not followed, folders it cannot read)
-    is described in ``notes``, one line each, for the run's log.
+    folder once. What the scan did not enter (symlinked folders not followed, folders it cannot
+    read) is described in ``notes``, one line each, for the run's log.
     """
     root = check_folder(root)
     follow = _follow_symlinks_default() if follow_symlinks is None else follow_symlinks
@@ -161,7 +173,8 @@ def scan_images(
     links: list[str] = []
     runs: list[str] = []
     visited = {os.path.realpath(root)}
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=follow):
+    walk = os.walk(root, onerror=unreadable.append, followlinks=follow)
+    for dirpath, dirnames, filenames in walk:
         kept = []
         for d in dirnames:
             full = os.path.join(dirpath, d)
@@ -188,17 +201,34 @@ def scan_images(
             else:
                 ignored += 1
     if notes is not None:
-        if runs:
-            notes.append(f"left out {len(runs)} training run folder(s), whose figures are not "
-                         f"faces: {_fmt_names(sorted(runs))}")
-        if links:
-            notes.append(f"not following {len(links)} symlinked folder(s): {_fmt_names(sorted(links))} "
-                         f"(set {FOLLOW_SYMLINKS_ENV}=1 to follow them)")  # fmt: skip
-        if unreadable:
-            parts = [f"{Path(e.filename).relative_to(root).as_posix() if e.filename else '?'} "
-                     f"({e.strerror or e})" for e in unreadable]  # fmt: skip
-            notes.append(f"cannot read {len(unreadable)} folder(s), skipped: {_fmt_names(parts)}")
+        notes += _scan_notes(root, runs, links, unreadable)
     return sorted(found), ignored
+
+
+def _scan_notes(
+    root: str | Path, runs: list[str], links: list[str], unreadable: list[OSError]
+) -> list[str]:
+    """What the folder scan did not enter, one note per kind: run folders, symlinks, unreadable."""
+    notes = []
+    if runs:
+        notes.append(
+            f"left out {len(runs)} training run folder(s), whose figures are not "
+            f"faces: {_fmt_names(sorted(runs))}"
+        )
+    if links:
+        notes.append(
+            f"not following {len(links)} symlinked folder(s): {_fmt_names(sorted(links))} "
+            f"(set {FOLLOW_SYMLINKS_ENV}=1 to follow them)"
+        )
+    if unreadable:
+        parts = [f"{_relative_or_unknown(root, e.filename)} ({e.strerror or e})"
+                 for e in unreadable]
+        notes.append(f"cannot read {len(unreadable)} folder(s), skipped: {_fmt_names(parts)}")
+    return notes
+
+
+def _relative_or_unknown(root: str | Path, path: str | None) -> str:
+    return Path(path).relative_to(root).as_posix() if path else "?"
 
 
 def _fmt_names(names: Sequence[str], shown: int = SKIPPED_SHOWN) -> str:
@@ -207,7 +237,8 @@ def _fmt_names(names: Sequence[str], shown: int = SKIPPED_SHOWN) -> str:
 
 
 def format_skipped(skipped: Sequence[tuple[Any, str]], shown: int = SKIPPED_SHOWN) -> str:
-    parts = [f"{Path(p).as_posix() if not isinstance(p, str) else p} ({reason})" for p, reason in skipped[:shown]]
+    names = [p if isinstance(p, str) else Path(p).as_posix() for p, _ in skipped[:shown]]
+    parts = [f"{name} ({reason})" for name, (_, reason) in zip(names, skipped)]
     more = f", ... and {len(skipped) - shown} more" if len(skipped) > shown else ""
     return ", ".join(parts) + more
 
@@ -216,9 +247,11 @@ def format_skipped(skipped: Sequence[tuple[Any, str]], shown: int = SKIPPED_SHOW
 
 
 def project_root() -> Path | None:
-    """The source checkout this package runs from (the folder with ``pyproject.toml`` and ``mae_utils/``).
+    """The source checkout this package runs from (the
+    folder with ``pyproject.toml`` and ``mae_utils/``).
 
-    None when the package is installed elsewhere (``pip install .``): then there is no project folder.
+    None when the package is installed elsewhere (``pip install .``): then there is no project
+    folder.
     """
     root = Path(__file__).resolve().parent.parent
     return root if (root / "pyproject.toml").is_file() and (root / "mae_utils").is_dir() else None
@@ -227,9 +260,10 @@ def project_root() -> Path | None:
 def default_cache_dir() -> Path | None:
     """Where decoded images are cached: one place whatever the working directory.
 
-    ``$MASKAE_CACHE_DIR`` if set (``off`` / ``none`` / empty disables caching); else ``data/cache`` in the
-    project folder; for an installed package, ``$XDG_CACHE_HOME/maskae`` (``~/.cache/maskae``). Resolved
-    once, to an absolute path, so the CLI, papermill runs and notebooks under ``notebooks/`` share it.
+    ``$MASKAE_CACHE_DIR`` if set (``off`` / ``none`` / empty disables caching); else ``data/cache``
+    in the project folder; for an installed package, ``$XDG_CACHE_HOME/maskae``
+    (``~/.cache/maskae``). Resolved once, to an absolute path, so the CLI, papermill runs and
+    notebooks under ``notebooks/`` share it.
     """
     env = os.environ.get(CACHE_ENV)
     if env is not None:
@@ -243,19 +277,23 @@ def default_cache_dir() -> Path | None:
     return Path(xdg).expanduser().resolve() / "maskae"
 
 
+#: What ``cache_dir`` may say, as text, to turn the cache off.
+_NO_CACHE_WORDS = ("off", "none", "false", "no", "0")
+
+
 def _resolve_cache_dir(cache_dir: CacheDir) -> Path | None:
     if cache_dir is False:
         return None
     if cache_dir is None:
         return default_cache_dir()
-    if isinstance(cache_dir, str) and cache_dir.strip().lower() in ("off", "none", "false", "no", "0"):
+    if isinstance(cache_dir, str) and cache_dir.strip().lower() in _NO_CACHE_WORDS:
         return None
     return Path(cache_dir).expanduser()
 
 
 def _cache_key(root: Path, rel_files: Sequence[str], image_size: int) -> str:
-    # file names are bytes to the OS: ones that are not valid UTF-8 arrive as surrogates, and hash as
-    # their original bytes (surrogateescape) instead of failing
+    # file names are bytes to the OS: ones that are not valid UTF-8 arrive as surrogates, and hash
+    # as their original bytes (surrogateescape) instead of failing
     h = hashlib.sha256()
     head = {"v": _CACHE_VERSION, "root": str(root.resolve()), "size": image_size}
     if max_pixels() != DEFAULT_MAX_PIXELS:  # which big images are skipped changes what is cached
@@ -291,7 +329,9 @@ def _check_one(path: Path) -> str | None:
         return f"unreadable: {type(exc).__name__}: {exc}"
 
 
-def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, progress: bool, desc: str) -> Iterator[Any]:
+def _pool_map(
+    fn: Callable[[Any], Any], items: Sequence[Any], workers: int, progress: bool, desc: str
+) -> Iterator[Any]:
     """``map(fn, items)`` in order on a thread pool (Pillow decodes without holding the GIL)."""
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress)
     try:
@@ -345,7 +385,8 @@ class FaceFolder(_ImageDataset):
         self.progress = progress
         workers = _default_workers() if workers is None else max(1, int(workers))
         n_other = 0
-        self.scan_notes: list[str] = []  # what the scan did not enter (symlinked, unreadable folders)
+        # what the scan did not enter (symlinked, unreadable folders)
+        self.scan_notes: list[str] = []
         max_pixels()  # a bad MASKAE_MAX_PIXELS is one error now, not a reason to skip every photo
         if files is None:
             candidates, n_other = scan_images(self.root, notes=self.scan_notes)
@@ -353,8 +394,8 @@ class FaceFolder(_ImageDataset):
             candidates = sorted({self._relative(f) for f in files})
         if not candidates:
             raise UserError(
-                f"no image files in {self.root} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)}; "
-                f"{n_other} other file(s) ignored)"
+                f"no image files in {self.root} (accepted extensions: "
+                f"{', '.join(IMAGE_EXTENSIONS)}; {n_other} other file(s) ignored)"
             )
         self.candidates = candidates
         self.cache_path: Path | None = None
@@ -365,11 +406,12 @@ class FaceFolder(_ImageDataset):
             good, skipped = self._load_or_build_cache(cache, candidates, workers)
         else:
             good, skipped = self._validate(candidates, workers)
-        self.skipped: list[tuple[Path, str]] = [(self.root / rel, reason) for rel, reason in skipped]
+        self.skipped: list[tuple[Path, str]] = [(self.root / rel, why) for rel, why in skipped]
         if not good:
             raise UserError(
-                f"no usable images in {self.root}: all {len(candidates)} file(s) with accepted extensions "
-                f"({', '.join(IMAGE_EXTENSIONS)}) were rejected: {format_skipped(skipped)}"
+                f"no usable images in {self.root}: all {len(candidates)} file(s) with accepted "
+                f"extensions ({', '.join(IMAGE_EXTENSIONS)}) were rejected: "
+                f"{format_skipped(skipped)}"
             )
         self.rel_files: list[str] = good
         self.files: list[Path] = [self.root / rel for rel in good]
@@ -385,9 +427,12 @@ class FaceFolder(_ImageDataset):
                 raise UserError(f"file {f} is not inside the data folder {self.root}") from None
         return p.as_posix()
 
-    def _validate(self, candidates: list[str], workers: int) -> tuple[list[str], list[tuple[str, str]]]:
+    def _validate(
+        self, candidates: list[str], workers: int
+    ) -> tuple[list[str], list[tuple[str, str]]]:
         paths = [self.root / rel for rel in candidates]
-        reasons = _pool_map(_check_one, paths, workers, self.progress, f"checking images in {self.root.name}")
+        desc = f"checking images in {self.root.name}"
+        reasons = _pool_map(_check_one, paths, workers, self.progress, desc)
         good: list[str] = []
         skipped: list[tuple[str, str]] = []
         for rel, reason in zip(candidates, reasons):
@@ -408,12 +453,16 @@ class FaceFolder(_ImageDataset):
             except OSError as exc:
                 raise UserError(f"cannot create cache_dir {cache}: {exc.strerror or exc}") from None
             if not os.access(cache, os.W_OK):
-                raise UserError(f"cache_dir {cache} is not writable (pass another cache_dir, or False to disable)")
+                raise UserError(
+                    f"cache_dir {cache} is not writable (pass another cache_dir, or False to "
+                    "disable)"
+                )
             meta = self._build_cache(npy, meta_path, key, candidates, workers)
             self.cache_status = "built"
-            if damaged is not None:
-                self.cache_status = ("rebuilt: the old cache failed its checksum (damaged)" if damaged.get("crc32")
-                                     else "rebuilt: the old cache had no checksum")  # fmt: skip
+            if damaged is not None and damaged.get("crc32"):
+                self.cache_status = "rebuilt: the old cache failed its checksum (damaged)"
+            elif damaged is not None:
+                self.cache_status = "rebuilt: the old cache had no checksum"
         else:
             self.cache_status = "reused"
         self.cache_path = npy
@@ -423,23 +472,25 @@ class FaceFolder(_ImageDataset):
     def _build_cache(
         self, npy: Path, meta_path: Path, key: str, candidates: list[str], workers: int
     ) -> dict[str, Any]:
-        """Decode every candidate into ``npy``, written with plain file writes (not a memory map: a full
-        disk then raises an error instead of killing the process with SIGBUS), via a temporary file
-        that any failure removes, after checking that the disk has room for it."""
+        """Decode every candidate into ``npy``, written with plain file writes (not a memory map: a
+        full disk then raises an error instead of killing the process with SIGBUS), via a temporary
+        file that any failure removes, after checking that the disk has room for it."""
         S = self.image_size
         n, row_bytes = len(candidates), S * S * 3
         remove_dead_tmp_files(npy.parent)  # left by builds that were killed
-        _check_free_space(npy.parent, n * row_bytes + 2**20, f"the image cache of {n} images at {S}px")
+        what = f"the image cache of {n} images at {S}px"
+        _check_free_space(npy.parent, n * row_bytes + 2**20, what)
         tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
         good: list[str] = []
         skipped: list[tuple[str, str]] = []
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-                  "shape": (n, S, S, 3)}  # fmt: skip
+        uint8 = np.lib.format.dtype_to_descr(np.dtype(np.uint8))
+        header = {"descr": uint8, "fortran_order": False, "shape": (n, S, S, 3)}
         try:
             with open(tmp, "wb") as fh:
                 np.lib.format.write_array_header_1_0(fh, header)
                 jobs = [(self.root / rel, S) for rel in candidates]
-                results = _pool_map(_decode_one, jobs, workers, self.progress, f"caching {self.root.name} at {S}px")
+                desc = f"caching {self.root.name} at {S}px"
+                results = _pool_map(_decode_one, jobs, workers, self.progress, desc)
                 for rel, (img, reason) in zip(candidates, results):
                     if img is None:
                         skipped.append((rel, reason or "unreadable"))
@@ -526,15 +577,16 @@ def _check_free_space(folder: Path, needed: int, what: str) -> None:
         return
     if free < needed:
         raise UserError(
-            f"not enough disk space in {folder} for {what}: needs {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB "
-            f"free; free some space, point cache_dir (or {CACHE_ENV}) elsewhere, or set it to off"
+            f"not enough disk space in {folder} for {what}: needs {needed / 2**20:.0f} MiB, "
+            f"{free / 2**20:.0f} MiB free; free some space, point cache_dir (or {CACHE_ENV}) "
+            "elsewhere, or set it to off"
         )
 
 
 def _checksum(path: Path) -> str:
-    """CRC-32 of a cache file, read in 16 MiB blocks (~1 GB/s): checked at every open, so bytes damaged
-    in place are rebuilt instead of served as wrong pixels. A cache from before checksums has none and
-    is rebuilt once."""
+    """CRC-32 of a cache file, read in 16 MiB blocks (~1 GB/s): checked at every open, so bytes
+    damaged in place are rebuilt instead of served as wrong pixels. A cache from before checksums
+    has none and is rebuilt once."""
     crc = 0
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 24), b""):
@@ -542,16 +594,21 @@ def _checksum(path: Path) -> str:
     return f"{crc:08x}"
 
 
-def _read_cache_meta(meta_path: Path, npy: Path, key: str, image_size: int) -> dict[str, Any] | None:
+def _read_cache_meta(
+    meta_path: Path, npy: Path, key: str, image_size: int
+) -> dict[str, Any] | None:
     """The cache's metadata if it is complete and matches ``key``; None means (re)build it."""
     if not (meta_path.exists() and npy.exists()):
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("version") != _CACHE_VERSION or meta.get("key") != key or meta.get("image_size") != image_size:
+        wanted = (_CACHE_VERSION, key, image_size)
+        if (meta.get("version"), meta.get("key"), meta.get("image_size")) != wanted:
             return None
         arr = np.load(npy, mmap_mode="r")
-        if arr.dtype != np.uint8 or arr.shape[1:] != (image_size, image_size, 3) or arr.shape[0] < meta["count"]:
+        if arr.dtype != np.uint8 or arr.shape[1:] != (image_size, image_size, 3):
+            return None
+        if arr.shape[0] < meta["count"]:
             return None
         if len(meta["files"]) != meta["count"]:
             return None
@@ -561,7 +618,8 @@ def _read_cache_meta(meta_path: Path, npy: Path, key: str, image_size: int) -> d
 
 
 def check_image_size(image_size: int) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
+    is_int = isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool)
+    if not is_int or image_size < 8:
         raise UserError(f"image_size must be an integer of at least 8 pixels, got {image_size!r}")
     return int(image_size)
 
@@ -610,14 +668,19 @@ class SyntheticFaces(_ImageDataset):
         self.image_size = check_image_size(image_size)
         self.seed = int(seed)
         self.augment = as_augment(augment)
-        idx = np.arange(self.n) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
+        idx = np.arange(self.n)
+        if indices is not None:
+            idx = np.asarray(list(indices), dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
-            raise UserError(f"synthetic face indices must lie in [0, {self.n}), got {int(idx.min())}..{int(idx.max())}")
+            got = f"{int(idx.min())}..{int(idx.max())}"
+            raise UserError(f"synthetic face indices must lie in [0, {self.n}), got {got}")
         self.indices = idx
         self.names = [f"synthetic/{int(i):06d}" for i in idx]
         show = len(idx) >= 500 if progress is None else progress
-        self.images = generate_faces(size=self.image_size, seed=self.seed, indices=idx, progress=show,
-                                     desc=f"drawing synthetic faces at {self.image_size}px")  # fmt: skip
+        desc = f"drawing synthetic faces at {self.image_size}px"
+        self.images = generate_faces(
+            size=self.image_size, seed=self.seed, indices=idx, progress=show, desc=desc
+        )
         self.skipped: list[tuple[Path, str]] = []
 
     def __len__(self) -> int:
@@ -627,7 +690,8 @@ class SyntheticFaces(_ImageDataset):
         return self.images[i]
 
     def __repr__(self) -> str:
-        return f"SyntheticFaces({len(self)} of {self.n}, image_size={self.image_size}, seed={self.seed})"
+        size = f"image_size={self.image_size}"
+        return f"SyntheticFaces({len(self)} of {self.n}, {size}, seed={self.seed})"
 
 
 # --- several folders -----------------------------------------------------------------------------

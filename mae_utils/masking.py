@@ -7,7 +7,8 @@ and demos use structured masks (center block, half face, eyes or mouth band, an 
 enter the model as an explicit (N, L) 0/1 tensor, which :func:`masking_noise` turns into numbers
 that sort the visible patches first.
 
-Convention everywhere: ``mask`` is (N, L) float, 1 = hidden, 0 = visible; patches in row-major order.
+Convention everywhere: ``mask`` is (N, L) float, 1 = hidden, 0 = visible; patches in row-major
+order.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def masking_ids(noise: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Ten
     """The MAE masking trick: one random number per patch; the ``keep`` smallest stay visible.
 
     noise (N, L) -> ``ids_keep`` (N, K): the visible patches, ``mask`` (N, L): 1 = hidden, in patch
-    order, ``ids_restore`` (N, L): where each patch went in the sorted order, which puts the encoder's
-    [visible, then mask tokens] sequence back into patch order. The model and the notebook both call it.
+    order, ``ids_restore`` (N, L): where each patch went in the sorted order, which puts the
+    encoder's [visible, then mask tokens] sequence back into patch order. The model and the notebook
+    both call it.
     """
     ids_shuffle = torch.argsort(noise, dim=1)  # each row's patches, smallest noise first
     ids_restore = torch.argsort(ids_shuffle, dim=1)  # the inverse permutation: undoes the sort
@@ -61,8 +63,8 @@ def masking_noise(
     """(noise (N, L), keep): what :func:`masking_ids` sorts, checked.
 
     Fresh uniform noise unless ``noise`` is given; ``keep`` = ``int(L * (1 - mask_ratio))``. An
-    explicit (N, L) ``mask`` (1 = hidden) wins: it becomes noise that sorts its visible patches first,
-    in patch order.
+    explicit (N, L) ``mask`` (1 = hidden) wins: it becomes noise that sorts its visible patches
+    first, in patch order.
     """
     if mask is not None:
         keep = check_mask(mask, n, length)
@@ -81,9 +83,9 @@ def random_masking(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Hide a random ``mask_ratio`` of each row's tokens (the official MAE function's signature).
 
-    x: (N, L, D). ``noise`` (N, L) decides the mask: the ``int(L * (1 - mask_ratio))`` tokens with the
-    smallest noise stay visible (official MAE and Hugging Face semantics), so equal noise gives an
-    equal mask. Returns ``(x_kept (N, K, D), mask (N, L) 1=hidden, ids_restore (N, L))``.
+    x: (N, L, D). ``noise`` (N, L) decides the mask: the ``int(L * (1 - mask_ratio))`` tokens with
+    the smallest noise stay visible (official MAE and Hugging Face semantics), so equal noise gives
+    an equal mask. Returns ``(x_kept (N, K, D), mask (N, L) 1=hidden, ids_restore (N, L))``.
     """
     noise, keep = masking_noise(*x.shape[:2], x.device, mask_ratio=mask_ratio, noise=noise)
     ids_keep, mask, ids_restore = masking_ids(noise, keep)
@@ -111,7 +113,8 @@ def check_mask(mask: torch.Tensor, n: int, length: int) -> int:
 def mask_to_indices(
     x: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Like :func:`random_masking`, for an explicit (N, L) mask (1 = hidden); visible tokens keep their order."""
+    """Like :func:`random_masking`, for an explicit (N, L)
+    mask (1 = hidden); visible tokens keep their order."""
     noise, keep = masking_noise(*x.shape[:2], x.device, mask=mask)
     ids_keep, mask, ids_restore = masking_ids(noise, keep)
     return gather_tokens(x, ids_keep), mask.to(x.dtype), ids_restore
@@ -140,13 +143,16 @@ def centred_block(rows: int, cols: int, mask_ratio: float) -> tuple[int, int]:
     be off-centre). Ties go to the squarer block. ``mask_ratio`` must be in (0, 1).
     """
     if not 0.0 < mask_ratio < 1.0:
-        raise UserError(f"the center mask's mask_ratio is the block's area and must be between 0 and 1 "
-                        f"(exclusive); got {mask_ratio}")  # fmt: skip
+        raise UserError(
+            "the center mask's mask_ratio is the block's area and must be between 0 and 1 "
+            f"(exclusive); got {mask_ratio}"
+        )
     side_r = [s for s in range(rows % 2 or 2, rows, 2)] or [rows]
     side_c = [s for s in range(cols % 2 or 2, cols, 2)] or [cols]
     pairs = [(r, c) for r in side_r for c in side_c]
 
-    def closeness(rc: tuple[int, int]) -> tuple[float, float]:  # area gap first, then how far from square
+    # area gap first, then how far from square
+    def closeness(rc: tuple[int, int]) -> tuple[float, float]:
         return abs(rc[0] * rc[1] / (rows * cols) - mask_ratio), abs(rc[0] / rows - rc[1] / cols)
 
     return min(pairs, key=closeness)
@@ -161,8 +167,8 @@ def structured_mask(
 ) -> torch.Tensor:
     """One (L,) mask of a named shape on a patch grid (rows, cols); 1 = hidden.
 
-    center: a block exactly in the middle, its area the closest to ``mask_ratio`` that a centred block
-    allows (:func:`centred_block`: on an 8x8 grid, 6x6 = 56% at 0.75); left/right: that half
+    center: a block exactly in the middle, its area the closest to ``mask_ratio`` that a centred
+    block allows (:func:`centred_block`: on an 8x8 grid, 6x6 = 56% at 0.75); left/right: that half
     of the face; eyes: the band at 30-50% of the height where aligned faces have their eyes; mouth:
     the band at 65-85%; patches: the explicit list of patch indices (row-major).
     """
@@ -188,7 +194,8 @@ def structured_mask(
             raise UserError("mask kind 'patches' needs a non-empty list of patch indices")
         bad = [p for p in patches if not 0 <= int(p) < rows * cols]
         if bad:
-            raise UserError(f"patch indices {bad[:5]} are outside the {rows}x{cols} grid (0..{rows * cols - 1})")
+            grid = f"{rows}x{cols} grid (0..{rows * cols - 1})"
+            raise UserError(f"patch indices {bad[:5]} are outside the {grid}")
         m = torch.zeros(rows * cols)
         m[torch.as_tensor([int(p) for p in patches])] = 1
     elif kind == "random":
@@ -210,7 +217,8 @@ def make_mask(
     patches: Sequence[int] | None = None,
     seed: int = 0,
 ) -> torch.Tensor:
-    """(N, L) masks for ``n`` images: random ones (seeded, per image) or one structured shape repeated."""
+    """(N, L) masks for ``n`` images: random ones (seeded,
+    per image) or one structured shape repeated."""
     rows, cols = _grid(grid)
     if kind == "random":
         check_seed(seed)
@@ -221,4 +229,5 @@ def make_mask(
         mask = torch.ones(n, length)
         mask.scatter_(1, ids[:, :keep], 0.0)
         return mask
-    return structured_mask(kind, (rows, cols), mask_ratio=mask_ratio, patches=patches).expand(n, -1).clone()
+    shape = structured_mask(kind, (rows, cols), mask_ratio=mask_ratio, patches=patches)
+    return shape.expand(n, -1).clone()

@@ -1,17 +1,17 @@
 """Honest reconstruction metrics: masked-region and full-image PSNR and SSIM, confidence intervals.
 
 Everything here works on pixels in ``[0, 1]`` (undo the data normalisation first with
-``mae_utils.transforms.denormalize``): a PSNR peak of 1.0 is only right for such pixels, and the seed's
-24.6 dB for a model whose true PSNR was 18.6 dB came from using the wrong peak on ``[-1, 1]`` data.
-Targets outside ``[0, 1]`` are therefore refused with a message that says so.
+``mae_utils.transforms.denormalize``): a PSNR peak of 1.0 is only right for such pixels, and the
+seed's 24.6 dB for a model whose true PSNR was 18.6 dB came from using the wrong peak on ``[-1, 1]``
+data. Targets outside ``[0, 1]`` are therefore refused with a message that says so.
 
 The headline numbers are computed over the *hidden* pixels only. Two more numbers see what PSNR
 barely does, a mosaic of separately guessed patches (:func:`seam_scores`): *blockiness* (how much
 larger steps across the borders of hidden patches are than steps inside them, relative to the same
 ratio on the original; 1.0 = as natural as the photo) and *detail* (steps inside hidden patches
-relative to the original's; 1.0 = as much fine structure, below 1 = blurred). Full-image numbers are also given,
-on the reconstruction with the visible patches pasted back, but they flatter any MAE: a quarter of
-the pixels (at 75 % masking) are copied from the input.
+relative to the original's; 1.0 = as much fine structure, below 1 = blurred). Full-image numbers are
+also given, on the reconstruction with the visible patches pasted back, but they flatter any MAE: a
+quarter of the pixels (at 75 % masking) are copied from the input.
 
 Shapes: images are ``(N, C, H, W)`` float tensors; a patch mask is ``(N, L)`` with 1 = hidden,
 patches in row-major order (the model's contract); a pixel mask is ``(N, 1, H, W)`` with 1 = hidden.
@@ -48,7 +48,8 @@ __all__ = [
     "summarize",
 ]
 
-# A perfect match has infinite PSNR; the MSE is floored at 1e-10 so it reads 100 dB and means stay finite.
+# A perfect match has infinite PSNR; the MSE is floored at 1e-10 so it reads 100 dB and means stay
+# finite.
 _MSE_FLOOR = 1e-10
 PSNR_MAX_DB = 10.0 * math.log10(1.0 / _MSE_FLOOR)
 
@@ -66,14 +67,18 @@ _RANGE_TOL = 1e-3
 # input checks
 # --------------------------------------------------------------------------------------------
 def check_images(name: str, x: torch.Tensor, *, check_range: bool) -> None:
-    """Refuse what is not a float (N, C, H, W) batch; with ``check_range`` also values outside [0, 1]."""
+    """Refuse what is not a float (N, C, H, W) batch;
+    with ``check_range`` also values outside [0, 1]."""
     if not isinstance(x, torch.Tensor):
-        raise UserError(f"{name}: expected a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
+        raise UserError(
+            f"{name}: expected a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}"
+        )
     if x.dim() != 4:
         raise UserError(f"{name}: expected shape (N, C, H, W), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise UserError(
-            f"{name}: expected float pixels in [0, 1], got dtype {x.dtype} (divide uint8 images by 255)"
+            f"{name}: expected float pixels in [0, 1], got dtype {x.dtype} "
+            "(divide uint8 images by 255)"
         )
     if check_range and x.numel():
         lo, hi = float(x.min()), float(x.max())
@@ -89,11 +94,14 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor, pred_name: str, target
     check_images(target_name, target, check_range=True)
     if pred.shape != target.shape:
         raise UserError(
-            f"{pred_name} has shape {tuple(pred.shape)} but {target_name} has shape {tuple(target.shape)}"
+            f"{pred_name} has shape {tuple(pred.shape)} but {target_name} has shape "
+            f"{tuple(target.shape)}"
         )
 
 
-def check_pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor, name: str = "pixel_mask") -> torch.Tensor:
+def check_pixel_mask(
+    pixel_mask: torch.Tensor, like: torch.Tensor, name: str = "pixel_mask"
+) -> torch.Tensor:
     """Return the mask as float (N, 1, H, W) matching ``like``; accept (N, H, W) too."""
     if not isinstance(pixel_mask, torch.Tensor):
         got = type(pixel_mask).__name__
@@ -114,8 +122,8 @@ def _hidden_counts(pixel_mask: torch.Tensor, name: str = "pixel_mask") -> torch.
     empty = (counts == 0).nonzero().flatten().tolist()
     if empty:
         raise UserError(
-            f"{name}: image(s) {empty[:10]} have no hidden pixel; masked-region metrics are undefined "
-            "(use a mask ratio above 0)"
+            f"{name}: image(s) {empty[:10]} have no hidden pixel; masked-region metrics are "
+            "undefined (use a mask ratio above 0)"
         )
     return counts
 
@@ -128,8 +136,8 @@ def patch_mask_to_pixel_mask(
 ) -> torch.Tensor:
     """Expand an (N, L) patch mask (1 = hidden, row-major patches) to an (N, 1, H, W) pixel mask.
 
-    Patch ``k`` covers rows ``(k // gw) * p ...`` and columns ``(k % gw) * p ...`` where ``gw = W // p``,
-    the same order as the model's ``patchify``.
+    Patch ``k`` covers rows ``(k // gw) * p ...`` and columns ``(k % gw) * p ...`` where ``gw = W //
+    p``, the same order as the model's ``patchify``.
     """
     if isinstance(image_size, int):
         h = w = image_size
@@ -140,7 +148,9 @@ def patch_mask_to_pixel_mask(
     if not isinstance(patch_size, int) or patch_size < 1:
         raise UserError(f"patch_size: expected a positive int, got {patch_size!r}")
     if h % patch_size or w % patch_size or h < 1 or w < 1:
-        raise UserError(f"image_size ({h}, {w}) is not a positive multiple of patch_size {patch_size}")
+        raise UserError(
+            f"image_size ({h}, {w}) is not a positive multiple of patch_size {patch_size}"
+        )
     if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
         shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise UserError(f"mask: expected a patch mask of shape (N, L), got {shape}")
@@ -154,7 +164,9 @@ def patch_mask_to_pixel_mask(
     return grid.repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
 
 
-def paste_visible(recon01: torch.Tensor, original01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+def paste_visible(
+    recon01: torch.Tensor, original01: torch.Tensor, pixel_mask: torch.Tensor
+) -> torch.Tensor:
     """The reconstruction on hidden pixels, the original on visible ones: what a user would keep."""
     _check_pair(recon01, original01, "recon01", "original01")
     m = check_pixel_mask(pixel_mask, original01)
@@ -175,8 +187,11 @@ def psnr(pred01: torch.Tensor, target01: torch.Tensor) -> torch.Tensor:
     return _psnr_from_mse(mse).to(torch.float32)
 
 
-def psnr_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB over hidden pixels only (MSE over hidden pixels x channels), peak 1.0."""
+def psnr_masked(
+    pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor
+) -> torch.Tensor:
+    """Per-image PSNR in dB over hidden pixels only
+    (MSE over hidden pixels x channels), peak 1.0."""
     _check_pair(pred01, target01, "pred01", "target01")
     m = check_pixel_mask(pixel_mask, target01).double()
     counts = _hidden_counts(m) * target01.shape[1]
@@ -221,26 +236,30 @@ def _ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def ssim(pred01: torch.Tensor, target01: torch.Tensor) -> torch.Tensor:
     """Per-image mean SSIM over the full image; shape (N,).
 
-    Like skimage, the mean leaves out the 5-pixel border where the window hangs over the edge, so the
-    numbers equal ``skimage.metrics.structural_similarity`` with the settings in the module docstring.
-    Needs images of at least 11x11.
+    Like skimage, the mean leaves out the 5-pixel border where the window hangs over the edge, so
+    the numbers equal ``skimage.metrics.structural_similarity`` with the settings in the module
+    docstring. Needs images of at least 11x11.
     """
     _check_pair(pred01, target01, "pred01", "target01")
     h, w = target01.shape[-2:]
     r = _SSIM_RADIUS
     if h < 2 * r + 1 or w < 2 * r + 1:
-        raise UserError(f"ssim needs images of at least {2 * r + 1}x{2 * r + 1} pixels, got {h}x{w}")
+        raise UserError(
+            f"ssim needs images of at least {2 * r + 1}x{2 * r + 1} pixels, got {h}x{w}"
+        )
     s = _ssim_map(pred01, target01)[:, :, r : h - r, r : w - r]
     return s.flatten(1).mean(1).to(torch.float32)
 
 
-def ssim_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+def ssim_masked(
+    pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor
+) -> torch.Tensor:
     """Per-image SSIM over the hidden region; shape (N,).
 
-    The full-size SSIM map (Gaussian window centred on every pixel, symmetric borders) is averaged over
-    the hidden pixels and the channels. Windows near a hidden region's edge also see visible pixels, so
-    pass the reconstruction with the visible pixels pasted back (``evaluate_batch`` does) to score
-    every method on the image a user would see.
+    The full-size SSIM map (Gaussian window centred on every pixel, symmetric borders) is averaged
+    over the hidden pixels and the channels. Windows near a hidden region's edge also see visible
+    pixels, so pass the reconstruction with the visible pixels pasted back (``evaluate_batch`` does)
+    to score every method on the image a user would see.
     """
     _check_pair(pred01, target01, "pred01", "target01")
     m = check_pixel_mask(pixel_mask, target01)
@@ -253,15 +272,16 @@ def ssim_masked(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.
 # --------------------------------------------------------------------------------------------
 # blockiness and detail
 # --------------------------------------------------------------------------------------------
-#: Steps are floored at half a grey level of an 8-bit display (smaller ones cannot be seen), so a flat
-#: fill (zero steps inside a patch) gets a large, finite blockiness instead of a division by zero.
+#: Steps are floored at half a grey level of an 8-bit display (smaller ones cannot be seen), so a
+#: flat fill (zero steps inside a patch) gets a large, finite blockiness instead of a division by
+#: zero.
 STEP_FLOOR = 0.5 / 255.0
 
 
 def _step_sums(x: torch.Tensor, hidden: torch.Tensor, p: int) -> tuple[torch.Tensor, ...]:
     """Per image: (sum of |steps| across patch borders touching a hidden patch, their count, sum of
-    |steps| between neighbours inside one hidden patch, their count), over rows and columns, channels
-    averaged. ``hidden``: (N, 1, H, W) bool."""
+    |steps| between neighbours inside one hidden patch, their count), over rows and columns,
+    channels averaged. ``hidden``: (N, 1, H, W) bool."""
     sums = [torch.zeros(x.shape[0], dtype=torch.float64, device=x.device) for _ in range(4)]
     for dim in (-1, -2):
         n = x.shape[dim]
@@ -284,13 +304,13 @@ def seam_scores(
 ) -> dict[str, torch.Tensor]:
     """Per-image ``blockiness`` and ``detail`` of a reconstruction (visible patches pasted back).
 
-    With ``step`` the mean absolute difference between horizontally or vertically neighbouring pixels
-    (channels averaged): *border* steps straddle a patch border that touches a hidden patch, *interior*
-    steps join two pixels of one hidden patch. ``blockiness = (border / interior of the composite) /
-    (border / interior of the original)``: 1 = seams as the photo has them, above 1 = a mosaic.
-    ``detail = interior of the composite / interior of the original``: below 1 = smoother than the photo.
-    Steps are floored at :data:`STEP_FLOOR`. ``mask``: the (N, L) patch mask (1 = hidden), row-major.
-    An identical reconstruction scores exactly 1 on both.
+    With ``step`` the mean absolute difference between horizontally or vertically neighbouring
+    pixels (channels averaged): *border* steps straddle a patch border that touches a hidden patch,
+    *interior* steps join two pixels of one hidden patch. ``blockiness = (border / interior of the
+    composite) / (border / interior of the original)``: 1 = seams as the photo has them, above 1 = a
+    mosaic. ``detail = interior of the composite / interior of the original``: below 1 = smoother
+    than the photo. Steps are floored at :data:`STEP_FLOOR`. ``mask``: the (N, L) patch mask (1 =
+    hidden), row-major. An identical reconstruction scores exactly 1 on both.
     """
     _check_pair(recon01, original01, "recon01", "original01")
     pixel_mask = patch_mask_to_pixel_mask(mask, patch_size, tuple(original01.shape[-2:]))
@@ -300,7 +320,9 @@ def seam_scores(
     for x in (composite, original01):
         b_sum, b_n, i_sum, i_n = _step_sums(x, hidden, patch_size)
         if bool((b_n == 0).any()) or bool((i_n == 0).any()):
-            raise UserError("seam_scores: every image needs a hidden patch and patches of at least 2 pixels")
+            raise UserError(
+                "seam_scores: every image needs a hidden patch and patches of at least 2 pixels"
+            )
         border, interior = (b_sum / b_n).clamp_min(STEP_FLOOR), (i_sum / i_n).clamp_min(STEP_FLOOR)
         ratios.append((border, interior))
     (b_r, i_r), (b_o, i_o) = ratios
@@ -314,8 +336,8 @@ def mean_ci95(values: Sequence[float] | torch.Tensor | np.ndarray) -> tuple[floa
     """Mean and the half-width of its 95 % confidence interval over images.
 
     Student-t interval, ``t(0.975, n-1) * s / sqrt(n)`` with the sample standard deviation ``s``:
-    exact for normal data and slightly wider than the normal approximation for small n. One value gives
-    no spread to estimate from, so its half-width is NaN (unknown), not 0.
+    exact for normal data and slightly wider than the normal approximation for small n. One value
+    gives no spread to estimate from, so its half-width is NaN (unknown), not 0.
     """
     if isinstance(values, torch.Tensor):
         arr = values.detach().double().cpu().numpy().ravel()
@@ -326,7 +348,7 @@ def mean_ci95(values: Sequence[float] | torch.Tensor | np.ndarray) -> tuple[floa
     mean = float(arr.mean())
     if arr.size == 1:
         return mean, float("nan")
-    from scipy.stats import t as student_t  # local: a heavy import (~1 s); scipy comes with scikit-image
+    from scipy.stats import t as student_t  # local: a heavy import (~1 s), from scikit-image
 
     sd = float(arr.std(ddof=1))
     return mean, float(student_t.ppf(0.975, arr.size - 1) * sd / math.sqrt(arr.size))
@@ -350,13 +372,14 @@ def evaluate_batch(
     mask: torch.Tensor,
     patch_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-image metrics of a reconstruction: ``psnr_masked``, ``ssim_masked``, ``psnr_full``, ``ssim_full``,
-    and with a patch mask also ``blockiness`` and ``detail`` (:func:`seam_scores`).
+    """Per-image metrics of a reconstruction: ``psnr_masked``, ``ssim_masked``, ``psnr_full``,
+    ``ssim_full``, and with a patch mask also ``blockiness`` and ``detail`` (:func:`seam_scores`).
 
-    ``mask`` is the (N, L) patch mask (1 = hidden) with ``patch_size``, or an (N, 1, H, W) pixel mask
-    (then ``patch_size`` may be None, and there are no seam scores: they need the patch grid). The reconstruction is clamped to [0, 1] (what can be displayed)
-    and the visible pixels are pasted back before SSIM and full-image PSNR, so the model and the
-    baselines are scored on the same composite image. Values are float32 tensors of shape (N,).
+    ``mask`` is the (N, L) patch mask (1 = hidden) with ``patch_size``, or an (N, 1, H, W) pixel
+    mask (then ``patch_size`` may be None, and there are no seam scores: they need the patch grid).
+    The reconstruction is clamped to [0, 1] (what can be displayed) and the visible pixels are
+    pasted back before SSIM and full-image PSNR, so the model and the baselines are scored on the
+    same composite image. Values are float32 tensors of shape (N,).
     """
     _check_pair(recon01, original01, "recon01", "original01")
     if isinstance(mask, torch.Tensor) and mask.dim() == 2:

@@ -65,7 +65,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
     """AdamW with the MAE betas (0.9, 0.95); the fused kernel where this PyTorch has one for the
-    parameters' device (CUDA; CPU since 2.4: about 2x faster steps here than the foreach default)."""
+    parameters' device (CUDA; CPU since 2.4: about 2x faster steps here than the foreach
+    default)."""
     try:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=True)
     except (RuntimeError, ValueError, TypeError):
@@ -77,7 +78,8 @@ class OneCycle:
     """A One-Cycle plan: the factor of the peak rate for the step with 0-based index ``k``.
 
     ``peak_step`` is the index where the rate peaks (the warm-up is the ``peak_step`` steps before
-    it); with ``peak_step`` = ``warmup_frac x total - 1`` (a whole number) this is ``OneCycleLR``'s curve.
+    it); with ``peak_step`` = ``warmup_frac x total - 1`` (a whole number) this is ``OneCycleLR``'s
+    curve.
     """
 
     total_steps: int
@@ -91,7 +93,8 @@ class OneCycle:
             if self.peak_step <= 0:
                 return 1.0
             return _cos_between(first, 1.0, k / self.peak_step)
-        return _cos_between(1.0, last, (k - self.peak_step) / (self.total_steps - 1 - self.peak_step))
+        decay_steps = self.total_steps - 1 - self.peak_step
+        return _cos_between(1.0, last, (k - self.peak_step) / decay_steps)
 
 
 def _cos_between(start: float, end: float, pct: float) -> float:
@@ -112,11 +115,14 @@ def one_cycle_plan(total_steps: int, warmup_frac: float) -> tuple[OneCycle, str 
     if warmup_frac > 0 and peak < 1:
         if total_steps >= 3:
             peak = 1.0
-            note = (f"note: {warmup_frac:g} x {total_steps} steps is less than one warm-up step; "
-                    f"warming up for one step")  # fmt: skip
+            warmup = f"{warmup_frac:g} x {total_steps} steps"
+            note = f"note: {warmup} is less than one warm-up step; warming up for one step"
         else:
             peak = 0.0
-            note = f"note: {total_steps} step(s) are too few for a warm-up; the rate starts at its peak"
+            note = (
+                f"note: {total_steps} step(s) are too few for a warm-up; "
+                "the rate starts at its peak"
+            )
     elif warmup_frac <= 0:
         peak = 0.0
     peak = min(peak, total_steps - 2) if total_steps >= 2 else 0.0
@@ -126,11 +132,13 @@ def one_cycle_plan(total_steps: int, warmup_frac: float) -> tuple[OneCycle, str 
 def build_optimizer(
     model: nn.Module, config: TrainConfig, total_steps: int, world: int = 1
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, str | None]:
-    """AdamW over ``model`` and its One-Cycle schedule for ``total_steps`` steps; and the plan's note.
+    """AdamW over ``model`` and its One-Cycle schedule
+    for ``total_steps`` steps; and the plan's note.
 
-    Uses ``config``'s ``base_lr``, ``batch_size`` (per process), ``weight_decay`` and ``warmup_frac``.
-    The one place where the optimiser and the schedule are made: :func:`mae_utils.train.fit` calls
-    it, and so do the notebook's one-step demonstration and the learning-rate figures.
+    Uses ``config``'s ``base_lr``, ``batch_size`` (per process), ``weight_decay`` and
+    ``warmup_frac``. The one place where the optimiser and the schedule are made:
+    :func:`mae_utils.train.fit` calls it, and so do the notebook's one-step demonstration and the
+    learning-rate figures.
     """
     lr = peak_lr(config.base_lr, config.batch_size, world)
     optimizer = make_adamw(param_groups(model, config.weight_decay), lr)
@@ -140,7 +148,8 @@ def build_optimizer(
 
 
 def schedule_rates(scheduler: torch.optim.lr_scheduler.LambdaLR) -> list[float]:
-    """The learning rate of every step of ``scheduler``'s plan (first group), read off the scheduler."""
+    """The learning rate of every step of ``scheduler``'s
+    plan (first group), read off the scheduler."""
     plan = scheduler.lr_lambdas[0]
     base = scheduler.base_lrs[0]
     return [base * plan(k) for k in range(plan.total_steps)]

@@ -32,14 +32,16 @@ def sincos_2d(embed_dim: int, grid: int | tuple[int, int], cls_token: bool = Tru
     """
     rows, cols = (grid, grid) if isinstance(grid, int) else grid
     if embed_dim % 4:
-        raise UserError(f"embed_dim must be a multiple of 4 for a 2-D sin-cos table, got {embed_dim}")
+        raise UserError(
+            f"embed_dim must be a multiple of 4 for a 2-D sin-cos table, got {embed_dim}"
+        )
     if rows < 1 or cols < 1:
         raise UserError(f"the patch grid must be at least 1x1, got {rows}x{cols}")
     row_idx, col_idx = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-    table = torch.cat(
-        [sincos_1d(embed_dim // 2, col_idx.reshape(-1)), sincos_1d(embed_dim // 2, row_idx.reshape(-1))],
-        dim=1,
-    )
+    half = embed_dim // 2  # half the channels encode the column, half the row
+    cols_table = sincos_1d(half, col_idx.reshape(-1))
+    rows_table = sincos_1d(half, row_idx.reshape(-1))
+    table = torch.cat([cols_table, rows_table], dim=1)
     if cls_token:
         table = torch.cat([torch.zeros(1, embed_dim, dtype=table.dtype), table], dim=0)
     return table.float()

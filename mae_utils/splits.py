@@ -1,4 +1,5 @@
-"""Splits: the seeded train / val / test partition of a data set, kept in ``split.json``, and its datasets.
+"""Splits: the seeded train / val / test partition of
+a data set, kept in ``split.json``, and its datasets.
 
 :func:`prepare_data` is the one way training and evaluation get their data: it scans a folder (or
 draws synthetic faces), splits the names with ``sklearn``'s seeded ``train_test_split``
@@ -41,8 +42,8 @@ from .data import (
 from .transforms import Augment
 
 __all__ = [
-    "SYNTHETIC_DEFAULT_IMAGES", "DataSplits", "TrainItems", "count_split", "prepare_data", "split_names",
-    "split_sizes", "train_loader", "training_data",
+    "SYNTHETIC_DEFAULT_IMAGES", "DataSplits", "TrainItems", "count_split", "prepare_data",
+    "split_names", "split_sizes", "train_loader", "training_data",
 ]
 
 #: How many synthetic faces :func:`prepare_data` generates when ``max_images`` is not given.
@@ -59,28 +60,37 @@ class DataSplits:
     train: Dataset
     val: Dataset
     test: Dataset
-    split: dict[str, list[str]]  # {"train": [...], "val": [...], "test": [...]}: relative paths or synthetic names
+    # {"train": [...], "val": [...], "test": [...]}: relative paths or synthetic names
+    split: dict[str, list[str]]
     root: str | None  # the data folder, or None for synthetic faces and several folders
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     folders: dict[str, "DataSplits"] = field(default_factory=dict)  # of several: each folder's
 
 
-def split_sizes(n: int, val_frac: float, test_frac: float, *, source: str = "the data") -> tuple[int, int, int]:
-    """(train, val, test) image counts of a split of ``n`` images: a non-zero fraction gets at least one."""
+def split_sizes(
+    n: int, val_frac: float, test_frac: float, *, source: str = "the data"
+) -> tuple[int, int, int]:
+    """(train, val, test) counts of a split of ``n`` images; a fraction above 0 gets one or more."""
     check_fracs(val_frac, test_frac)
     n_val = max(1, round(n * val_frac)) if val_frac > 0 else 0
     n_test = max(1, round(n * test_frac)) if test_frac > 0 else 0
     if n - n_val - n_test < 1:
         need = (1 if val_frac > 0 else 0) + (1 if test_frac > 0 else 0) + 1
         raise UserError(
-            f"{source} has {n} usable image(s): too few for a train/val/test split with val_frac={val_frac} "
-            f"and test_frac={test_frac} (need at least {need}, and more for useful training)"
+            f"{source} has {n} usable image(s): too few for a train/val/test split with "
+            f"val_frac={val_frac} and test_frac={test_frac} (need at least {need}, and more for "
+            "useful training)"
         )
     return n - n_val - n_test, n_val, n_test
 
 
 def split_names(
-    names: Sequence[str], val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, *, source: str = "the data"
+    names: Sequence[str],
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    seed: int = 0,
+    *,
+    source: str = "the data",
 ) -> dict[str, list[str]]:
     """Split ``names`` into train / val / test with ``sklearn.model_selection.train_test_split``.
 
@@ -88,12 +98,18 @@ def split_names(
     first), so the same files give the same split on any machine. A non-zero fraction gets at
     least one image (:func:`split_sizes`); each list comes back sorted.
     """
-    from sklearn.model_selection import train_test_split  # local: a heavy import (~1.5 s) only splits need
+    from sklearn.model_selection import train_test_split  # local: a heavy import (~1.5 s)
 
     names = sorted(set(names))
     _, n_val, n_test = split_sizes(len(names), val_frac, test_frac, source=source)
-    rest, test = (train_test_split(names, test_size=n_test, random_state=seed, shuffle=True) if n_test else (names, []))
-    train, val = (train_test_split(rest, test_size=n_val, random_state=seed, shuffle=True) if n_val else (rest, []))
+    def take(pool: list[str], count: int) -> tuple[list[str], list[str]]:
+        """(the rest, ``count`` names drawn from ``pool``) with the seed."""
+        if not count:
+            return pool, []
+        return train_test_split(pool, test_size=count, random_state=seed, shuffle=True)
+
+    rest, test = take(names, n_test)
+    train, val = take(rest, n_val)
     return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
 
 
@@ -105,11 +121,13 @@ def count_split(
     test_frac: float = 0.1,
     split_path: str | Path | None = None,
 ) -> tuple[tuple[int, int, int], str]:
-    """((train, val, test) counts, where they come from) without decoding, caching or writing anything
-    (``train --dry-run``). A folder's count is of its image files; unreadable ones drop out later."""
+    """((train, val, test) counts, where they come from) without decoding, caching or writing
+    anything (``train --dry-run``). A folder's count is of its image files; unreadable ones drop out
+    later."""
     if split_path is not None and Path(split_path).exists():
         saved = _read_split(Path(split_path))
-        return (len(saved["train"]), len(saved["val"]), len(saved["test"])), f"the split in {split_path}"
+        counts = (len(saved["train"]), len(saved["val"]), len(saved["test"]))
+        return counts, f"the split in {split_path}"
     if data_dir is None:
         n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
         return split_sizes(n, val_frac, test_frac), f"{n} synthetic faces"
@@ -119,8 +137,10 @@ def count_split(
     files, _ = scan_images(root)
     n = min(len(files), max_images) if max_images is not None else len(files)
     if n == 0:
-        raise UserError(f"no image files in {root} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)})")
-    return split_sizes(n, val_frac, test_frac, source=str(root)), f"{n} of {len(files)} image files in {root}"
+        accepted = ", ".join(IMAGE_EXTENSIONS)
+        raise UserError(f"no image files in {root} (accepted extensions: {accepted})")
+    counts = split_sizes(n, val_frac, test_frac, source=str(root))
+    return counts, f"{n} of {len(files)} image files in {root}"
 
 
 def _count_several(
@@ -163,7 +183,9 @@ def _read_folder_splits(path: Path) -> dict[str, dict[str, list[str]]] | None:
         raise UserError(f"split file {path} is not a valid split.json ({exc})") from None
 
 
-def _write_split(path: Path, split: dict[str, list[str]], skipped: Sequence[tuple[str, str]], root: str | None) -> None:
+def _write_split(
+    path: Path, split: dict[str, list[str]], skipped: Sequence[tuple[str, str]], root: str | None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {**split, "root": root, "skipped": [list(s) for s in skipped]}
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
@@ -173,8 +195,8 @@ def _synthetic_index(name: str, split_path: Path) -> int:
     prefix = "synthetic/"
     if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
         raise UserError(
-            f"split file {split_path} lists {name!r}, which is not a synthetic face: it belongs to a photo "
-            f"folder run; pass that run's data_dir"
+            f"split file {split_path} lists {name!r}, which is not a synthetic face: it belongs to "
+            "a photo folder run; pass that run's data_dir"
         )
     return int(name[len(prefix) :])
 
@@ -201,10 +223,10 @@ def prepare_data(
     """
     image_size = check_image_size(image_size)
     check_fracs(val_frac, test_frac)
-    bad_max = isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1
-    if max_images is not None and bad_max:
+    if max_images is not None and not _is_count(max_images):
         raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
-    plan = _SplitPlan(Path(split_path) if split_path is not None else None, val_frac, test_frac, seed, log)
+    split_file = Path(split_path) if split_path is not None else None
+    plan = _SplitPlan(split_file, val_frac, test_frac, seed, log)
     train_aug = as_augment(augment) or False
     if is_several(data_dir):
         return _several_folder_splits(plan, data_dir, image_size, max_images, cache_dir, train_aug)
@@ -213,12 +235,20 @@ def prepare_data(
                         f"({', '.join(plan.folders)}); give data_dir as those folders")
     if data_dir is None:
         return _synthetic_splits(plan, image_size, max_images, train_aug)
-    return _folder_splits(plan, check_folder(data_dir), image_size, max_images, cache_dir, train_aug)
+    root = check_folder(data_dir)
+    return _folder_splits(plan, root, image_size, max_images, cache_dir, train_aug)
+
+
+def _is_count(value: object) -> bool:
+    """A positive whole number (not a bool)."""
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return is_int and value >= 1
 
 
 @dataclass
 class _SplitPlan:
-    """What both data paths share: where the split lives (and the one saved there), fractions, seed, log."""
+    """What both data paths share: the split file (and
+    the split saved there), fractions, seed and log."""
 
     split_file: Path | None
     val_frac: float
@@ -238,7 +268,9 @@ class _SplitPlan:
         plan.split_file, plan.saved = self.split_file, saved
         return plan
 
-    def finish(self, split: dict[str, list[str]], skipped: list[tuple[str, str]], root: str | None) -> None:
+    def finish(
+        self, split: dict[str, list[str]], skipped: list[tuple[str, str]], root: str | None
+    ) -> None:
         """Log the split and write it, unless it was read from the split file."""
         shown = self.split_file if self.write or self.saved is not None else None
         _log_split(self.log, split, self.saved is not None, shown, self.seed)
@@ -246,33 +278,42 @@ class _SplitPlan:
             _write_split(self.split_file, split, skipped, root)
 
 
-def _synthetic_splits(plan: _SplitPlan, image_size: int, max_images: int | None, train_aug: Augment | bool) -> DataSplits:
-    """The synthetic-face path of :func:`prepare_data`: names ``synthetic/000123``, faces drawn from the seed."""
+def _synthetic_splits(
+    plan: _SplitPlan, image_size: int, max_images: int | None, train_aug: Augment | bool
+) -> DataSplits:
+    """The synthetic-face path of :func:`prepare_data`: names ``synthetic/000123``, faces drawn
+    from the seed."""
     n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
+    split_file = plan.split_file or Path("split.json")
     if plan.saved is not None:
         split = plan.saved
-        n = max([n] + [_synthetic_index(s, plan.split_file) + 1 for part in split.values() for s in part])
+        saved = [_synthetic_index(s, plan.split_file) for part in split.values() for s in part]
+        n = max([n] + [i + 1 for i in saved])
     else:
         names = [f"synthetic/{i:06d}" for i in range(n)]
-        split = split_names(names, plan.val_frac, plan.test_frac, plan.seed, source=f"synthetic data ({n} faces)")
-    idx = {k: [_synthetic_index(s, plan.split_file or Path("split.json")) for s in v] for k, v in split.items()}
+        source = f"synthetic data ({n} faces)"
+        split = split_names(names, plan.val_frac, plan.test_frac, plan.seed, source=source)
+    idx = {k: [_synthetic_index(s, split_file) for s in v] for k, v in split.items()}
     t0 = time.perf_counter()
     seed = plan.seed
     train = SyntheticFaces(n, image_size, seed, augment=train_aug, indices=idx["train"])
     val = SyntheticFaces(n, image_size, seed, indices=idx["val"])
     test = SyntheticFaces(n, image_size, seed, indices=idx["test"])
-    plan.log(f"data: {n} synthetic faces at {image_size}px (seed {seed}), drawn in {time.perf_counter() - t0:.1f} s")
+    seconds = time.perf_counter() - t0
+    plan.log(f"data: {n} synthetic faces at {image_size}px (seed {seed}), drawn in {seconds:.1f} s")
     plan.finish(split, [], None)
     return DataSplits(train, val, test, split, None, [])
 
 
 def _folder_candidates(plan: _SplitPlan, root: Path, max_images: int | None) -> list[str]:
-    """The image files a folder run uses: scanned, checked against a saved split, capped by ``max_images``."""
+    """The image files a folder run uses: scanned, checked
+    against a saved split, capped by ``max_images``."""
     notes: list[str] = []
     candidates, n_other = scan_images(root, notes=notes)
     for note in notes:
         plan.log(f"data: {root}: {note}")
-    needed = sorted({s for part in plan.saved.values() for s in part}) if plan.saved is not None else []
+    saved = plan.saved if plan.saved is not None else {}
+    needed = sorted({s for part in saved.values() for s in part})
     missing = sorted(set(needed) - set(candidates))
     if missing:
         raise UserError(
@@ -282,9 +323,12 @@ def _folder_candidates(plan: _SplitPlan, root: Path, max_images: int | None) -> 
     if max_images is not None and len(candidates) > max_images:
         rng = np.random.default_rng(plan.seed)
         keep = np.sort(rng.choice(len(candidates), size=int(max_images), replace=False))
-        chosen = sorted(set(candidates[i] for i in keep) | set(needed))  # a resumed run finds all its files
-        plan.log(f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
-                 f"(max_images={max_images}, seed {plan.seed})")  # fmt: skip
+        # a resumed run finds all its files
+        chosen = sorted(set(candidates[i] for i in keep) | set(needed))
+        plan.log(
+            f"data: keeping {len(chosen)} of {len(candidates)} image files in {root} "
+            f"(max_images={max_images}, seed {plan.seed})"
+        )
         candidates = chosen
     if not candidates:
         raise UserError(
@@ -304,8 +348,11 @@ def _folder_splits(
     full = FaceFolder(root, image_size, files=candidates, cache_dir=cache_dir)
     skipped = [(Path(p).relative_to(root).as_posix(), r) for p, r in full.skipped]
     seconds = time.perf_counter() - t0
-    cache_note = f"cache {full.cache_path} ({full.cache_status}, {seconds:.1f} s)" if full.cache_path else "no cache"
-    plan.log(f"data: {root}: {len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped; {cache_note}")
+    cache_note = "no cache"
+    if full.cache_path:
+        cache_note = f"cache {full.cache_path} ({full.cache_status}, {seconds:.1f} s)"
+    counts = f"{len(candidates)} image files, {len(full)} usable, {len(skipped)} skipped"
+    plan.log(f"data: {root}: {counts}; {cache_note}")
     if skipped:
         plan.log(f"data: skipped {len(skipped)} unreadable file(s): {format_skipped(skipped)}")
     if plan.saved is not None:
@@ -314,11 +361,12 @@ def _folder_splits(
         unusable = [s for part in split.values() for s in part if s not in usable]
         if unusable:
             raise UserError(
-                f"split file {plan.split_file} lists {len(unusable)} image(s) that can no longer be read in "
-                f"{root}: {', '.join(unusable[:SKIPPED_SHOWN])}"
+                f"split file {plan.split_file} lists {len(unusable)} image(s) that can no longer "
+                f"be read in {root}: {', '.join(unusable[:SKIPPED_SHOWN])}"
             )
     else:
-        split = split_names(full.rel_files, plan.val_frac, plan.test_frac, plan.seed, source=str(root))
+        fracs = (plan.val_frac, plan.test_frac)
+        split = split_names(full.rel_files, *fracs, plan.seed, source=str(root))
     train = full.subset(split["train"], augment=train_aug)
     val, test = full.subset(split["val"]), full.subset(split["test"])
     plan.finish(split, skipped, str(root))
@@ -368,27 +416,39 @@ def _saved_folder_splits(plan: _SplitPlan, names: list[str]) -> dict[str, dict[s
 
 
 def _log_split(
-    log: Callable[[str], None], split: dict[str, list[str]], reused: bool, path: Path | None, seed: int
+    log: Callable[[str], None],
+    split: dict[str, list[str]],
+    reused: bool,
+    path: Path | None,
+    seed: int,
 ) -> None:
-    where = f"reused from {path}" if reused else (f"seed {seed}, written to {path}" if path else f"seed {seed}")
-    log(f"split: {len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test ({where})")
+    where = f"seed {seed}, written to {path}" if path else f"seed {seed}"
+    if reused:
+        where = f"reused from {path}"
+    counts = f"{len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test"
+    log(f"split: {counts} ({where})")
 
 
 # ---------------------------------------------------------------------- a run's training data
 class TrainItems(Dataset):
-    """Items become (uint8 image, mask noise, augmentation parameters), all fixed by (seed, epoch, index).
+    """Items become (uint8 image, mask noise, augmentation
+    parameters), all fixed by (seed, epoch, index).
 
     Being a function of the image index, not of the process, the worker or the batch, the masks and
     augmentations are the same after a resume and under any number of processes or workers.
-    ``epoch=None`` gives fixed noise (validation). ``augment``: an :class:`~mae_utils.transforms.Augment`
-    whose per-image parameters :func:`~mae_utils.transforms.batch_to_input` applies on the device
-    (``{}`` without one); with its ``photo`` zoom fill each item also carries ``background``, the
-    stored pixels of another image of the split, picked by the draw ``other`` (so it too is a function
-    of (seed, epoch, index), never of the batch).
+    ``epoch=None`` gives fixed noise (validation). ``augment``: an
+    :class:`~mae_utils.transforms.Augment` whose per-image parameters
+    :func:`~mae_utils.transforms.batch_to_input` applies on the device (``{}`` without one); with
+    its ``photo`` zoom fill each item also carries ``background``, the stored pixels of another
+    image of the split, picked by the draw ``other`` (so it too is a function of (seed, epoch,
+    index), never of the batch).
     """
 
-    def __init__(self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None):
-        self.ds, self.num_patches, self.seed, self.salt, self.augment = ds, num_patches, seed, salt, augment
+    def __init__(
+        self, ds: Dataset, num_patches: int, seed: int, salt: int, augment: Augment | None = None
+    ):
+        self.ds, self.num_patches, self.augment = ds, num_patches, augment
+        self.seed, self.salt = seed, salt
         self.epoch: int | None = None
 
     def __len__(self) -> int:
@@ -398,7 +458,8 @@ class TrainItems(Dataset):
         item = self.ds[i]
         if isinstance(item, (tuple, list)):
             item = item[0]
-        g = torch.Generator().manual_seed(mix_seed(self.seed, self.salt, -1 if self.epoch is None else self.epoch, i))
+        epoch = -1 if self.epoch is None else self.epoch
+        g = torch.Generator().manual_seed(mix_seed(self.seed, self.salt, epoch, i))
         noise = torch.rand(self.num_patches, generator=g)
         if self.augment is None:
             return item, noise, {}
@@ -416,7 +477,11 @@ class TrainItems(Dataset):
 
 
 def training_data(
-    config: TrainConfig, run_dir: Path, world: int = 1, rank: int = 0, log: Callable[[str], None] = print,
+    config: TrainConfig,
+    run_dir: Path,
+    world: int = 1,
+    rank: int = 0,
+    log: Callable[[str], None] = print,
     item_seed: int | None = None,
 ) -> tuple[DataSplits, TrainItems, TrainItems, int, TrainConfig]:
     """A run's (splits, train set, val set, steps per epoch, config with the batch that runs).
@@ -430,11 +495,17 @@ def training_data(
     for turn in (0, 1):
         if (rank == 0) == (turn == 0):
             splits = prepare_data(
-                config.data_dir, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
-                test_frac=config.test_frac, seed=config.seed, split_path=str(Path(run_dir) / "split.json"),
-                cache_dir=config.cache_dir, augment=config.augmentation() or False,
+                config.data_dir,
+                config.image_size,
+                max_images=config.max_images,
+                val_frac=config.val_frac,
+                test_frac=config.test_frac,
+                seed=config.seed,
+                split_path=str(Path(run_dir) / "split.json"),
+                cache_dir=config.cache_dir,
+                augment=config.augmentation() or False,
                 log=log if rank == 0 else (lambda _m: None),
-            )  # fmt: skip
+            )
         runtime.barrier()
     num_patches = (config.image_size // config.patch_size) ** 2
     augment = getattr(splits.train, "augment", None)  # applied per batch on the device
@@ -454,8 +525,11 @@ def train_loader(
     items: TrainItems, batch_size: int, *, seed: int, epoch: int, world: int = 1, rank: int = 0,
     num_workers: int = 0, device: str | torch.device = "cpu",
 ) -> DataLoader:
-    """Epoch ``epoch``'s shuffled training batches (order from (seed, epoch)); sets ``items.epoch`` so
-    each image's mask noise and augmentation are those of that epoch. Incomplete batches are dropped."""
+    """Epoch ``epoch``'s shuffled training batches (order from (seed, epoch)); sets ``items.epoch``
+    so each image's mask noise and augmentation are those of that epoch. Incomplete batches are
+    dropped."""
     items.epoch = epoch
-    return build_loader(items, batch_size, shuffle=True, seed=seed, epoch=epoch, drop_last=True, world=world,
-                        rank=rank, num_workers=num_workers, device=device, persistent_workers=False)  # fmt: skip
+    return build_loader(
+        items, batch_size, shuffle=True, seed=seed, epoch=epoch, drop_last=True, world=world,
+        rank=rank, num_workers=num_workers, device=device, persistent_workers=False,
+    )

@@ -111,21 +111,28 @@ class _Draws:
     def choice(self, weights: Sequence[float]) -> np.ndarray:
         """An index per face, drawn with the given weights, shaped (N,)."""
         cum = np.cumsum(np.asarray(weights, dtype=np.float64))
-        return np.minimum(np.searchsorted(cum / cum[-1], self._next(), side="right"), len(weights) - 1)
+        picked = np.searchsorted(cum / cum[-1], self._next(), side="right")
+        return np.minimum(picked, len(weights) - 1)
 
-    def color(self, palette: np.ndarray, weights: Sequence[float] | None = None, jitter: float = 0.0) -> np.ndarray:
+    def color(
+        self, palette: np.ndarray, weights: Sequence[float] | None = None, jitter: float = 0.0
+    ) -> np.ndarray:
         """A palette colour per face (optionally jittered), shaped (3, N, 1, 1)."""
-        return self.tint(palette, self.choice(weights if weights is not None else [1.0] * len(palette)), jitter)
+        weights = weights if weights is not None else [1.0] * len(palette)
+        return self.tint(palette, self.choice(weights), jitter)
 
     def tint(self, palette: np.ndarray, idx: np.ndarray, jitter: float = 0.0) -> np.ndarray:
-        """Palette entries ``idx`` (optionally jittered), shaped (3, N, 1, 1); :meth:`color` without the draw."""
+        """Palette entries ``idx`` (optionally jittered) as (3, N, 1, 1): :meth:`color`, no draw."""
         col = palette[idx]
         if jitter:
-            col = col * np.stack([self.u(1 - jitter, 1 + jitter).reshape(-1) for _ in range(3)], axis=1)
-        return np.ascontiguousarray(np.clip(col, 0.0, 1.0).astype(np.float32).T).reshape(3, -1, 1, 1)
+            factors = [self.u(1 - jitter, 1 + jitter).reshape(-1) for _ in range(3)]
+            col = col * np.stack(factors, axis=1)
+        channels_first = np.clip(col, 0.0, 1.0).astype(np.float32).T
+        return np.ascontiguousarray(channels_first).reshape(3, -1, 1, 1)
 
     def hsv(self, s: tuple[float, float], v: tuple[float, float]) -> np.ndarray:
-        """A random-hue colour per face with saturation and value in the given ranges, (3, N, 1, 1)."""
+        """A random-hue colour per face with saturation
+        and value in the given ranges, (3, N, 1, 1)."""
         h = self.u().reshape(-1)
         sat = self.u(*s).reshape(-1)
         val = self.u(*v).reshape(-1)
@@ -163,13 +170,16 @@ def _ellipse_r(X: np.ndarray, Y: np.ndarray, cx: Any, cy: Any, a: Any, b: Any) -
     return np.sqrt(((X - cx) / a) ** 2 + ((Y - cy) / b) ** 2)
 
 
-def _ellipse(X: np.ndarray, Y: np.ndarray, cx: Any, cy: Any, a: Any, b: Any, width: Any) -> np.ndarray:
+def _ellipse(
+    X: np.ndarray, Y: np.ndarray, cx: Any, cy: Any, a: Any, b: Any, width: Any
+) -> np.ndarray:
     """Coverage of an ellipse, edge softness ``width`` (local units)."""
     return _soft((_ellipse_r(X, Y, cx, cy, a, b) - 1.0) * np.minimum(a, b), width)
 
 
 def _paint(canvas: np.ndarray, alpha: np.ndarray, color: Any) -> None:
-    """Alpha-composite ``color`` (3,N,1,1 or 3,N,h,w or a scalar) over ``canvas`` (3,N,h,w) in place.
+    """Alpha-composite ``color`` (3,N,1,1 or 3,N,h,w
+    or a scalar) over ``canvas`` (3,N,h,w) in place.
 
     Channels come first so that every numpy loop runs over contiguous image rows.
     """
@@ -186,7 +196,9 @@ class _Frame:
     and write the drawing back with :meth:`commit`.
     """
 
-    def __init__(self, ctx: "_Batch", rows: slice, cols: slice, sel: np.ndarray | None = None) -> None:
+    def __init__(
+        self, ctx: "_Batch", rows: slice, cols: slice, sel: np.ndarray | None = None
+    ) -> None:
         self.ctx, self.rows, self.cols, self.sel = ctx, rows, cols, sel
         if sel is None:
             self.X = ctx.X[:, rows, cols]
@@ -216,7 +228,9 @@ class _Frame:
 
 
 class _Batch:
-    def __init__(self, size: int, cx: np.ndarray, cy: np.ndarray, scale: np.ndarray, roll: np.ndarray) -> None:
+    def __init__(
+        self, size: int, cx: np.ndarray, cy: np.ndarray, scale: np.ndarray, roll: np.ndarray
+    ) -> None:
         self.size = size
         g = ((np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0).astype(np.float32)
         self.x = g[None, None, :]
@@ -233,11 +247,15 @@ class _Batch:
     def full(self) -> _Frame:
         return _Frame(self, slice(None), slice(None))
 
-    def window(self, x0: float, x1: float, y0: float, y1: float, sel: np.ndarray | None = None) -> _Frame:
-        """The pixel window holding the local box [x0,x1]x[y0,y1] for every face (or faces ``sel``)."""
+    def window(
+        self, x0: float, x1: float, y0: float, y1: float, sel: np.ndarray | None = None
+    ) -> _Frame:
+        """The pixel window holding the local box
+        [x0,x1]x[y0,y1] for every face (or faces ``sel``)."""
         corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float32)
         k = slice(None) if sel is None else sel
-        cos, sin, s = self.cos[k].reshape(-1, 1), self.sin[k].reshape(-1, 1), self.scale[k].reshape(-1, 1)
+        cos, sin = self.cos[k].reshape(-1, 1), self.sin[k].reshape(-1, 1)
+        s = self.scale[k].reshape(-1, 1)
         X, Y = corners[None, :, 0], corners[None, :, 1]
         xs = self.cx[k].reshape(-1, 1) + s * (cos * X - sin * Y)
         ys = self.cy[k].reshape(-1, 1) + s * (sin * X + cos * Y)
@@ -248,7 +266,9 @@ class _Batch:
             b = int(math.ceil((hi + 1.0) * 0.5 * S)) + 2
             return slice(max(a, 0), max(min(b, S), 0))
 
-        return _Frame(self, span(float(ys.min()), float(ys.max())), span(float(xs.min()), float(xs.max())), sel)
+        rows = span(float(ys.min()), float(ys.max()))
+        cols = span(float(xs.min()), float(xs.max()))
+        return _Frame(self, rows, cols, sel)
 
 
 def _hair_texture(X: np.ndarray, Y: np.ndarray, freq: np.ndarray, curly: Any) -> np.ndarray:
@@ -278,7 +298,9 @@ def _pose_and_colours(d: _Draws, size: int) -> SimpleNamespace:
     i1 = np.minimum(i0 + 1, len(_SKIN) - 1)
     w = (skin_t - i0)[:, None]
     skin = ((1 - w) * _SKIN[i0] + w * _SKIN[i1]).astype(np.float32)
-    skin = (skin * np.stack([d.u(0.95, 1.05).reshape(-1), d.u(0.96, 1.04).reshape(-1), d.u(0.94, 1.06).reshape(-1)], 1))
+    shades = [d.u(0.95, 1.05).reshape(-1), d.u(0.96, 1.04).reshape(-1)]
+    shades.append(d.u(0.94, 1.06).reshape(-1))
+    skin = skin * np.stack(shades, 1)
     skin = np.ascontiguousarray(skin.T).reshape(3, -1, 1, 1).astype(np.float32)
     hair_idx = d.choice(_HAIR_WEIGHTS)
     hair = d.tint(_HAIR, hair_idx, jitter=0.08)
@@ -291,7 +313,10 @@ def _pose_and_colours(d: _Draws, size: int) -> SimpleNamespace:
         X=X, Y=Y, a_head=a_head, b=b, b_head=b_head, hair=hair,
         hc=hc, jaw=jaw, light_k=light_k, lx=lx, ly=ly, pw=pw,
         skin=skin, square=square, style=style, yaw=yaw, yaw_off=yaw_off,
-        drawn=dict(skin_tone=skin_t, yaw=yaw, roll=roll, head_scale=scale, hair_colour=hair_idx, hair_style=style),
+        drawn=dict(
+            skin_tone=skin_t, yaw=yaw, roll=roll, head_scale=scale, hair_colour=hair_idx,
+            hair_style=style,
+        ),
     )
 
 
@@ -302,17 +327,20 @@ def _background(d: _Draws, f: SimpleNamespace) -> None:
     bg_angle = d.u(0, 2 * math.pi)
     stripes, stripe_f, stripe_amt = d.flag(0.25), d.u(6, 18), d.u(0.05, 0.25)
     t = np.clip(0.5 + 0.5 * (b.x * np.cos(bg_angle) + b.y * np.sin(bg_angle)), 0, 1)
-    t = t + stripes * stripe_amt * np.sin(stripe_f * (b.x * np.sin(bg_angle) - b.y * np.cos(bg_angle)))
+    across = b.x * np.sin(bg_angle) - b.y * np.cos(bg_angle)
+    t = t + stripes * stripe_amt * np.sin(stripe_f * across)
     b.canvas[:] = bg1 + t[None] * (bg2 - bg1)
 
 
 def _back_hair(d: _Draws, f: SimpleNamespace) -> None:
-    """Hair behind the head: long or bob curtains, curly volume, a bun (each style only where drawn)."""
+    """Hair behind the head: long or bob curtains, curly
+    volume, a bun (each style only where drawn)."""
     a_head, b, b_head, hair, hc = f.a_head, f.b, f.b_head, f.hair, f.hc
     style = f.style
     hair_freq = d.u(70, 120)
     curly = (style == _CURLY).astype(np.float32)
-    long_len = np.where(style == _LONG, d.u(0.45, 0.95), np.where(style == _BOB, d.u(0.18, 0.34), -10.0))
+    long_draw, bob_draw = d.u(0.45, 0.95), d.u(0.18, 0.34)
+    long_len = np.where(style == _LONG, long_draw, np.where(style == _BOB, bob_draw, -10.0))
     long_len = long_len.astype(np.float32)
     bulk = d.u(0.05, 0.14)
     bun_r = d.u(0.13, 0.19)
@@ -330,13 +358,15 @@ def _back_hair(d: _Draws, f: SimpleNamespace) -> None:
         if kind == 0:
             wide = ga + gbulk + 0.04
             dome = _ellipse(gX, gY, 0, hc - 0.02, wide, gb + gbulk, gpw)
-            curtain = _soft(np.abs(gX) - wide * (1.0 - 0.25 * np.clip(gY - hc, 0, None)), gpw) * _soft(hc - gY, gpw)
+            flare = wide * (1.0 - 0.25 * np.clip(gY - hc, 0, None))
+            curtain = _soft(np.abs(gX) - flare, gpw) * _soft(hc - gY, gpw)
             curtain *= _soft(gY - G.p(long_len) - 0.04 * np.sin(20 * gX), gpw * 1.5)
             back = np.maximum(dome, curtain)
         elif kind == 1:
             rad = ga + gbulk + 0.14
             bumps = 0.025 * np.sin(23 * gX) * np.sin(23 * gY)
-            back = _soft((_ellipse_r(gX, gY, 0, hc - 0.12, rad, rad * 1.05) - 1.0) * rad + bumps, gpw)
+            ring = _ellipse_r(gX, gY, 0, hc - 0.12, rad, rad * 1.05)
+            back = _soft((ring - 1.0) * rad + bumps, gpw)
         else:
             r = G.p(bun_r)
             back = _ellipse(gX, gY, 0, hc - gb - r * 0.4, r, r * 0.9, gpw)
@@ -363,7 +393,8 @@ def _neck_and_clothes(d: _Draws, f: SimpleNamespace) -> None:
     collar_depth = d.u(0.03, 0.2)
     L = b.window(-1.6, 1.6, 0.55, 1.6)
     clothes = _ellipse(L.X, L.Y, 0, cloth_top + 0.5, cloth_w, 0.5, L.pw)
-    clothes = np.maximum(clothes, _soft(np.abs(L.X) - cloth_w, L.pw) * _soft(cloth_top + 0.5 - L.Y, L.pw))
+    body = _soft(np.abs(L.X) - cloth_w, L.pw) * _soft(cloth_top + 0.5 - L.Y, L.pw)
+    clothes = np.maximum(clothes, body)
     clothes *= 1.0 - _ellipse(L.X, L.Y, 0, cloth_top, neck_w * 1.25, collar_depth + 0.02, L.pw)
     _paint(L.canvas, clothes, cloth * (1.0 + 0.15 * light_k / 0.22 * (L.X * lx))[None])
     f.neck_w, f.shade = neck_w, shade
@@ -384,7 +415,8 @@ def _ears(d: _Draws, f: SimpleNamespace) -> None:
 
 
 def _head(d: _Draws, f: SimpleNamespace) -> None:
-    """The head (an ellipse between round and square, narrowing to the jaw) and the chin's shadow."""
+    """The head (an ellipse between round and square,
+    narrowing to the jaw) and the chin's shadow."""
     X, Y, a_head, b, b_head = f.X, f.Y, f.a_head, f.b, f.b_head
     hc, jaw, neck_w, pw, square = f.hc, f.jaw, f.neck_w, f.pw, f.square
     dy = Y - hc
@@ -403,7 +435,8 @@ def _head(d: _Draws, f: SimpleNamespace) -> None:
 
 
 def _eyes(d: _Draws, f: SimpleNamespace) -> None:
-    """Sockets, creases, almond-shaped whites, irises with pupils and highlights, lids and lashes."""
+    """Sockets, creases, almond-shaped whites, irises
+    with pupils and highlights, lids and lashes."""
     b, lx, shade, yaw, yaw_off = f.b, f.lx, f.shade, f.yaw, f.yaw_off
     eye_x, eye_y = d.u(0.16, 0.21), d.u(-0.11, -0.03)
     eye_w, eye_open = d.u(0.075, 0.105), d.u(0.42, 0.68)
@@ -443,7 +476,8 @@ def _eyes(d: _Draws, f: SimpleNamespace) -> None:
         # upper-lid shadow on the eyeball and the lash line
         lid = white * np.clip((eye_y - eh * 0.45 - W.Y) / (eh * 0.6), 0, 1)
         _paint(W.canvas, lid * 0.45, W.skin(0.45))
-        line = _soft(np.abs(d_eye) - 0.006 - 0.25 * W.pw, W.pw) * _soft(W.Y - (eye_y + eh * 0.25), W.pw)
+        line = _soft(np.abs(d_eye) - 0.006 - 0.25 * W.pw, W.pw)
+        line = line * _soft(W.Y - (eye_y + eh * 0.25), W.pw)
         _paint(W.canvas, line * liner, np.float32(0.08))
         lower = _soft(np.abs(d_eye) - 0.003, W.pw) * _soft(eye_y + eh * 0.3 - W.Y, W.pw)
         _paint(W.canvas, lower * 0.3, W.skin(0.6))
@@ -478,7 +512,8 @@ def _nose(d: _Draws, f: SimpleNamespace) -> None:
     bridge = np.clip(1.0 - np.abs(M.X - bridge_x) / 0.03, 0, 1)
     bridge *= _soft(eye_y + 0.02 - M.Y, 0.03) * _soft(M.Y - nose_y, 0.02)
     _paint(M.canvas, bridge * 0.35, M.skin(0.72))
-    tip = np.clip(1.0 - _ellipse_r(M.X, M.Y, ncx - lx * 0.01, nose_y - 0.02, nose_w * 0.55, 0.04), 0, 1)
+    tip_r = _ellipse_r(M.X, M.Y, ncx - lx * 0.01, nose_y - 0.02, nose_w * 0.55, 0.04)
+    tip = np.clip(1.0 - tip_r, 0, 1)
     _paint(M.canvas, tip * 0.5, M.skin(1.12))
     under = np.clip(1.0 - _ellipse_r(M.X, M.Y, ncx, nose_y + 0.035, nose_w * 1.1, 0.028), 0, 1)
     _paint(M.canvas, under * 0.5, M.skin(0.68))
@@ -498,8 +533,8 @@ def _blush(d: _Draws, f: SimpleNamespace) -> None:
     f.drawn["blush"] = blush > 0
     if (blush > 0).any():
         for side in (-1.0, 1.0):
-            B = b.window(min(side * 0.07, side * 0.43), max(side * 0.07, side * 0.43), -0.01, 0.29,
-                         sel=np.nonzero(blush.reshape(-1) > 0)[0])  # fmt: skip
+            x0, x1 = min(side * 0.07, side * 0.43), max(side * 0.07, side * 0.43)
+            B = b.window(x0, x1, -0.01, 0.29, sel=np.nonzero(blush.reshape(-1) > 0)[0])
             r_spot = _ellipse_r(B.X, B.Y, side * 0.25 + B.p(yaw_off), B.p(nose_y) + 0.02, 0.1, 0.07)
             _paint(B.canvas, np.clip(1.0 - r_spot, 0, 1) ** 2 * B.p(blush), _rgb(0.9, 0.45, 0.45))
             B.commit()
@@ -525,7 +560,8 @@ def _beard(d: _Draws, f: SimpleNamespace) -> None:
 
 
 def _mouth(d: _Draws, f: SimpleNamespace) -> None:
-    """Lips (smiling or not, some open with teeth, some lipstick) and a moustache on bearded faces."""
+    """Lips (smiling or not, some open with teeth, some
+    lipstick) and a moustache on bearded faces."""
     b, beard, curly, hair, hair_freq = f.b, f.beard, f.curly, f.hair, f.hair_freq
     mouth_w, mouth_y, skin, yaw_off = f.mouth_w, f.mouth_y, f.skin, f.yaw_off
     smile, open_m = d.u(-0.4, 1.0), d.flag(0.25) * d.u(0.015, 0.05)
@@ -534,7 +570,8 @@ def _mouth(d: _Draws, f: SimpleNamespace) -> None:
     mcx = yaw_off * 1.2
 
     def mouth_shape(M: _Frame) -> tuple[np.ndarray, ...]:
-        """Mouth coordinates in frame M: (t across the mouth, lip taper, mid line, opening top/bottom)."""
+        """Mouth coordinates in frame M: (t across the
+        mouth, lip taper, mid line, opening top/bottom)."""
         tm = (M.X - M.p(mcx)) / M.p(mouth_w)
         taper = np.sqrt(np.clip(1.0 - tm * tm, 0, 1))
         ym = M.p(mouth_y) - M.p(smile) * 0.045 * tm * tm + M.p(smile) * 0.012
@@ -606,10 +643,12 @@ def _glasses(d: _Draws, f: SimpleNamespace) -> None:
             u2g, v2g = ((G.X - gcx) / gw) ** 2, ((G.Y - gy) / gh) ** 2
             rg = (1 - sq) * np.sqrt(u2g + v2g) + sq * np.sqrt(np.sqrt(u2g * u2g + v2g * v2g))
             dg = (rg - 1.0) * gh
-            _paint(G.canvas, _soft(dg, G.pw) * (0.1 + 0.75 * G.p(sun)), np.float32(0.05) + g_frame * 0.3)
+            lens = _soft(dg, G.pw) * (0.1 + 0.75 * G.p(sun))
+            _paint(G.canvas, lens, np.float32(0.05) + g_frame * 0.3)
             _paint(G.canvas, _soft(np.abs(dg) - g_thick * 0.5, G.pw), g_frame)
             arm = _soft(np.abs(G.Y - (gy - gh * 0.45)) - g_thick * 0.4, G.pw)
-            arm *= _soft(side * (gcx + side * gw - G.X), G.pw) * _soft(side * (G.X - side * G.p(a_head) * 1.02), G.pw)
+            outer = _soft(side * (gcx + side * gw - G.X), G.pw)
+            arm *= outer * _soft(side * (G.X - side * G.p(a_head) * 1.02), G.pw)
             _paint(G.canvas, arm, g_frame)
         bridge_g = _soft(np.abs(G.Y - (gy - gh * 0.3)) - g_thick * 0.45, G.pw)
         bridge_g *= _soft(np.abs(G.X - g_yaw) - (g_ex - gw), G.pw)
@@ -635,7 +674,9 @@ _FEATURES = (
 )
 
 
-def render_faces(uniforms: np.ndarray, size: int, record: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def render_faces(
+    uniforms: np.ndarray, size: int, record: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
     """Draw one face per row of ``uniforms`` (see :func:`face_uniforms`): uint8 (N, size, size, 3).
 
     ``record``: a dict that receives what was drawn for each face (see :data:`ATTRIBUTES`).
@@ -666,7 +707,8 @@ def generate_faces(
     progress: bool = False,
     desc: str = "synthetic faces",
 ) -> np.ndarray:
-    """Faces ``indices`` (default ``range(n)``) of generator ``seed`` at ``size`` px: uint8 (N, S, S, 3)."""
+    """Faces ``indices`` (default ``range(n)``) of generator
+    ``seed`` at ``size`` px: uint8 (N, S, S, 3)."""
     if indices is None:
         if n is None:
             raise UserError("generate_faces needs n or indices")
@@ -712,17 +754,21 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "blush": ("class", "rosy cheeks (1) or not (0)"),
 }
 ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
-    "hair_colour": ("black", "dark brown", "brown", "dark blonde", "blonde", "auburn", "grey", "white"),
+    "hair_colour": (
+        "black", "dark brown", "brown", "dark blonde", "blonde", "auburn", "grey", "white"
+    ),
     "hair_style": ("bald", "short", "fringe", "bob", "long", "curly", "bun"),
     "eye_colour": ("brown", "dark brown", "hazel", "green", "blue", "grey"),
 }
 
 
 def face_attributes(seed: int, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
-    """What was drawn for faces ``indices`` of generator ``seed``: {name: (N,) array} (see :data:`ATTRIBUTES`).
+    """What was drawn for faces ``indices`` of generator
+    ``seed``: {name: (N,) array} (see :data:`ATTRIBUTES`).
 
     Class attributes come as strings (``"blonde"``, or ``"0"``/``"1"``), numbers as floats. Like the
-    faces, they are a fixed function of ``(seed, index)``; they are read off a tiny (8 px) rendering.
+    faces, they are a fixed function of ``(seed, index)``; they are read off a tiny (8 px)
+    rendering.
     """
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     parts: list[dict[str, np.ndarray]] = []
@@ -736,7 +782,8 @@ def face_attributes(seed: int, indices: Sequence[int] | np.ndarray) -> dict[str,
         if kind == "number":
             out[name] = values.astype(np.float64)
         elif name in ATTRIBUTE_CLASSES:
-            out[name] = np.asarray(ATTRIBUTE_CLASSES[name], dtype=object)[values.astype(int)].astype(str)
+            classes = np.asarray(ATTRIBUTE_CLASSES[name], dtype=object)
+            out[name] = classes[values.astype(int)].astype(str)
         else:
             out[name] = values.astype(int).astype(str)
     return out
@@ -749,7 +796,8 @@ def face_grid(images: np.ndarray, cols: int, pad: int = 2, pad_value: int = 255)
     grid = np.full((rows * (s + pad) + pad, cols * (s + pad) + pad, 3), pad_value, dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
-        grid[pad + r * (s + pad) : pad + r * (s + pad) + s, pad + c * (s + pad) : pad + c * (s + pad) + s] = images[i]
+        top, left = pad + r * (s + pad), pad + c * (s + pad)
+        grid[top : top + s, left : left + s] = images[i]
     return grid
 
 
@@ -758,7 +806,9 @@ def face_grid(images: np.ndarray, cols: int, pad: int = 2, pad_value: int = 255)
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``python -m mae_utils synth``."""
-    parser.add_argument("--out", required=True, help="folder to write PNG files into (created if missing)")
+    parser.add_argument(
+        "--out", required=True, help="folder to write PNG files into (created if missing)"
+    )
     parser.add_argument("--n", type=int, default=500, help="how many faces (default 500)")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
@@ -771,8 +821,10 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.size < 8:
         raise UserError(f"--size must be at least 8, got {args.size}")
     if args.size > MAX_SIZE:
-        raise UserError(f"--size {args.size} is too large: synthetic faces are at most {MAX_SIZE} px (each is "
-                        "rendered in memory); resize them afterwards if you need more")  # fmt: skip
+        raise UserError(
+            f"--size {args.size} is too large: synthetic faces are at most {MAX_SIZE} px (each "
+            "is rendered in memory); resize them afterwards if you need more"
+        )
     check_seed(args.seed, "--seed")
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -1,4 +1,5 @@
-"""From stored pixels to the model's input: normalisation and training augmentation, per batch, on the device.
+"""From stored pixels to the model's input: normalisation
+and training augmentation, per batch, on the device.
 
 Datasets yield uint8 (3, H, W) images. A batch travels to the training device as uint8 (pinned on
 CUDA; a quarter of the bytes of float32) and :func:`batch_to_input`, the one function that makes the
@@ -9,9 +10,9 @@ call it; :func:`denormalize` maps back to [0, 1] for metrics and figures.
 Augmentation comes in two halves, so that it is exactly reproducible and cheap where it matters:
 
 * :meth:`Augment.draw` draws one image's parameters (a few scalars) from a generator the caller
-  seeds per (seed, epoch, image index); the training loader does so, as for the mask noise. A resumed
-  run, or one with more loader workers or processes, augments every image exactly as an uninterrupted
-  single-process run does, and no global random stream is involved.
+  seeds per (seed, epoch, image index); the training loader does so, as for the mask noise. A
+  resumed run, or one with more loader workers or processes, augments every image exactly as an
+  uninterrupted single-process run does, and no global random stream is involved.
 * :func:`apply_augment` applies a batch of such parameters on the batch's device: one
   ``grid_sample`` resamples every crop (bilinear, edge pixels repeated), flips are exact.
 
@@ -39,19 +40,22 @@ import torch.nn.functional as F
 
 from .util.errors import UserError
 
-__all__ = ["MEAN", "STD", "SCALE_DRAWS", "ZOOM_FILLS", "Augment", "AugmentParams", "apply_augment", "batch_to_input",
-           "denormalize", "normalize", "zoom_out"]
+__all__ = [
+    "MEAN", "STD", "SCALE_DRAWS", "ZOOM_FILLS", "Augment", "AugmentParams", "apply_augment",
+    "batch_to_input", "denormalize", "normalize", "zoom_out",
+]
 
 #: Per-channel mean and std of the normalisation (ImageNet's; see the module docstring for why).
 MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-#: One image's (or, batched, a batch's) augmentation parameters: ``box`` (top, left, height, width) of
-#: the crop as fractions of the image side (beyond [0, 1] when zooming out), ``flip`` (bool), ``color``
-#: (brightness, contrast, saturation factors), ``grey`` (bool), ``fill`` (index into :data:`ZOOM_FILLS`),
-#: ``other`` (a uniform number in [0, 1) that picks the background photo), and with the ``photo`` fill
-#: ``background`` (another image's uint8 pixels, added by the training loader). Batched: ``box`` (N, 4),
-#: ``flip``, ``fill``, ``other``, ``grey`` (N,), ``color`` (N, 3), ``background`` (N, 3, H, W).
+#: One image's (or, batched, a batch's) augmentation parameters: ``box`` (top, left, height, width)
+#: of the crop as fractions of the image side (beyond [0, 1] when zooming out), ``flip`` (bool),
+#: ``color`` (brightness, contrast, saturation factors), ``grey`` (bool), ``fill`` (index into
+#: :data:`ZOOM_FILLS`), ``other`` (a uniform number in [0, 1) that picks the background photo), and
+#: with the ``photo`` fill ``background`` (another image's uint8 pixels, added by the training
+#: loader). Batched: ``box`` (N, 4), ``flip``, ``fill``, ``other``, ``grey`` (N,), ``color`` (N, 3),
+#: ``background`` (N, 3, H, W).
 AugmentParams = Mapping[str, torch.Tensor]
 
 
@@ -75,7 +79,8 @@ def _uint8_affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def normalize(x01: torch.Tensor) -> torch.Tensor:
-    """Float pixels in [0, 1], shaped (..., 3, H, W) -> the model's input scale ((x - MEAN) / STD)."""
+    """Float pixels in [0, 1], shaped (..., 3, H, W)
+    -> the model's input scale ((x - MEAN) / STD)."""
     _check_pixels(x01, "normalize")
     mean, std = _stats_like(x01 if x01.is_floating_point() else x01.float())
     return (x01 - mean) / std
@@ -99,14 +104,16 @@ def denormalize(t: torch.Tensor) -> torch.Tensor:
 #: TrainConfig both check against it.
 MAX_CROP_SCALE = 4.0
 
-#: What fills the frame beyond the photo when zooming out: ``mean`` the data set's mean colour (flat, as
-#: no photo is), ``reflect`` the photo's own borders mirrored outwards, ``photo`` another training photo
-#: as the background, met by the mirrored borders over a soft band (:data:`PHOTO_FEATHER`).
+#: What fills the frame beyond the photo when zooming out: ``mean`` the data set's mean colour
+#: (flat, as no photo is), ``reflect`` the photo's own borders mirrored outwards, ``photo`` another
+#: training photo as the background, met by the mirrored borders over a soft band
+#: (:data:`PHOTO_FEATHER`).
 ZOOM_FILLS: tuple[str, ...] = ("mean", "reflect", "photo")
 
 #: How the crop's area is drawn from ``crop_scale``: ``uniform`` in area (torchvision's
-#: RandomResizedCrop), or ``log`` (log-uniform: each doubling of the area equally likely, so a wide range
-#: such as 0.5..4 gives zoom in, mild zoom out and a face at half the frame side about equally often).
+#: RandomResizedCrop), or ``log`` (log-uniform: each doubling of the area equally likely, so a wide
+#: range such as 0.5..4 gives zoom in, mild zoom out and a face at half the frame side about equally
+#: often).
 SCALE_DRAWS: tuple[str, ...] = ("uniform", "log")
 
 #: Width of the band beyond the photo, in photo sides, over which the mirrored borders fade into the
@@ -119,18 +126,19 @@ _LUMA = (0.299, 0.587, 0.114)
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation for faces: random resized crop (zoom in or out), flip, grey and colour jitter.
+    """Training augmentation for faces: random resized
+    crop (zoom in or out), flip, grey and colour jitter.
 
     ``crop_scale``: the crop's share of the image area. Below 1 zooms in (the MAE paper's random
-    resized crop, He et al. 2021, uses 0.2..1 on scenes); above 1 zooms out, so the face is smaller in
-    the frame, as in photos framed wider than the training set, and the area beyond the photo is filled
-    with the data set's mean colour (nothing is invented there). ``crop_ratio``: range of the crop's
-    width / height (drawn log-uniformly). ``hflip``: probability of a mirror image. ``grey``: probability
-    of a grey image (luma in all three channels): grey photos, scans and infrared frames are faces too.
-    ``jitter``: brightness, contrast and saturation factors drawn from ``[1 - jitter, 1 + jitter]``
-    (lighting and white balance differ between sources). ``fill``: what surrounds a zoomed-out photo
-    (:data:`ZOOM_FILLS`; ``photo`` needs the loader to add a ``background`` image, as
-    :class:`~mae_utils.splits.TrainItems` does). ``scale_draw``: :data:`SCALE_DRAWS`. These
+    resized crop, He et al. 2021, uses 0.2..1 on scenes); above 1 zooms out, so the face is smaller
+    in the frame, as in photos framed wider than the training set, and the area beyond the photo is
+    filled with the data set's mean colour (nothing is invented there). ``crop_ratio``: range of the
+    crop's width / height (drawn log-uniformly). ``hflip``: probability of a mirror image. ``grey``:
+    probability of a grey image (luma in all three channels): grey photos, scans and infrared frames
+    are faces too. ``jitter``: brightness, contrast and saturation factors drawn from ``[1 - jitter,
+    1 + jitter]`` (lighting and white balance differ between sources). ``fill``: what surrounds a
+    zoomed-out photo (:data:`ZOOM_FILLS`; ``photo`` needs the loader to add a ``background`` image,
+    as :class:`~mae_utils.splits.TrainItems` does). ``scale_draw``: :data:`SCALE_DRAWS`. These
     defaults keep a light crop and a flip; TrainConfig builds a wider one from its fields.
     """
 
@@ -144,30 +152,42 @@ class Augment:
 
     def __post_init__(self) -> None:
         if self.fill not in ZOOM_FILLS:
-            raise UserError(f"Augment.fill must be one of {', '.join(ZOOM_FILLS)}, got {self.fill!r}")
+            raise UserError(
+                f"Augment.fill must be one of {', '.join(ZOOM_FILLS)}, got {self.fill!r}"
+            )
         if self.scale_draw not in SCALE_DRAWS:
-            raise UserError(f"Augment.scale_draw must be one of {', '.join(SCALE_DRAWS)}, got {self.scale_draw!r}")
+            raise UserError(
+                f"Augment.scale_draw must be one of {', '.join(SCALE_DRAWS)}, got "
+                f"{self.scale_draw!r}"
+            )
         lo, hi = self.crop_scale
         if not (0 < lo <= hi <= MAX_CROP_SCALE):
-            raise UserError(f"Augment.crop_scale must satisfy 0 < low <= high <= {MAX_CROP_SCALE:g}, "
-                            f"got {self.crop_scale}")  # fmt: skip
+            raise UserError(
+                f"Augment.crop_scale must satisfy 0 < low <= high <= {MAX_CROP_SCALE:g}, "
+                f"got {self.crop_scale}"
+            )
         rlo, rhi = self.crop_ratio
         if not (0 < rlo <= rhi):
-            raise UserError(f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
+            raise UserError(
+                f"Augment.crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}"
+            )
         for name in ("hflip", "grey"):
             if not (0 <= getattr(self, name) <= 1):
-                raise UserError(f"Augment.{name} must be a probability in [0, 1], got {getattr(self, name)}")
+                raise UserError(
+                    f"Augment.{name} must be a probability in [0, 1], got {getattr(self, name)}"
+                )
         if not (0 <= self.jitter < 1):
             raise UserError(f"Augment.jitter must be in [0, 1), got {self.jitter}")
 
     def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """One image's parameters (see :data:`AugmentParams`), drawn from ``generator`` alone.
 
-        A crop of ``crop_scale`` of the area with aspect ``crop_ratio`` at a uniform position: inside
-        the image when zooming in (clipped to it, torchvision's ``RandomResizedCrop`` without retries),
-        around it when zooming out (the photo lands anywhere inside the larger box). Always ten
-        draws, so turning one option on does not shift the others' random numbers (the tenth, ``other``,
-        picks the background photo; it came last, so the first nine are what they always were).
+        A crop of ``crop_scale`` of the area with aspect ``crop_ratio`` at a uniform position:
+        inside the image when zooming in (clipped to it, torchvision's ``RandomResizedCrop`` without
+        retries), around it when zooming out (the photo lands anywhere inside the larger box).
+        Always ten draws, so turning one option on does not shift the others' random numbers (the
+        tenth, ``other``, picks the background photo; it came last, so the first nine are what they
+        always were).
         """
         u = torch.rand(10, generator=generator, dtype=torch.float64).tolist()
         lo_s, hi_s = self.crop_scale
@@ -182,7 +202,8 @@ class Augment:
             w, h = min(1.0, w), min(1.0, h)
         top, left = (1.0 - h) * u[2], (1.0 - w) * u[3]  # negative when zooming out
         flip = self.hflip > 0 and u[4] < self.hflip
-        color = [1.0 + self.jitter * (2.0 * v - 1.0) for v in u[5:8]]  # brightness, contrast, saturation
+        # brightness, contrast, saturation
+        color = [1.0 + self.jitter * (2.0 * v - 1.0) for v in u[5:8]]
         grey = self.grey > 0 and u[8] < self.grey
         return {
             "box": torch.tensor([top, left, h, w], dtype=torch.float32),
@@ -197,36 +218,50 @@ class Augment:
 _FULL_BOX = torch.tensor([0.0, 0.0, 1.0, 1.0])
 
 
-def _crop(x: torch.Tensor, box: torch.Tensor, fill: str = "mean", background: torch.Tensor | None = None) -> torch.Tensor:
+#: How ``grid_sample`` fills beyond the photo for each zoom fill (``photo`` is blended in after).
+_PADDING = {"mean": "zeros", "reflect": "reflection", "photo": "reflection"}
+
+
+def _crop(
+    x: torch.Tensor, box: torch.Tensor, fill: str = "mean", background: torch.Tensor | None = None
+) -> torch.Tensor:
     """Resample each box to the full size. Inside the image: bilinear at pixel centres, edge pixels
     repeated (as Pillow resizes a box). Beyond it (zoom out), by ``fill``: zeros (the mean colour in
-    the normalised space this runs in), the photo mirrored, or ``background`` (normalised, (N, 3, H, W))
-    met by the mirrored photo over a band of :data:`PHOTO_FEATHER` photo sides."""
+    the normalised space this runs in), the photo mirrored, or ``background`` (normalised, (N, 3, H,
+    W)) met by the mirrored photo over a band of :data:`PHOTO_FEATHER` photo sides."""
     n = x.shape[0]
     top, left, h, w = box.unbind(1)
     theta = torch.zeros(n, 2, 3, dtype=torch.float32)
     theta[:, 0, 0], theta[:, 0, 2] = w, 2 * left + w - 1  # output x in [-1, 1] -> source x
     theta[:, 1, 1], theta[:, 1, 2] = h, 2 * top + h - 1
     outside = bool(((box[:, :2] < 0) | (box[:, :2] + box[:, 2:] > 1 + 1e-6)).any())
-    grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False).to(x.dtype)
-    padding = "border" if not outside else {"mean": "zeros", "reflect": "reflection", "photo": "reflection"}[fill]
+    theta = theta.to(x.device, non_blocking=True)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False).to(x.dtype)
+    padding = _PADDING[fill] if outside else "border"
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
     if not outside or fill != "photo":
         return out
     if background is None or background.shape != x.shape:
-        raise UserError("the photo zoom fill needs a background batch shaped like the images "
-                        f"{tuple(x.shape)}, got {None if background is None else tuple(background.shape)}")  # fmt: skip
-    beyond = (grid.abs() - 1.0).clamp_min(0.0).norm(dim=-1) / 2.0  # distance beyond the photo, in photo sides
+        got = None if background is None else tuple(background.shape)
+        raise UserError(
+            "the photo zoom fill needs a background batch shaped like the images "
+            f"{tuple(x.shape)}, got {got}"
+        )
+    # distance beyond the photo, in photo sides
+    beyond = (grid.abs() - 1.0).clamp_min(0.0).norm(dim=-1) / 2.0
     alpha = (1.0 - beyond / PHOTO_FEATHER).clamp(0.0, 1.0).unsqueeze(1)
     return alpha * out + (1.0 - alpha) * background.to(out.dtype)
 
 
-def _recolor(x: torch.Tensor, color: torch.Tensor | None, grey: torch.Tensor | None) -> torch.Tensor:
-    """Brightness, contrast, saturation (``color`` (N, 3) factors), then grey, on pixels in [0, 1]."""
+def _recolor(
+    x: torch.Tensor, color: torch.Tensor | None, grey: torch.Tensor | None
+) -> torch.Tensor:
+    """Brightness, contrast, saturation (``color``: (N, 3) factors), then grey; pixels in [0, 1]."""
     n = x.shape[0]
     luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     if color is not None:
-        b, c, s = (v.view(n, 1, 1, 1) for v in color.to(x.device, x.dtype, non_blocking=True).unbind(1))
+        factors = color.to(x.device, x.dtype, non_blocking=True).unbind(1)
+        b, c, s = (v.view(n, 1, 1, 1) for v in factors)
         y = (x * luma).sum(1, keepdim=True)
         x = y + s * (x - y)  # saturation: towards or away from the pixel's own grey
         x = x.mean((1, 2, 3), keepdim=True) + c * (x - x.mean((1, 2, 3), keepdim=True))  # contrast
@@ -238,13 +273,14 @@ def _recolor(x: torch.Tensor, color: torch.Tensor | None, grey: torch.Tensor | N
 
 
 def apply_augment(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    """Apply a batch of :meth:`Augment.draw` parameters to a normalised float (N, 3, H, W) batch on its device.
+    """Apply a batch of :meth:`Augment.draw` parameters to
+    a normalised float (N, 3, H, W) batch on its device.
 
     Crops (see :func:`_crop`; ``fill`` and ``background`` say what surrounds a zoomed-out photo, the
     batch's first ``fill`` for all, as one :class:`Augment` drew them), flips (exact), then colour
     changes on the pixels in [0, 1]. Parameters that change nothing (full boxes, no flip, unit
-    factors, no grey) cost nothing, so the default crop-and-flip is exactly what it was before colour
-    existed. A uint8 ``background`` is normalised here.
+    factors, no grey) cost nothing, so the default crop-and-flip is exactly what it was before
+    colour existed. A uint8 ``background`` is normalised here.
     """
     n = x.shape[0]
     box = params.get("box")
@@ -285,30 +321,40 @@ def batch_to_input(
     With a pinned uint8 batch the copy to a GPU overlaps with the work already queued there.
     """
     if images.ndim != 4 or images.shape[1] != 3:
-        raise UserError(f"batch_to_input expects a (N, 3, H, W) batch, got shape {tuple(images.shape)}")
+        raise UserError(
+            f"batch_to_input expects a (N, 3, H, W) batch, got shape {tuple(images.shape)}"
+        )
     device = images.device if device is None else torch.device(device)
     x = images.to(device, non_blocking=non_blocking)
     if x.dtype == torch.uint8:
         scale, shift = _uint8_affine(x.device)
         x = x.to(torch.float32, memory_format=torch.contiguous_format).mul_(scale).sub_(shift)
     elif not x.is_floating_point():
-        raise UserError(f"batch_to_input expects uint8 pixels or a normalised float batch, got {images.dtype}")
+        raise UserError(
+            f"batch_to_input expects uint8 pixels or a normalised float batch, got {images.dtype}"
+        )
     if augment:
         x = apply_augment(x, augment)
     return x
 
 
 def zoom_out(
-    images: torch.Tensor, side: float, *, fill: str = "photo", background: torch.Tensor | None = None
+    images: torch.Tensor,
+    side: float,
+    *,
+    fill: str = "photo",
+    background: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each uint8 (N, 3, H, W) image shrunk to ``side`` of the frame's side, centred, in a surround.
 
     ``fill``: ``photo`` (``background`` (N, 3, H, W) uint8 behind it, met by mirrored borders, as in
-    training) or ``reflect`` or ``mean``. Returns uint8, so the result is a photo like any other: what
-    ``evaluate --zoom-out`` scores, to see faces framed wider than the source frames them.
+    training) or ``reflect`` or ``mean``. Returns uint8, so the result is a photo like any other:
+    what ``evaluate --zoom-out`` scores, to see faces framed wider than the source frames them.
     """
     if not 0.0 < side <= 1.0:
-        raise UserError(f"zoom-out side must be in (0, 1] (the face's share of the frame side), got {side}")
+        raise UserError(
+            f"zoom-out side must be in (0, 1] (the face's share of the frame side), got {side}"
+        )
     if fill not in ZOOM_FILLS:
         raise UserError(f"zoom fill must be one of {', '.join(ZOOM_FILLS)}, got {fill!r}")
     n = images.shape[0]

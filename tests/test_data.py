@@ -1,4 +1,5 @@
-"""Face data: decoding every image mode, bad files, errors, splits, the cache, loaders, transforms."""
+"""Face data: decoding every image mode, bad files, errors, the folder split, the cache, transforms
+(the partition itself: test_splits; loaders: test_loaders)."""
 
 from __future__ import annotations
 
@@ -21,19 +22,18 @@ from mae_utils import train as train_mod
 from mae_utils.data import (
     IMAGE_EXTENSIONS,
     FaceFolder,
-    SyntheticFaces,
     default_cache_dir,
     load_face,
     scan_images,
 )
-from mae_utils.splits import prepare_data, split_names
+from mae_utils.splits import prepare_data
 from mae_utils.transforms import MEAN, STD, batch_to_input, denormalize, normalize
 from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 from mae_utils.util.image_io import BACKGROUND, load_image
-from mae_utils.util.loaders import build_loader
 
-from tiny_runs import BAD_NAME, write_faces
+from conftest import write_faces
+from tiny_runs import BAD_NAME
 
 S = 16  # image size used throughout: sources are made S x S so resizing is the identity
 
@@ -240,20 +240,6 @@ def test_too_few_images_for_the_split(tmp_path: Path) -> None:
         prepare_data(tmp_path, S, val_frac=1.5, cache_dir=False)
 
 
-def test_split_names_reproducible_disjoint_and_complete() -> None:
-    names = [f"img_{i:03d}.jpg" for i in range(200)]
-    a = split_names(names, 0.1, 0.15, seed=3)
-    b = split_names(list(reversed(names)), 0.1, 0.15, seed=3)  # input order does not matter
-    assert a == b
-    assert (len(a["train"]), len(a["val"]), len(a["test"])) == (150, 20, 30)
-    sets = [set(a[k]) for k in ("train", "val", "test")]
-    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
-    assert set().union(*sets) == set(names)
-    assert split_names(names, 0.1, 0.15, seed=4) != a
-    none = split_names(names, 0.0, 0.0, seed=0)
-    assert none["val"] == [] and none["test"] == [] and len(none["train"]) == 200
-
-
 def test_prepare_data_writes_and_reuses_split(folder: dict, tmp_path: Path) -> None:
     split_path = tmp_path / "run" / "split.json"
     first = prepare_data(folder["root"], S, cache_dir=tmp_path / "c", split_path=split_path, val_frac=0.2,
@@ -330,26 +316,6 @@ def test_default_cache_dir_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert default_cache_dir() is None
 
 
-def test_loaders_with_workers_match_and_shuffle_reproducibly(tmp_path: Path) -> None:
-    root = tmp_path / "imgs"
-    root.mkdir()
-    for i in range(12):
-        Image.fromarray(_grad(seed=i)).save(root / f"{i:02d}.png")
-    ds = FaceFolder(root, S, cache_dir=tmp_path / "cache", progress=False)
-    ds._images()  # opened in the parent: workers must still work (they reopen it)
-    ref = torch.cat(list(build_loader(ds, 5, shuffle=False)))
-    par = torch.cat(list(build_loader(ds, 5, shuffle=False, num_workers=2)))
-    torch.testing.assert_close(par, ref, rtol=0, atol=0)
-    torch.testing.assert_close(ref, torch.stack([ds[i] for i in range(len(ds))]))
-    first = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=5)))
-    second = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=5)))
-    other = torch.cat(list(build_loader(ds, 4, shuffle=True, seed=6)))
-    torch.testing.assert_close(first, second)
-    assert not torch.equal(first, other)
-    loader = build_loader(ds, 4, shuffle=True, drop_last=True, device="cpu", num_workers=1)
-    assert loader.persistent_workers and not loader.pin_memory and len(loader) == 3
-
-
 def test_load_face_for_single_photos(folder: dict, tmp_path: Path) -> None:
     t = load_face(folder["root"] / "rgb.png", S)
     torch.testing.assert_close(denormalize(t), torch.from_numpy(folder["exp"]["rgb.png"]).permute(2, 0, 1) / 255)
@@ -357,50 +323,6 @@ def test_load_face_for_single_photos(folder: dict, tmp_path: Path) -> None:
         load_face(tmp_path / "none.jpg", S)
     with pytest.raises(UserError, match=r"cannot read image .*notes\.jpg"):
         load_face(folder["root"] / "notes.jpg", S)
-
-
-def test_synthetic_prepare_data_and_resume(tmp_path: Path) -> None:
-    split_path = tmp_path / "split.json"
-    lines: list[str] = []
-    a = prepare_data(None, 16, max_images=40, seed=2, split_path=split_path, log=lines.append)
-    assert a.root is None and a.skipped == []
-    assert (len(a.train), len(a.val), len(a.test)) == (32, 4, 4)
-    assert all(n.startswith("synthetic/") for part in a.split.values() for n in part)
-    assert isinstance(a.train, SyntheticFaces) and a.train.augment is not None and a.val.augment is None
-    assert "40 synthetic faces" in "\n".join(lines)
-    b = prepare_data(None, 16, max_images=40, seed=2, split_path=split_path, log=lambda m: None)
-    assert b.split == a.split
-    np.testing.assert_array_equal(b.val.uint8(1), a.val.uint8(1))
-    # an item of a split is the same face as in the full generator
-    k = int(a.test.names[0].split("/")[1])
-    np.testing.assert_array_equal(a.test.uint8(0), SyntheticFaces(40, 16, seed=2).uint8(k))
-    with pytest.raises(UserError, match="not a synthetic face"):
-        split_path.write_text(json.dumps({"train": ["a.jpg"], "val": [], "test": []}))
-        prepare_data(None, 16, split_path=split_path, log=lambda m: None)
-
-
-def test_loader_uses_a_distributed_sampler_under_torch_distributed(tmp_path: Path) -> None:
-    import torch.distributed as dist
-    from torch.utils.data.distributed import DistributedSampler
-
-    ds = SyntheticFaces(10, 8, seed=0)
-    alone = build_loader(ds, 2, shuffle=True, seed=7, epoch=3)  # a world of one outside torchrun
-    assert isinstance(alone.sampler, DistributedSampler) and alone.sampler.num_replicas == 1
-    assert alone.sampler.epoch == 3
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
-    try:
-        loader = build_loader(ds, 2, shuffle=True, seed=7)
-        assert isinstance(loader.sampler, DistributedSampler)
-        assert loader.sampler.shuffle and loader.sampler.seed == 7
-        assert [i for i in loader.sampler] != [i for i in alone.sampler]  # epoch 0's order, not epoch 3's
-        # without shuffling, each rank takes every world-th image once (no padding: exact sums over ranks)
-        shards = [torch.cat(list(build_loader(ds, 2, shuffle=False, world=3, rank=r))) for r in range(3)]
-        assert [len(t) for t in shards] == [4, 3, 3]
-        torch.testing.assert_close(shards[1], torch.stack([ds[i] for i in (1, 4, 7)]))
-        loader.sampler.set_epoch(1)
-        assert sum(len(b) for b in loader) == 10
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_working_directories_share_one_cache(tmp_path: Path) -> None:
@@ -477,8 +399,9 @@ def test_disk_full_while_building_the_cache(tmp_path, faces):
 
 
 def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
-    root = write_faces(tmp_path / "faces", 10)
-    write_faces(tmp_path / "elsewhere", 3, seed=9)
+    root = tmp_path / "faces"
+    write_faces(root, 10, size=32, seed=0)
+    write_faces(tmp_path / "elsewhere", 3, size=32, seed=9)
     (root / "linked").symlink_to(tmp_path / "elsewhere")
     (root / "loop").symlink_to(root)
     (root / "locked").mkdir()
@@ -505,9 +428,10 @@ def test_symlinked_and_unreadable_folders_are_logged(tmp_path, monkeypatch):
 def test_a_training_run_folder_is_never_taken_for_faces(tmp_path):
     """A run's figures (samples/*.png) are pictures of faces, not faces: a run folder inside a photo
     folder is left out with a note, and a run folder given as the photo folder is refused."""
-    root = write_faces(tmp_path / "faces", 10)
+    root = tmp_path / "faces"
+    write_faces(root, 10, size=32, seed=0)
     run = root / "runs" / "r"
-    write_faces(run / "samples", 4, seed=5)
+    write_faces(run / "samples", 4, size=32, seed=5)
     (run / "config.json").write_text('{"image_size": 32, "patch_size": 8}')
     (run / "checkpoints").mkdir()
     ds = FaceFolder(root, 32, cache_dir=False)
@@ -522,7 +446,8 @@ def test_a_training_run_folder_is_never_taken_for_faces(tmp_path):
 
 # ---------------------------------------------------------------------- a damaged cache is rebuilt
 def test_a_cache_damaged_in_place_is_rebuilt_not_served(tmp_path):
-    folder = write_faces(tmp_path / "faces", 6)
+    folder = tmp_path / "faces"
+    write_faces(folder, 6, size=32, seed=0)
     built = FaceFolder(folder, 32, cache_dir=tmp_path / "cache", progress=False)
     want = np.stack([built.uint8(i) for i in range(len(built))])
     npy = built.cache_path
@@ -540,7 +465,8 @@ def test_a_cache_damaged_in_place_is_rebuilt_not_served(tmp_path):
 
 @pytest.mark.parametrize("word", ["false", "False", "no", "0"])
 def test_cache_dir_false_means_no_cache_not_a_folder_named_false(tmp_path, monkeypatch, word):
-    folder = write_faces(tmp_path / "faces", 3)
+    folder = tmp_path / "faces"
+    write_faces(folder, 3, size=32, seed=0)
     monkeypatch.chdir(tmp_path)
     ds = FaceFolder(folder, 32, cache_dir=word, progress=False)
     assert ds.cache_path is None and not (tmp_path / word).exists()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from mae_utils.util import runtime
 from mae_utils.train import TrainConfig, fit
 
 from conftest import TINY_MODEL
@@ -21,16 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 # 2-process run and the 1-process run with batch 8 take exactly one step on the same 8 images.
 ARGS = dict(TINY_MODEL, max_images=16, val_frac=0.125, test_frac=0.125, epochs=1, augment=False,
             sample_every=0, device="cpu", seed=3, base_lr=1e-3, warmup_frac=0.0)  # fmt: skip
-
-
-def test_single_process_helpers():
-    assert not runtime.is_distributed()
-    assert runtime.rank() == 0 and runtime.world_size() == 1 and runtime.is_main()
-    runtime.barrier()  # no-op without a process group
-    import torch
-
-    t = torch.ones(2)
-    assert runtime.all_reduce_sum(t) is t and t.tolist() == [1.0, 1.0]
 
 
 @pytest.mark.slow

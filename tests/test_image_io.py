@@ -9,10 +9,12 @@ from PIL import Image
 from mae_utils import splits as splits_mod
 from mae_utils.util.errors import UserError
 
-from tiny_runs import write_faces
+from conftest import write_faces
+
 # ---------------------------------------------------------------------- faults
 def test_images_over_the_pixel_limit_are_skipped_with_a_reason(tmp_path, monkeypatch):
-    folder = write_faces(tmp_path / "faces", 10)
+    folder = tmp_path / "faces"
+    write_faces(folder, 10, size=32, seed=0)
     Image.new("RGB", (300, 200), (200, 100, 50)).save(folder / "huge.png")
     monkeypatch.setenv("MASKAE_MAX_PIXELS", "50000")  # 300x200 = 60000 pixels is over it
     lines: list[str] = []
@@ -55,7 +57,8 @@ def test_big_images_are_reduced_while_decoding(tmp_path, monkeypatch, sixteen_bi
 def test_a_bad_pixel_limit_is_one_error_not_every_photo_skipped(tmp_path, monkeypatch, value):
     from mae_utils.data import FaceFolder
 
-    folder = write_faces(tmp_path / "faces", 3)
+    folder = tmp_path / "faces"
+    write_faces(folder, 3, size=32, seed=0)
     monkeypatch.setenv("MASKAE_MAX_PIXELS", value)
     with pytest.raises(UserError, match=f"MASKAE_MAX_PIXELS must be a positive number of pixels .*; got '{value}'"):
         FaceFolder(folder, 32, cache_dir=False, progress=False)

@@ -149,3 +149,32 @@ def test_no_function_over_sixty_lines(tmp_path):
     body = "\n".join(f"    x{i} = {i}" for i in range(FUNCTION_LIMIT))
     (tmp_path / "planted.py").write_text(f"def planted():\n{body}\n")
     assert _long_functions(tmp_path) == [f"planted.planted ({FUNCTION_LIMIT + 1} lines)"]
+
+
+LINE_LIMIT = 100  # characters: a line a reader takes in without scrolling, and a diff shows whole
+
+
+def _style_breaches(package: Path = PACKAGE) -> list[str]:
+    """'file:line what' for every ``# fmt: skip`` and every line over the limit in the package."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package.parent).as_posix()
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if "fmt: skip" in line:
+                found.append(f"{name}:{number} fmt: skip (simplify the code instead)")
+            if len(line) > LINE_LIMIT:
+                found.append(f"{name}:{number} {len(line)} characters")
+    return found
+
+
+def test_source_style(tmp_path):
+    """No '# fmt: skip' packing code under the function limit, no line over 100 characters."""
+    breaches = _style_breaches()
+    assert not breaches, f"{len(breaches)} style breach(es):\n" + "\n".join(breaches)
+    planted = tmp_path / "mae_utils"
+    planted.mkdir()
+    (planted / "packed.py").write_text("x = 1  # fmt: skip\ny = '" + "a" * LINE_LIMIT + "'\n")
+    assert _style_breaches(planted) == [
+        "mae_utils/packed.py:1 fmt: skip (simplify the code instead)",
+        f"mae_utils/packed.py:2 {LINE_LIMIT + 5} characters",
+    ]

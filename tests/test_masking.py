@@ -2,12 +2,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from mae_utils.masking import make_mask, mask_to_indices, masking_ids, masking_noise, random_masking, structured_mask
-from mae_utils.synthetic import generate_faces
 from mae_utils.util.errors import UserError
 
+from conftest import write_faces
 from tiny_runs import cli_error
 
 
@@ -108,8 +107,8 @@ def test_make_mask_random_is_seeded_and_per_image():
 
 # ---------------------------------------------------------------------- faults
 def test_center_mask_ratio_zero_is_refused_and_the_area_is_the_closest(tiny_run, capsys, tmp_path):
-    Image.fromarray(generate_faces(1, size=32)[0]).save(tmp_path / "a.png")
-    err = cli_error(capsys, ["reconstruct", "--run", str(tiny_run), "--images", str(tmp_path / "a.png"),
+    (photo,) = write_faces(tmp_path, 1, size=32, seed=0)
+    err = cli_error(capsys, ["reconstruct", "--run", str(tiny_run), "--images", str(photo),
                               "--out", str(tmp_path / "o.png"), "--mask", "center", "--mask-ratio", "0"])  # fmt: skip
     assert "the center mask's mask_ratio is the block's area and must be between 0 and 1" in err
     for grid in (4, 5, 8, 14, (6, 8)):

@@ -1,4 +1,4 @@
-"""Metrics and baselines against hand-computed values and scikit-image."""
+"""Metrics against hand-computed values and scikit-image (the baselines: test_baselines)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mae_utils import baselines
 from mae_utils.util.errors import UserError
-from mae_utils.baselines import BASELINES, inpaint_biharmonic, inpaint_harmonic, inpaint_mean_fill
+from mae_utils.baselines import inpaint_harmonic
 from mae_utils.masking import make_mask
 from mae_utils.metrics import (
     PSNR_MAX_DB,
@@ -45,16 +44,6 @@ def _structured(n: int, size: int, seed: int = 0) -> torch.Tensor:
         red, green = 0.6 * xx + 0.3 * disc, 0.5 * yy + 0.3 * stripes * (1 - disc)
         out.append(torch.stack([red, green, 0.2 + 0.6 * disc]))
     return torch.stack(out).clamp(0, 1)
-
-
-def _smooth(n: int, size: int) -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    img = torch.stack([
-        0.5 + 0.4 * torch.sin(2 * xx + yy),
-        0.5 + 0.4 * torch.cos(1.5 * yy - xx),
-        0.3 + 0.5 * xx * yy,
-    ])
-    return img.expand(n, -1, -1, -1).clone()
 
 
 def _random_patch_mask(n: int, grid: int, ratio: float, seed: int = 0) -> torch.Tensor:
@@ -231,82 +220,6 @@ def test_summarize_shapes():
     assert s["psnr_masked"]["ci95"] == pytest.approx(12.706 * math.sqrt(2) / math.sqrt(2), abs=1e-2)
 
 
-# ---------------------------------------------------------------- baselines
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_baselines_keep_visible_and_fill_hidden(name):
-    imgs = _structured(2, 32, seed=1)
-    pm = patch_mask_to_pixel_mask(_random_patch_mask(2, 4, 0.75, seed=2), 8, 32)
-    out = BASELINES[name](imgs, pm)
-    assert out.shape == imgs.shape and out.dtype == imgs.dtype
-    hidden = pm.bool().expand_as(imgs)
-    assert torch.equal(out[~hidden], imgs[~hidden])
-    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    # Hidden pixels got a real fill: not left as they were and not all zeros.
-    assert not torch.equal(out[hidden], imgs[hidden])
-    assert out[hidden].abs().sum() > 0
-
-
-def test_mean_fill_uses_visible_mean_colour():
-    imgs = _rand(1, 3, 8, 8, seed=3)
-    pm = torch.zeros(1, 1, 8, 8)
-    pm[..., 2:6, 2:6] = 1
-    out = inpaint_mean_fill(imgs, pm)
-    vis = ~pm[0, 0].bool()
-    expected = imgs[0][:, vis].mean(1)
-    assert torch.allclose(out[0, :, 3, 3], expected, atol=1e-6)
-    assert torch.allclose(out[0, :, 2:6, 2:6], expected.view(3, 1, 1).expand(3, 4, 4), atol=1e-6)
-
-
-@pytest.mark.parametrize("fill", [inpaint_harmonic, inpaint_biharmonic])
-def test_smooth_fills_recover_a_linear_ramp(fill):
-    # Linear functions are harmonic and biharmonic: both fills must reproduce them in an interior hole.
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
-    img = torch.stack([0.1 + 0.8 * xx, 0.2 + 0.6 * yy, 0.5 + 0.2 * xx - 0.2 * yy]).unsqueeze(0)
-    pm = torch.zeros(1, 1, 32, 32)
-    pm[..., 8:24, 8:24] = 1
-    out = fill(img, pm)
-    assert psnr_masked(out, img, pm).item() > 45
-
-
-def test_harmonic_solves_laplace_on_hidden_pixels():
-    imgs = _structured(1, 32, seed=4)
-    pm = patch_mask_to_pixel_mask(_random_patch_mask(1, 4, 0.75, seed=4), 8, 32)
-    out = inpaint_harmonic(imgs, pm)
-    p = torch.nn.functional.pad(out, (1, 1, 1, 1), mode="replicate")
-    lap = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * out
-    hidden = pm.bool().expand_as(out)
-    assert lap[hidden].abs().max() < 1e-4  # converged: each hidden pixel is the mean of its neighbours
-
-
-def test_harmonic_in_chunks_matches_one_batch(monkeypatch):
-    # Large batches of large images are solved a few images at a time; each image keeps its own result.
-    imgs = _structured(5, 32, seed=5)
-    pm = patch_mask_to_pixel_mask(_random_patch_mask(5, 4, 0.75, seed=5), 8, 32)
-    whole = inpaint_harmonic(imgs, pm)
-    monkeypatch.setattr(baselines, "HARMONIC_CHUNK_PIXELS", 2 * 32 * 32)  # chunks of 2, 2 and 1 images
-    chunked = inpaint_harmonic(imgs, pm)
-    assert chunked.shape == whole.shape
-    torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=0)
-    single = torch.cat([inpaint_harmonic(imgs[i : i + 1], pm[i : i + 1]) for i in range(5)])
-    torch.testing.assert_close(chunked, single, atol=1e-4, rtol=0)
-
-
-def test_smooth_baselines_rank_as_expected_on_a_smooth_image():
-    # On a smooth image, smoother interpolants do better: mean fill < harmonic < biharmonic.
-    imgs = _smooth(2, 32)
-    pm = patch_mask_to_pixel_mask(_random_patch_mask(2, 8, 0.75, seed=6), 4, 32)
-    mean_db = psnr_masked(inpaint_mean_fill(imgs, pm), imgs, pm)
-    harmonic_db = psnr_masked(inpaint_harmonic(imgs, pm), imgs, pm)
-    biharmonic_db = psnr_masked(inpaint_biharmonic(imgs, pm), imgs, pm)
-    assert (harmonic_db > mean_db + 4).all(), (harmonic_db, mean_db)
-    assert (biharmonic_db > harmonic_db + 3).all(), (biharmonic_db, harmonic_db)
-
-
-def test_baselines_refuse_fully_hidden_images():
-    with pytest.raises(UserError, match="every pixel hidden"):
-        inpaint_mean_fill(_rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8))
-
-
 # ---------------------------------------------------------------- evaluate_batch
 def test_evaluate_batch_perfect_and_visible_garbage():
     orig = _structured(2, 32)
@@ -408,40 +321,3 @@ def test_seam_scores_count_only_borders_touching_hidden_patches():
     res = evaluate_batch(x, x.flip(-1), mask, 8)
     assert set(res) == {"psnr_masked", "ssim_masked", "psnr_full", "ssim_full", "blockiness", "detail"}
     assert "blockiness" not in evaluate_batch(x, x, patch_mask_to_pixel_mask(mask, 8, 32))
-
-
-# ---------------------------------------------------------------- seam-free blend of a guess
-def _quadratic(n: int = 2, size: int = 32) -> torch.Tensor:
-    """Smooth photos whose second differences are constant: a right guess of them has no seam to fix."""
-    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
-    imgs = [0.5 + 0.2 * ((xx - 10 - k) ** 2 - 0.5 * (yy - 20) ** 2 + 3 * xx * yy / 4) / size**2 for k in range(n)]
-    return torch.stack([torch.stack([im, 0.9 * im, 1.1 * im - 0.05]) for im in imgs]).clamp(0, 1)
-
-
-def test_blend_returns_a_right_guess_and_keeps_visible_pixels():
-    x = _quadratic()
-    mask = make_mask("random", 2, 4, mask_ratio=0.75, seed=3)
-    pm = patch_mask_to_pixel_mask(mask, 8, 32)
-    out = baselines.blend_seams(x, pm, x, 8)
-    torch.testing.assert_close(out, x, rtol=0, atol=2e-5)
-    wild = baselines.blend_seams(x, pm, torch.rand_like(x), 8)
-    visible = (pm < 0.5).expand_as(x)
-    assert torch.equal(wild[visible], x[visible]) and wild.min() >= 0 and wild.max() <= 1
-
-
-def test_blend_removes_per_patch_offsets_and_a_flat_guess_is_about_the_harmonic_fill():
-    x = _quadratic()
-    mask = make_mask("random", 2, 4, mask_ratio=0.75, seed=4)
-    pm = patch_mask_to_pixel_mask(mask, 8, 32)
-    g = torch.Generator().manual_seed(1)
-    offsets = ((torch.rand(2, 1, 4, 4, generator=g) - 0.5) * 0.2).repeat_interleave(8, 2).repeat_interleave(8, 3)
-    mosaic = x + offsets  # each patch guessed right but for its own offset: a seam at every border
-    before = psnr_masked(paste_visible(mosaic.clamp(0, 1), x, pm), x, pm)
-    out = baselines.blend_seams(x, pm, mosaic, 8)
-    assert (psnr_masked(out, x, pm) > 45).all() and (before < 32).all()
-    assert (seam_scores(out, x, mask, 8)["blockiness"] - 1).abs().max() < 0.01
-    # a flat guess brings no structure: nearly the harmonic fill (only the visible slopes beside borders guide it)
-    flat = baselines.blend_seams(x, pm, torch.full_like(x, 0.3), 8)
-    assert (flat - inpaint_harmonic(x, pm)).abs().max() < 0.01
-    with pytest.raises(UserError, match="guess01"):
-        baselines.blend_seams(x, pm, x[:1], 8)

@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mae_utils import load_model_from_run
 from mae_utils.app import cli
-from mae_utils.synthetic import face_attributes, generate_faces
 from mae_utils.tools import probe, readouts
 from mae_utils.tools.probe import ProbeData, ProbeSettings
 from mae_utils.train import TrainConfig, fit
 from mae_utils.transforms import batch_to_input
 from mae_utils.util.errors import UserError
 
+from conftest import write_faces
 from tiny_runs import ROOT, subprocess_env
 
 # a 2-block encoder, one quick epoch on 120 synthetic training faces at 32 px (20 validation, 60 test)
@@ -49,22 +48,13 @@ def skin_and_hair(run_dir) -> dict:
     return probe.probe_run(run_dir, settings(["skin_tone", "hair_colour"]))
 
 
-def _write_faces(root: Path, n: int, name_of) -> None:
-    """Synthetic faces (seed 11) saved as PNGs under ``root / name_of(i, attributes)``."""
-    attrs = face_attributes(11, range(n))
-    for i, img in enumerate(generate_faces(n, 32, seed=11)):
-        path = root / name_of(i, {k: v[i] for k, v in attrs.items()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(path)
-
-
 # ---------------------------------------------------------------------- refused up front
 def test_a_label_regex_that_could_hang_is_refused_up_front(run_dir, tmp_path) -> None:
     """([\\d_]+)+ backtracks catastrophically on a long name it almost matches (2**31 ways to split 32
     characters between the two repeats): refused before the model or a face is read, in a subprocess
     that would otherwise not return."""
     faces = tmp_path / "faces"
-    _write_faces(faces, 4, lambda i, a: f"{'1234567890' * 3}_{i}.png")
+    write_faces(faces, 4, size=32, seed=11, name_of=lambda i, a: f"{'1234567890' * 3}_{i}.png")
     pattern = r"(?P<x>([\d_]+)+)Q"
     argv = [sys.executable, "-m", "mae_utils", "probe", "--run", str(run_dir), "--data-dir", str(faces),
             "--label-regex", pattern, "--target", "x", "--cache-dir", "off"]
@@ -235,8 +225,8 @@ def test_shuffled_labels_score_at_chance(run_dir, skin_and_hair) -> None:
 
 
 def test_probe_on_a_foreign_folder_of_class_sub_folders(run_dir, tmp_path) -> None:
-    _write_faces(tmp_path / "faces", 48,
-                 lambda i, a: f"{'dark' if a['skin_tone'] < 2.5 else 'light'}/f{i}.png")
+    write_faces(tmp_path / "faces", 48, size=32, seed=11,
+                name_of=lambda i, a: f"{'dark' if a['skin_tone'] < 2.5 else 'light'}/f{i}.png")
     result = probe.probe_run(run_dir, settings("skin", data_dir=str(tmp_path / "faces"),
                                                cache_dir="off"))
     data = result["data"]
@@ -252,8 +242,8 @@ def test_probe_on_a_foreign_folder_of_class_sub_folders(run_dir, tmp_path) -> No
 
 
 def test_no_validation_faces_means_no_best_block_row(run_dir, tmp_path) -> None:
-    _write_faces(tmp_path / "faces", 40,
-                 lambda i, a: f"{'dark' if a['skin_tone'] < 2.5 else 'light'}/f{i}.png")
+    write_faces(tmp_path / "faces", 40, size=32, seed=11,
+                name_of=lambda i, a: f"{'dark' if a['skin_tone'] < 2.5 else 'light'}/f{i}.png")
     result = probe.probe_run(run_dir, settings("skin", data_dir=str(tmp_path / "faces"),
                                                cache_dir="off", val_frac=0.0,
                                                random_weights=False, pixel_baseline=False))
@@ -263,7 +253,8 @@ def test_no_validation_faces_means_no_best_block_row(run_dir, tmp_path) -> None:
 
 
 def test_probe_with_a_label_regex_leaves_out_unmatched_files(run_dir, tmp_path) -> None:
-    _write_faces(tmp_path / "faces", 40, lambda i, a: f"{i}_{a['beard']}_x.png" if i else "nolabel.png")
+    write_faces(tmp_path / "faces", 40, size=32, seed=11,
+                name_of=lambda i, a: f"{i}_{a['beard']}_x.png" if i else "nolabel.png")
     result = probe.probe_run(run_dir, settings("beard", data_dir=str(tmp_path / "faces"),
                                                label_regex=r"^\d+_(?P<beard>\d)_", cache_dir="off",
                                                random_weights=False, readouts=["mean", "cls"]))
@@ -274,7 +265,8 @@ def test_probe_with_a_label_regex_leaves_out_unmatched_files(run_dir, tmp_path) 
 
 
 def test_a_class_with_one_image_is_refused(run_dir, tmp_path) -> None:
-    _write_faces(tmp_path / "faces", 10, lambda i, a: f"{'solo' if i == 0 else 'many'}/f{i}.png")
+    write_faces(tmp_path / "faces", 10, size=32, seed=11,
+                name_of=lambda i, a: f"{'solo' if i == 0 else 'many'}/f{i}.png")
     with pytest.raises(UserError, match="one image \\('solo'\\)"):
         probe.probe_run(run_dir, settings("kind", data_dir=str(tmp_path / "faces"), cache_dir="off"))
 

@@ -19,7 +19,8 @@ from mae_utils.app import cli
 from mae_utils.util.errors import UserError
 from mae_utils.util.rundir import LOCK_FILE, REFINER_DIR, REPLACED_DIR
 
-from tiny_runs import ROOT, TINY, TINY_FLAGS, cli_error, copy_run, subprocess_env, write_faces
+from conftest import write_faces
+from tiny_runs import ROOT, TINY, TINY_FLAGS, cli_error, copy_run, subprocess_env
 # ---------------------------------------------------------------------- faults
 @pytest.mark.slow
 def test_two_trains_racing_for_one_out_dir(tmp_path, faces):
@@ -203,7 +204,8 @@ def test_a_run_that_fails_before_training_leaves_no_files(tmp_path, capsys, monk
         raise UserError("simulated failure after the split")
 
     monkeypatch.setattr(train_mod, "build_optimizer", fail)
-    few = write_faces(tmp_path / "few", 12)
+    few = tmp_path / "few"
+    write_faces(few, 12, size=32, seed=0)
     err = cli_error(capsys, ["train", "--data-dir", str(few), "--out-dir", str(existing), "--cache-dir", "off",
                               *TINY_FLAGS, "--batch-size", "64"])  # fmt: skip
     assert "simulated failure" in err and sorted(p.name for p in existing.iterdir()) == ["notes.txt"]

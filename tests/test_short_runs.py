@@ -1,5 +1,5 @@
-"""Short and small runs: the One-Cycle plan for any step count, 1-step, 1-epoch and tiny-folder runs,
-and the one training step that ``fit`` and the notebook share."""
+"""Short and small runs: 1-step, 1-epoch and tiny-folder runs, and the one training step that ``fit``
+and the notebook share (the One-Cycle plan itself: test_optim)."""
 
 from __future__ import annotations
 
@@ -10,68 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from mae_utils import optim
 from mae_utils import train as train_mod
-from mae_utils.optim import DIV_FACTOR, FINAL_DIV_FACTOR, one_cycle_plan
-from mae_utils.train import TrainConfig, fit, plan_batches
+from mae_utils.optim import DIV_FACTOR, FINAL_DIV_FACTOR
+from mae_utils.train import TrainConfig, fit
 
 from conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(TINY_MODEL, device="cpu", base_lr=1e-3, sample_every=0)
-FIRST, LAST = 1 / DIV_FACTOR, 1 / DIV_FACTOR / FINAL_DIV_FACTOR
-
-
-@pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 9, 10, 11, 19, 20, 21, 100])
-@pytest.mark.parametrize("warmup_frac", [0.0, 0.1, 0.3])
-def test_one_cycle_plan_works_for_any_number_of_steps(total, warmup_frac):
-    plan, note = one_cycle_plan(total, warmup_frac)
-    factors = [plan(k) for k in range(total)]
-    assert all(math.isfinite(f) and 0 < f <= 1 for f in factors)
-    assert max(factors) == 1.0  # the peak rate is reached
-    if total >= 2:
-        assert factors[-1] == pytest.approx(LAST)  # the decay ends where One-Cycle ends
-    assert plan(total) == plan(total + 5) == factors[-1]  # past the end: no climb back up
-    if warmup_frac > 0 and total >= 3:
-        assert factors[0] == pytest.approx(FIRST) and factors[0] < factors[1]  # at least one warm-up step
-    if warmup_frac > 0 and total < 3:
-        assert factors[0] == 1.0 and "too few" in note
-    if warmup_frac == 0:
-        assert factors[0] == 1.0
-
-
-def test_one_epoch_of_400_photos_at_batch_32_has_a_schedule():
-    """The case that divided by zero inside OneCycleLR: 320 training photos, batch 32, warm-up 0.1."""
-    batch, steps, warning = plan_batches(320, 32)
-    assert (batch, steps, warning) == (32, 10, None)
-    with pytest.raises(ZeroDivisionError):  # the trap this plan replaces
-        sched = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)]),
-                                                    max_lr=1.0, total_steps=steps, pct_start=0.1)  # fmt: skip
-    plan, note = one_cycle_plan(steps, 0.1)
-    assert plan(0) == pytest.approx(FIRST) and plan(1) == 1.0 and "one warm-up step" in note
-
-
-def test_long_plans_match_torch_one_cycle():
-    total, frac = 500, 0.1
-    plan, note = one_cycle_plan(total, frac)
-    assert note is None
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=total, pct_start=frac,
-                                              anneal_strategy="cos", cycle_momentum=False)  # fmt: skip
-    for k in range(total):
-        assert plan(k) == pytest.approx(ref.get_last_lr()[0], rel=1e-9, abs=1e-15)
-        opt.step()
-        ref.step()
-
-
-def test_batch_larger_than_the_split_is_clamped():
-    assert plan_batches(20, 64) == (20, 1, "warning: batch_size 64 is more than the 20 training images; "
-                                           "using batch_size 20")  # fmt: skip
-    assert plan_batches(21, 8, world=2)[:2] == (8, 1)
-    assert plan_batches(5, 8, world=2)[0] == 3
-    assert "per process" in plan_batches(5, 8, world=2)[2]
+LAST = 1 / DIV_FACTOR / FINAL_DIV_FACTOR
 
 
 def _lines(run_dir: Path) -> list[dict]:

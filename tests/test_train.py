@@ -1,4 +1,4 @@
-"""fit(): the run directory, exact resume, non-finite losses, parameter groups, the train command."""
+"""fit(): the run directory, exact resume, non-finite losses, the train command."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 
 from mae_utils.pretrained import load_model
 from mae_utils import train as train_mod
-from mae_utils.model import MaskedAutoencoder, build_mae
-from mae_utils.train import FitResult, NonFiniteLossError, TrainConfig, fit, param_groups
+from mae_utils.model import MaskedAutoencoder
+from mae_utils.train import FitResult, NonFiniteLossError, TrainConfig, fit
 from mae_utils.util import checkpoint as ckpt
 from mae_utils.app import cli
 
@@ -128,29 +128,6 @@ def test_non_finite_loss_stops_and_keeps_last_good(tmp_path, monkeypatch):
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in _weights(run_dir).values())
     assert "error: training loss became nan" in (run_dir / "log.txt").read_text()
-
-
-def test_param_groups_skip_decay_on_biases_norms_tokens():
-    model = build_mae("tiny", img_size=32, patch_size=8, depth=1, decoder_depth=1)
-    decay, no_decay = param_groups(model, 0.05)
-    names = {id(p): n for n, p in model.named_parameters()}
-    decayed = {names[id(p)] for p in decay["params"]}
-    plain = {names[id(p)] for p in no_decay["params"]}
-    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
-    assert "blocks.0.attn.qkv.weight" in decayed and "patch_embed.proj.weight" in decayed
-    assert {"cls_token", "mask_token", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias"} <= plain
-    assert not any(n.endswith("bias") or "norm" in n for n in decayed)
-    assert "pos_embed" not in decayed | plain  # frozen sin-cos table: not optimised at all
-    assert len(decayed | plain) == sum(p.requires_grad for p in model.parameters())
-
-
-def test_device_and_amp_resolution():
-    assert train_mod.resolve_amp("auto", torch.device("cpu")) is None
-    with pytest.raises(ValueError, match="amp"):
-        train_mod.resolve_amp("fp16", torch.device("cpu"))
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="cuda"):
-            train_mod.resolve_device("cuda")
 
 
 # ---------------------------------------------------------------------- faults

@@ -8,12 +8,9 @@ import os
 import shutil
 from pathlib import Path
 
-from PIL import Image
-
-from mae_utils.synthetic import generate_faces
 from mae_utils.app import cli
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, write_faces
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD_NAME = b"face_\xff\xfe.png"  # not valid UTF-8
@@ -24,19 +21,13 @@ TINY_FLAGS = ["--image-size", "32", "--patch-size", "8", "--batch-size", "8", "-
               "--no-augment"]  # fmt: skip
 
 
-def write_faces(folder: Path, n: int, seed: int = 0, bad_name: bool = False) -> Path:
-    """``n`` synthetic 32 px faces as PNG files (plus one whose name is not UTF-8 when ``bad_name``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(generate_faces(n, size=32, seed=seed)):
-        Image.fromarray(img).save(folder / f"face_{i:03d}.png")
-    if bad_name:
-        Image.fromarray(generate_faces(1, size=32, seed=seed + 1)[0]).save(os.path.join(bytes(folder), BAD_NAME))
-    return folder
-
-
 def fault_faces(tmp_path_factory) -> Path:
-    """24 synthetic faces as PNG files, one of them with a name that is not valid UTF-8."""
-    return write_faces(tmp_path_factory.mktemp("faces") / "faces", 23, bad_name=True)
+    """24 synthetic 32 px faces as PNG files, one of them with a name that is not valid UTF-8."""
+    folder = tmp_path_factory.mktemp("faces") / "faces"
+    write_faces(folder, 23, size=32, seed=0, name_of=lambda i, _: f"face_{i:03d}.png")
+    (extra,) = write_faces(folder, 1, size=32, seed=1, prefix="extra_")
+    os.rename(extra, os.path.join(bytes(folder), BAD_NAME))
+    return folder
 
 
 def train_tiny_run(tmp_path_factory, faces: Path) -> Path:

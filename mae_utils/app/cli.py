@@ -1,13 +1,14 @@
-"""The command line: ``python -m mae_utils <command> ...`` (or ``maskae <command> ...`` once installed).
+"""The command line: ``python -m mae_utils <command> ...`` (installed: ``maskae <command> ...``).
 
 Each command lives in the module that does its job; that module exposes
 ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``. This file only dispatches, and turns a
-:class:`~mae_utils.util.errors.UserError` (or an ``OSError`` from the environment: disk full, permission
-denied) into one ``error: ...`` line on stderr and exit status 2. Ctrl-C and SIGTERM stop any
-command the same way: one line saying what happened and how to go on, exit status 130.
+:class:`~mae_utils.util.errors.UserError` (or an ``OSError`` from the environment: disk full,
+permission denied) into one ``error: ...`` line on stderr and exit status 2. Ctrl-C and SIGTERM stop
+any command the same way: one line saying what happened and how to go on, exit status 130.
 
 Flags are never guessed: abbreviations are off (``--epoch`` is not ``--epochs``), and an unknown or
-misspelt flag is reported by the sub-command's own parser, with its usage and the closest valid flag.
+misspelt flag is reported by the sub-command's own parser, with its usage and the closest valid
+flag.
 """
 
 from __future__ import annotations
@@ -24,17 +25,26 @@ from ..util.fileio import environment_error
 
 
 def _prog() -> str:
-    """How the user called us: ``maskae`` (the installed console script) or ``python -m mae_utils``."""
+    """How the user called us: ``maskae`` (the console script) or ``python -m mae_utils``."""
     return "maskae" if Path(sys.argv[0]).name == "maskae" else "python -m mae_utils"
 
 
 # command -> (module that implements it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mae_utils.train", "train an MAE (synthetic faces unless --data-dir is given)"),
-    "evaluate": ("mae_utils.tools.evaluate", "masked-region PSNR/SSIM of a run against classical baselines"),
+    "evaluate": (
+        "mae_utils.tools.evaluate",
+        "masked-region PSNR/SSIM of a run against classical baselines",
+    ),
     "reconstruct": ("mae_utils.tools.reconstruct", "four-panel figure for your own photos"),
-    "refine": ("mae_utils.tools.refine", "train a small convolutional refiner across patch borders for a run's MAE"),
-    "probe": ("mae_utils.tools.probe", "linear probes: what the frozen encoder knows, against pixels and random weights"),
+    "refine": (
+        "mae_utils.tools.refine",
+        "train a small convolutional refiner across patch borders for a run's MAE",
+    ),
+    "probe": (
+        "mae_utils.tools.probe",
+        "linear probes: what the frozen encoder knows, against pixels and random weights",
+    ),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
 }
 
@@ -62,14 +72,16 @@ class StrictParser(argparse.ArgumentParser):
 
 
 def closest_flag(unknown: str, known: Sequence[str]) -> str | None:
-    """The known flag nearest to a misspelt one (``--epoch`` -> ``--epochs``), or None if none is close."""
+    """The known flag nearest to a misspelt one (``--epoch``
+    -> ``--epochs``), or None if none is close."""
     name = unknown.split("=", 1)[0]
     matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
 def reject_unknown(parser: StrictParser, extras: Sequence[str]) -> None:
-    """Exit 2 through ``parser`` (its own usage line) naming the unknown arguments and a likely flag."""
+    """Exit 2 through ``parser`` (its own usage line)
+    naming the unknown arguments and a likely flag."""
     message = f"unrecognized arguments: {' '.join(extras)}"
     flags = [e for e in extras if e.startswith("-") and len(e) > 1]
     for flag in flags:
@@ -106,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # the environment (disk full, permissions, a vanished file): never a traceback
+    # the environment (disk full, permissions, a vanished file): never a traceback
+    except OSError as exc:
         print(f"error: {environment_error(exc, exc.filename or '', 'use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)

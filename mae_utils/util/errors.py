@@ -1,4 +1,5 @@
-"""One exception type for mistakes a user can fix (bad path, bad value, no images), and the seed check.
+"""One exception type for mistakes a user can fix
+(bad path, bad value, no images), and the seed check.
 
 The command line turns it into a single ``error: ...`` line and exit status 2; library callers
 (notebooks, tests) catch it like any ``ValueError``.
@@ -18,16 +19,17 @@ MAX_SEED = 2**32 - 1
 
 
 def check_seed(seed: int, name: str = "seed") -> int:
-    """``seed`` if it is an integer in 0 .. :data:`MAX_SEED`, else a :class:`UserError` naming ``name``."""
+    """``seed`` if it is an integer in 0 .. :data:`MAX_SEED`,
+    else a :class:`UserError` naming ``name``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"{name} must be an integer from 0 to {MAX_SEED}; got {seed!r}")
     return seed
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's or ``kill``'s stop) turned into what Ctrl-C raises, so both end a run the
-    same way: the epoch in flight abandoned, checkpoints kept, the run folder's lock released. The
-    command line installs it for every command (:func:`mae_utils.app.cli.main`)."""
+    """SIGTERM (a scheduler's or ``kill``'s stop) turned into what Ctrl-C raises, so both end a run
+    the same way: the epoch in flight abandoned, checkpoints kept, the run folder's lock released.
+    The command line installs it for every command (:func:`mae_utils.app.cli.main`)."""
 
 
 def _raise_terminated(signum: int, _frame: object) -> None:
@@ -36,7 +38,8 @@ def _raise_terminated(signum: int, _frame: object) -> None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere a no-op)."""
+    """Within the block, SIGTERM raises :class:`Terminated`
+    (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

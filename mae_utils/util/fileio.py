@@ -1,9 +1,9 @@
 """Small file-system helpers shared by the run folder, checkpoints, the data cache and evaluation.
 
-One home for writing a text file atomically (a reader sees the old file or the new one, never half of
-one), for turning a failure of the environment (disk full, read-only folder, permission denied) into a
-:class:`~mae_utils.util.errors.UserError` that names the path, and for telling whether a process that left
-a temporary file or a lock behind is still alive.
+One home for writing a text file atomically (a reader sees the old file or the new one, never half
+of one), for turning a failure of the environment (disk full, read-only folder, permission denied)
+into a :class:`~mae_utils.util.errors.UserError` that names the path, and for telling whether a
+process that left a temporary file or a lock behind is still alive.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ __all__ = [
 
 
 def environment_error(exc: OSError, path: str | Path, doing: str) -> UserError:
-    """A one-line :class:`UserError` for an ``OSError`` met while ``doing`` something to ``path``."""
+    """A one-line :class:`UserError` for an ``OSError``
+    met while ``doing`` something to ``path``."""
     reason = exc.strerror or str(exc) or type(exc).__name__
     hint = ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -40,7 +41,8 @@ def environment_error(exc: OSError, path: str | Path, doing: str) -> UserError:
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Have ``write(tmp)`` write a temporary file in ``path``'s folder, then make it ``path`` by one rename.
+    """Have ``write(tmp)`` write a temporary file in
+    ``path``'s folder, then make it ``path`` by one rename.
 
     The temporary name carries the writer's pid (``.NAME.PID.tmp``), so concurrent writers never
     share one, and :func:`remove_dead_tmp_files` can clear what a killed writer left. Any failure
@@ -62,7 +64,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through :func:`atomic_write`: a reader sees the old file or the new one."""
+    """Write ``text`` to ``path`` through :func:`atomic_write`:
+    a reader sees the old file or the new one."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as fh:
@@ -81,7 +84,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (a process we may not signal counts as alive)."""
+    """Whether process ``pid`` exists on this machine
+    (a process we may not signal counts as alive)."""
     if pid <= 0:
         return False
     try:

@@ -2,17 +2,18 @@
 
 Photo folders hold every kind of file: grayscale scans, PNGs with transparency, palette GIF-style
 PNGs, CMYK JPEGs from print workflows, 16-bit PNG/TIFF from cameras, phone photos whose pixels are
-stored sideways with an EXIF orientation tag. :func:`load_rgb` turns each into an 8-bit RGB image the
-way a viewer would show it; anything it cannot decode raises :class:`ImageDecodeError` with a short
-reason, which the data module records and skips.
+stored sideways with an EXIF orientation tag. :func:`load_rgb` turns each into an 8-bit RGB image
+the way a viewer would show it; anything it cannot decode raises :class:`ImageDecodeError` with a
+short reason, which the data module records and skips.
 
 Transparency is composited on neutral grey (:data:`BACKGROUND`), not black: a black background
 would put hard artificial edges around cut-out faces and drag the pixel mean down.
 
 Huge files: JPEGs are decoded already scaled down (``draft``, DCT scaling) when a small size is
-wanted, other formats are box-reduced (``reduce``) right after decoding, before any conversion copies
-them; and an image that would still decode to more than :func:`max_pixels` pixels (40 MP by default,
-``MASKAE_MAX_PIXELS`` to change) is skipped with that reason instead of taking gigabytes of memory.
+wanted, other formats are box-reduced (``reduce``) right after decoding, before any conversion
+copies them; and an image that would still decode to more than :func:`max_pixels` pixels (40 MP by
+default, ``MASKAE_MAX_PIXELS`` to change) is skipped with that reason instead of taking gigabytes of
+memory.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from .errors import UserError
 
 #: File extensions scanned as images (lower case; matching is case-insensitive).
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".pgm", ".ppm")
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"
+)
 
 #: Colour that transparent pixels are composited on (mid grey).
 BACKGROUND: tuple[int, int, int] = (128, 128, 128)
@@ -42,7 +45,8 @@ DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: every phone photo; a 12000x12000 scan 
 
 
 def max_pixels() -> int:
-    """The pixel limit: ``$MASKAE_MAX_PIXELS`` if set (a positive integer), else :data:`DEFAULT_MAX_PIXELS`."""
+    """The pixel limit: ``$MASKAE_MAX_PIXELS`` if set (a
+    positive integer), else :data:`DEFAULT_MAX_PIXELS`."""
     text = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_PIXELS
@@ -51,8 +55,10 @@ def max_pixels() -> int:
     except ValueError:
         value = 0.0
     if not (math.isfinite(value) and value >= 1):
-        raise UserError(f"{MAX_PIXELS_ENV} must be a positive number of pixels (e.g. 100000000 for 100 MP); "
-                        f"got {text!r}")  # fmt: skip
+        raise UserError(
+            f"{MAX_PIXELS_ENV} must be a positive number of pixels (e.g. 100000000 for 100 MP); "
+            f"got {text!r}"
+        )
     return int(value)
 
 
@@ -103,7 +109,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def _reduce(img: Image.Image, factor: int) -> Image.Image:
     """Box-reduce by ``factor``; 16-bit images go through 32-bit integers (which ``reduce`` handles)
-    and back, so the later 16 -> 8 bit scaling is unchanged. Modes it cannot reduce stay full size."""
+    and back, so the later 16 -> 8 bit scaling is unchanged. Modes it cannot reduce stay full
+    size."""
     try:
         if img.mode.startswith("I;16"):
             return img.convert("I").reduce(factor).convert(img.mode)
@@ -112,16 +119,20 @@ def _reduce(img: Image.Image, factor: int) -> Image.Image:
         return img
 
 
-def load_rgb(path: str | Path, draft_size: int | None = None, limit: int | None = None) -> Image.Image:
+def load_rgb(
+    path: str | Path, draft_size: int | None = None, limit: int | None = None
+) -> Image.Image:
     """Fully decode ``path`` to an 8-bit RGB PIL image, upright (EXIF orientation applied).
 
     ``draft_size`` lets JPEG decoding use DCT scaling when the image is much larger than needed, and
     other formats a box reduction after decoding (both keep at least ``draft_size`` on each side, 4x
     for the reduction, so the final resize still sees the detail it needs). An image over ``limit``
-    pixels (default :func:`max_pixels`) is refused before decoding. Raises :class:`ImageDecodeError`.
+    pixels (default :func:`max_pixels`) is refused before decoding. Raises
+    :class:`ImageDecodeError`.
     """
     path = Path(path)
-    allowed = max_pixels() if limit is None else limit  # a bad setting is the user's error, not the photo's
+    # a bad setting is the user's error, not the photo's
+    allowed = max_pixels() if limit is None else limit
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -130,16 +141,13 @@ def load_rgb(path: str | Path, draft_size: int | None = None, limit: int | None 
         raise ImageDecodeError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency expressed in bytes"
+            # e.g. "Palette images with Transparency expressed in bytes"
+            warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 if draft_size and img.format == "JPEG":
                     img.draft(None, (draft_size, draft_size))
                 w, h = img.size  # from the header (after draft scaling): nothing decoded yet
-                if w * h > allowed:
-                    raise ImageDecodeError(
-                        f"image too large: {w}x{h} = {w * h / 1e6:.0f} MP, over the {allowed / 1e6:g} MP limit "
-                        f"(set {MAX_PIXELS_ENV} to allow it)"
-                    )
+                _check_pixels(w, h, allowed)
                 img.load()  # forces the full decode: truncated or corrupt data fails here
                 factor = min(w, h) // (4 * draft_size) if draft_size else 0
                 if factor >= 2:
@@ -157,6 +165,16 @@ def load_rgb(path: str | Path, draft_size: int | None = None, limit: int | None 
         raise ImageDecodeError(f"corrupt or unreadable image: {msg}") from None
 
 
+def _check_pixels(w: int, h: int, allowed: int) -> None:
+    """Refuse a ``w`` x ``h`` image over ``allowed`` pixels before anything is decoded."""
+    if w * h > allowed:
+        size = f"{w}x{h} = {w * h / 1e6:.0f} MP"
+        raise ImageDecodeError(
+            f"image too large: {size}, over the {allowed / 1e6:g} MP limit "
+            f"(set {MAX_PIXELS_ENV} to allow it)"
+        )
+
+
 def resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
     """Scale the shorter side to ``size`` and cut the centered ``size`` x ``size`` square.
 
@@ -167,7 +185,8 @@ def resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
     w, h = img.size
     side = min(w, h)
     left, top = (w - side) / 2.0, (h - side) / 2.0
-    out = img.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
+    box = (left, top, left + side, top + side)
+    out = img.resize((size, size), Image.Resampling.BICUBIC, box=box)
     arr = np.asarray(out, dtype=np.uint8)
     if arr.shape != (size, size, 3):  # defensive: to_rgb guarantees RGB
         raise ImageDecodeError(f"unexpected decoded shape {arr.shape}")

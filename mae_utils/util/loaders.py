@@ -1,11 +1,11 @@
 """Loaders: the one DataLoader builder (training, evaluation tools, benchmarks) and its seeds.
 
-Every batch is uint8 (N, 3, S, S) (:func:`collate_batch`); :func:`~mae_utils.transforms.batch_to_input`
-turns it into the model's input on the device. Exact resume rests on two seeds: the batch order
-comes from a ``DistributedSampler`` seeded with (seed, epoch) (a world of one outside ``torchrun``),
-and each image's mask noise and augmentation from a generator seeded by (seed, salt, epoch, image
-index) (:class:`mae_utils.splits.TrainItems`, with :func:`mix_seed`), never by the process, worker or
-batch.
+Every batch is uint8 (N, 3, S, S) (:func:`collate_batch`);
+:func:`~mae_utils.transforms.batch_to_input` turns it into the model's input on the device. Exact
+resume rests on two seeds: the batch order comes from a ``DistributedSampler`` seeded with (seed,
+epoch) (a world of one outside ``torchrun``), and each image's mask noise and augmentation from a
+generator seeded by (seed, salt, epoch, image index) (:class:`mae_utils.splits.TrainItems`, with
+:func:`mix_seed`), never by the process, worker or batch.
 """
 
 from __future__ import annotations
@@ -41,9 +41,12 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
-def _collate_tensors(batch: Sequence[torch.Tensor], *, collate_fn_map: dict | None = None) -> torch.Tensor:
+def _collate_tensors(
+    batch: Sequence[torch.Tensor], *, collate_fn_map: dict | None = None
+) -> torch.Tensor:
     elem = batch[0]
-    hwc = [t.permute(1, 2, 0) for t in batch] if elem.dtype == torch.uint8 and elem.ndim == 3 else []
+    is_image = elem.dtype == torch.uint8 and elem.ndim == 3
+    hwc = [t.permute(1, 2, 0) for t in batch] if is_image else []
     if not hwc or not all(t.is_contiguous() and t.shape == hwc[0].shape for t in hwc):
         return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)
     out = None
@@ -82,8 +85,8 @@ def build_loader(
     ``shuffle``: a ``DistributedSampler`` over ``world`` processes (default: the torchrun world, one
     without torchrun) seeded with ``seed`` and set to ``epoch``, so an epoch's order depends on
     (seed, epoch) alone; call ``loader.sampler.set_epoch(e)`` to reuse a loader for epoch ``e``.
-    Without shuffling, each process takes every ``world``-th item from its ``rank`` (each image once,
-    no padding: validation sums over ranks stay exact).
+    Without shuffling, each process takes every ``world``-th item from its ``rank`` (each image
+    once, no padding: validation sums over ranks stay exact).
     """
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
@@ -93,13 +96,16 @@ def build_loader(
     rank = runtime.rank() if rank is None else rank
     sampler = None
     if shuffle:
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=int(seed), drop_last=False)
+        sampler = DistributedSampler(
+            ds, num_replicas=world, rank=rank, shuffle=True, seed=int(seed), drop_last=False
+        )
         sampler.set_epoch(epoch)
     elif world > 1:
         ds = Subset(ds, list(range(rank, len(ds), world)))
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        kwargs.update(persistent_workers=persistent_workers, worker_init_fn=_seed_worker, prefetch_factor=4)
+        kwargs.update(persistent_workers=persistent_workers, prefetch_factor=4)
+        kwargs.update(worker_init_fn=_seed_worker)
     return DataLoader(
         ds,
         batch_size=batch_size,
@@ -115,17 +121,22 @@ def build_loader(
 
 
 def plan_batches(n_train: int, batch_size: int, world: int = 1) -> tuple[int, int, str | None]:
-    """(batch size, steps per epoch, warning) for ``n_train`` training images over ``world`` processes.
+    """(batch size, steps per epoch, warning) for ``n_train`` images over ``world`` processes.
 
     The last incomplete batch of an epoch is dropped; a batch larger than a process's share of the
     images is clamped to that share (a warning says so), so a small folder still trains.
     """
     per_rank = math.ceil(n_train / world)
     if per_rank < 1:
-        raise UserError("the training split is empty; raise --max-images or lower --val-frac/--test-frac")
+        raise UserError(
+            "the training split is empty; raise --max-images or lower --val-frac/--test-frac"
+        )
     warning = None
     if batch_size > per_rank:
-        warning = (f"warning: batch_size {batch_size} is more than the {per_rank} training images"
-                   f"{' per process' if world > 1 else ''}; using batch_size {per_rank}")  # fmt: skip
+        share = f"{per_rank} training images{' per process' if world > 1 else ''}"
+        warning = (
+            f"warning: batch_size {batch_size} is more than the {share}; "
+            f"using batch_size {per_rank}"
+        )
         batch_size = per_rank
     return batch_size, per_rank // batch_size, warning

@@ -44,8 +44,9 @@ def _to_terminal(stream: Any) -> bool:
 
 
 def tqdm(*args: Any, **kwargs: Any) -> text_tqdm:
-    """A tqdm bar: a widget in live Jupyter, text in a terminal, disabled in a batch kernel and when the
-    output is redirected to a file or pipe (a nohup'd or scheduled run's log gets the plain lines only)."""
+    """A tqdm bar: a widget in live Jupyter, text in a terminal, disabled in a batch kernel and when
+    the output is redirected to a file or pipe (a nohup'd or scheduled run's log gets the plain
+    lines only)."""
     if not in_kernel() and not _to_terminal(kwargs.get("file") or sys.stderr):
         kwargs["disable"] = True
     if batch_kernel():
@@ -53,7 +54,7 @@ def tqdm(*args: Any, **kwargs: Any) -> text_tqdm:
         return text_tqdm(*args, **kwargs)
     if in_kernel():
         try:
-            from tqdm.notebook import tqdm as widget_tqdm  # local: needs ipywidgets, only in a live kernel
+            from tqdm.notebook import tqdm as widget_tqdm  # local: ipywidgets, in a live kernel
 
             return widget_tqdm(*args, **kwargs)
         except ImportError:  # no ipywidgets: text bars

@@ -1,4 +1,5 @@
-"""The life of a run folder: one run at a time, nothing lost on ``--overwrite``, nothing left by a failure.
+"""The life of a run folder: one run at a time, nothing
+lost on ``--overwrite``, nothing left by a failure.
 
 :class:`RunFolder` implements the rules written once in ``docs/runs.md`` ("Reliability of a run
 folder"): the ``RUN/.lock`` taken before anything is read, what counts as a run (a saved
@@ -17,7 +18,13 @@ from pathlib import Path
 
 from .checkpoint import resolve
 from .errors import UserError
-from .fileio import atomic_write_text, environment_error, host_name, pid_alive, remove_dead_tmp_files
+from .fileio import (
+    atomic_write_text,
+    environment_error,
+    host_name,
+    pid_alive,
+    remove_dead_tmp_files,
+)
 
 __all__ = ["LOCK_FILE", "REFINER_DIR", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder",
            "holds_checkpoint", "is_run_folder", "new_run_id", "read_lock", "read_run_id",
@@ -25,11 +32,15 @@ __all__ = ["LOCK_FILE", "REFINER_DIR", "REPLACED_DIR", "RUN_ENTRIES", "RunFolder
 
 LOCK_FILE = ".lock"
 REPLACED_DIR = ".replaced"
-#: The seam refiner's folder (mae_utils.tools.refine): trained on this run's weights, so it is the run's.
+#: The seam refiner's folder (mae_utils.tools.refine): trained on this run's weights, so it is the
+#: run's.
 REFINER_DIR = "refiner"
-#: What a training run writes into its folder (everything else there is the user's and left alone); the
-#: refiner is among them so that ``--overwrite`` replaces it with the weights it was trained on.
-RUN_ENTRIES = ("config.json", "split.json", "metrics.jsonl", "log.txt", "checkpoints", "samples", "eval", REFINER_DIR)
+#: What a training run writes into its folder (everything else there is the user's and left alone);
+#: the refiner is among them so that ``--overwrite`` replaces it with the weights it was trained on.
+RUN_ENTRIES = (
+    "config.json", "split.json", "metrics.jsonl", "log.txt", "checkpoints", "samples", "eval",
+    REFINER_DIR,
+)
 
 
 def is_run_folder(path: str | Path) -> bool:
@@ -47,7 +58,8 @@ def is_run_folder(path: str | Path) -> bool:
 
 
 def holds_checkpoint(run_dir: Path) -> bool:
-    """Whether ``run_dir/checkpoints`` has a complete checkpoint (``last`` or ``best``, or their ``.old``)."""
+    """Whether ``run_dir/checkpoints`` has a complete
+    checkpoint (``last`` or ``best``, or their ``.old``)."""
     for name in ("last", "best"):
         try:
             resolve(run_dir / "checkpoints" / name)
@@ -63,7 +75,8 @@ def new_run_id() -> str:
 
 
 def read_run_id(run_dir: Path) -> str:
-    """The id recorded in ``run_dir/config.json`` (a new one for runs written before ids existed)."""
+    """The id recorded in ``run_dir/config.json`` (a
+    new one for runs written before ids existed)."""
     try:
         return str(json.loads((run_dir / "config.json").read_text()).get("run_id") or new_run_id())
     except (OSError, ValueError, AttributeError):
@@ -71,7 +84,8 @@ def read_run_id(run_dir: Path) -> str:
 
 
 def stamp_split(path: Path, run_id: str) -> None:
-    """Record the run's id in its split.json, so evaluate can tell a split that belongs to another run."""
+    """Record the run's id in its split.json, so evaluate
+    can tell a split that belongs to another run."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -87,6 +101,17 @@ def read_lock(lock: Path) -> dict | None:
         return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
     except (OSError, ValueError):
         return None
+
+
+def _is_stale(owner: dict | None) -> bool:
+    """A lock of a process on this machine that is no longer running."""
+    return owner is not None and owner.get("host") == host_name() and not pid_alive(owner["pid"])
+
+
+def _lock_owner(owner: dict | None) -> str:
+    if owner is None:
+        return "an unreadable lock"
+    return f"process {owner['pid']} on {owner.get('host', '?')}, since {owner.get('started', '?')}"
 
 
 def _remove(path: Path) -> None:
@@ -141,7 +166,9 @@ class RunFolder:
                 break
             p = p.parent
         if p.exists() and not p.is_dir():
-            raise UserError(f"out_dir {path}: {p} is a file, not a folder; choose another --out-dir")
+            raise UserError(
+                f"out_dir {path}: {p} is a file, not a folder; choose another --out-dir"
+            )
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -150,8 +177,8 @@ class RunFolder:
 
     def _lock(self) -> None:
         lock = self.path / LOCK_FILE
-        record = {"pid": os.getpid(), "host": host_name(),
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
+        started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        record = {"pid": os.getpid(), "host": host_name(), "started": started}
         tmp = self.path / f".lock.{os.getpid()}.tmp"
         try:
             tmp.write_text(json.dumps(record) + "\n")
@@ -161,21 +188,23 @@ class RunFolder:
         try:
             for _ in range(3):
                 try:
-                    os.link(tmp, lock)  # atomic: fails if a lock exists, and the lock is never half-written
+                    # atomic: fails if a lock exists, and the lock is never half-written
+                    os.link(tmp, lock)
                     self._locked = True
                     return
                 except FileExistsError:
                     owner = read_lock(lock)
-                    if owner is not None and owner.get("host") == host_name() and not pid_alive(owner["pid"]):
+                    if _is_stale(owner):
                         lock.unlink(missing_ok=True)
-                        self.notes.append(f"removed a stale lock: process {owner['pid']} (started "
-                                          f"{owner.get('started', '?')}) is no longer running")  # fmt: skip
+                        self.notes.append(
+                            f"removed a stale lock: process {owner['pid']} (started "
+                            f"{owner.get('started', '?')}) is no longer running"
+                        )
                         continue
-                    who = (f"process {owner['pid']} on {owner.get('host', '?')}, since {owner.get('started', '?')}"
-                           if owner else "an unreadable lock")  # fmt: skip
                     raise UserError(
-                        f"out_dir {self.path} is in use by another run ({who}); wait for it to finish or choose "
-                        f"another --out-dir (if no such process is running, delete {lock})"
+                        f"out_dir {self.path} is in use by another run ({_lock_owner(owner)}); "
+                        f"wait for it to finish or choose another --out-dir (if no such process "
+                        f"is running, delete {lock})"
                     )
                 except OSError as exc:
                     raise environment_error(exc, self.path, "lock out_dir") from None
@@ -184,7 +213,8 @@ class RunFolder:
             tmp.unlink(missing_ok=True)
 
     def _recover_replaced(self) -> None:
-        """Finish what an ``--overwrite`` that was killed left: keep the new run if it saved, else restore."""
+        """Finish what an ``--overwrite`` that was killed
+        left: keep the new run if it saved, else restore."""
         aside = self.path / REPLACED_DIR
         if not aside.is_dir():
             return
@@ -194,13 +224,16 @@ class RunFolder:
             return
         self._remove_entries(RUN_ENTRIES)
         self._move_back(aside)
-        self.notes.append("restored the previous run, which an interrupted --overwrite had moved aside")
+        self.notes.append(
+            "restored the previous run, which an interrupted --overwrite had moved aside"
+        )
 
     def _remove_temporaries(self) -> None:
         removed = []
         ckpts = self.path / "checkpoints"
         if ckpts.is_dir():
-            for tmp in ckpts.glob(".*.tmp-*"):  # checkpoint saves that were killed (lock held: none live)
+            # checkpoint saves that were killed (lock held: none live)
+            for tmp in ckpts.glob(".*.tmp-*"):
                 _remove(tmp)
                 removed.append(tmp)
         for folder in (self.path, self.path / "eval"):
@@ -208,7 +241,8 @@ class RunFolder:
                 removed += remove_dead_tmp_files(folder)
         if removed:
             names = ", ".join(p.name for p in removed[:3]) + (" ..." if len(removed) > 3 else "")
-            self.notes.append(f"removed {len(removed)} temporary file(s) left by killed writes: {names}")
+            what = f"{len(removed)} temporary file(s) left by killed writes"
+            self.notes.append(f"removed {what}: {names}")
 
     def _check_mode(self) -> None:
         path = self.path
@@ -217,8 +251,10 @@ class RunFolder:
             if not (path / "config.json").is_file():
                 raise UserError(f"cannot resume: {path}/config.json not found")
             if not self.has_checkpoint:
-                self.notes.append(f"{path} has no checkpoint yet (its run stopped during the first epoch): "
-                                  "starting it from epoch 0 with its saved settings")  # fmt: skip
+                self.notes.append(
+                    f"{path} has no checkpoint yet (its run stopped during the first epoch): "
+                    "starting it from epoch 0 with its saved settings"
+                )
             return
         if self.has_checkpoint:
             if not self.overwrite:
@@ -230,16 +266,21 @@ class RunFolder:
             aside.mkdir()
             for name in leftovers:
                 os.replace(path / name, aside / name)
-            self.notes.append(f"--overwrite: moved the previous run's {', '.join(leftovers)} into {aside}; "
-                              "they are deleted once this run saves its first checkpoint")  # fmt: skip
+            self.notes.append(
+                f"--overwrite: moved the previous run's {', '.join(leftovers)} into {aside}; "
+                "they are deleted once this run saves its first checkpoint"
+            )
         elif leftovers:
             self._remove_entries(leftovers)
-            self.notes.append(f"removed {', '.join(leftovers)} left by an earlier attempt that never saved "
-                              "a checkpoint")  # fmt: skip
+            self.notes.append(
+                f"removed {', '.join(leftovers)} left by an earlier attempt that never saved "
+                "a checkpoint"
+            )
 
     # ------------------------------------------------------------------ progress and end
     def committed(self) -> list[str]:
-        """The run saved a checkpoint: from now on the folder is its. Deletes a moved-aside old run."""
+        """The run saved a checkpoint: from now on the
+        folder is its. Deletes a moved-aside old run."""
         notes = []
         if not self.is_committed:
             self.is_committed = True
@@ -247,9 +288,12 @@ class RunFolder:
             if aside.is_dir():
                 kept = self._keep_evaluations(aside)
                 if kept is not None:
-                    notes.append(f"--overwrite: kept the previous run's evaluation results in {kept}")
+                    notes.append(
+                        f"--overwrite: kept the previous run's evaluation results in {kept}"
+                    )
                 shutil.rmtree(aside, ignore_errors=True)
-                notes.append(f"--overwrite: the first checkpoint is saved; deleted the previous run ({aside})")
+                saved = "--overwrite: the first checkpoint is saved"
+                notes.append(f"{saved}; deleted the previous run ({aside})")
         return notes
 
     def _keep_evaluations(self, aside: Path) -> Path | None:
@@ -268,9 +312,11 @@ class RunFolder:
         return target
 
     def close(self, failed: bool = False) -> None:
-        """Release the lock; after a failure before the first checkpoint, leave the folder as found."""
+        """Release the lock; after a failure before the
+        first checkpoint, leave the folder as found."""
         try:
-            if failed and not self.is_committed and self._locked and not (self.resume and self.has_checkpoint):
+            had_a_run = self.resume and self.has_checkpoint
+            if failed and not self.is_committed and self._locked and not had_a_run:
                 new = set(os.listdir(self.path)) - self._snapshot if self._snapshot else set()
                 self._remove_entries([n for n in new if n in RUN_ENTRIES])
                 aside = self.path / REPLACED_DIR

@@ -48,17 +48,24 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        elif _mps_available():
             name = "mps"
         else:
             name = "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("device 'cuda' requested but no CUDA GPU is available; use --device auto or cpu")
+            raise UserError(
+                "device 'cuda' requested but no CUDA GPU is available; use --device auto or cpu"
+            )
         return torch.device("cuda", local_rank() % torch.cuda.device_count())
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not _mps_available():
         raise UserError("device 'mps' requested but MPS is not available; use --device auto or cpu")
     return torch.device(name)
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -78,7 +85,8 @@ def configure_device(device: torch.device, benchmark: bool = True) -> None:
     """On CUDA: make ``device`` current and allow TF32 matmuls/convolutions (and cuDNN autotuning).
 
     TF32 keeps float32 code fast on Ampere and later at a precision training does not notice; every
-    CUDA entry point (training, the benchmarks) sets it here so their numbers compare. No-op elsewhere.
+    CUDA entry point (training, the benchmarks) sets it here so their numbers compare. No-op
+    elsewhere.
     """
     if device.type != "cuda":
         return
@@ -93,31 +101,51 @@ def device_banner(device: torch.device, amp_dtype: torch.dtype | None) -> str:
     """One line saying where training runs and in which precision, and why."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast with a gradient scaler",
-                     None: "float32"}[amp_dtype]  # fmt: skip
+        precision = {
+            torch.bfloat16: "bf16 autocast",
+            torch.float16: "fp16 autocast with a gradient scaler",
+            None: "float32",
+        }[amp_dtype]
         tf32 = "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
         return f"GPU: {name} ({device}), {precision}, TF32 matmuls {tf32}"
     if device.type == "mps":
-        return f"Apple GPU (mps), {'float32' if amp_dtype is None else str(amp_dtype).replace('torch.', '')}"
+        return f"Apple GPU (mps), {_dtype_name(amp_dtype, 'float32')}"
     if amp_dtype is not None:
-        return f"CPU, {str(amp_dtype).replace('torch.', '')} autocast (asked for; slow on CPUs without native bf16)"
+        slow = "asked for; slow on CPUs without native bf16"
+        return f"CPU, {_dtype_name(amp_dtype)} autocast ({slow})"
     threads = torch.get_num_threads()
-    return (f"CPU ({threads} thread{'s' if threads != 1 else ''}), float32: no GPU here, and mixed precision only pays "
-            "off on GPUs")  # fmt: skip
+    plural = "s" if threads != 1 else ""
+    return (
+        f"CPU ({threads} thread{plural}), float32: no GPU here, and mixed precision only pays off "
+        "on GPUs"
+    )
+
+
+def _dtype_name(dtype: torch.dtype | None, none: str = "none") -> str:
+    """``torch.bfloat16`` -> ``bfloat16``; ``none`` for no dtype (float32 without autocast)."""
+    return none if dtype is None else str(dtype).replace("torch.", "")
 
 
 def environment(device: torch.device, amp_dtype: torch.dtype | None, world: int) -> dict[str, Any]:
     """What a run ran on (device, precision, threads, library versions), for its ``config.json``."""
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                "safetensors": safetensors.__version__}  # fmt: skip
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+    }
     for name in ("torchvision", "transformers"):
         module = sys.modules.get(name)
         if module is not None:
             versions[name] = getattr(module, "__version__", "?")
+    if device.type == "cuda":
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = platform.processor() or "cpu"
     return {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
+        "device_name": device_name,
+        "amp": _dtype_name(amp_dtype),
         "world_size": world,
         "cpu_threads": torch.get_num_threads(),
         "platform": platform.platform(),
@@ -140,7 +168,8 @@ def rank() -> int:
 
 
 def env_rank() -> int:
-    """This process's rank: the process group's, else the one torchrun announced (0 without torchrun)."""
+    """This process's rank: the process group's, else
+    the one torchrun announced (0 without torchrun)."""
     return rank() if is_distributed() else int(os.environ.get("RANK", "0"))
 
 
