@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mae_utils import baselines
+from mae_utils import baselines, metrics
 from mae_utils.util.errors import UserError
 from mae_utils.baselines import BASELINES, inpaint_biharmonic, inpaint_harmonic, inpaint_mean_fill
 from mae_utils.masking import make_mask
@@ -445,3 +445,16 @@ def test_blend_removes_per_patch_offsets_and_a_flat_guess_is_about_the_harmonic_
     assert (flat - inpaint_harmonic(x, pm)).abs().max() < 0.01
     with pytest.raises(UserError, match="guess01"):
         baselines.blend_seams(x, pm, x[:1], 8)
+
+
+def test_wilson_interval() -> None:
+    lo, hi = metrics.wilson_interval(80, 100)
+    assert lo == pytest.approx(0.7112, abs=1e-3) and hi == pytest.approx(0.8666, abs=1e-3)
+    assert metrics.wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_prediction_score_of_classes_and_numbers() -> None:
+    acc = metrics.prediction_score("classify", np.array(["a", "b", "a", "b"]), np.array(["a", "b", "b", "b"]))
+    assert acc["score"] == 0.75 and acc["low"] < 0.75 < acc["high"]
+    err = metrics.prediction_score("regress", np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.0]))
+    assert err["score"] == pytest.approx(0.5) and err["low"] < 0.5 < err["high"]

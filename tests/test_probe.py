@@ -211,12 +211,6 @@ def test_a_class_with_one_image_is_refused(run_dir, tmp_path) -> None:
         probe.probe_run(run_dir, "kind", data_dir=tmp_path / "faces", cache_dir="off", **FAST)
 
 
-def test_wilson_interval() -> None:
-    lo, hi = probe.wilson_interval(80, 100)
-    assert lo == pytest.approx(0.7112, abs=1e-3) and hi == pytest.approx(0.8666, abs=1e-3)
-    assert probe.wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
-
-
 # ---------------------------------------------------------------------- command line
 def test_cli_prints_the_table(run_dir, capsys) -> None:
     code = cli.main(["probe", "--run", str(run_dir), "--target", "beard", "--cv", "3", "--max-test", "30"])

@@ -26,7 +26,6 @@ other ways (other blocks, before the last norm), are in :func:`encode` for exper
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -41,12 +40,12 @@ from ..util.progress import tqdm
 from ..util.runtime import resolve_device
 from ..config import DEVICES, TrainConfig, check_run_dir
 from ..data import FaceFolder
-from ..metrics import mean_ci95
+from ..metrics import prediction_score
 from ..model import MaskedAutoencoder
 from ..pretrained import load_model_from_run
 from ..splits import prepare_data
 from ..transforms import batch_to_input
-from .labels import TASKS, Labels, check_pattern, folder_labels, regex_labels, synthetic_labels
+from .labels import TASKS, Labels, check_pattern, dataset_labels
 
 __all__ = [
     "EncoderFeatures", "ProbeData", "add_cli_arguments", "encode", "fit_probe", "format_table", "load_probe_data",
@@ -56,7 +55,6 @@ __all__ = [
 #: Regularisation grids searched by cross-validation (inverse strength C; ridge alpha).
 LOGISTIC_CS = tuple(np.logspace(-4, 2, 7))
 RIDGE_ALPHAS = tuple(np.logspace(-2, 5, 15))
-Z95 = 1.959963984540054
 
 
 # ---------------------------------------------------------------------- which faces, which labels
@@ -72,21 +70,6 @@ class ProbeData:
     y_test: dict[str, np.ndarray]
     tasks: dict[str, str]
     notes: list[str] = field(default_factory=list)
-
-
-def _labels(ds: Any, targets: Sequence[str], label_regex: str | None, task: str | dict[str, str], where: str,
-            check: bool = True) -> list[Labels]:  # fmt: skip
-    """One :class:`Labels` per target for every image of ``ds`` (``task``: one for all, or per target)."""
-    tasks = task if isinstance(task, dict) else {t: task for t in targets}
-    if not hasattr(ds, "rel_files"):  # synthetic faces
-        if label_regex:
-            raise UserError("--label-regex reads file names; synthetic faces have attributes: drop it")
-        return [synthetic_labels(ds.seed, ds.indices, t, tasks[t], check) for t in targets]
-    if label_regex:
-        return [regex_labels(ds.rel_files, label_regex, t, where, tasks.get(t, "auto"), check) for t in targets]
-    if len(targets) > 1:
-        raise UserError("class sub-folders give one target; probe several targets only with --label-regex")
-    return [folder_labels(ds.rel_files, where, tasks.get(targets[0], "auto"), targets[0], check)]
 
 
 def _common(labels: list[Labels]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -132,7 +115,7 @@ def load_probe_data(
     cache = cache_dir if cache_dir else config.cache_dir
     if _is_foreign(data_dir, config):
         ds = FaceFolder(data_dir, config.image_size, cache_dir=cache)
-        labels = _labels(ds, targets, label_regex, task, str(data_dir))
+        labels = dataset_labels(ds, targets, label_regex, task, str(data_dir))
         keep, values = _common(labels)
         first = labels[0]
         tr, te = _split_here(len(keep), values[first.target] if first.task == "classify" else None, test_frac, seed)
@@ -153,8 +136,8 @@ def load_probe_data(
             augment=False, log=lambda _m: None,
         )  # fmt: skip
         where = "the synthetic faces" if folder is None else str(folder)
-        labels = _labels(splits.train, targets, label_regex, task, f"the training faces of {where}", check=False)
-        test_labels = _labels(splits.test, targets, label_regex, {lab.target: lab.task for lab in labels},
+        labels = dataset_labels(splits.train, targets, label_regex, task, f"the training faces of {where}", check=False)
+        test_labels = dataset_labels(splits.test, targets, label_regex, {lab.target: lab.task for lab in labels},
                               f"the test faces of {where}", check=False)  # fmt: skip
         train, test = (splits.train, *_common(labels)), (splits.test, *_common(test_labels))
         notes = [f"data: the run's own split ({where}, {split_path.name}): fit on train, score on test"]
@@ -258,26 +241,6 @@ def pixels(dataset: Any, positions: Sequence[int] | np.ndarray, batch_size: int 
 
 
 # ---------------------------------------------------------------------- the linear probe
-def wilson_interval(correct: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion ``correct / n`` (fine near 0 and 1, unlike the normal one)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = correct / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-    return centre - half, centre + half
-
-
-def _score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy with its Wilson interval, or the mean absolute error with its t interval."""
-    if task == "classify":
-        correct = int((y_true == y_pred).sum())
-        lo, hi = wilson_interval(correct, len(y_true))
-        return {"score": correct / len(y_true), "low": lo, "high": hi}
-    mae, half = mean_ci95(np.abs(y_true.astype(np.float64) - y_pred))
-    return {"score": mae, "low": mae - half, "high": mae + half}
-
-
 def _model(task: str, y_train: np.ndarray, pca_width: int | None, standardize: bool, seed: int, cv: int):
     from sklearn.decomposition import PCA  # local: scikit-learn is heavy (~1.5 s); every CLI call loads this module
     from sklearn.linear_model import LogisticRegressionCV, RidgeCV  # local: as above
@@ -324,7 +287,7 @@ def fit_probe(
     last = model[-1]
     reg = float(np.ravel(last.C_)[0]) if task == "classify" else float(last.alpha_)
     width = pca_width or x_train.shape[1]
-    return {**_score(task, y_test, pred), "width": int(width), "seconds": time.perf_counter() - started, "reg": reg}
+    return {**prediction_score(task, y_test, pred), "width": int(width), "seconds": time.perf_counter() - started, "reg": reg}
 
 
 def chance(task: str, y_train: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
@@ -334,7 +297,7 @@ def chance(task: str, y_train: np.ndarray, y_test: np.ndarray) -> dict[str, Any]
         pred = np.full(len(y_test), values[np.argmax(counts)], dtype=y_test.dtype)
     else:
         pred = np.full(len(y_test), float(np.mean(y_train.astype(np.float64))))
-    return {**_score(task, y_test, pred), "width": 0, "seconds": 0.0, "reg": float("nan")}
+    return {**prediction_score(task, y_test, pred), "width": 0, "seconds": 0.0, "reg": float("nan")}
 
 
 # ---------------------------------------------------------------------- the table
