@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reconstruct": ("mae_utils.tools.reconstruct", "four-panel figure for your own photos"),
     "refine": ("mae_utils.tools.refine", "train a small convolutional refiner across patch borders for a run's MAE"),
     "probe": ("mae_utils.tools.probe", "linear probes: what the frozen encoder knows, against pixels and random weights"),
+    "finetune": ("mae_utils.tools.finetune", "fine-tune a run's encoder on a labelled face task (or --from-scratch)"),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
 }
 
@@ -43,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # it saved) sets ``next_step`` on the KeyboardInterrupt it lets through, as refine does.
 NEXT_STEP: dict[str, str] = {
     "train": "a training run continues from its last checkpoint with --resume",
+    "finetune": "a fine-tune continues from its last checkpoint with --resume OUT_DIR",
     "probe": "a probe writes nothing: run the same command again",
     "evaluate": "evaluate writes its results at the end: run the same command again",
 }
