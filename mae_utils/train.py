@@ -28,15 +28,12 @@ import argparse
 import dataclasses
 import json
 import math
-import random
 import textwrap
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -45,9 +42,18 @@ from .util import checkpoint as ckpt
 from .util import runtime
 from .util.errors import UserError, sigterm_as_interrupt
 from .util.fileio import atomic_write_text
-from .util.loaders import build_loader, mix_seed, plan_batches
+from .util.loaders import build_loader, plan_batches
+from .util import loop
+from .util.loop import Progress, Task
 from .util.progress import tqdm
-from .util.rundir import REPLACED_DIR, RunFolder, holds_checkpoint, new_run_id, read_run_id, stamp_split
+from .util.rundir import (
+    REPLACED_DIR,
+    RunFolder,
+    holds_checkpoint,
+    new_run_id,
+    read_run_id,
+    stamp_split,
+)
 from .util.runtime import resolve_amp, resolve_device
 from .config import (
     ARCHITECTURE_FIELDS,
@@ -103,12 +109,6 @@ class FitResult:
 
 
 # ---------------------------------------------------------------------- small pieces
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
 def build_model(config: TrainConfig) -> MaskedAutoencoder:
     """The model a config describes (preset + explicit overrides), freshly initialised."""
     return build_mae(
@@ -213,11 +213,8 @@ class _Run:
     log: _RunLog
     folder: RunFolder | None = None  # rank 0's hold on run_dir (lock, --overwrite, rollback)
     run_id: str = ""  # shared by config.json and every checkpoint of this run (evaluate checks it)
-    epoch: int = 0  # epochs completed
-    step: int = 0
-    best_val_loss: float = math.inf
-    stale_evals: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    progress: Progress = field(default_factory=Progress)  # epoch, step, best val loss, history
+    task: Task | None = None  # what the shared loop runs (built by _setup)
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
@@ -245,7 +242,7 @@ def _check_finite(run: _Run, loss_sum: torch.Tensor, count: int, epoch: int) -> 
     loss_sum, count = runtime.all_reduce_sum(total).tolist()
     if not math.isfinite(loss_sum):
         raise NonFiniteLossError(
-            f"training loss became {loss_sum / max(count, 1):.4g} in epoch {epoch + 1} (step {run.step}); "
+            f"training loss became {loss_sum / max(count, 1):.4g} in epoch {epoch + 1} (step {run.progress.step}); "
             f"stopped without saving; {_non_finite_advice(run)}"
         )
     return loss_sum, count
@@ -257,21 +254,22 @@ def _non_finite_advice(run: _Run) -> str:
     fixes = f"--base-lr {cfg.base_lr / 10:.3g}" + (" --grad-clip 1.0" if cfg.grad_clip is None else "")
     if run.amp_dtype is not None:
         fixes += " --amp none"
-    if run.epoch:
+    done = run.progress.epoch
+    if done:
         last = run.run_dir / "checkpoints" / "last"
-        return (f"the last good checkpoint (epoch {run.epoch}) is in {last}; continue from it with a lower "
-                f"learning rate: --resume {run.run_dir} {fixes}")  # fmt: skip
+        return (f"the last good checkpoint (epoch {done}) is in {last}; continue from it with a "
+                f"lower learning rate: --resume {run.run_dir} {fixes}")
     return f"no checkpoint was written, so the folder was left as it was; start again with {fixes}"
 
 
-def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
+def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     cfg = run.config
     run.train_model.train()
     loader = _train_loader(run, epoch)
-    loss_sum = torch.zeros((), device=run.device, dtype=_acc_dtype(run.device))  # stays on the device: no sync
-    check_every = 1 if run.device.type == "cpu" else 25  # .item() syncs a GPU: not every step
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, position=bar_position,
-               disable=run.rank != 0, dynamic_ncols=True, unit="batch")  # fmt: skip
+    # the sum stays on the device (no sync); .item() syncs a GPU, so it is checked every 25 steps
+    loss_sum = torch.zeros((), device=run.device, dtype=_acc_dtype(run.device))
+    check_every = 1 if run.device.type == "cpu" else 25
+    bar = run.task.bar(loader, epoch)
     start = time.perf_counter()
     seen = count = 0
     lr = math.nan
@@ -281,7 +279,7 @@ def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
         lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses
         loss = train_step(run.train_model, imgs, noise, run.optimizer, run.scheduler, run.scaler,
                           mask_ratio=cfg.mask_ratio, amp_dtype=run.amp_dtype, grad_clip=cfg.grad_clip)  # fmt: skip
-        run.step += 1
+        run.progress.step += 1
         n = imgs.shape[0]
         seen += n * run.world
         loss_sum += loss.to(loss_sum.dtype) * n
@@ -295,7 +293,7 @@ def _train_epoch(run: _Run, epoch: int, bar_position: int) -> dict[str, float]:
         torch.cuda.synchronize(run.device)
     seconds = time.perf_counter() - start
     total, images = _check_finite(run, loss_sum, count, epoch)
-    return {"train_loss": total / images, "images_per_s": seen / seconds, "train_seconds": seconds, "lr": lr}
+    return {"train_loss": total / images, "images_per_s": seen / seconds, "lr": lr}
 
 
 def _pixels01(model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -349,76 +347,98 @@ def save_samples(run: _Run, epoch: int) -> Path:
     return path
 
 
-def _state(run: _Run) -> dict[str, Any]:
-    return {
-        "epoch": run.epoch,
-        "step": run.step,
-        "best_val_loss": run.best_val_loss,
-        "stale_evals": run.stale_evals,
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "rng": ckpt.capture_rng(),
-        "config": run.config.to_dict(),
-        "history": run.history,
-        "world_size": run.world,
-        "run_id": run.run_id,
-    }
+def _own_state(run: _Run) -> dict[str, Any]:
+    """What a run's ``state.pt`` holds besides the loop's entries."""
+    return {"config": run.config.to_dict(), "world_size": run.world, "run_id": run.run_id}
 
 
-def _save(run: _Run, name: str) -> None:
-    ckpt.save_checkpoint(run.run_dir / "checkpoints" / name, run.model.state_dict(), _state(run), run.model.config)
-    if run.folder is not None and name == "last":
+def _announce_commit(run: _Run) -> None:
+    """After each ``last`` save: the notes of the run folder's commit (an old run let go)."""
+    if run.folder is not None:
         for note in run.folder.committed():
             run.log(note)
 
 
-def _restore(run: _Run) -> None:
-    """Load ``checkpoints/last`` into the run (weights, optimizer, schedule, counters, RNG)."""
-    last = run.run_dir / "checkpoints" / "last"
-    state = ckpt.load_state(last, required=ckpt.TRAIN_STATE_TYPES)
-    saved = TrainConfig.from_dict(state["config"], source=str(last / ckpt.STATE_FILE))
-    if run.config.epochs < state["epoch"]:
-        raise UserError(
-            f"{run.run_dir} has already trained {state['epoch']} epochs; --epochs {run.config.epochs} cannot undo "
-            f"them: give --epochs {state['epoch']} or more (more extends the run), or evaluate it as it is"
-        )
-    changed = fixed_on_resume(saved, {f.name: getattr(run.config, f.name) for f in dataclasses.fields(TrainConfig)})
+def _after_epoch(run: _Run, line: dict[str, Any], on_epoch: Callable | None) -> None:
+    """Rank 0 after each saved epoch: the sample grid when due, then the caller's ``on_epoch``."""
+    epoch, cfg = line["epoch"], run.config
+    if cfg.sample_every and (epoch % cfg.sample_every == 0 or epoch == cfg.epochs):
+        save_samples(run, epoch - 1)
+    if on_epoch is not None:
+        on_epoch(line)
+
+
+def _describe(run: _Run, line: dict[str, Any]) -> str:
+    """The epoch's log line."""
+    val = "no val"
+    if line["val_loss"] is not None:
+        val = f"val {line['val_loss']:.4f}, masked PSNR {line['val_psnr_masked']:.2f} dB"
+    return (f"epoch {line['epoch']}/{run.config.epochs}: train {line['train_loss']:.4f}, {val}, "
+            f"{line['images_per_s']:.0f} img/s, {line['seconds']:.1f} s")
+
+
+def _task(run: _Run, on_epoch: Callable[[dict[str, Any]], None] | None) -> Task:
+    """The run as the shared loop's task: this module's epoch, validation, state and lines."""
+    cfg = run.config
+    return Task(
+        run.model,
+        run.optimizer,
+        run.scheduler,
+        train_epoch=lambda epoch: _train_epoch(run, epoch),
+        validate=lambda epoch: _validate(run),
+        epochs=cfg.epochs,
+        checkpoints=run.run_dir / "checkpoints",
+        seed=cfg.seed,
+        scaler=run.scaler,
+        model_config=run.model.config,
+        extra_state=lambda: _own_state(run),
+        val_keys=("val_loss", "val_psnr_masked"),
+        eval_every=cfg.eval_every,
+        patience=cfg.patience,
+        metrics_file=run.run_dir / "metrics.jsonl",
+        describe=lambda line: _describe(run, line),
+        log=run.log,
+        after_save=lambda: _announce_commit(run),
+        on_epoch=lambda line: _after_epoch(run, line, on_epoch),
+        main=run.rank == 0,
+        progress=run.progress,
+    )
+
+
+def _check_resume(run: _Run, state: dict[str, Any]) -> bool:
+    """Refuse changed settings; whether the saved learning-rate schedule still holds."""
+    source = run.run_dir / "checkpoints" / "last" / ckpt.STATE_FILE
+    saved = TrainConfig.from_dict(state["config"], source=str(source))
+    now = {f.name: getattr(run.config, f.name) for f in dataclasses.fields(TrainConfig)}
+    changed = fixed_on_resume(saved, now)
     if changed:
         raise UserError(
             f"cannot resume {run.run_dir} with different {', '.join(changed)}; only "
             f"{', '.join(sorted(RESUME_OVERRIDABLE))} may change on resume"
         )
-    if state["world_size"] != run.world:
-        run.log(f"note: resuming a {state['world_size']}-process run with {run.world}; the effective batch changes")
-    ckpt.load_weights_into(run.model, last, run.device)
-    plan = ("initial_lr", "max_lr", "min_lr")  # the new schedule's, if it differs from the saved one
-    fresh = [{k: g[k] for k in plan if k in g} for g in run.optimizer.param_groups]
-    run.optimizer.load_state_dict(state["optimizer"])
-    same_plan = (saved.epochs, saved.base_lr, state["world_size"]) == (run.config.epochs, run.config.base_lr, run.world)
+    world = state["world_size"]
+    if world != run.world:
+        run.log(f"note: resuming a {world}-process run with {run.world}; the effective batch changes")
+    cfg, step = run.config, state["step"]
+    same_plan = (saved.epochs, saved.base_lr, world) == (cfg.epochs, cfg.base_lr, run.world)
     if same_plan and "lr_lambdas" in state["scheduler"]:
-        run.scheduler.load_state_dict(state["scheduler"])
-    else:  # more epochs, a new base_lr or world size, or a run saved before the One-Cycle plan of optim.py
-        # (OneCycleLR): the plan is redrawn and continued at this step
-        for group, values in zip(run.optimizer.param_groups, fresh):
-            group.update(values)
-        run.scheduler.last_epoch = state["step"] - 1
-        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
-            warnings.simplefilter("ignore", UserWarning)
-            run.scheduler.step()
-        if saved.epochs != run.config.epochs:
-            run.log(f"note: epochs {saved.epochs} -> {run.config.epochs}: the One-Cycle schedule now spans the "
-                    "new total")
-        if saved.base_lr != run.config.base_lr:
-            run.log(f"note: base_lr {saved.base_lr:g} -> {run.config.base_lr:g} from step {state['step']}")
-        if same_plan:
-            run.log(f"note: schedule saved by an older maskAE; redrawn and continued at step {state['step']}")
-    run.scaler.load_state_dict(state["scaler"])
-    run.epoch, run.step = state["epoch"], state["step"]
-    run.best_val_loss, run.stale_evals = state["best_val_loss"], state["stale_evals"]
-    run.history = list(state["history"])
+        return True
+    # more epochs, a new base_lr or world size, or a schedule saved before the One-Cycle plan of
+    # optim.py (OneCycleLR): the plan is redrawn and continued at this step
+    if saved.epochs != cfg.epochs:
+        run.log(f"note: epochs {saved.epochs} -> {cfg.epochs}: the One-Cycle schedule now spans "
+                "the new total")
+    if saved.base_lr != cfg.base_lr:
+        run.log(f"note: base_lr {saved.base_lr:g} -> {cfg.base_lr:g} from step {step}")
+    if same_plan:
+        run.log(f"note: schedule saved by an older maskAE; redrawn and continued at step {step}")
+    return False
+
+
+def _restore(run: _Run) -> None:
+    """Continue from ``checkpoints/last``: weights, optimizer, schedule, counters, RNG."""
+    state = loop.resume(run.task, ckpt.TRAIN_STATE_TYPES, lambda saved: _check_resume(run, saved))
     run.run_id = state.get("run_id") or run.run_id
-    ckpt.restore_rng(state["rng"])
 
 
 def _init_source(config: TrainConfig, run_dir: Path, restored: bool) -> dict[str, Any] | None:
@@ -470,91 +490,51 @@ def _write_run_record(run: _Run, restored: bool) -> None:
               "init_source": _init_source(run.config, run.run_dir, restored)}  # fmt: skip
     atomic_write_text(run.run_dir / "config.json", json.dumps(record, indent=2) + "\n")
     stamp_split(run.run_dir / "split.json", run.run_id)
-    atomic_write_text(run.run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
 
 
-def _setup(config: TrainConfig, resume: bool, folder: RunFolder | None, echo: Callable[[str], None] | None) -> _Run:
-    """Everything before the first epoch, phase by phase. ``folder`` (rank 0 only) is the opened, locked
-    run folder."""
+def _setup(
+    config: TrainConfig,
+    resume: bool,
+    folder: RunFolder | None,
+    echo: Callable[[str], None] | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> _Run:
+    """Everything before the first epoch, phase by phase. ``folder`` (rank 0 only) is the opened,
+    locked run folder."""
     device, amp_dtype, world, rank = _start_runtime(config)
     run_dir = Path(config.out_dir)
-    # a run without a checkpoint (stopped in its first epoch) starts again at epoch 0 with its settings
+    # a run without a checkpoint (stopped in its first epoch) starts again at epoch 0
     restore = resume and (folder.has_checkpoint if folder is not None else holds_checkpoint(run_dir))
     log = _RunLog(run_dir / "log.txt" if rank == 0 else None, echo, rank == 0)
-    log(f"{'resuming' if restore else 'training'} {run_dir} on {device}"
-        f"{f' x {world} processes' if world > 1 else ''}, amp {amp_dtype or 'none'}")  # fmt: skip
+    processes = f" x {world} processes" if world > 1 else ""
+    log(f"{'resuming' if restore else 'training'} {run_dir} on {device}{processes}, "
+        f"amp {amp_dtype or 'none'}")
     for note in folder.notes if folder is not None else ():
         log(f"note: {note}")
     model, config = _starting_model(config, run_dir, restore, log)
     model = model.to(device)
-    splits, train_set, val_set, steps_per_epoch, config = training_data(config, run_dir, world, rank, log)
+    splits, train_set, val_set, steps, config = training_data(config, run_dir, world, rank, log)
 
-    optimizer, scheduler, note = build_optimizer(model, config, config.epochs * steps_per_epoch, world)
+    optimizer, scheduler, note = build_optimizer(model, config, config.epochs * steps, world)
     if note:
         log(note)
-    scaler = torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu",
-                                  enabled=amp_dtype == torch.float16)  # fmt: skip
+    scaler_device = device.type if device.type == "cuda" else "cpu"
+    scaler = torch.amp.GradScaler(scaler_device, enabled=amp_dtype == torch.float16)
     train_model = _wrap_for_training(model, config, device, world)
-    run = _Run(config, run_dir, device, amp_dtype, world, rank, model, train_model, optimizer, scheduler,
-               scaler, train_set, val_set, steps_per_epoch, log, folder)  # fmt: skip
+    run = _Run(config, run_dir, device, amp_dtype, world, rank, model, train_model, optimizer,
+               scheduler, scaler, train_set, val_set, steps, log, folder)
     run.run_id = read_run_id(run_dir) if resume else new_run_id()
+    run.task = _task(run, on_epoch)
     if restore:
         _restore(run)
-        log(f"resumed after epoch {run.epoch} (step {run.step}, best val loss {run.best_val_loss:.4f})")
-    log(f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images; effective batch "
-        f"{config.batch_size * world}, peak lr {scheduler.base_lrs[0]:.3g}, {steps_per_epoch} steps/epoch")  # fmt: skip
+        p = run.progress
+        log(f"resumed after epoch {p.epoch} (step {p.step}, best val loss {p.best_val_loss:.4f})")
+    log(f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images; "
+        f"effective batch {config.batch_size * world}, peak lr {scheduler.base_lrs[0]:.3g}, "
+        f"{steps} steps/epoch")
     if rank == 0:
         _write_run_record(run, restore)
     return run
-
-
-def _run_epochs(run: _Run, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
-    cfg = run.config
-    outer = tqdm(total=cfg.epochs, initial=run.epoch, desc="epochs", position=0, disable=run.rank != 0,
-                 dynamic_ncols=True, unit="epoch")  # fmt: skip
-    try:
-        for epoch in range(run.epoch, cfg.epochs):
-            if run.stale_evals and cfg.patience is not None and run.stale_evals >= cfg.patience:
-                break
-            start = time.perf_counter()
-            _seed_all(mix_seed(cfg.seed, 3, epoch))
-            line: dict[str, Any] = {"epoch": epoch + 1}
-            line.update(_train_epoch(run, epoch, bar_position=1))
-            last_epoch = epoch + 1 == cfg.epochs
-            validated = (epoch + 1) % cfg.eval_every == 0 or last_epoch
-            line.update(_validate(run) if validated else {"val_loss": None, "val_psnr_masked": None})
-            line["step"] = run.step  # steps done; line["lr"]: the rate of the last of them
-            run.epoch = epoch + 1
-            improved = validated and line["val_loss"] < run.best_val_loss
-            if improved:
-                run.best_val_loss, run.stale_evals = line["val_loss"], 0
-            elif validated:
-                run.stale_evals += 1
-            if run.rank == 0 and cfg.sample_every and ((epoch + 1) % cfg.sample_every == 0 or last_epoch):
-                save_samples(run, epoch)
-            line["seconds"] = time.perf_counter() - start
-            line.pop("train_seconds")
-            run.history.append(line)
-            if run.rank == 0:
-                if improved:
-                    _save(run, "best")
-                _save(run, "last")
-                with open(run.run_dir / "metrics.jsonl", "a") as fh:
-                    fh.write(json.dumps(line) + "\n")
-            runtime.barrier()
-            val = f"val {line['val_loss']:.4f}, masked PSNR {line['val_psnr_masked']:.2f} dB" if validated else "no val"
-            run.log(f"epoch {epoch + 1}/{cfg.epochs}: train {line['train_loss']:.4f}, {val}, "
-                    f"{line['images_per_s']:.0f} img/s, {line['seconds']:.1f} s")  # fmt: skip
-            if on_epoch is not None and run.rank == 0:
-                on_epoch(dict(line))
-            outer.update(1)
-            outer.set_postfix(train=f"{line['train_loss']:.4f}",
-                              val=f"{line['val_loss']:.4f}" if validated else "-", refresh=False)  # fmt: skip
-            if cfg.patience is not None and run.stale_evals >= cfg.patience:
-                run.log(f"early stop: no better val loss in {run.stale_evals} validations (patience {cfg.patience})")
-                break
-    finally:
-        outer.close()
 
 
 def fit(
@@ -581,15 +561,16 @@ def fit(
         with sigterm_as_interrupt():  # a scheduler's stop ends the run as Ctrl-C does, data preparation too
             if runtime.env_rank() == 0:
                 folder = RunFolder(config.out_dir, resume=resume, overwrite=overwrite).open()
-            run = _setup(config, resume, folder, log)
+            run = _setup(config, resume, folder, log, on_epoch)
             try:
-                _run_epochs(run, on_epoch)
+                loop.run_epochs(run.task)
             except NonFiniteLossError as exc:
                 run.log.to_file(f"error: {exc}")  # the command line prints it once, on stderr
                 raise
         failed = False
-        last = run.history[-1] if run.history else {}
-        return FitResult(run.run_dir, dict(last), run.best_val_loss, list(run.history))
+        history = run.progress.history
+        last = history[-1] if history else {}
+        return FitResult(run.run_dir, dict(last), run.progress.best_val_loss, list(history))
     finally:
         if folder is not None:
             folder.close(failed=failed)

@@ -112,7 +112,8 @@ def test_overwrite_killed_before_the_first_checkpoint_gives_the_old_run_back(tmp
 _KILLED_DURING_FIRST_SAVE = textwrap.dedent(
     """
     import os, signal, sys, tempfile
-    from mae_utils.util import checkpoint, cli
+    from mae_utils.app import cli
+    from mae_utils.util import checkpoint
 
     def dying_save(ckpt_dir, *args, **kwargs):
         ckpt_dir.parent.mkdir(parents=True, exist_ok=True)

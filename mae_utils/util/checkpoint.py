@@ -143,11 +143,21 @@ def resolve(ckpt_dir: str | Path) -> Path:
     raise UserError(f"no checkpoint in {ckpt_dir} (expected {MODEL_FILE} and {STATE_FILE})")
 
 
+#: What every ``state.pt`` of the training loop (:mod:`mae_utils.util.loop`) holds, by type.
+STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "epoch": int,
+    "step": int,
+    "best_val_loss": (int, float),
+    "stale_evals": int,
+    "optimizer": dict,
+    "scheduler": dict,
+    "scaler": dict,
+    "rng": dict,
+    "history": list,
+}
+
 #: What a training run's ``state.pt`` must hold, and of which type, to be resumed or evaluated.
-TRAIN_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
-    "epoch": int, "step": int, "best_val_loss": (int, float), "stale_evals": int, "optimizer": dict,
-    "scheduler": dict, "scaler": dict, "rng": dict, "config": dict, "history": list, "world_size": int,
-}  # fmt: skip
+TRAIN_STATE_TYPES = {**STATE_TYPES, "config": dict, "world_size": int}
 
 _DAMAGED = "restore it from a backup, or use the run's other checkpoint (--checkpoint last / best)"
 
