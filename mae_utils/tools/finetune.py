@@ -1,4 +1,4 @@
-"""Fine-tuning: is a pre-trained encoder worth anything for a face task? ``python -m mae_utils finetune``.
+"""Fine-tuning: is a pre-trained encoder worth anything for a face task? (``finetune`` command)
 
 The MAE paper's claim is about transfer (He et al. 2021, sec. 4-5): its pre-trained encoder,
 fine-tuned on a labelled task, beats the same network trained from scratch, most of all when labels
@@ -55,7 +55,8 @@ from ..util.loop import Task
 from ..util.progress import tqdm
 from ..util.rundir import RunFolder, new_run_id, read_run_id, stamp_split
 from ..util.runtime import resolve_device
-from ..config import DEVICES, TrainConfig, annotation_type, check_fracs, check_run_dir, load_run_config
+from ..config import (DEVICES, TrainConfig, annotation_type, check_fracs, check_run_dir,
+                      load_run_config)
 from ..metrics import prediction_score
 from ..model import MaskedAutoencoder
 from ..optim import make_adamw, one_cycle_plan, param_groups
@@ -64,9 +65,10 @@ from ..splits import DataSplits, TrainItems, prepare_data, train_loader
 from ..transforms import batch_to_input
 from .labels import TASKS, check_pattern, dataset_labels
 
-__all__ = ["FinetuneConfig", "FinetuneData", "FinetuneNet", "add_cli_arguments", "finetune",
-           "finetune_data", "format_results", "initial_network", "label_fraction", "layer_scales",
-           "run_cli"]
+__all__ = ["FinetuneConfig", "FinetuneData", "FinetuneNet", "FinetuneResult", "LabelledItems",
+           "add_cli_arguments", "finetune", "finetune_data", "finetune_loss", "finetune_optimizer",
+           "format_results", "initial_network", "label_fraction", "layer_scales", "resume_settings",
+           "run_cli", "source_weights"]
 
 #: Regression targets are stratified on at most this many quantile bins (fewer for few faces).
 QUANTILE_BINS = 5
@@ -122,6 +124,9 @@ class FinetuneConfig:
             if not getattr(self, name):
                 raise UserError(f"--{name.replace('_', '-')} is required")
         check_seed(self.seed)
+        if self.checkpoint not in ("best", "last") or self.device not in DEVICES:
+            raise UserError(f"--checkpoint must be best or last, --device one of "
+                            f"{', '.join(DEVICES)}; got {self.checkpoint!r}, {self.device!r}")
         if self.task not in TASKS:
             raise UserError(f"--task must be one of {', '.join(TASKS)}; got {self.task!r}")
         if not 0.0 < self.train_fraction <= 1.0:
@@ -130,7 +135,8 @@ class FinetuneConfig:
             raise UserError(f"--layer-decay must lie in (0, 1]; got {self.layer_decay}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1; "
+                                f"got {getattr(self, name)}")
         if self.freeze_blocks < 0 or self.num_workers < 0:
             raise UserError("--freeze-blocks and --num-workers must be >= 0")
         if not (self.base_lr > 0 and self.weight_decay >= 0 and 0 <= self.warmup_frac < 1):
@@ -219,8 +225,8 @@ def _splits(settings: FinetuneConfig, source: TrainConfig, out_dir: Path,
     folder = source.data_dir if own else settings.data_dir
     where = "the synthetic faces" if folder is None else str(folder)
     if own and folder is not None and not Path(folder).expanduser().is_dir():
-        raise UserError(f"the run's data folder {folder!r} is not a folder here; pass --data-dir with "
-                        "its location")
+        raise UserError(f"the run's data folder {folder!r} is not a folder here; pass --data-dir "
+                        "with its location")
     split_path = out_dir / "split.json"
     if own and not split_path.exists():
         source_split = Path(settings.run) / "split.json"
@@ -238,7 +244,7 @@ def _splits(settings: FinetuneConfig, source: TrainConfig, out_dir: Path,
 
 
 def _labelled(splits: DataSplits, settings: FinetuneConfig, where: str) -> dict[str, Any]:
-    """Each part's labels (``{part: (positions, values)}``), the training ones cut to their share."""
+    """Each part's labels (``{part: (positions, values)}``), training's cut to their share."""
     lab = dataset_labels(splits.train, [settings.target], settings.label_regex, settings.task,
                          f"the training faces of {where}")[0]
     parts, notes = {}, list(lab.notes)
@@ -255,26 +261,29 @@ def _labelled(splits: DataSplits, settings: FinetuneConfig, where: str) -> dict[
         other = dataset_labels(getattr(splits, part), [settings.target], settings.label_regex,
                                lab.task, f"the {part} faces of {where}", check=False)[0]
         if len(other.keep) == 0:
-            raise UserError(f"no labelled {part} faces in {where}; raise --{part}-frac or add faces")
+            raise UserError(f"no labelled {part} faces in {where}; raise --{part}-frac or add "
+                            "faces")
         parts[part] = (other.keep, other.values)
     return {"parts": parts, "task": lab.task, "notes": notes}
 
 
 def finetune_data(settings: FinetuneConfig, source: TrainConfig, out_dir: Path,
                   log: Callable[[str], None] = print) -> FinetuneData:
-    """The labelled faces of a fine-tune (see the module docstring), the split saved in ``out_dir``."""
+    """The labelled faces of a fine-tune (see the module docstring); the split saved in
+    ``out_dir``."""
     splits, where = _splits(settings, source, out_dir, log)
     found = _labelled(splits, settings, where)
     task, parts = found["task"], found["parts"]
     y_train = parts["train"][1]
     classes = sorted(set(y_train.tolist())) if task == "classify" else []
     if task == "classify" and len(classes) < 2:
-        raise UserError(f"the training labels of {settings.target!r} hold a single class: nothing to "
-                        "tell apart; raise --train-fraction or add faces")
+        raise UserError(f"the training labels of {settings.target!r} hold a single class: "
+                        "nothing to tell apart; raise --train-fraction or add faces")
     mean = float(np.mean(y_train)) if task == "regress" else 0.0
     std = float(np.std(y_train)) if task == "regress" else 1.0
     if task == "regress" and not std > 0:
-        raise UserError(f"the training values of {settings.target!r} are all equal: nothing to learn")
+        raise UserError(f"the training values of {settings.target!r} are all equal: nothing "
+                        "to learn")
     data = FinetuneData(task, classes, mean, std, notes=found["notes"])
     num_patches = (source.image_size // source.patch_size) ** 2
     augment = source.augmentation() if settings.augment else None
@@ -344,7 +353,7 @@ def layer_scales(net: FinetuneNet, decay: float) -> Callable[[str], float]:
 
 
 def source_weights(settings: FinetuneConfig) -> Path:
-    """The weights file of the run's checkpoint that a fine-tune starts from (or takes the shape of)."""
+    """The weights file of the run's checkpoint a fine-tune starts from (or takes the shape of)."""
     return ckpt.resolve(Path(settings.run) / "checkpoints" / settings.checkpoint) / ckpt.MODEL_FILE
 
 
@@ -366,7 +375,7 @@ def initial_network(settings: FinetuneConfig, outputs: int,
 
 def finetune_optimizer(net: FinetuneNet, settings: FinetuneConfig, total_steps: int
                        ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, str | None]:
-    """AdamW with layer-wise learning-rate decay, on the One-Cycle plan of :mod:`mae_utils.optim`."""
+    """AdamW with layer-wise learning-rate decay on the One-Cycle plan of :mod:`mae_utils.optim`."""
     peak = settings.base_lr * settings.batch_size / 256
     groups = param_groups(net, settings.weight_decay, layer_scales(net, settings.layer_decay))
     for group in groups:
@@ -376,7 +385,8 @@ def finetune_optimizer(net: FinetuneNet, settings: FinetuneConfig, total_steps: 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, plan), note
 
 
-def finetune_loss(net: nn.Module, imgs: torch.Tensor, labels: torch.Tensor, task: str) -> torch.Tensor:
+def finetune_loss(net: nn.Module, imgs: torch.Tensor, labels: torch.Tensor,
+                  task: str) -> torch.Tensor:
     """Cross-entropy for classes (faces of classes training never saw are left out), else the
     squared error of the standardised number."""
     out = net(imgs)
@@ -404,8 +414,8 @@ class _Job:
 def _loader(job: _Job, part: str, epoch: int | None = None) -> torch.utils.data.DataLoader:
     items = job.data.items[part]
     if epoch is None:  # validation and test: every face once, in order, never augmented
-        return build_loader(items, job.batch_size, shuffle=False, num_workers=job.settings.num_workers,
-                            device=job.device, persistent_workers=False)
+        return build_loader(items, job.batch_size, shuffle=False, device=job.device,
+                            num_workers=job.settings.num_workers, persistent_workers=False)
     return train_loader(items, job.batch_size, seed=job.settings.seed, epoch=epoch,
                         num_workers=job.settings.num_workers, device=job.device)
 
@@ -492,9 +502,10 @@ def resume_settings(out_dir: str | Path, **changes: Any) -> FinetuneConfig:
 
 
 def _source_record(settings: FinetuneConfig) -> dict[str, Any]:
-    """Where the fine-tune's starting point came from: the run, its checkpoint, the weights' hash."""
+    """Where the fine-tune's start came from: the run, its checkpoint, the weights' hash."""
     weights = source_weights(settings)
-    return {"source_run": str(Path(settings.run).resolve()), "source_weights": str(weights.resolve()),
+    return {"source_run": str(Path(settings.run).resolve()),
+            "source_weights": str(weights.resolve()),
             "source_sha256": file_sha256(weights),
             "weights_loaded": not settings.from_scratch}
 
@@ -552,7 +563,8 @@ def _open_job(settings: FinetuneConfig, record: dict[str, Any] | None, restore: 
 def _make_task(job: _Job, folder: RunFolder) -> Task:
     """The fine-tune as the shared loop's :class:`~mae_utils.util.loop.Task`."""
     steps = len(job.data.items["train"]) // job.batch_size
-    optimizer, scheduler, note = finetune_optimizer(job.net, job.settings, job.settings.epochs * steps)
+    total = job.settings.epochs * steps
+    optimizer, scheduler, note = finetune_optimizer(job.net, job.settings, total)
     if note:
         job.log(note)
 
@@ -564,8 +576,19 @@ def _make_task(job: _Job, folder: RunFolder) -> Task:
                 lambda e: _validate(job, e), job.settings.epochs, job.out_dir / "checkpoints",
                 name="fine-tune epoch", seed=job.settings.seed, model_config=job.net.config,
                 extra_state=lambda: {"settings": job.settings.to_dict()},
+                describe=lambda line: _describe(job, line),
                 val_keys=("val_loss", "val_score"), metrics_file=job.out_dir / "metrics.jsonl",
                 log=job.log, after_save=committed)
+
+
+def _describe(job: _Job, line: dict[str, Any]) -> str:
+    """An epoch's log line: the losses and the validation score in the target's own terms."""
+    text = f"epoch {line['epoch']}/{job.settings.epochs}: train loss {line['train_loss']:.4f}"
+    if line["val_loss"] is not None:
+        score = line["val_score"]
+        shown = f"accuracy {100 * score:.1f}%" if job.data.task == "classify" else f"MAE {score:.3g}"
+        text += f", val loss {line['val_loss']:.4f}, val {shown}"
+    return f"{text}, {line['seconds']:.1f} s"
 
 
 def _check_resume(job: _Job, state: dict[str, Any]) -> bool:
@@ -599,7 +622,7 @@ def _chance(data: FinetuneData) -> dict[str, Any]:
     truth, train = data.values["test"], data.values["train"]
     if data.task == "classify":
         names, counts = np.unique(train, return_counts=True)
-        guess = np.full(len(truth), names[np.argmax(counts)], dtype=truth.dtype)
+        guess = np.full(len(truth), names[np.argmax(counts)], dtype=object)  # never truncated
         name = "chance (majority class)"
     else:
         guess, name = np.full(len(truth), float(np.mean(train))), "chance (training mean)"
@@ -641,7 +664,8 @@ def _finish(job: _Job, seconds: float) -> FinetuneResult:
               "seconds": seconds}
     atomic_write_text(job.out_dir / RESULTS_FILE, json.dumps(record, indent=2) + "\n")
     history = list(job.task.progress.history)
-    return FinetuneResult(job.out_dir, settings.target, job.data.task, rows, table, history, seconds)
+    return FinetuneResult(job.out_dir, settings.target, job.data.task, rows, table, history,
+                          seconds)
 
 
 # ---------------------------------------------------------------------- the library call
@@ -671,7 +695,8 @@ def finetune(settings: FinetuneConfig, *, resume: bool = False, overwrite: bool 
             job.task = _make_task(job, folder)
             if restore:
                 loop.resume(job.task, {"settings": dict}, lambda state: _check_resume(job, state))
-                echo(f"resumed after epoch {job.task.progress.epoch} (step {job.task.progress.step})")
+                done = job.task.progress
+                echo(f"resumed after epoch {done.epoch} (step {done.step})")
             _write_record(job, record, read_run_id(out_dir) if resume else new_run_id())
             loop.run_epochs(job.task)
             result = _finish(job, time.perf_counter() - started)
@@ -718,7 +743,8 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.overwrite:
             raise UserError("--resume continues a fine-tune and --overwrite replaces it: give one")
         if "out_dir" in given and Path(given.pop("out_dir")) != Path(args.resume):
-            raise UserError("--out-dir cannot differ from --resume: a fine-tune continues in its folder")
+            raise UserError("--out-dir cannot differ from --resume: a fine-tune continues in its "
+                            "folder")
         settings = resume_settings(args.resume, **given)
     else:
         settings = FinetuneConfig(**given)
