@@ -211,3 +211,25 @@ def test_mistakes_are_one_line_errors(synthetic_run, tmp_path, capsys, flags, sa
                               str(tmp_path / "ft"), "--device", "cpu", *flags])
     assert says in line
     assert not (tmp_path / "ft").exists()  # a failed start leaves nothing behind
+
+
+def test_a_stop_keeps_the_saved_epochs_and_names_resume(synthetic_run, tmp_path, capsys,
+                                                        monkeypatch) -> None:
+    from mae_utils.app import cli
+    from mae_utils.util.errors import Terminated
+
+    validate = ft._validate
+
+    def stop_in_second_epoch(job, epoch):
+        if epoch == 1:
+            raise Terminated("stopped (SIGTERM)")
+        return validate(job, epoch)
+
+    monkeypatch.setattr(ft, "_validate", stop_in_second_epoch)
+    out = tmp_path / "ft"
+    code = cli.main(["finetune", "--run", str(synthetic_run), "--target", "beard", "--out-dir",
+                     str(out), "--epochs", "2", "--batch-size", "8", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 130 and "stopped (SIGTERM)" in err and "--resume" in err
+    assert len(_lines(out)) == 1 and not (out / "results.json").exists()
+    assert (out / "checkpoints" / "last" / ckpt.MODEL_FILE).is_file()
