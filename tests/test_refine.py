@@ -18,6 +18,7 @@ from mae_utils.tools.evaluate import evaluate_run
 from mae_utils.tools.reconstruct import reconstruct_images
 from mae_utils.tools.refine import (
     REFINE,
+    RefineSettings,
     SeamRefiner,
     load_refiner,
     pasted_prediction,
@@ -50,7 +51,7 @@ def refined(tmp_path_factory, tiny_run) -> tuple[Path, dict[str, str], object]:
     """A copy of the tiny run with a 5-epoch refiner; the MAE's file hashes taken before refining."""
     run = copy_run(tiny_run, tmp_path_factory.mktemp("refined"))
     before = _mae_files(run)
-    result = refine_run(run, 5, **FAST, **QUIET)
+    result = refine_run(run, RefineSettings(epochs=5, **FAST), **QUIET)
     return run, before, result
 
 
@@ -99,10 +100,17 @@ def test_training_lowers_the_masked_loss_and_leaves_the_mae_files_alone(refined)
     assert keys == official
     log = (run / "refiner" / "log.txt").read_text()
     assert "refine epoch 5/5" in log and "val masked PSNR raw" in log
+    # the training loop's files, as a run's: checkpoints last and best, one metrics line an epoch
+    last = ckpt.load_state(run / "refiner" / "checkpoints" / "last", required=ckpt.STATE_TYPES)
+    best = ckpt.load_state(run / "refiner" / "checkpoints" / "best", required=ckpt.STATE_TYPES)
+    assert last["epoch"] == 5 and last["best_val_loss"] == min(h["val_loss"] for h in result.history)
+    assert best["best_val_loss"] == last["best_val_loss"] and best["epoch"] <= 5
+    lines = (run / "refiner" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == result.history
 
 
 def test_two_epochs_equal_one_and_a_resumed_one(tiny_run, tmp_path):
-    straight = refine_run(copy_run(tiny_run, tmp_path, "a"), 2, **FAST, **QUIET)
+    straight = refine_run(copy_run(tiny_run, tmp_path, "a"), RefineSettings(epochs=2, **FAST), **QUIET)
 
     def stop_after_first(message: str) -> None:
         if message.startswith("refine epoch 1/2"):
@@ -110,22 +118,23 @@ def test_two_epochs_equal_one_and_a_resumed_one(tiny_run, tmp_path):
 
     run = copy_run(tiny_run, tmp_path, "b")
     with pytest.raises(KeyboardInterrupt):
-        refine_run(run, 2, **FAST, progress=False, log=stop_after_first)
-    resumed = refine_run(run, 2, **FAST, resume=True, **QUIET)
+        refine_run(run, RefineSettings(epochs=2, **FAST), progress=False, log=stop_after_first)
+    resumed = refine_run(run, RefineSettings(epochs=2, **FAST), resume=True, **QUIET)
     a, b = straight.refiner.state_dict(), resumed.refiner.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in resumed.history]
     with pytest.raises(UserError, match="width"):
-        refine_run(run, 3, **{**FAST, "width": 16}, resume=True, **QUIET)
+        refine_run(run, RefineSettings(epochs=3, **{**FAST, "width": 16}), resume=True, **QUIET)
     with pytest.raises(UserError, match="already trained 2 epochs"):
-        refine_run(run, 1, **FAST, resume=True, **QUIET)
+        refine_run(run, RefineSettings(epochs=1, **FAST), resume=True, **QUIET)
 
 
 def test_images_per_epoch_shortens_each_epoch_and_still_resumes_exactly(tiny_run, tmp_path):
     """At 256 px on CPU a full refiner epoch takes over an hour: --images-per-epoch trains on a prefix."""
     short = {**FAST, "images_per_epoch": 5}  # one batch of 4 per epoch (a partial batch is dropped)
     lines: list[str] = []
-    straight = refine_run(copy_run(tiny_run, tmp_path, "a"), 2, **short, progress=False, log=lines.append)
+    straight = refine_run(copy_run(tiny_run, tmp_path, "a"), RefineSettings(epochs=2, **short),
+                          progress=False, log=lines.append)
     assert any("1 steps/epoch" in line for line in lines), lines
     state = torch.load(refiner_files(straight.run_dir)["state"], weights_only=False)
     assert state["step"] == 2 and state["settings"]["images_per_epoch"] == 5
@@ -136,14 +145,16 @@ def test_images_per_epoch_shortens_each_epoch_and_still_resumes_exactly(tiny_run
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        refine_run(run, 2, **short, progress=False, log=stop_after_first)
-    resumed = refine_run(run, 2, **short, resume=True, **QUIET)
+        refine_run(run, RefineSettings(epochs=2, **short), progress=False, log=stop_after_first)
+    resumed = refine_run(run, RefineSettings(epochs=2, **short), resume=True, **QUIET)
     a, b = straight.refiner.state_dict(), resumed.refiner.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    another = RefineSettings(epochs=3, **{**short, "images_per_epoch": 8})
     with pytest.raises(UserError, match="different images_per_epoch"):
-        refine_run(run, 3, **{**short, "images_per_epoch": 8}, resume=True, **QUIET)  # another training
+        refine_run(run, another, resume=True, **QUIET)
+    too_few = RefineSettings(epochs=1, **{**FAST, "images_per_epoch": 3})
     with pytest.raises(UserError, match="at least one batch"):
-        refine_run(copy_run(tiny_run, tmp_path, "c"), 1, **{**FAST, "images_per_epoch": 3}, **QUIET)
+        refine_run(copy_run(tiny_run, tmp_path, "c"), too_few, **QUIET)
 
 
 def test_save_load_round_trip_and_damaged_files(refined, tiny_run, tmp_path):
@@ -164,7 +175,7 @@ def test_save_load_round_trip_and_damaged_files(refined, tiny_run, tmp_path):
     state = refiner_files(broken)["state"]
     state.write_bytes(b"")
     with pytest.raises(UserError, match="state.pt"):
-        refine_run(broken, 6, **FAST, resume=True, **QUIET)
+        refine_run(broken, RefineSettings(epochs=6, **FAST), resume=True, **QUIET)
 
 
 def test_evaluate_has_the_refined_row_only_with_a_refiner(refined, tiny_run, tmp_path):
@@ -233,7 +244,7 @@ def test_resume_takes_the_saved_settings_and_a_refused_resume_writes_nothing(tin
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        refine_run(run, 3, **settings, progress=False, log=stop_after_second)
+        refine_run(run, RefineSettings(epochs=3, **settings), progress=False, log=stop_after_second)
     log = refiner_files(run)["log"]
     before = log.read_bytes()
     width = cli_error(capsys, ["refine", "--run", str(run), "--resume", "--width", "16"])
@@ -297,11 +308,11 @@ def test_sigterm_during_refine_says_how_to_continue(tiny_run, tmp_path):
         "import os, signal, sys\n"
         "from mae_utils.app import cli\n"
         "from mae_utils.tools import refine\n"
-        "real = refine._save\n"
+        "real = refine._publish\n"
         "def save_then_stop(job):\n"
         "    real(job)\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "refine._save = save_then_stop\n"
+        "refine._publish = save_then_stop\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script, "refine", "--run", str(run), "--batch-size", "4", "--width",

@@ -2,9 +2,9 @@
 
 A checkpoint is a folder with two files:
 
-* ``model.safetensors``: the weights. safetensors is a plain header + raw tensor bytes, so loading it
-  cannot execute anything; its metadata holds the model's constructor arguments (``mae_config``), so
-  the folder alone rebuilds the model.
+* ``model.safetensors``: the weights. safetensors is a plain header + raw tensor bytes, so
+  loading it cannot execute anything; its metadata holds the model's constructor arguments
+  (``mae_config``), so the folder alone rebuilds the model.
 * ``state.pt``: optimizer, scheduler, grad scaler, epoch, step, RNG states, history and config, only
   tensors and plain Python values, read back with ``torch.load(weights_only=True)``, PyTorch's
   restricted unpickler that refuses arbitrary objects (a crafted pickle fails instead of running).
@@ -13,12 +13,13 @@ Writing is atomic: both files go into a fresh temporary folder next to the targe
 replaces the old folder by two renames (old -> ``NAME.old``, new -> ``NAME``). A crash at any point
 leaves either the new or the previous checkpoint readable; :func:`resolve` falls back to
 ``NAME.old`` for the one instant when only that exists. A write that fails (disk full, folder not
-writable) removes its temporary folder and raises a :class:`UserError`; the previous checkpoint stays.
+writable) removes its temporary folder and raises a :class:`UserError`; the previous checkpoint
+stays.
 
-Reading validates before allocating: :func:`mae_utils.pretrained.load_model` checks the stored ``mae_config`` (known keys
-only, sizes equal to what the tensors' shapes imply) against the safetensors header, builds nothing
-bigger than the file describes, and refuses non-float or non-finite weights, naming the file and the
-field or tensor.
+Reading validates before allocating: :func:`mae_utils.pretrained.load_model` checks the stored
+``mae_config`` (known keys only, sizes equal to what the tensors' shapes imply) against the
+safetensors header, builds nothing bigger than the file describes, and refuses non-float or
+non-finite weights, naming the file and the field or tensor.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import errno
 import json
 import os
 import pickle
-import re
 import random
 import shutil
 import tempfile
@@ -94,11 +94,13 @@ def save_checkpoint(
             metadata["mae_config"] = json.dumps(model_config)
         try:
             save_file(tensors, str(tmp / MODEL_FILE), metadata=metadata)
-            _, written = _header(tmp / MODEL_FILE)  # safetensors can drop a write error: read it back
+            # safetensors can drop a write error: read it back
+            _, written = _header(tmp / MODEL_FILE)
             if set(written) != set(tensors):
                 raise OSError(errno.EIO, "model.safetensors read back incomplete")
             torch.save(state, tmp / STATE_FILE)
-            os.chmod(tmp / STATE_FILE, (tmp / MODEL_FILE).stat().st_mode & 0o777)  # as private as the weights
+            mode = (tmp / MODEL_FILE).stat().st_mode & 0o777
+            os.chmod(tmp / STATE_FILE, mode)  # as private as the weights
             for name in (MODEL_FILE, STATE_FILE):
                 _fsync_file(tmp / name)
         except (OSError, RuntimeError, SafetensorError, UserError) as exc:
@@ -117,14 +119,17 @@ def save_checkpoint(
 
 
 def _write_error(exc: BaseException, ckpt_dir: Path) -> UserError:
-    """A failed checkpoint write as one line; torch and safetensors report a full disk in their own words."""
-    kept = f"the previous checkpoint in {ckpt_dir} is kept" if _complete(ckpt_dir) else "nothing was saved"
+    """A failed checkpoint write as one line; torch and safetensors report a full disk in their
+    own words."""
+    kept = "nothing was saved"
+    if _complete(ckpt_dir):
+        kept = f"the previous checkpoint in {ckpt_dir} is kept"
     if isinstance(exc, OSError):
         return UserError(f"{environment_error(exc, ckpt_dir, 'save checkpoint')}; {kept}")
     free = shutil.disk_usage(ckpt_dir.parent).free
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return UserError(f"cannot save checkpoint {ckpt_dir}: the write failed (disk full? {free / 2**20:.0f} MiB "
-                     f"free): {reason}; {kept}")  # fmt: skip
+    return UserError(f"cannot save checkpoint {ckpt_dir}: the write failed (disk full? "
+                     f"{free / 2**20:.0f} MiB free): {reason}; {kept}")
 
 
 # ---------------------------------------------------------------------- reading
@@ -159,6 +164,9 @@ STATE_TYPES: dict[str, type | tuple[type, ...]] = {
 #: What a training run's ``state.pt`` must hold, and of which type, to be resumed or evaluated.
 TRAIN_STATE_TYPES = {**STATE_TYPES, "config": dict, "world_size": int}
 
+#: What torch.load raises on a file that is no plain state (or a damaged one).
+_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, OSError)
+
 _DAMAGED = "restore it from a backup, or use the run's other checkpoint (--checkpoint last / best)"
 
 
@@ -168,22 +176,27 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_state(
-    ckpt_dir: str | Path, map_location: str | torch.device = "cpu", required: dict[str, Any] | None = None
+    ckpt_dir: str | Path,
+    map_location: str | torch.device = "cpu",
+    required: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``state.pt`` through PyTorch's restricted unpickler: tensors and plain values only.
 
-    ``required`` (e.g. :data:`TRAIN_STATE_TYPES`) names entries that must be present with those types;
-    an empty, truncated or otherwise damaged file is a :class:`UserError` naming it.
+    ``required`` (e.g. :data:`TRAIN_STATE_TYPES`) names entries that must be present with those
+    types; an empty, truncated or otherwise damaged file is a :class:`UserError` naming it.
     """
     return load_state_file(resolve(ckpt_dir) / STATE_FILE, map_location, required, _DAMAGED)
 
 
 def load_state_file(
-    path: str | Path, map_location: str | torch.device = "cpu", required: dict[str, Any] | None = None,
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    required: dict[str, Any] | None = None,
     advice: str = "restore it from a backup",
 ) -> dict[str, Any]:
-    """One ``state.pt``-style file through the restricted unpickler (see :func:`load_state`); a missing,
-    empty, damaged or incomplete file is a :class:`UserError` naming it and ending with ``advice``."""
+    """One ``state.pt``-style file through the restricted unpickler (see :func:`load_state`); a
+    missing, empty, damaged or incomplete file is a :class:`UserError` naming it and ending with
+    ``advice``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} is missing; {advice}")
@@ -191,26 +204,34 @@ def load_state_file(
         raise UserError(f"{path}: {path.name} is empty (0 bytes), a damaged file; {advice}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, OSError) as exc:
-        raise UserError(
-            f"{path}: refused to load (not a plain tensor/state file, or damaged): {_first_line(exc)}"
-        ) from None
+    except _UNREADABLE as exc:
+        raise UserError(f"{path}: refused to load (not a plain tensor/state file, or damaged): "
+                        f"{_first_line(exc)}") from None
     if not isinstance(state, dict):
-        raise UserError(f"{path}: {path.name} holds a {type(state).__name__}, not a checkpoint's state; {advice}")
-    bad = [k for k, kind in (required or {}).items()
-           if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)]  # fmt: skip
+        kind = type(state).__name__
+        raise UserError(f"{path}: {path.name} holds a {kind}, not a checkpoint's state; {advice}")
+    bad = [k for k, kind in (required or {}).items() if not _is(state.get(k), kind)]
     if bad:
-        raise UserError(f"{path}: {path.name} lacks {', '.join(bad)} (or holds the wrong type); {advice}")
+        raise UserError(f"{path}: {path.name} lacks {', '.join(bad)} (or holds the wrong type); "
+                        f"{advice}")
     return state
 
 
-def load_model_state(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """``isinstance``, except that a bool is no int (nor float)."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def load_model_state(
+    ckpt_dir: str | Path, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """The weights from ``model.safetensors`` (no pickle involved)."""
     return load_weights_file(resolve(ckpt_dir) / MODEL_FILE, device)
 
 
 def _header(path: Path) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]]]:
-    """(metadata, {tensor name: (dtype, shape)}) from a safetensors header, without reading tensors."""
+    """(metadata, {tensor name: (dtype, shape)}) from a safetensors header, without reading
+    tensors."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
@@ -220,7 +241,7 @@ def _header(path: Path) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int,
                 tensors[k] = (sl.get_dtype(), tuple(sl.get_shape()))
     except (SafetensorError, OSError) as exc:
         raise UserError(f"{path}: not a readable safetensors file (empty, truncated or damaged?): "
-                        f"{_first_line(exc)}") from None  # fmt: skip
+                        f"{_first_line(exc)}") from None
     return meta, tensors
 
 
@@ -233,12 +254,15 @@ def read_header_metadata(path: str | Path) -> dict[str, str]:
     return _header(Path(path))[0]
 
 
-def load_weights_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_weights_file(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """The tensors of one safetensors file (no pickle involved)."""
     try:
         return load_file(str(path), device=str(device))
     except (SafetensorError, OSError) as exc:
-        raise UserError(f"{path}: not a readable safetensors file (damaged?): {_first_line(exc)}") from None
+        raise UserError(f"{path}: not a readable safetensors file (damaged?): "
+                        f"{_first_line(exc)}") from None
 
 
 def read_model_config(ckpt_dir: str | Path) -> dict[str, Any]:
@@ -257,24 +281,30 @@ def read_file_config(path: str | Path) -> dict[str, Any]:
     except ValueError as exc:
         raise UserError(f"{path}: its mae_config metadata is not valid JSON ({exc})") from None
     if not isinstance(config, dict):
-        raise UserError(f"{path}: its mae_config metadata must be a JSON object, not {type(config).__name__}")
+        kind = type(config).__name__
+        raise UserError(f"{path}: its mae_config metadata must be a JSON object, not {kind}")
     return config
 
 
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names
-_DTYPE_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64"}
+_DTYPE_NAMES = {
+    torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64"
+}
 
 
 def describe_tensors(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """{name: (safetensors dtype name, shape)} of loaded tensors, for :func:`check_tensor_set`."""
-    names = {k: _DTYPE_NAMES.get(v.dtype, str(v.dtype).replace("torch.", "")) for k, v in state.items()}
-    return {k: (names[k], tuple(v.shape)) for k, v in state.items()}
+    def name(dtype: torch.dtype) -> str:
+        return _DTYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
+
+    return {k: (name(v.dtype), tuple(v.shape)) for k, v in state.items()}
 
 
 def check_tensor_set(
     expected: dict[str, tuple[int, ...]], found: dict[str, tuple[str, tuple[int, ...]]], source: str
 ) -> None:
-    """Same names, same shapes, floating-point dtypes; else a :class:`UserError` naming the tensor."""
+    """Same names, same shapes, floating-point dtypes; else a :class:`UserError` naming the
+    tensor."""
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or unexpected:
         parts = ([f"missing {', '.join(missing[:5])}"] if missing else []) + (
@@ -283,21 +313,27 @@ def check_tensor_set(
     for name, shape in expected.items():
         dtype, got = found[name]
         if got != shape:
-            raise UserError(f"{source}: tensor {name} has shape {list(got)}, the model needs {list(shape)}")
+            raise UserError(f"{source}: tensor {name} has shape {list(got)}, the model needs "
+                            f"{list(shape)}")
         if dtype not in _FLOAT_DTYPES:
             raise UserError(f"{source}: tensor {name} is {dtype}, not floating point")
 
 
 def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
-    """Refuse weights holding NaN or infinity: they give NaN reconstructions and meaningless scores."""
+    """Refuse weights holding NaN or infinity: they give NaN reconstructions and meaningless
+    scores."""
     for name, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
-            raise UserError(f"{source}: tensor {name} holds {bad} NaN/inf value(s) of {t.numel()}; refused")
+            raise UserError(f"{source}: tensor {name} holds {bad} NaN/inf value(s) of "
+                            f"{t.numel()}; refused")
 
 
-def load_weights_into(model: torch.nn.Module, ckpt_dir: str | Path, device: str | torch.device = "cpu") -> None:
-    """Load ``model.safetensors`` into ``model`` after checking names, shapes, dtypes and finiteness."""
+def load_weights_into(
+    model: torch.nn.Module, ckpt_dir: str | Path, device: str | torch.device = "cpu"
+) -> None:
+    """Load ``model.safetensors`` into ``model`` after checking names, shapes, dtypes and
+    finiteness."""
     path = resolve(ckpt_dir) / MODEL_FILE
     _, tensors = _header(path)
     check_tensor_set({k: tuple(v.shape) for k, v in model.state_dict().items()}, tensors, str(path))
@@ -317,16 +353,19 @@ def check_not_half_replaced(run_dir: str | Path, which: str = "best") -> None:
         resolve(run_dir / "checkpoints" / which)
     except UserError:
         raise UserError(
-            f"no checkpoint in {run_dir}/checkpoints/{which}: an --overwrite was interrupted before the new run "
-            f"saved one, and the previous run sits in {aside}; restore it with "
-            f"'python -m mae_utils train --resume {run_dir}' (it moves the previous run back and continues it)"
+            f"no checkpoint in {run_dir}/checkpoints/{which}: an --overwrite was interrupted "
+            f"before the new run saved one, and the previous run sits in {aside}; restore it with "
+            f"'python -m mae_utils train --resume {run_dir}' (it moves the previous run back and "
+            "continues it)"
         ) from None
 
 
 def check_run_files(run_dir: str | Path, which: str = "best") -> None:
-    """Refuse a run folder whose ``config.json``, ``split.json`` and checkpoint come from different runs.
+    """Refuse a run folder whose ``config.json``, ``split.json`` and checkpoint come from
+    different runs.
 
-    Each run records one ``run_id`` in all three (runs written before ids existed have none and pass).
+    Each run records one ``run_id`` in all three (runs written before ids existed have none and
+    pass).
     A mixed folder would otherwise be scored on a "test" split the model trained on.
     """
     run_dir = Path(run_dir)
@@ -337,12 +376,14 @@ def check_run_files(run_dir: str | Path, which: str = "best") -> None:
             ids[name] = data.get("run_id") if isinstance(data, dict) else None
         except (OSError, ValueError):
             ids[name] = None
-    ids[f"checkpoints/{which}"] = load_state(run_dir / "checkpoints" / which, required=TRAIN_STATE_TYPES).get("run_id")
+    state = load_state(run_dir / "checkpoints" / which, required=TRAIN_STATE_TYPES)
+    ids[f"checkpoints/{which}"] = state.get("run_id")
     known = {k: v for k, v in ids.items() if v}
     if len(set(known.values())) > 1:
         listed = ", ".join(f"{k} (run {v[:8]})" for k, v in known.items())
         raise UserError(
-            f"{run_dir} mixes files of different runs: {listed}; re-train it, or copy a complete run folder"
+            f"{run_dir} mixes files of different runs: {listed}; re-train it, or copy a complete "
+            "run folder"
         )
 
 
@@ -370,9 +411,8 @@ def restore_rng(state: dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng`."""
     torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
-    np.random.set_state(
-        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    )
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():

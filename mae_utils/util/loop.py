@@ -205,6 +205,7 @@ def run_epochs(task: Task) -> Progress:
     """Train the epochs left (see the module's docstring); returns the task's progress."""
     if task.main and task.metrics_file is not None:  # the lines of the epochs saved, no more
         lines = "".join(json.dumps(line) + "\n" for line in task.progress.history)
+        task.metrics_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(task.metrics_file, lines)
     outer = tqdm(total=task.epochs, initial=task.progress.epoch, desc="epochs", position=0,
                  disable=not (task.main and task.bars), dynamic_ncols=True, unit="epoch")
