@@ -19,15 +19,18 @@ are few. This module is that experiment on faces, with its honest control:
   number is stratified on its quantile bins), to measure label efficiency;
 * ``freeze_blocks``: the patch embedding and the first K blocks keep their weights.
 
-Which faces: the run's own data uses the run's split (fit on ``train``, choose nothing on ``val``
-but report it, score on ``test``); another folder is split here (seeded), and the split is saved.
-Labels come from :mod:`mae_utils.tools.labels` (synthetic attributes, class folders, file names).
+Which faces: the run's own data uses the run's split (fit on ``train``; ``val`` is reported each
+epoch and picks ``checkpoints/best``; score on ``test``); another folder is split here (seeded),
+and the split is saved. Labels come from :mod:`mae_utils.tools.labels` (synthetic attributes,
+class folders, file names); a test face of a class training never saw counts as wrong.
 
 A fine-tune is a run folder of its own (``config.json`` with these settings, the source run's path
 and the SHA-256 of the weights it started from; ``split.json``, ``metrics.jsonl``, ``log.txt``,
-``checkpoints/``, ``results.json``); it resumes exactly, and stops on Ctrl-C or SIGTERM as
-training does. The result is the test accuracy (classes) or mean absolute error (numbers) of the
-last epoch's network, with a 95% interval.
+``checkpoints/``, ``results.json``). Its epochs run in the shared training loop
+(:mod:`mae_utils.util.loop`): this module gives it the network, the epoch (batches, loss, step)
+and the validation, and the loop does the rest as for ``train``: seeding, checkpoints, exact
+resume, metrics, progress, Ctrl-C and SIGTERM. The result is the test accuracy (classes) or mean
+absolute error (numbers) of the last epoch's network, with a 95% interval, beside chance.
 """
 
 from __future__ import annotations
@@ -528,6 +531,8 @@ def _file_log(path: Path, echo: Callable[[str], None] | None) -> Callable[[str],
     show = echo or tqdm.write
 
     def log(message: str) -> None:
+        # file names that are not valid UTF-8 arrive as surrogates: shown escaped, never a crash
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         show(message)
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(message + "\n")
