@@ -351,8 +351,8 @@ def wilson_interval(correct: int, n: int) -> tuple[float, float]:
 
 def prediction_score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """How good predictions of a label are, with a 95% interval: for ``task`` 'classify' the
-    accuracy (Wilson interval), for 'regress' the mean absolute error (t interval, :func:`mean_ci95`).
-    Returns ``score``, ``low``, ``high``."""
+    accuracy (Wilson interval), for 'regress' the mean absolute error (t interval,
+    :func:`mean_ci95`). Returns ``score``, ``low``, ``high``."""
     if task == "classify":
         correct = int((np.asarray(y_true) == np.asarray(y_pred)).sum())
         lo, hi = wilson_interval(correct, len(y_true))

@@ -57,7 +57,8 @@ def param_groups(
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        decayed = not (p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES)
+        plain = p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES
+        decayed = not plain
         scale = 1.0 if lr_scale is None else float(lr_scale(name))
         groups.setdefault((scale, decayed), []).append(p)
     scales = sorted({scale for scale, _ in groups}) or [1.0]

@@ -112,7 +112,7 @@ def test_every_command_defaults_to_the_best_device(capsys) -> None:
     devices = {name: next(a for a in parser._actions if "--device" in a.option_strings)
                for name, parser in commands.items() if "--device" in parser.option_names()}
     assert {"train", "evaluate", "reconstruct", "refine", "probe", "finetune"} <= set(devices)
-    # train's and finetune's flags default to their settings dataclass (what was typed is told apart)
+    # train's and finetune's flags default to their settings (so that what was typed is known)
     settings = {"train": TrainConfig().device, "finetune": FinetuneConfig().device}
     defaults = {name: settings.get(name, action.default) for name, action in devices.items()}
     assert defaults == dict.fromkeys(devices, "auto")

@@ -454,7 +454,8 @@ def test_wilson_interval() -> None:
 
 
 def test_prediction_score_of_classes_and_numbers() -> None:
-    acc = metrics.prediction_score("classify", np.array(["a", "b", "a", "b"]), np.array(["a", "b", "b", "b"]))
+    truth, guess = np.array(["a", "b", "a", "b"]), np.array(["a", "b", "b", "b"])
+    acc = metrics.prediction_score("classify", truth, guess)
     assert acc["score"] == 0.75 and acc["low"] < 0.75 < acc["high"]
     err = metrics.prediction_score("regress", np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.0]))
     assert err["score"] == pytest.approx(0.5) and err["low"] < 0.5 < err["high"]

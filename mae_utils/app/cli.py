@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reconstruct": ("mae_utils.tools.reconstruct", "four-panel figure for your own photos"),
     "refine": ("mae_utils.tools.refine", "train a small convolutional refiner across patch borders for a run's MAE"),
     "probe": ("mae_utils.tools.probe", "linear probes: what the frozen encoder knows, against pixels and random weights"),
-    "finetune": ("mae_utils.tools.finetune", "fine-tune a run's encoder on a labelled face task (or --from-scratch)"),
+    "finetune": ("mae_utils.tools.finetune", "fine-tune the encoder on labelled faces (or from scratch)"),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
 }
 

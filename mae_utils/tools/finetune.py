@@ -591,7 +591,8 @@ def _describe(job: _Job, line: dict[str, Any]) -> str:
     text = f"epoch {line['epoch']}/{job.settings.epochs}: train loss {line['train_loss']:.4f}"
     if line["val_loss"] is not None:
         score = line["val_score"]
-        shown = f"accuracy {100 * score:.1f}%" if job.data.task == "classify" else f"MAE {score:.3g}"
+        classes = job.data.task == "classify"
+        shown = f"accuracy {100 * score:.1f}%" if classes else f"MAE {score:.3g}"
         text += f", val loss {line['val_loss']:.4f}, val {shown}"
     return f"{text}, {line['seconds']:.1f} s"
 

@@ -257,7 +257,8 @@ def dataset_labels(ds: Any, targets: Sequence[str], label_regex: str | None,
     tasks = task if isinstance(task, Mapping) else {t: task for t in targets}
     if not hasattr(ds, "rel_files"):  # synthetic faces
         if label_regex:
-            raise UserError("--label-regex reads file names; synthetic faces have attributes: drop it")
+            raise UserError("--label-regex reads file names; synthetic faces have attributes: "
+                            "drop it")
         return [synthetic_labels(ds.seed, ds.indices, t, tasks[t], check) for t in targets]
     if label_regex:
         return [regex_labels(ds.rel_files, label_regex, t, where, tasks.get(t, "auto"), check)

@@ -136,9 +136,11 @@ def load_probe_data(
             augment=False, log=lambda _m: None,
         )  # fmt: skip
         where = "the synthetic faces" if folder is None else str(folder)
-        labels = dataset_labels(splits.train, targets, label_regex, task, f"the training faces of {where}", check=False)
-        test_labels = dataset_labels(splits.test, targets, label_regex, {lab.target: lab.task for lab in labels},
-                              f"the test faces of {where}", check=False)  # fmt: skip
+        labels = dataset_labels(splits.train, targets, label_regex, task,
+                                f"the training faces of {where}", check=False)
+        test_labels = dataset_labels(splits.test, targets, label_regex,
+                                     {lab.target: lab.task for lab in labels},
+                                     f"the test faces of {where}", check=False)
         train, test = (splits.train, *_common(labels)), (splits.test, *_common(test_labels))
         notes = [f"data: the run's own split ({where}, {split_path.name}): fit on train, score on test"]
     notes += [n for lab in labels for n in lab.notes]
@@ -287,7 +289,9 @@ def fit_probe(
     last = model[-1]
     reg = float(np.ravel(last.C_)[0]) if task == "classify" else float(last.alpha_)
     width = pca_width or x_train.shape[1]
-    return {**prediction_score(task, y_test, pred), "width": int(width), "seconds": time.perf_counter() - started, "reg": reg}
+    seconds = time.perf_counter() - started
+    return {**prediction_score(task, y_test, pred), "width": int(width), "seconds": seconds,
+            "reg": reg}
 
 
 def chance(task: str, y_train: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
