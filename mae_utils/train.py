@@ -1,21 +1,24 @@
 """Training: AdamW + One-Cycle on hidden-patch MSE, on CPU, one GPU, or many through ``torchrun``.
 
-``fit(TrainConfig(...))`` is the whole loop; the notebook and ``python -m mae_utils train`` both call
-it. Choices and why:
+``fit(TrainConfig(...))`` trains a run; the notebook and ``python -m mae_utils train`` both call
+it. The epochs, checkpoints, exact resume, metrics lines and stops are the shared training loop's
+(:mod:`mae_utils.util.loop`); this module supplies the MAE's step, validation and run folder.
+Choices and why:
 
 * The optimiser, the One-Cycle schedule and the step itself live in :mod:`mae_utils.optim`
   (:func:`~mae_utils.optim.build_optimizer`, :func:`~mae_utils.optim.train_step`), so the notebook
-  demonstrates exactly the step this loop takes. The schedule steps every iteration; the ``lr`` logged
-  per epoch is the rate of that epoch's last step.
+  demonstrates exactly the step this loop takes. The schedule steps every iteration; the ``lr``
+  logged per epoch is the rate of that epoch's last step.
 * Short runs: any number of steps >= 1 trains; a batch larger than the training split is clamped to
   it, with a warning.
-* ``init_from``: the initial weights come from an official MAE ``.pth``, a Hugging Face ViTMAE folder
-  or another run's checkpoint; the model's shape comes from the weights (see :func:`initial_model`).
-* Exact resume: the batch order comes from a sampler seeded with ``seed + epoch``; each image's mask
-  noise from a generator seeded by (seed, epoch, image index); the global RNGs are re-seeded at every
-  epoch start and also saved. So a run resumed after epoch k draws the same batches and masks as one
-  never stopped, and (on CPU) ends with identical weights. Per-image noise also makes a 2-process run
-  see exactly the masks a single process sees for the same global batch.
+* ``init_from``: the initial weights come from an official MAE ``.pth``, a Hugging Face ViTMAE
+  folder or another run's checkpoint; the model's shape comes from the weights (see
+  :func:`initial_model`).
+* Exact resume: the batch order comes from a sampler seeded with ``seed + epoch``; each image's
+  mask noise from a generator seeded by (seed, epoch, image index); the global RNGs are re-seeded
+  at every epoch start and also saved. So a run resumed after epoch k draws the same batches and
+  masks as one never stopped, and (on CPU) ends with identical weights. Per-image noise also makes
+  a 2-process run see exactly the masks a single process sees for the same global batch.
 * GPUs: bf16 autocast where supported, else fp16 with a grad scaler; TF32 matmuls; fused AdamW;
   pinned memory with non-blocking copies; optional ``torch.compile``. CPU stays float32.
 * Under ``torchrun``: DistributedDataParallel (NCCL on GPUs, gloo on CPU), a ``DistributedSampler``
@@ -150,7 +153,8 @@ def initial_model(
 ) -> tuple[MaskedAutoencoder, TrainConfig]:
     """The model training starts from, and the config that describes it.
 
-    Without ``init_from``: :func:`build_model` (random weights; seed the RNG first for a given draw).
+    Without ``init_from``: :func:`build_model` (random weights; seed the RNG first for a given
+    draw).
     With it: the weights of an official MAE ``.pth``, a Hugging Face ViTMAE folder, or a run's
     checkpoint (see :func:`mae_utils.pretrained.load_init_weights`); the architecture comes from the
     weights, so the returned config's patch size and widths are the weights' (a note says what
@@ -158,19 +162,22 @@ def initial_model(
     """
     if not config.init_from:
         return build_model(config), config
-    model = load_init_weights(config.init_from, config.image_size, norm_pix_loss=config.norm_pix_loss, log=log)
+    model = load_init_weights(config.init_from, config.image_size,
+                              norm_pix_loss=config.norm_pix_loss, log=log)
     model = with_options(model, config, log)
     shape = {name: model.config[name] for name in SHAPE_FIELDS}
     asked = {"patch_size": config.patch_size, **config.architecture()}
     changed = {k: v for k, v in shape.items() if asked[k] != v}
     if changed:
+        changes = ", ".join(f"{k} {asked[k]} -> {v}" for k, v in changed.items())
         log(f"note: init_from {config.init_from}: the architecture comes from the weights: "
-              + ", ".join(f"{k} {asked[k]} -> {v}" for k, v in changed.items()))  # fmt: skip
+            f"{changes}")
     return model, dataclasses.replace(config, **shape).validate()
 
 
 class _RunLog:
-    """Prints (without breaking tqdm bars) and appends to ``log.txt``; silent on ranks other than 0."""
+    """Prints (without breaking tqdm bars) and appends to ``log.txt``; silent on ranks other than
+    0."""
 
     def __init__(self, path: Path | None, echo: Callable[[str], None] | None, active: bool):
         self.path, self.active = path, active
@@ -227,13 +234,17 @@ def _autocast(run: _Run):
 
 
 def _train_loader(run: _Run, epoch: int) -> DataLoader:
-    return train_loader(run.train_set, run.config.batch_size, seed=run.config.seed, epoch=epoch, world=run.world,
-                        rank=run.rank, num_workers=run.config.num_workers, device=run.device)  # fmt: skip
+    cfg = run.config
+    return train_loader(run.train_set, cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                        world=run.world, rank=run.rank, num_workers=cfg.num_workers,
+                        device=run.device)
 
 
 def _val_loader(run: _Run) -> DataLoader:
-    return build_loader(run.val_set, run.config.batch_size, shuffle=False, world=run.world, rank=run.rank,
-                        num_workers=run.config.num_workers, device=run.device, persistent_workers=False)  # fmt: skip
+    cfg = run.config
+    return build_loader(run.val_set, cfg.batch_size, shuffle=False, world=run.world,
+                        rank=run.rank, num_workers=cfg.num_workers, device=run.device,
+                        persistent_workers=False)
 
 
 def _check_finite(run: _Run, loss_sum: torch.Tensor, count: int, epoch: int) -> tuple[float, float]:
@@ -241,17 +252,21 @@ def _check_finite(run: _Run, loss_sum: torch.Tensor, count: int, epoch: int) -> 
     total = torch.stack([loss_sum.detach(), torch.full_like(loss_sum, count)])
     loss_sum, count = runtime.all_reduce_sum(total).tolist()
     if not math.isfinite(loss_sum):
+        mean = loss_sum / max(count, 1)
         raise NonFiniteLossError(
-            f"training loss became {loss_sum / max(count, 1):.4g} in epoch {epoch + 1} (step {run.progress.step}); "
+            f"training loss became {mean:.4g} in epoch {epoch + 1} (step {run.progress.step}); "
             f"stopped without saving; {_non_finite_advice(run)}"
         )
     return loss_sum, count
 
 
 def _non_finite_advice(run: _Run) -> str:
-    """What to do after a non-finite loss, as commands that work (resume accepts a new --base-lr)."""
+    """What to do after a non-finite loss, as commands that work (resume accepts a new
+    --base-lr)."""
     cfg = run.config
-    fixes = f"--base-lr {cfg.base_lr / 10:.3g}" + (" --grad-clip 1.0" if cfg.grad_clip is None else "")
+    fixes = f"--base-lr {cfg.base_lr / 10:.3g}"
+    if cfg.grad_clip is None:
+        fixes += " --grad-clip 1.0"
     if run.amp_dtype is not None:
         fixes += " --amp none"
     done = run.progress.epoch
@@ -278,7 +293,8 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
         noise = noise.to(run.device, non_blocking=True)
         lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses
         loss = train_step(run.train_model, imgs, noise, run.optimizer, run.scheduler, run.scaler,
-                          mask_ratio=cfg.mask_ratio, amp_dtype=run.amp_dtype, grad_clip=cfg.grad_clip)  # fmt: skip
+                          mask_ratio=cfg.mask_ratio, amp_dtype=run.amp_dtype,
+                          grad_clip=cfg.grad_clip)
         run.progress.step += 1
         n = imgs.shape[0]
         seen += n * run.world
@@ -287,7 +303,8 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
         if (i + 1) % check_every == 0 or i + 1 == len(loader):
             total, images = _check_finite(run, loss_sum, count, epoch)
             rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{total / images:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}", refresh=False)
+            bar.set_postfix(loss=f"{total / images:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}",
+                            refresh=False)
     bar.close()
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
@@ -296,9 +313,12 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     return {"train_loss": total / images, "images_per_s": seen / seconds, "lr": lr}
 
 
-def _pixels01(model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _pixels01(
+    model: MaskedAutoencoder, imgs: torch.Tensor, pred: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstruction, original) in [0, 1]. With norm_pix_loss the prediction is in per-patch
-    normalised units; it is mapped back with each patch's true mean/std, as in the paper's figures."""
+    normalised units; it is mapped back with each patch's true mean/std, as in the paper's
+    figures."""
     recon = denormalize(model.prediction_to_images(pred, imgs)).clamp(0, 1)
     return recon, denormalize(imgs.float()).clamp(0, 1)
 
@@ -418,7 +438,8 @@ def _check_resume(run: _Run, state: dict[str, Any]) -> bool:
         )
     world = state["world_size"]
     if world != run.world:
-        run.log(f"note: resuming a {world}-process run with {run.world}; the effective batch changes")
+        run.log(f"note: resuming a {world}-process run with {run.world}; the effective batch "
+                "changes")
     cfg, step = run.config, state["step"]
     same_plan = (saved.epochs, saved.base_lr, world) == (cfg.epochs, cfg.base_lr, run.world)
     if same_plan and "lr_lambdas" in state["scheduler"]:
@@ -455,7 +476,8 @@ def _init_source(config: TrainConfig, run_dir: Path, restored: bool) -> dict[str
 
 
 def _start_runtime(config: TrainConfig) -> tuple[torch.device, torch.dtype | None, int, int]:
-    """Set-up phase 1: (device, AMP dtype, world size, rank); joins the torchrun group if there is one."""
+    """Set-up phase 1: (device, AMP dtype, world size, rank); joins the torchrun group if there is
+    one."""
     device = resolve_device(config.device)  # under torchrun: the local rank's GPU
     runtime.init_from_env(device.type)
     amp_dtype = resolve_amp(config.amp, device)
@@ -466,14 +488,17 @@ def _start_runtime(config: TrainConfig) -> tuple[torch.device, torch.dtype | Non
 def _starting_model(
     config: TrainConfig, run_dir: Path, restore: bool, log: _RunLog
 ) -> tuple[MaskedAutoencoder, TrainConfig]:
-    """Set-up phase 2: the model (seeded: identical initial weights on every rank) and its config."""
+    """Set-up phase 2: the model (seeded: identical initial weights on every rank) and its
+    config."""
     torch.manual_seed(config.seed)
     if restore:  # the shape the run has, whatever built it; the weights are restored later
         return MaskedAutoencoder(**ckpt.read_model_config(run_dir / "checkpoints" / "last")), config
     return initial_model(config, log=log)  # with init_from, the config takes the weights' shape
 
 
-def _wrap_for_training(model: MaskedAutoencoder, config: TrainConfig, device: torch.device, world: int) -> nn.Module:
+def _wrap_for_training(
+    model: MaskedAutoencoder, config: TrainConfig, device: torch.device, world: int
+) -> nn.Module:
     """What the step calls: the model, DDP-wrapped under torchrun, compiled with ``compile``."""
     train_model: nn.Module = model
     if world > 1:
@@ -484,10 +509,14 @@ def _wrap_for_training(model: MaskedAutoencoder, config: TrainConfig, device: to
 
 
 def _write_run_record(run: _Run, restored: bool) -> None:
-    """Set-up's last phase (rank 0): config.json, the split's run id and metrics.jsonl so far."""
-    record = {**run.config.to_dict(), "model": run.model.config,
-              "runtime": runtime.environment(run.device, run.amp_dtype, run.world), "run_id": run.run_id,
-              "init_source": _init_source(run.config, run.run_dir, restored)}  # fmt: skip
+    """Set-up's last phase (rank 0): config.json and the split's run id."""
+    record = {
+        **run.config.to_dict(),
+        "model": run.model.config,
+        "runtime": runtime.environment(run.device, run.amp_dtype, run.world),
+        "run_id": run.run_id,
+        "init_source": _init_source(run.config, run.run_dir, restored),
+    }
     atomic_write_text(run.run_dir / "config.json", json.dumps(record, indent=2) + "\n")
     stamp_split(run.run_dir / "split.json", run.run_id)
 
@@ -504,7 +533,8 @@ def _setup(
     device, amp_dtype, world, rank = _start_runtime(config)
     run_dir = Path(config.out_dir)
     # a run without a checkpoint (stopped in its first epoch) starts again at epoch 0
-    restore = resume and (folder.has_checkpoint if folder is not None else holds_checkpoint(run_dir))
+    has_checkpoint = folder.has_checkpoint if folder is not None else holds_checkpoint(run_dir)
+    restore = resume and has_checkpoint
     log = _RunLog(run_dir / "log.txt" if rank == 0 else None, echo, rank == 0)
     processes = f" x {world} processes" if world > 1 else ""
     log(f"{'resuming' if restore else 'training'} {run_dir} on {device}{processes}, "
@@ -558,7 +588,8 @@ def fit(
     folder = None
     failed = True
     try:
-        with sigterm_as_interrupt():  # a scheduler's stop ends the run as Ctrl-C does, data preparation too
+        # a scheduler's stop ends the run as Ctrl-C does, data preparation included
+        with sigterm_as_interrupt():
             if runtime.env_rank() == 0:
                 folder = RunFolder(config.out_dir, resume=resume, overwrite=overwrite).open()
             run = _setup(config, resume, folder, log, on_epoch)
@@ -583,29 +614,35 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Every TrainConfig field as a flag, plus --resume and --overwrite."""
     parser.description = (
         "Train a Masked Autoencoder. Without --data-dir it trains on built-in synthetic faces. "
-        "The same flags work under `torchrun --nproc_per_node=N -m mae_utils train` (DistributedDataParallel)."
+        "The same flags work under `torchrun --nproc_per_node=N -m mae_utils train` "
+        "(DistributedDataParallel)."
     )
     add_config_arguments(parser)
+    overridable = ", ".join(sorted(RESUME_OVERRIDABLE))
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue the run in RUN_DIR from checkpoints/last; settings come from its "
-                             f"config.json, and only {', '.join(sorted(RESUME_OVERRIDABLE))} may be given "
-                             "(e.g. a larger --epochs to extend it)")  # fmt: skip
+                        help="continue the run in RUN_DIR from checkpoints/last; settings come "
+                             f"from its config.json, and only {overridable} may be given (e.g. a "
+                             "larger --epochs to extend it)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the resolved settings, the model's size, the data count and the steps per "
-                             "epoch, then stop: nothing is written (check a long job before paying for it)")
+                        help="print the resolved settings, the model's size, the data count and "
+                             "the steps per epoch, then stop: nothing is written (check a long "
+                             "job before paying for it)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh even if --out-dir already holds a run: the old run is moved aside and "
-                             "deleted once the new one has saved its first checkpoint")  # fmt: skip
+                        help="start afresh even if --out-dir already holds a run: the old run is "
+                             "moved aside and deleted once the new one has saved its first "
+                             "checkpoint")
 
 
 def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     """(config, resume) from parsed CLI arguments."""
     given = config_from_args(args)
     if args.resume is not None and not args.resume.strip():
-        raise UserError("--resume needs a run folder and got an empty value (an unset shell variable?); "
-                        "give --resume runs/NAME, or leave --resume out to start a new run")  # fmt: skip
+        raise UserError("--resume needs a run folder and got an empty value (an unset shell "
+                        "variable?); give --resume runs/NAME, or leave --resume out to start a "
+                        "new run")
     if args.resume and args.overwrite:
-        raise UserError("--resume continues a run and --overwrite replaces it: give one of them, not both")
+        raise UserError("--resume continues a run and --overwrite replaces it: give one of them, "
+                        "not both")
     if not args.resume:
         return TrainConfig(**given), False
     run_dir = check_run_dir(args.resume, "--resume")
@@ -614,12 +651,14 @@ def config_for_cli(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
         RunFolder(run_dir, resume=True, overwrite=False).open().close()
     saved = load_run_config(run_dir)
     if "out_dir" in given and Path(given["out_dir"]) != run_dir:
-        raise UserError("--out-dir cannot differ from --resume: a resumed run continues in its own folder")
+        raise UserError("--out-dir cannot differ from --resume: a resumed run continues in its "
+                        "own folder")
     bad = fixed_on_resume(saved, given)
     if bad:
+        flags = ", ".join("--" + b.replace("_", "-") for b in bad)
         raise UserError(
-            f"--resume takes the settings from {run_dir}/config.json; cannot change "
-            f"{', '.join('--' + b.replace('_', '-') for b in bad)} (allowed: {', '.join(sorted(RESUME_OVERRIDABLE))})"
+            f"--resume takes the settings from {run_dir}/config.json; cannot change {flags} "
+            f"(allowed: {', '.join(sorted(RESUME_OVERRIDABLE))})"
         )
     return dataclasses.replace(saved, **given, out_dir=str(run_dir)), True
 
@@ -647,9 +686,9 @@ def dry_run(config: TrainConfig, resume: bool = False, given: Collection[str] | 
     arch = {**dataclasses.asdict(config), **config.architecture()}
     world = runtime.env_world_size()
     split_path = Path(config.out_dir) / "split.json" if resume else None
-    (n_train, n_val, n_test), source = count_split(config.data_dir, max_images=config.max_images,
-                                                   val_frac=config.val_frac, test_frac=config.test_frac,
-                                                   split_path=split_path)  # fmt: skip
+    (n_train, n_val, n_test), source = count_split(
+        config.data_dir, max_images=config.max_images, val_frac=config.val_frac,
+        test_frac=config.test_frac, split_path=split_path)
     batch, steps, warning = plan_batches(n_train, config.batch_size, world)
     count = sum(p.numel() for p in model.parameters())
     grid = config.image_size // config.patch_size
@@ -657,9 +696,9 @@ def dry_run(config: TrainConfig, resume: bool = False, given: Collection[str] | 
     lines = [
         "dry run: nothing was written",
         *_settings_lines(arch, config, resume, given),
-        f"model: preset {config.preset}, encoder {arch['embed_dim']} wide x {arch['depth']} blocks "
-        f"({arch['num_heads']} heads), decoder {arch['decoder_embed_dim']} x {arch['decoder_depth']} "
-        f"({arch['decoder_num_heads']} heads)",
+        f"model: preset {config.preset}, encoder {arch['embed_dim']} wide x {arch['depth']} "
+        f"blocks ({arch['num_heads']} heads), decoder {arch['decoder_embed_dim']} x "
+        f"{arch['decoder_depth']} ({arch['decoder_num_heads']} heads)",
         f"images: {config.image_size} px, {grid}x{grid} patches of {config.patch_size} px",
         *_option_lines(config),
         f"parameters: {count:,} ({count * 4 / 2**20:.1f} MiB in float32)",
@@ -722,6 +761,7 @@ def run_cli(args: argparse.Namespace) -> int:
     result = fit(config, resume=resume, overwrite=args.overwrite)
     if runtime.is_main():
         m = result.metrics
+        train_loss = m.get("train_loss", float("nan"))
         print(f"done: {result.run_dir} (best val loss {result.best_val_loss:.4f}; last epoch "
-              f"{m.get('epoch')}: train {m.get('train_loss', float('nan')):.4f})")  # fmt: skip
+              f"{m.get('epoch')}: train {train_loss:.4f})")
     return 0

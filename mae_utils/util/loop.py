@@ -22,29 +22,34 @@ every command:
   the next step for the user (the command line prints it).
 
 The epoch's line is ``{"epoch": n}`` + ``train_epoch``'s metrics + ``validate``'s (``val_keys``
-set to None in an epoch without validation) + ``step`` + ``seconds``. A command's own entries of
-``state.pt`` (its settings) come from ``extra_state``; :func:`resume` returns the saved state so
-the command can read them back.
+set to None in an epoch without validation) + ``step`` + ``seconds``. The command counts its
+optimiser steps in ``task.progress.step``. Its own entries of ``state.pt`` (settings, what it was
+trained from) come from ``extra_state``; :func:`resume` checks them (``required``, ``check``)
+and returns the saved state. The best value is saved as ``best_val_loss`` whatever ``monitor``
+names (lower is better).
 
 A fine-tune, in outline::
 
-    progress = Progress()
-
     def train_epoch(epoch: int) -> dict[str, float]:
-        losses = []
+        model.train()
+        total, batches = 0.0, 0
         for x, y in task.bar(loader_for(epoch), epoch):
-            loss = F.cross_entropy(head(encoder(x)), y)
-            optimizer.zero_grad(); loss.backward(); optimizer.step(); scheduler.step()
-            progress.step += 1
-            losses.append(loss.item())
-        return {"train_loss": sum(losses) / len(losses)}
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            task.progress.step += 1
+            total, batches = total + loss.item(), batches + 1
+        return {"train_loss": total / batches}
 
-    task = Task(model, optimizer, scheduler, train_epoch, validate=lambda epoch: {"val_loss": ...},
+    task = Task(model, optimizer, scheduler, train_epoch, validate=val_loss_and_accuracy,
                 epochs=10, checkpoints=out / "checkpoints", name="finetune",
-                extra_state=lambda: {"settings": asdict(settings)}, progress=progress)
+                metrics_file=out / "metrics.jsonl",
+                extra_state=lambda: {"settings": asdict(settings)})
     if resuming:
-        saved = resume(task, required={"settings": dict})
-    run_epochs(task)
+        saved = resume(task, required={"settings": dict}, check=same_settings)
+    run_epochs(task)  # KeyboardInterrupt after a stop; the last checkpoint is complete
 """
 
 from __future__ import annotations
