@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Collection
 
 from .util.errors import UserError, check_seed
+from .util.folders import check_several_folders, is_several, one_or_several
 from .model import FILL_STARTS, OPTION_DEFAULTS, PRESETS, check_options, check_sizes
 from .transforms import MAX_CROP_SCALE, SCALE_DRAWS, ZOOM_FILLS, Augment
 
@@ -121,13 +122,17 @@ class TrainConfig:
     ``PRESET_RECIPES`` (filled in on construction); a field set explicitly overrides that value."""
 
     # data
-    data_dir: str | None = _f(None, "folder of face photos (searched recursively); none = built-in synthetic faces")
+    data_dir: str | list[str] | None = _f(
+        None, "folder of face photos (searched recursively), or several folders to train on "
+        "together, each split on its own; none = built-in synthetic faces",
+    )
     out_dir: str = _f("runs/mae", "run directory (config.json, metrics.jsonl, checkpoints/, samples/)")
     image_size: int | None = _f(
         None, "images are resized and center-cropped to this many pixels square"
     )
     max_images: int | None = _f(
-        None, "use at most this many images; none = all (synthetic faces: how many to generate, none = 2000)"
+        None, "use at most this many images (of each folder); none = all (synthetic faces: how "
+        "many to generate, none = 2000)"
     )
     val_frac: float = _f(0.1, "fraction of images held out for validation")
     test_frac: float = _f(0.1, "fraction of images held out for the final test")
@@ -218,6 +223,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """A recipe field left at None takes the preset's value (``PRESET_RECIPES``); an unknown
         preset is left for :meth:`validate` to report."""
+        self.data_dir = one_or_several(self.data_dir)
         recipe = PRESET_RECIPES.get(self.preset, {})
         for name, value in recipe.items():
             if getattr(self, name) is None:
@@ -264,7 +270,9 @@ class TrainConfig:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise UserError(f"grad_clip must be > 0 or none; got {self.grad_clip}")
         self._expand_user()
-        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+        if is_several(self.data_dir):
+            check_several_folders(self.data_dir)
+        elif self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"data_dir {self.data_dir!r} is not a folder")
         if need_init_from and self.init_from is not None and not Path(self.init_from).exists():
             raise UserError(f"init_from {self.init_from!r}: no such file or folder")
@@ -297,6 +305,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, str) and value.startswith("~"):
                 setattr(self, name, str(Path(value).expanduser()))
+            elif is_several(value):
+                setattr(self, name, [str(Path(v).expanduser()) for v in value])
 
     def _validate_model(self) -> None:
         arch = self.architecture()
@@ -341,7 +351,7 @@ class TrainConfig:
 # ---------------------------------------------------------------------- field checks
 def annotation_type(annotation: Any) -> tuple[type, bool]:
     """(the field's scalar type, whether None is allowed) from a string or real annotation."""
-    hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation  # noqa: S307 (own literals)
+    hint = _evaluated(annotation)
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         non_none = [a for a in args if a is not type(None)]
@@ -349,8 +359,24 @@ def annotation_type(annotation: Any) -> tuple[type, bool]:
     return hint, False
 
 
+def admits_list(annotation: Any) -> bool:
+    """Whether a field's annotation also takes a list (``str | list[str] | None``: folders)."""
+    return any(typing.get_origin(a) is list for a in typing.get_args(_evaluated(annotation)))
+
+
+def _evaluated(annotation: Any) -> Any:
+    """An annotation as a type: a string one (``from __future__ import annotations``) evaluated."""
+    if isinstance(annotation, str):
+        return eval(annotation, vars(typing))  # noqa: S307 (own literals)
+    return annotation
+
+
 def _check_type(f: dataclasses.Field, value: Any) -> None:
     base, optional = annotation_type(f.type)
+    if admits_list(f.type) and is_several(value):
+        if not all(isinstance(v, str) for v in value):
+            raise UserError(f"{f.name} must be a folder, a list of folders or none; got {value!r}")
+        return
     if value is None:
         if optional:
             return
@@ -448,6 +474,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         base, optional = annotation_type(f.type)
         help_text = f"{f.metadata['help']} (default: {_default_text(f)})"
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
+        if admits_list(f.type):
+            kwargs["nargs"] = "+"  # one value is that folder (TrainConfig unwraps it)
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -463,4 +491,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig fields the user set on the command line."""
     names = [f.name for f in fields(TrainConfig)]
-    return {n: getattr(args, n) for n in names if hasattr(args, n)}
+    values = {n: getattr(args, n) for n in names if hasattr(args, n)}
+    if "data_dir" in values:
+        values["data_dir"] = one_or_several(values["data_dir"])
+    return values

@@ -48,6 +48,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Augment",
     "FaceFolder",
+    "FolderUnion",
     "SyntheticFaces",
     "default_cache_dir",
     "batch_to_input",
@@ -627,3 +628,38 @@ class SyntheticFaces(_ImageDataset):
 
     def __repr__(self) -> str:
         return f"SyntheticFaces({len(self)} of {self.n}, image_size={self.image_size}, seed={self.seed})"
+
+
+# --- several folders -----------------------------------------------------------------------------
+
+
+class FolderUnion(_ImageDataset):
+    """Several folders' images (one split of each) as one dataset, folder after folder.
+
+    ``parts`` maps each folder's name (:func:`mae_utils.util.folders.folder_names`) to its images
+    (a :class:`FaceFolder`, usually one split of it, with its own cache); the union's names are
+    ``NAME/relative path``, unique even where two folders hold files of the same name.
+    """
+
+    def __init__(self, parts: dict[str, FaceFolder], *, augment: bool | Augment = False) -> None:
+        if not parts:
+            raise UserError("a union of folders needs at least one folder")
+        self.parts = dict(parts)
+        self.augment = as_augment(augment)
+        self.image_size = next(iter(self.parts.values())).image_size
+        self.rel_files = [f"{name}/{rel}" for name, ds in self.parts.items()
+                          for rel in ds.rel_files]
+        self.skipped = [s for ds in self.parts.values() for s in ds.skipped]
+        self._ends = np.cumsum([len(ds) for ds in self.parts.values()])
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def _uint8(self, i: int) -> np.ndarray:
+        k = int(np.searchsorted(self._ends, i, side="right"))
+        start = int(self._ends[k - 1]) if k else 0
+        return list(self.parts.values())[k]._uint8(i - start)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name} {len(ds)}" for name, ds in self.parts.items())
+        return f"FolderUnion({len(self)} images: {sizes})"

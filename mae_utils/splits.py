@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from .util import runtime
 from .util.errors import UserError
 from .util.fileio import atomic_write_text
+from .util.folders import check_several_folders, folder_names, is_several
 from .util.loaders import build_loader, mix_seed, plan_batches
 from .config import TrainConfig, check_fracs
 from .data import (
@@ -29,6 +30,7 @@ from .data import (
     SKIPPED_SHOWN,
     CacheDir,
     FaceFolder,
+    FolderUnion,
     SyntheticFaces,
     as_augment,
     check_folder,
@@ -45,6 +47,7 @@ __all__ = [
 
 #: How many synthetic faces :func:`prepare_data` generates when ``max_images`` is not given.
 SYNTHETIC_DEFAULT_IMAGES = 2000
+SPLIT_KEYS = ("train", "val", "test")
 
 # --- splits --------------------------------------------------------------------------------------
 
@@ -57,8 +60,9 @@ class DataSplits:
     val: Dataset
     test: Dataset
     split: dict[str, list[str]]  # {"train": [...], "val": [...], "test": [...]}: relative paths or synthetic names
-    root: str | None  # the data folder, or None for synthetic faces
+    root: str | None  # the data folder, or None for synthetic faces and several folders
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    folders: dict[str, "DataSplits"] = field(default_factory=dict)  # of several: each folder's
 
 
 def split_sizes(n: int, val_frac: float, test_frac: float, *, source: str = "the data") -> tuple[int, int, int]:
@@ -109,6 +113,8 @@ def count_split(
     if data_dir is None:
         n = int(max_images) if max_images is not None else SYNTHETIC_DEFAULT_IMAGES
         return split_sizes(n, val_frac, test_frac), f"{n} synthetic faces"
+    if is_several(data_dir):
+        return _count_several(data_dir, max_images, val_frac, test_frac)
     root = check_folder(data_dir)
     files, _ = scan_images(root)
     n = min(len(files), max_images) if max_images is not None else len(files)
@@ -117,13 +123,44 @@ def count_split(
     return split_sizes(n, val_frac, test_frac, source=str(root)), f"{n} of {len(files)} image files in {root}"
 
 
+def _count_several(
+    folders: Sequence[str | Path], max_images: int | None, val_frac: float, test_frac: float
+) -> tuple[tuple[int, int, int], str]:
+    """:func:`count_split` of several folders: each one's counts, as it is split on its own."""
+    counts, lines = [], []
+    for name, root in zip(folder_names(folders), check_several_folders(folders)):
+        (n_train, n_val, n_test), source = count_split(
+            root, max_images=max_images, val_frac=val_frac, test_frac=test_frac)
+        counts.append((n_train, n_val, n_test))
+        lines.append(f"\n  {name}: {source}: {n_train} train / {n_val} val / {n_test} test")
+    total = tuple(sum(c[k] for c in counts) for k in range(3))
+    return total, f"{len(counts)} folders, each split on its own{''.join(lines)}\n  together"
+
+
 def _read_split(path: Path) -> dict[str, list[str]]:
+    """A split file's train / val / test names; of several folders, their union (``NAME/file``)."""
+    folders = _read_folder_splits(path)
+    if folders is not None:
+        return {k: [f"{name}/{x}" for name, part in folders.items() for x in part[k]]
+                for k in SPLIT_KEYS}
     try:
         data = json.loads(path.read_text())
-        split = {k: [str(x) for x in data[k]] for k in ("train", "val", "test")}
+        split = {k: [str(x) for x in data[k]] for k in SPLIT_KEYS}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"split file {path} is not a valid split.json ({exc})") from None
     return split
+
+
+def _read_folder_splits(path: Path) -> dict[str, dict[str, list[str]]] | None:
+    """Each folder's split from a split file of several folders; None for a file of one data set."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or "folders" not in data:
+            return None
+        return {str(name): {k: [str(x) for x in part[k]] for k in SPLIT_KEYS}
+                for name, part in data["folders"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"split file {path} is not a valid split.json ({exc})") from None
 
 
 def _write_split(path: Path, split: dict[str, list[str]], skipped: Sequence[tuple[str, str]], root: str | None) -> None:
@@ -169,6 +206,11 @@ def prepare_data(
         raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
     plan = _SplitPlan(Path(split_path) if split_path is not None else None, val_frac, test_frac, seed, log)
     train_aug = as_augment(augment) or False
+    if is_several(data_dir):
+        return _several_folder_splits(plan, data_dir, image_size, max_images, cache_dir, train_aug)
+    if plan.folders is not None:
+        raise UserError(f"split file {plan.split_file} records the split of several folders "
+                        f"({', '.join(plan.folders)}); give data_dir as those folders")
     if data_dir is None:
         return _synthetic_splits(plan, image_size, max_images, train_aug)
     return _folder_splits(plan, check_folder(data_dir), image_size, max_images, cache_dir, train_aug)
@@ -183,15 +225,24 @@ class _SplitPlan:
     test_frac: float
     seed: int
     log: Callable[[str], None]
+    write: bool = True  # False: one folder of several, whose split the caller records
 
     def __post_init__(self) -> None:
         exists = self.split_file is not None and self.split_file.exists()
         self.saved = _read_split(self.split_file) if exists else None
+        self.folders = _read_folder_splits(self.split_file) if exists else None
+
+    def for_folder(self, saved: dict[str, list[str]] | None) -> "_SplitPlan":
+        """One folder's plan, of several: its saved split (None: split it), not written alone."""
+        plan = dataclasses.replace(self, split_file=None, write=False)
+        plan.split_file, plan.saved = self.split_file, saved
+        return plan
 
     def finish(self, split: dict[str, list[str]], skipped: list[tuple[str, str]], root: str | None) -> None:
         """Log the split and write it, unless it was read from the split file."""
-        _log_split(self.log, split, self.saved is not None, self.split_file, self.seed)
-        if self.saved is None and self.split_file is not None:
+        shown = self.split_file if self.write or self.saved is not None else None
+        _log_split(self.log, split, self.saved is not None, shown, self.seed)
+        if self.saved is None and self.split_file is not None and self.write:
             _write_split(self.split_file, split, skipped, root)
 
 
@@ -272,6 +323,48 @@ def _folder_splits(
     val, test = full.subset(split["val"]), full.subset(split["test"])
     plan.finish(split, skipped, str(root))
     return DataSplits(train, val, test, split, str(root), skipped)
+
+
+def _several_folder_splits(
+    plan: _SplitPlan, folders: Sequence[str | Path], image_size: int, max_images: int | None,
+    cache_dir: CacheDir, train_aug: Augment | bool,
+) -> DataSplits:
+    """The several-folders path of :func:`prepare_data`: each folder scanned, cached and split on
+    its own (the split it would get alone, so its test faces never depend on the other folders),
+    the three splits the union of the folders'; ``split.json`` records each folder's split."""
+    roots = [check_folder(f) for f in check_several_folders(folders)]
+    names = folder_names(roots)
+    saved = _saved_folder_splits(plan, names)
+    parts = {name: _folder_splits(plan.for_folder(saved.get(name)), root, image_size, max_images,
+                                  cache_dir, train_aug)
+             for name, root in zip(names, roots)}
+    union = {k: FolderUnion({n: getattr(p, k) for n, p in parts.items()},
+                            augment=train_aug if k == "train" else False) for k in SPLIT_KEYS}
+    split = {k: list(union[k].rel_files) for k in SPLIT_KEYS}
+    skipped = [(f"{name}/{rel}", why) for name, p in parts.items() for rel, why in p.skipped]
+    plan.log(f"data: {len(parts)} folders together ({', '.join(names)})")
+    _log_split(plan.log, split, plan.saved is not None, plan.split_file, plan.seed)
+    if plan.saved is None and plan.split_file is not None:
+        record = {"folders": {name: {"root": p.root, **p.split,
+                                     "skipped": [list(s) for s in p.skipped]}
+                              for name, p in parts.items()}}
+        plan.split_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(plan.split_file, json.dumps(record, indent=1) + "\n")
+    return DataSplits(union["train"], union["val"], union["test"], split, None, skipped, parts)
+
+
+def _saved_folder_splits(plan: _SplitPlan, names: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Each folder's saved split (none saved: {}); the saved folders must be the ones given."""
+    if plan.saved is None:
+        return {}
+    if plan.folders is None:
+        raise UserError(f"split file {plan.split_file} records the split of one data set, not of "
+                        f"the folders {', '.join(names)}; give data_dir as that run's one folder")
+    if sorted(plan.folders) != sorted(names):
+        raise UserError(f"split file {plan.split_file} records the folders "
+                        f"{', '.join(plan.folders)}, but data_dir names {', '.join(names)}; "
+                        "give the run's own folders")
+    return plan.folders
 
 
 def _log_split(

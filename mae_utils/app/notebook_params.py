@@ -26,7 +26,7 @@ from typing import Any, Mapping, MutableMapping
 
 from ..util.errors import UserError
 from ..util.rundir import holds_checkpoint
-from ..config import TrainConfig, annotation_type, load_run_config, same_settings
+from ..config import TrainConfig, admits_list, annotation_type, load_run_config, same_settings
 
 __all__ = [
     "check_no_shadowed_imports",
@@ -107,6 +107,8 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
     """``value`` as the annotated type: strings parsed when unambiguous, a clear error otherwise."""
     hint, optional = annotation_type(annotation)
     base = typing.get_origin(hint) or hint
+    if isinstance(value, (list, tuple)) and admits_list(annotation):  # several folders
+        return list(value)
     text = value.strip().lower() if isinstance(value, str) else None
     if value is None or (optional and text in _NONE and base is not str):
         if optional or base is Any:
@@ -223,6 +225,7 @@ def check_notebook(
     overwrite = check_run_folder(config, bool(params.get("overwrite", False)), notebook)
     arch = config.architecture()
     data = config.data_dir or "built-in synthetic faces"
+    data = " + ".join(data) if isinstance(data, list) else data
     print(f"preset {config.preset} (encoder {arch['embed_dim']} x {arch['depth']}, decoder "
           f"{arch['decoder_embed_dim']} x {arch['decoder_depth']}), {config.image_size} px images in "
           f"{config.patch_size} px patches, {config.epochs} epochs on {data} -> {config.out_dir}")  # fmt: skip

@@ -45,8 +45,11 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------- configuration and paths
-def relative(path: str | os.PathLike[str]) -> str:
-    """``path`` relative to the working directory when it lies below it: outputs print no machine paths."""
+def relative(path: str | os.PathLike[str] | list[str]) -> str:
+    """``path`` relative to the working directory when it lies below it: outputs print no machine paths.
+    Several folders (a list) are joined with ``+``."""
+    if isinstance(path, list):
+        return " + ".join(relative(p) for p in path)
     p = Path(path)
     try:
         return str(p.resolve().relative_to(Path.cwd().resolve()))

@@ -43,12 +43,13 @@ import torch
 
 from ..util.errors import UserError
 from ..util.fileio import atomic_write_text
+from ..util.folders import folder_names, is_several, member_name
 from ..util.loaders import mix_seed
 from ..util.progress import tqdm
 from ..util.rundir import is_run_folder
 from ..util.runtime import resolve_device
 from ..baselines import BASELINES, blend_seams
-from ..config import DEVICES, check_run_dir
+from ..config import DEVICES, check_run_dir, load_run_config
 from ..data import FaceFolder
 from ..masking import MASK_KINDS, make_mask
 from ..metrics import evaluate_batch, mean_ci95, paste_visible, patch_mask_to_pixel_mask, summarize
@@ -70,6 +71,7 @@ __all__ = [
     "add_cli_arguments",
     "check_results_target",
     "eval_name",
+    "evaluate_each_folder",
     "evaluate_model",
     "evaluate_run",
     "format_table",
@@ -125,7 +127,10 @@ def load_eval_dataset(
                         "face photos: leave --data-dir out to score the run's own held-out faces, "
                         "or give a folder of photos")
     own_dir = config.data_dir
-    foreign = data_dir is not None and (own_dir is None or not _same_folder(data_dir, own_dir))
+    if is_several(own_dir) and (data_dir is None or member_name(data_dir, own_dir) is not None):
+        return _several_folder_split(run_dir, config, data_dir, split)
+    foreign = data_dir is not None and (own_dir is None or is_several(own_dir)
+                                        or not _same_folder(data_dir, own_dir))
     if foreign and own_dir is not None and _holds_split(data_dir, run_dir / "split.json"):
         foreign = False  # the run's data, moved (or named from another working directory): score its split
     if foreign:
@@ -157,6 +162,34 @@ def load_eval_dataset(
         raise UserError(f"the {split} split of {run_dir} is empty; choose another --split")
     source = "synthetic" if folder is None else "run split"
     return ds, {"source": source, "data_dir": None if folder is None else str(folder), "split": split}
+
+
+def _several_folder_split(
+    run_dir: Path, config: Any, folder: str | Path | None, split: str | None
+) -> tuple[Any, dict[str, Any]]:
+    """A run trained on several folders: the held-out ``split`` (default: test) of one of them
+    (``folder``), or of all of them (``folder`` None), as its ``split.json`` records them."""
+    split_path = run_dir / "split.json"
+    if not split_path.is_file():
+        raise UserError(f"{split_path} not found: cannot tell which images {run_dir} held out")
+    for own in config.data_dir:
+        if not Path(own).expanduser().is_dir():
+            raise UserError(f"the run's data folder {own!r} (from {run_dir}/config.json) is not a "
+                            "folder here; put it back to score the run's held-out images")
+    splits = prepare_data(
+        config.data_dir, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
+        test_frac=config.test_frac, seed=config.seed, split_path=split_path,
+        cache_dir=config.cache_dir, augment=False, log=lambda _msg: None,
+    )
+    split = split or "test"
+    name = None if folder is None else member_name(folder, config.data_dir)
+    chosen = splits if name is None else splits.folders[name]
+    ds = getattr(chosen, split)
+    if len(ds) == 0:
+        raise UserError(f"the {split} split of {run_dir} is empty; choose another --split")
+    described = {"source": "run split", "split": split,
+                 "data_dir": list(config.data_dir) if name is None else chosen.root}
+    return ds, described if name is None else {**described, "folder": name}
 
 
 class ZoomedOut:
@@ -434,7 +467,8 @@ def eval_name(split_desc: dict[str, Any], mask: str, mask_ratio: float, which: s
     if split_desc["source"] == "folder":
         where = "folder-" + (Path(str(split_desc["data_dir"])).expanduser().resolve().name or "data")
     else:
-        where = split_desc["split"]
+        folder = split_desc.get("folder")
+        where = split_desc["split"] + (f"-{folder}" if folder else "")
     shape = f"{mask}{round(mask_ratio * 100)}" if mask in ("random", "center") else mask
     if split_desc.get("zoom_out") is not None:
         where += f"_zoom{round(split_desc['zoom_out'] * 100)}{split_desc['zoom_fill']}"
@@ -534,6 +568,8 @@ def _mask_settings(mask: str, mask_ratio: float, patches: Sequence[int] | None, 
 def _title(run_dir: Path, record: dict[str, Any], scored: Evaluation) -> str:
     data, mask = record["data"], record["mask"]
     where = data["data_dir"] or "synthetic faces"
+    if is_several(where):
+        where = " + ".join(where)
     if data.get("zoom_out") is not None:
         where += f", shrunk to {data['zoom_out']:g} of the frame in a {data['zoom_fill']} surround"
     weights = f"{record['checkpoint']} checkpoint" if "run" in record else "published weights"
@@ -668,6 +704,22 @@ def evaluate_run(
     return result
 
 
+def evaluate_each_folder(
+    run_dir: str | Path | None, *, data_dir: str | Path | None = None, name: str | None = None,
+    **settings: Any,
+) -> list[RunEvaluation]:
+    """:func:`evaluate_run` once per folder of a run trained on several (each folder's held-out
+    images, results named after it), then on their union; any other evaluation once. ``settings``:
+    the other arguments of :func:`evaluate_run`."""
+    folders: list[str] = []
+    if run_dir is not None and data_dir is None:
+        own = load_run_config(check_run_dir(run_dir)).data_dir
+        folders = list(own) if is_several(own) else []
+    results = [evaluate_run(run_dir, data_dir=folder, name=name and f"{name}-{label}", **settings)
+               for folder, label in zip(folders, folder_names(folders))]
+    return results + [evaluate_run(run_dir, data_dir=data_dir, name=name, **settings)]
+
+
 # ---------------------------------------------------------------------- command line
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
@@ -677,9 +729,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "are scored on every image of --data-dir, their results written to --out-dir."
     )
     add_model_arguments(parser)
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="evaluate on all images of this folder (another data set); default: the run's own "
-                             "held-out split")  # fmt: skip
+    parser.add_argument(
+        "--data-dir", default=None, metavar="DIR",
+        help="evaluate on all images of this folder (another data set); default: the run's own "
+             "held-out split (a run on several folders: each folder's, then all together)")
     parser.add_argument("--split", default=None, choices=SPLITS,
                         help="which split of the run's own data (default: test); not with another "
                              "--data-dir")  # fmt: skip
@@ -717,7 +770,7 @@ def run_cli(args: argparse.Namespace) -> int:
     check_mask_arguments(args)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be a positive integer; got {args.limit}")
-    result = evaluate_run(
+    results = evaluate_each_folder(
         args.run, data_dir=args.data_dir, split=args.split, mask=args.mask, mask_ratio=args.mask_ratio,
         patches=args.patches, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
         baselines=args.baselines, device=args.device, which=args.checkpoint, name=args.name,
@@ -725,5 +778,6 @@ def run_cli(args: argparse.Namespace) -> int:
         refine=not args.no_refine, on_scored=lambda r: print(r.table, flush=True),
         init_from=args.init_from,
     )  # fmt: skip
-    print(f"wrote {result.json_path} and {result.figure_path}")
+    for result in results:
+        print(f"wrote {result.json_path} and {result.figure_path}")
     return 0

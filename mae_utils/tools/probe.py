@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..util.errors import UserError, check_seed
+from ..util.folders import is_several
 from ..util.progress import tqdm
 from ..util.runtime import resolve_device
 from ..config import DEVICES, TrainConfig, check_run_dir
@@ -98,7 +99,7 @@ def _split_here(n: int, strata: np.ndarray | None, test_frac: float, seed: int) 
 def _is_foreign(data_dir: str | Path | None, config: TrainConfig) -> bool:
     if data_dir is None:
         return False
-    if config.data_dir is None:
+    if config.data_dir is None or is_several(config.data_dir):  # a folder given alone is split here
         return True
     try:
         return Path(data_dir).expanduser().resolve() != Path(config.data_dir).expanduser().resolve()
@@ -128,7 +129,7 @@ def load_probe_data(
         if not split_path.is_file():
             raise UserError(f"{split_path} not found: cannot tell which images {run_dir} trained on")
         folder = data_dir if data_dir is not None else config.data_dir
-        if folder is not None and not Path(folder).expanduser().is_dir():
+        if folder is not None and not is_several(folder) and not Path(folder).expanduser().is_dir():
             raise UserError(f"the run's data folder {folder!r} is not a folder here; pass --data-dir with its location")
         splits = prepare_data(
             folder, config.image_size, max_images=config.max_images, val_frac=config.val_frac,
