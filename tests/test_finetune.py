@@ -199,6 +199,22 @@ def test_file_name_pattern(synthetic_run, tmp_path) -> None:
     assert json.loads((result.run_dir / "config.json").read_text())["classes"] == ["old", "young"]
 
 
+def test_a_run_on_several_folders_is_fine_tuned_on_its_own_split(tmp_path) -> None:
+    folders = []
+    for kind, seed in (("young", 1), ("old", 2)):
+        folders.append(str(tmp_path / kind))
+        write_faces(tmp_path / kind, n=15, size=32, seed=seed, prefix=f"{kind}_")
+    run = tmp_path / "run"
+    fit(config_module.TrainConfig(**TINY, data_dir=folders, out_dir=str(run), cache_dir="off",
+                                  val_frac=0.2, test_frac=0.2), log=lambda _m: None)
+    result = finetune(_settings(run, tmp_path / "ft", target="age",
+                                label_regex=r"^(?P<age>young|old)_"), log=lambda _m: None)
+    source_split = json.loads((run / "split.json").read_text())
+    split = json.loads((result.run_dir / "split.json").read_text())
+    assert split["folders"] == source_split["folders"]
+    assert result.rows[0]["n"] == 6
+
+
 # ---------------------------------------------------------------------- mistakes
 @pytest.mark.parametrize("flags, says", [
     (["--target", "halo"], "synthetic faces have no attribute 'halo'"),

@@ -53,6 +53,7 @@ from ..util import checkpoint as ckpt
 from ..util import loop, runtime
 from ..util.errors import UserError, check_seed, sigterm_as_interrupt
 from ..util.fileio import atomic_write_text, file_sha256
+from ..util.folders import is_several
 from ..util.loaders import build_loader, mix_seed, plan_batches
 from ..util.loop import Task
 from ..util.progress import tqdm
@@ -226,8 +227,10 @@ def _splits(settings: FinetuneConfig, source: TrainConfig, out_dir: Path,
     """The faces split train / val / test (the run's split for its own data), and their name."""
     own = settings.data_dir is None
     folder = source.data_dir if own else settings.data_dir
-    where = "the synthetic faces" if folder is None else str(folder)
-    if own and folder is not None and not Path(folder).expanduser().is_dir():
+    where = ("the synthetic faces" if folder is None
+             else ", ".join(map(str, folder)) if is_several(folder) else str(folder))
+    one_folder = folder is not None and not is_several(folder)  # several: prepare_data checks them
+    if own and one_folder and not Path(folder).expanduser().is_dir():
         raise UserError(f"the run's data folder {folder!r} is not a folder here; pass --data-dir "
                         "with its location")
     split_path = out_dir / "split.json"
