@@ -40,12 +40,14 @@ __all__ = [
     "mean_ci95",
     "paste_visible",
     "patch_mask_to_pixel_mask",
+    "prediction_score",
     "psnr",
     "psnr_masked",
     "seam_scores",
     "ssim",
     "ssim_masked",
     "summarize",
+    "wilson_interval",
 ]
 
 # A perfect match has infinite PSNR; the MSE is floored at 1e-10 so it reads 100 dB and means stay
@@ -352,6 +354,33 @@ def mean_ci95(values: Sequence[float] | torch.Tensor | np.ndarray) -> tuple[floa
 
     sd = float(arr.std(ddof=1))
     return mean, float(student_t.ppf(0.975, arr.size - 1) * sd / math.sqrt(arr.size))
+
+
+#: The standard normal's 97.5% quantile: a 95% two-sided interval.
+Z95 = 1.959963984540054
+
+
+def wilson_interval(correct: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``correct / n`` (fine near 0 and 1, unlike the
+    normal one)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = correct / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return centre - half, centre + half
+
+
+def prediction_score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """How good predictions of a label are, with a 95% interval: for ``task`` 'classify' the
+    accuracy (Wilson interval), for 'regress' the mean absolute error (t interval,
+    :func:`mean_ci95`). Returns ``score``, ``low``, ``high``."""
+    if task == "classify":
+        correct = int((np.asarray(y_true) == np.asarray(y_pred)).sum())
+        lo, hi = wilson_interval(correct, len(y_true))
+        return {"score": correct / len(y_true), "low": lo, "high": hi}
+    mae, half = mean_ci95(np.abs(np.asarray(y_true).astype(np.float64) - y_pred))
+    return {"score": mae, "low": mae - half, "high": mae + half}
 
 
 def summarize(results: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:

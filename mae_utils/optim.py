@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any, Callable, ContextManager
 
 import torch
 from torch import nn
@@ -44,23 +44,34 @@ DIV_FACTOR = 25.0  # first rate = peak / 25 (OneCycleLR's default)
 FINAL_DIV_FACTOR = 1e4  # last rate = first rate / 1e4 (OneCycleLR's default)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module, weight_decay: float, lr_scale: Callable[[str], float] | None = None
+) -> list[dict[str, Any]]:
     """Two AdamW groups: decayed weight matrices, and undecayed biases, norms, tokens, positions.
 
-    Frozen parameters (the fixed sin-cos tables) are left out.
+    Frozen parameters (the fixed sin-cos tables, frozen blocks) are left out. ``lr_scale`` (a
+    parameter's name -> a factor of the learning rate; fine-tuning's layer-wise decay) splits them
+    further: a group per factor and decay, smallest factor first, each holding its ``lr_scale``.
     """
-    decay, no_decay = [], []
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        plain = p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES
+        decayed = not plain
+        scale = 1.0 if lr_scale is None else float(lr_scale(name))
+        groups.setdefault((scale, decayed), []).append(p)
+    scales = sorted({scale for scale, _ in groups}) or [1.0]
+    out = []
+    for scale in scales:
+        for decayed in (True, False):
+            params = groups.get((scale, decayed), [])
+            if lr_scale is None:  # always the same two groups, as saved optimizer states expect
+                out.append({"params": params, "weight_decay": weight_decay if decayed else 0.0})
+            elif params:
+                out.append({"params": params, "weight_decay": weight_decay if decayed else 0.0,
+                            "lr_scale": scale})
+    return out
 
 
 def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:

@@ -106,12 +106,15 @@ def test_resume_and_overwrite_together_are_refused(capsys, tmp_path) -> None:
 
 def test_every_command_defaults_to_the_best_device(capsys) -> None:
     from mae_utils.config import TrainConfig
+    from mae_utils.tools.finetune import FinetuneConfig
 
     _, commands = cli.build_parser()
     devices = {name: next(a for a in parser._actions if "--device" in a.option_strings)
                for name, parser in commands.items() if "--device" in parser.option_names()}
-    assert {"train", "evaluate", "reconstruct", "refine", "probe"} <= set(devices)
-    defaults = {name: TrainConfig().device if name == "train" else action.default for name, action in devices.items()}
+    assert {"train", "evaluate", "reconstruct", "refine", "probe", "finetune"} <= set(devices)
+    # train's and finetune's flags default to their settings (so that what was typed is known)
+    settings = {"train": TrainConfig().device, "finetune": FinetuneConfig().device}
+    defaults = {name: settings.get(name, action.default) for name, action in devices.items()}
     assert defaults == dict.fromkeys(devices, "auto")
     with pytest.raises(SystemExit):
         cli.main(["refine", "--help"])

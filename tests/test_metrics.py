@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mae_utils import metrics
 from mae_utils.util.errors import UserError
 from mae_utils.baselines import inpaint_harmonic
 from mae_utils.masking import make_mask
@@ -321,3 +322,17 @@ def test_seam_scores_count_only_borders_touching_hidden_patches():
     res = evaluate_batch(x, x.flip(-1), mask, 8)
     assert set(res) == {"psnr_masked", "ssim_masked", "psnr_full", "ssim_full", "blockiness", "detail"}
     assert "blockiness" not in evaluate_batch(x, x, patch_mask_to_pixel_mask(mask, 8, 32))
+
+
+def test_wilson_interval() -> None:
+    lo, hi = metrics.wilson_interval(80, 100)
+    assert lo == pytest.approx(0.7112, abs=1e-3) and hi == pytest.approx(0.8666, abs=1e-3)
+    assert metrics.wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_prediction_score_of_classes_and_numbers() -> None:
+    truth, guess = np.array(["a", "b", "a", "b"]), np.array(["a", "b", "b", "b"])
+    acc = metrics.prediction_score("classify", truth, guess)
+    assert acc["score"] == 0.75 and acc["low"] < 0.75 < acc["high"]
+    err = metrics.prediction_score("regress", np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.0]))
+    assert err["score"] == pytest.approx(0.5) and err["low"] < 0.5 < err["high"]

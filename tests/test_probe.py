@@ -283,12 +283,6 @@ def test_settings_are_checked_once_with_the_field_named(extra, message) -> None:
         ProbeSettings(**{"targets": ["beard"], **extra}).validate()
 
 
-def test_wilson_interval() -> None:
-    lo, hi = probe.wilson_interval(80, 100)
-    assert lo == pytest.approx(0.7112, abs=1e-3) and hi == pytest.approx(0.8666, abs=1e-3)
-    assert probe.wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
-
-
 # ---------------------------------------------------------------------- command line
 def test_cli_prints_the_table_and_writes_every_row(run_dir, capsys, tmp_path) -> None:
     out_json = tmp_path / "rows.json"

@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mae_utils.tools.probe",
         "linear probes: what the frozen encoder knows, against pixels and random weights",
     ),
+    "finetune": (
+        "mae_utils.tools.finetune",
+        "fine-tune the encoder on labelled faces (or from scratch)",
+    ),
     "synth": ("mae_utils.synthetic", "write built-in synthetic faces as PNG files"),
 }
 
@@ -53,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # it saved) sets ``next_step`` on the KeyboardInterrupt it lets through, as refine does.
 NEXT_STEP: dict[str, str] = {
     "train": "a training run continues from its last checkpoint with --resume",
+    "finetune": "a fine-tune continues from its last checkpoint with --resume OUT_DIR",
     "probe": "a probe writes nothing: run the same command again",
     "evaluate": "evaluate writes its results at the end: run the same command again",
 }

@@ -21,15 +21,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..util.errors import UserError
 from ..synthetic import ATTRIBUTES, face_attributes
 
-__all__ = ["TASKS", "Labels", "check_classes", "check_pattern", "decide_task", "folder_labels",
-           "nested_repeat", "regex_labels", "synthetic_labels"]
+__all__ = ["TASKS", "Labels", "check_classes", "check_pattern", "dataset_labels", "decide_task",
+           "folder_labels", "nested_repeat", "regex_labels", "synthetic_labels"]
 
 TASKS = ("auto", "classify", "regress")
 # the parser behind re.compile (Python 3.10: re.sre_parse), to read a pattern's structure; it
@@ -271,3 +271,23 @@ def synthetic_labels(seed: int, indices: Sequence[int], target: str, task: str =
     if task == "auto":
         labels.notes[-1] = labels.notes[-1].split(" (asked for")[0] + " (the generator's own kind)"
     return labels
+
+
+def dataset_labels(ds: Any, targets: Sequence[str], label_regex: str | None,
+                   task: str | Mapping[str, str], where: str, check: bool = True) -> list[Labels]:
+    """One :class:`Labels` per target for every image of ``ds``, from the source its images have:
+    the synthetic faces' attributes, ``label_regex`` on the file names, or the class sub-folders.
+    ``task``: one for all targets, or one per target."""
+    tasks = task if isinstance(task, Mapping) else {t: task for t in targets}
+    if not hasattr(ds, "rel_files"):  # synthetic faces
+        if label_regex:
+            raise UserError("--label-regex reads file names; synthetic faces have attributes: "
+                            "drop it")
+        return [synthetic_labels(ds.seed, ds.indices, t, tasks[t], check) for t in targets]
+    if label_regex:
+        return [regex_labels(ds.rel_files, label_regex, t, where, tasks.get(t, "auto"), check)
+                for t in targets]
+    if len(targets) > 1:
+        raise UserError("class sub-folders give one target; name several targets only with "
+                        "--label-regex")
+    return [folder_labels(ds.rel_files, where, tasks.get(targets[0], "auto"), targets[0], check)]

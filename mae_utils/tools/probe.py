@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 import warnings
 from dataclasses import replace
@@ -44,7 +43,7 @@ from ..util.errors import UserError
 from ..util.fileio import atomic_write_text
 from ..util.runtime import resolve_device
 from ..config import check_run_dir
-from ..metrics import mean_ci95
+from ..metrics import prediction_score
 from ..model import MaskedAutoencoder
 from ..pretrained import load_model_from_run
 from .probe_data import ProbeData, load_probe_data
@@ -55,37 +54,15 @@ from .readouts import (EncoderFeatures, Standardiser, encode, pixels, random_twi
 __all__ = [
     "EncoderFeatures", "ProbeData", "ProbeSettings", "add_cli_arguments", "chance", "encode",
     "feature_sets", "fit_probe", "format_table", "load_probe_data", "pixels", "probe_features",
-    "probe_run", "random_twin", "run_cli", "wilson_interval",
+    "probe_run", "random_twin", "run_cli",
 ]
 
 #: Regularisation grids searched by cross-validation (inverse strength C; ridge alpha).
 LOGISTIC_CS = tuple(np.logspace(-4, 2, 7))
 RIDGE_ALPHAS = tuple(np.logspace(-2, 5, 15))
-Z95 = 1.959963984540054
 
 
 # ---------------------------------------------------------------------- the linear probe
-def wilson_interval(correct: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion ``correct / n`` (fine near 0 and 1, unlike the
-    normal one)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = correct / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-    return centre - half, centre + half
-
-
-def _score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy with its Wilson interval, or the mean absolute error with its t interval."""
-    if task == "classify":
-        correct = int((y_true == y_pred).sum())
-        lo, hi = wilson_interval(correct, len(y_true))
-        return {"score": correct / len(y_true), "low": lo, "high": hi}
-    mae, half = mean_ci95(np.abs(y_true.astype(np.float64) - y_pred))
-    return {"score": mae, "low": mae - half, "high": mae + half}
-
-
 def _model(task: str, y_train: np.ndarray, pca_width: int | None, standardize: bool, seed: int,
            cv: int):
     from sklearn.decomposition import PCA  # local: scikit-learn is heavy (~1.5 s)
@@ -140,10 +117,10 @@ def fit_probe(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lbfgs convergence notes and sklearn deprecations
         model.fit(np.asarray(x_train, dtype), y_fit)
-        out.update(_score(task, y_test, model.predict(np.asarray(x_test, dtype))))
+        out.update(prediction_score(task, y_test, model.predict(np.asarray(x_test, dtype))))
         if val is not None:
             pred = model.predict(np.asarray(val[0], dtype))
-            out["val_score"] = _score(task, val[1], pred)["score"]
+            out["val_score"] = prediction_score(task, val[1], pred)["score"]
     last = model[-1]
     out["reg"] = float(np.ravel(last.C_)[0]) if task == "classify" else float(last.alpha_)
     out["width"] = int(pca_width or x_train.shape[1])
@@ -158,7 +135,7 @@ def chance(task: str, y_train: np.ndarray, y_test: np.ndarray) -> dict[str, Any]
         pred = np.full(len(y_test), values[np.argmax(counts)], dtype=y_test.dtype)
     else:
         pred = np.full(len(y_test), float(np.mean(y_train.astype(np.float64))))
-    return {**_score(task, y_test, pred), "width": 0, "seconds": 0.0, "reg": float("nan")}
+    return {**prediction_score(task, y_test, pred), "width": 0, "seconds": 0.0, "reg": float("nan")}
 
 
 # ---------------------------------------------------------------------- the features

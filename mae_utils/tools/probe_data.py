@@ -21,7 +21,7 @@ from ..util.folders import is_several
 from ..config import TrainConfig
 from ..data import FaceFolder
 from ..splits import prepare_data
-from .labels import Labels, folder_labels, regex_labels, synthetic_labels
+from .labels import Labels, dataset_labels
 from .probe_settings import ProbeSettings
 
 __all__ = ["ProbeData", "load_probe_data"]
@@ -57,22 +57,8 @@ class ProbeData:
 
 def _labels(ds: Any, settings: ProbeSettings, task: str | dict[str, str], where: str,
             check: bool = True) -> list[Labels]:
-    """One :class:`Labels` per target for every image of ``ds`` (``task``: one for all, or per
-    target)."""
-    targets, regex = settings.targets, settings.label_regex
-    tasks = task if isinstance(task, dict) else {t: task for t in targets}
-    if not hasattr(ds, "rel_files"):  # synthetic faces
-        if regex:
-            raise UserError("--label-regex reads file names; synthetic faces have attributes: "
-                            "drop it")
-        return [synthetic_labels(ds.seed, ds.indices, t, tasks[t], check) for t in targets]
-    if regex:
-        return [regex_labels(ds.rel_files, regex, t, where, tasks.get(t, "auto"), check)
-                for t in targets]
-    if len(targets) > 1:
-        raise UserError("class sub-folders give one target; probe several targets only with "
-                        "--label-regex")
-    return [folder_labels(ds.rel_files, where, tasks.get(targets[0], "auto"), targets[0], check)]
+    """The settings' targets for every image of ``ds`` (:func:`~.labels.dataset_labels`)."""
+    return dataset_labels(ds, settings.targets, settings.label_regex, task, where, check)
 
 
 def _common(labels: list[Labels]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
