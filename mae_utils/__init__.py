@@ -4,7 +4,7 @@ The top level is the algorithm that ``maskAE.ipynb`` teaches; read it in this or
 
 1. ``masking``    which patches the encoder sees (``masking_ids``: the noise-argsort trick)
 2. ``pos_embed``  fixed 2-D sin-cos position tables
-3. ``model``      ``MaskedAutoencoder``: patchify, encoder on visible patches, decoder, loss; ``PRESETS``
+3. ``model``      ``MaskedAutoencoder``: patchify, encode visible patches, decode, loss; ``PRESETS``
 4. ``transforms`` uint8 batch -> normalised, augmented model input (``batch_to_input``)
 5. ``optim``      AdamW, the One-Cycle schedule and one training step
 6. ``config``     ``TrainConfig``: every setting, shared by the notebook, papermill and the CLI
