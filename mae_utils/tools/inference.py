@@ -211,7 +211,8 @@ def refiner_files(run_dir: str | Path) -> dict[str, Path]:
     """Where a run's refiner lives: ``folder``, ``weights``, ``state``, ``log``."""
     folder = Path(run_dir) / REFINER_DIR
     state = folder / CHECKPOINTS_DIR / "last" / STATE_FILE
-    return {"folder": folder, "weights": folder / WEIGHTS_FILE, "state": state, "log": folder / LOG_FILE}
+    weights, log = folder / WEIGHTS_FILE, folder / LOG_FILE
+    return {"folder": folder, "weights": weights, "state": state, "log": log}
 
 
 def _refiner_config(path: Path, meta: dict[str, str]) -> dict[str, int]:
