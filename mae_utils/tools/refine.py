@@ -2,13 +2,14 @@
 
 Why: the MAE's decoder predicts each hidden patch on its own, trained with a mean squared error, so
 each patch is its expected value (blurred), and patches side by side do not meet: pasted beside the
-visible ones the result is a mosaic with steps at patch borders (:func:`mae_utils.metrics.seam_scores`
-measures both). :func:`mae_utils.baselines.blend_seams` removes the steps without learning;
-:class:`SeamRefiner` is the learned alternative: a few 3x3 convolutions at full resolution that see
-across borders, trained with the MAE's own loss (squared error over the hidden pixels) on the run's
-own training split and augmentation, with the MAE frozen. It changes hidden pixels only, and starts
-as the identity (its last convolution is zero), so it begins exactly at the MAE's result. Users get
-its output made seam-free by the blend (:func:`mae_utils.tools.inference.fill_from` says why).
+visible ones the result is a mosaic with steps at patch borders
+(:func:`mae_utils.metrics.seam_scores` measures both). :func:`mae_utils.baselines.blend_seams`
+removes the steps without learning; :class:`SeamRefiner` is the learned alternative: a few 3x3
+convolutions at full resolution that see across borders, trained with the MAE's own loss (squared
+error over the hidden pixels) on the run's own training split and augmentation, with the MAE
+frozen. It changes hidden pixels only, and starts as the identity (its last convolution is zero),
+so it begins exactly at the MAE's result. Users get its output made seam-free by the blend
+(:func:`mae_utils.tools.inference.fill_from` says why).
 
 Files (apart from the MAE's, which are never written): ``RUN/refiner/weights.safetensors`` (the
 weights; the metadata holds the refiner's shape and what it was trained on, including the SHA-256
@@ -65,10 +66,15 @@ CHECKPOINT = "best"  # the MAE checkpoint a refiner is trained for
 
 
 # ---------------------------------------------------------------------- the loss
-def refine_loss(refined: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, grad_weight: float = 0.0) -> torch.Tensor:
-    """The MAE's loss at pixel level: mean squared error over the hidden pixels (and channels); plus
-    ``grad_weight`` x the mean L1 distance between the horizontal and vertical pixel differences of
-    ``refined`` and ``target`` over pairs touching a hidden pixel (a push towards the photo's detail)."""
+def refine_loss(
+    refined: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, grad_weight: float = 0.0
+) -> torch.Tensor:
+    """The MAE's loss at pixel level: mean squared error over the hidden pixels (and channels).
+
+    Plus ``grad_weight`` x the mean L1 distance between the horizontal and vertical pixel
+    differences of ``refined`` and ``target`` over pairs touching a hidden pixel (a push towards
+    the photo's detail).
+    """
     hidden = pixel_mask.to(refined.dtype).expand_as(refined)
     loss = ((refined - target) ** 2 * hidden).sum() / hidden.sum().clamp_min(1)
     if grad_weight:
@@ -85,7 +91,11 @@ def refine_loss(refined: torch.Tensor, target: torch.Tensor, pixel_mask: torch.T
 # ---------------------------------------------------------------------- files
 def _save_weights(path: Path, refiner: SeamRefiner, record: dict[str, Any]) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()}
-    metadata = {"format": "pt", "refiner_config": json.dumps(refiner.config), "refiner_record": json.dumps(record)}
+    metadata = {
+        "format": "pt",
+        "refiner_config": json.dumps(refiner.config),
+        "refiner_record": json.dumps(record),
+    }
 
     def write(tmp: Path) -> None:
         save_file(tensors, str(tmp), metadata=metadata)
