@@ -8,15 +8,17 @@ Two sources, detected from what is on disk:
   ``https://dl.fbaipublicfiles.com/mae/visualize/``), or ``mae_pretrain_vit_base_full.pth``
   (trained on per-patch normalised pixels, to fine-tune from); ``mae_pretrain_vit_base.pth`` is the
   encoder alone and is refused (the decoder is needed to reconstruct);
-* Hugging Face ``ViTMAEForPreTraining``: a directory (or a weights file beside its ``config.json``)
-  with ``model.safetensors`` or ``pytorch_model.bin``. Three key layouts exist in the wild: the hub's
-  (transformers 4.x, ``vit.encoder.layer.N.attention.attention.query``, ``decoder.decoder_layers.N``),
-  what transformers 5 writes with ``save_pretrained`` (``decoder.decoder_encoder.layer.N``), and
-  transformers 5's in-memory names (``vit.layers.N.attention.q_proj``). All map to ours; separate
-  q/k/v projections are stacked into one ``qkv``.
+* Hugging Face ``ViTMAEForPreTraining``: a directory (or a weights file beside its
+  ``config.json``) with ``model.safetensors`` or ``pytorch_model.bin``. Three key layouts exist in
+  the wild: the hub's (transformers 4.x, ``vit.encoder.layer.N.attention.attention.query``,
+  ``decoder.decoder_layers.N``), what transformers 5 writes with ``save_pretrained``
+  (``decoder.decoder_encoder.layer.N``), and transformers 5's in-memory names
+  (``vit.layers.N.attention.q_proj``). All map to ours; separate q/k/v projections are stacked
+  into one ``qkv``.
 
-Everything is read without executing pickled code (``torch.load(weights_only=True)`` or safetensors).
-When the requested ``img_size`` gives another patch grid, the fixed sin-cos tables are recomputed.
+Everything is read without executing pickled code (``torch.load(weights_only=True)`` or
+safetensors). When the requested ``img_size`` gives another patch grid, the fixed sin-cos tables
+are recomputed.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from .util.fileio import file_sha256
 from .config import TrainConfig, check_run_dir, load_run_config
 from .model import OPTION_DEFAULTS, PRESETS, MaskedAutoencoder, check_options
 
-# Official releases do not store head counts. Known widths: the published ViT encoders' (Dosovitskiy et
-# al.), the MAE decoder's (512 wide, 16 heads), and this project's presets. Any other width must be
-# told (num_heads= / decoder_num_heads=): a wrong guess would load without error and give wrong outputs.
+# Official releases do not store head counts. Known widths: the published ViT encoders'
+# (Dosovitskiy et al.), the MAE decoder's (512 wide, 16 heads), and this project's presets. Any
+# other width must be told (num_heads= / decoder_num_heads=): a wrong guess would load without
+# error and give wrong outputs.
 _HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16} | {
     p["embed_dim"]: p["num_heads"] for p in PRESETS.values()}  # fmt: skip
 _DECODER_HEADS_BY_WIDTH = {512: 16} | {p["decoder_embed_dim"]: p["decoder_num_heads"] for p in PRESETS.values()}
@@ -287,7 +290,7 @@ def _official_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _hf_known(hf_config: dict, config_path: Path, norm_pix_loss: bool) -> dict:
-    """The constructor arguments a Hugging Face ``config.json`` gives, each checked for type and sign."""
+    """The constructor arguments a Hugging Face ``config.json`` gives, checked for type and sign."""
     def positive(key: str, kind: type) -> Any:
         value = hf_config.get(key)
         ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
@@ -306,7 +309,7 @@ def _hf_known(hf_config: dict, config_path: Path, norm_pix_loss: bool) -> dict:
 
 
 def _load_own_file(path: Path, img_size: int | None, norm_pix_loss: bool) -> MaskedAutoencoder:
-    """A maskAE ``model.safetensors`` (any name): its metadata holds the model's constructor arguments."""
+    """A maskAE ``model.safetensors`` (any name): its metadata holds the constructor arguments."""
     config = ckpt.read_file_config(path)
     _, tensors = ckpt.read_header(path)
     check_model_config(config, tensors, str(path))
@@ -330,8 +333,9 @@ def load_pretrained(
     decoder_num_heads: int | None = None,
     norm_pix_loss: bool = False,
 ) -> MaskedAutoencoder:
-    """Build a :class:`MaskedAutoencoder` from an official MAE ``.pth`` or a Hugging Face ViTMAE folder/file.
+    """A :class:`MaskedAutoencoder` from an official MAE ``.pth`` or Hugging Face ViTMAE weights.
 
+    ``path`` is the ``.pth``, a Hugging Face folder or weights file, or a maskAE weights file.
     ``img_size`` rebuilds the fixed position tables for another grid (e.g. 224 -> 256). Head counts
     come from the Hugging Face config, or from the standard ViT widths for official files; pass
     ``num_heads`` / ``decoder_num_heads`` for unusual official-layout checkpoints.
@@ -384,8 +388,10 @@ def load_pretrained(
 
 
 def init_source(path: str | Path, log: Callable[[str], None] | None = None) -> tuple[Path, Path | None]:
-    """(the path, the checkpoint folder to load or None) for ``init_from``; a run without ``best`` uses
-    ``last``, and says so through ``log``."""
+    """(the path, the checkpoint folder to load or None) for ``init_from``.
+
+    A run without ``best`` uses ``last``, and says so through ``log``.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"init_from {path}: no such file or folder")
@@ -405,8 +411,11 @@ def init_source(path: str | Path, log: Callable[[str], None] | None = None) -> t
 
 
 def init_record(path: str | Path) -> dict[str, Any]:
-    """What ``init_from`` loaded, for the run's ``config.json``: the absolute path, the checkpoint folder
-    (runs) and the SHA-256 of the weights file, so the run is traceable after the source moves."""
+    """What ``init_from`` loaded, for the run's ``config.json``.
+
+    The absolute path, the checkpoint folder (runs) and the SHA-256 of the weights file, so the run
+    is traceable after the source moves.
+    """
     path, ckpt_dir = init_source(path)
     if ckpt_dir is not None:
         weights = ckpt_dir / ckpt.MODEL_FILE
@@ -434,10 +443,11 @@ def load_init_weights(
 ) -> MaskedAutoencoder:
     """The weights a run starts from (``TrainConfig.init_from``), as a model for ``img_size`` images.
 
-    ``path`` is a training run folder (its ``checkpoints/best``, else ``last``, said through ``log``),
-    one checkpoint folder (``model.safetensors`` with its ``mae_config``), an official MAE ``.pth`` or a
-    Hugging Face ViTMAE folder/file. The architecture is the weights'; the fixed position tables are
-    recomputed when ``img_size`` gives another patch grid; ``norm_pix_loss`` is the new run's choice.
+    ``path`` is a training run folder (its ``checkpoints/best``, else ``last``, said through
+    ``log``), one checkpoint folder (``model.safetensors`` with its ``mae_config``), an official
+    MAE ``.pth`` or a Hugging Face ViTMAE folder/file. The architecture is the weights'; the fixed
+    position tables are recomputed when ``img_size`` gives another patch grid; ``norm_pix_loss``
+    is the new run's choice.
     """
     path, ckpt_dir = init_source(path, log)
     if ckpt_dir is not None:
