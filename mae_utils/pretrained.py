@@ -23,13 +23,12 @@ are recomputed.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from safetensors import SafetensorError
@@ -46,17 +45,38 @@ from .model import OPTION_DEFAULTS, PRESETS, MaskedAutoencoder, check_options
 # (Dosovitskiy et al.), the MAE decoder's (512 wide, 16 heads), and this project's presets. Any
 # other width must be told (num_heads= / decoder_num_heads=): a wrong guess would load without
 # error and give wrong outputs.
-_HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16} | {
-    p["embed_dim"]: p["num_heads"] for p in PRESETS.values()}  # fmt: skip
-_DECODER_HEADS_BY_WIDTH = {512: 16} | {p["decoder_embed_dim"]: p["decoder_num_heads"] for p in PRESETS.values()}
+_PRESET_HEADS = {p["embed_dim"]: p["num_heads"] for p in PRESETS.values()}
+_PRESET_DECODER_HEADS = {p["decoder_embed_dim"]: p["decoder_num_heads"] for p in PRESETS.values()}
+_HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16} | _PRESET_HEADS
+_DECODER_HEADS_BY_WIDTH = {512: 16} | _PRESET_DECODER_HEADS
+_WIDTH_AND_HEADS = (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads"))
+_HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 # ---------------------------------------------------------------------- this project's checkpoints
 
 
-def _blocks(names, prefix: str) -> int:
+def _count_blocks(names: Iterable[str], prefix: str) -> int:
+    """How many ``prefix.N.`` blocks the tensor names hold (the highest N plus one)."""
     ids = {int(m.group(1)) for k in names if (m := re.match(rf"^{prefix}\.(\d+)\.", k))}
     return max(ids) + 1 if ids else 0
+
+
+def _expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the model ``config`` describes, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = MaskedAutoencoder(**config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _set_img_size(model: MaskedAutoencoder, img_size: int | None) -> None:
+    """Recompute the fixed position tables when ``img_size`` gives another patch grid."""
+    if img_size is None or img_size == model.img_size:
+        return
+    if img_size % model.patch_size:
+        patch = model.patch_size
+        raise UserError(f"img_size {img_size} is not divisible by the checkpoint's patch_size {patch}")
+    model.set_grid(img_size // model.patch_size)
 
 
 def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tuple[int, ...]]], source: str) -> None:
@@ -94,15 +114,15 @@ def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tup
     implied = {
         "embed_dim": tensors["cls_token"][1][-1],
         "decoder_embed_dim": tensors["mask_token"][1][-1],
-        "depth": _blocks(tensors, "blocks"),
-        "decoder_depth": _blocks(tensors, "decoder_blocks"),
+        "depth": _count_blocks(tensors, "blocks"),
+        "decoder_depth": _count_blocks(tensors, "decoder_blocks"),
         "patch_size": patch,
         "in_chans": in_chans,
     }
     for key, value in implied.items():
         if cfg[key] != value:
             raise UserError(f"{source}: mae_config {key} is {cfg[key]} but the stored tensors imply {value}")
-    for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+    for width, heads in _WIDTH_AND_HEADS:
         if cfg[width] % cfg[heads]:
             raise UserError(f"{source}: mae_config {heads} {cfg[heads]} does not divide {width} {cfg[width]}")
     grid = cfg["img_size"] // cfg["patch_size"]
@@ -110,9 +130,8 @@ def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tup
         raise UserError(
             f"{source}: mae_config img_size {cfg['img_size']} does not match pos_embed {list(tensors['pos_embed'][1])}"
         )
-    with torch.device("meta"):  # sizes are now bounded by the file: build the shapes, allocate nothing
-        expected = {k: tuple(v.shape) for k, v in MaskedAutoencoder(**config).state_dict().items()}
-    check_tensor_set(expected, tensors, source)
+    # sizes are now bounded by the file: build the shapes, allocate nothing
+    check_tensor_set(_expected_shapes(config), tensors, source)
 
 
 def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
@@ -214,11 +233,6 @@ def _rename_hf_key(key: str) -> str | None:
     return None
 
 
-def _count_blocks(state: dict[str, torch.Tensor], prefix: str) -> int:
-    ids = {int(m.group(1)) for k in state if (m := re.match(rf"^{prefix}\.(\d+)\.", k))}
-    return max(ids) + 1 if ids else 0
-
-
 def infer_config(state: dict[str, torch.Tensor], source: str = "checkpoint", **known) -> dict:
     """Model constructor arguments read off an official-layout state dict (plus what is ``known``).
 
@@ -270,7 +284,7 @@ def _hf_files(path: Path) -> tuple[Path, Path] | None:
         return None
     if path.is_file():
         return config, path
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in _HF_WEIGHT_FILES:
         if (folder / name).is_file():
             return config, folder / name
     raise UserError(f"{folder} has config.json but neither model.safetensors nor pytorch_model.bin")
@@ -318,10 +332,7 @@ def _load_own_file(path: Path, img_size: int | None, norm_pix_loss: bool) -> Mas
     check_finite(state, str(path))
     model.load_state_dict(state, strict=True)
     model.norm_pix_loss = model.config["norm_pix_loss"] = bool(config.get("norm_pix_loss", norm_pix_loss))
-    if img_size is not None and img_size != model.img_size:
-        if img_size % model.patch_size:
-            raise UserError(f"img_size {img_size} is not divisible by the checkpoint's patch_size {model.patch_size}")
-        model.set_grid(img_size // model.patch_size)
+    _set_img_size(model, img_size)
     return model
 
 
@@ -360,7 +371,7 @@ def load_pretrained(
         known = _hf_known(hf_config, config_path, norm_pix_loss)
     else:
         if path.is_dir():
-            has = [n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
+            has = [n for n in _HF_WEIGHT_FILES if (path / n).is_file()]
             raise UserError(f"{path} is a folder without config.json: " + (
                 f"it holds {has[0]}; put the model's config.json beside it" if has else "not a Hugging Face "
                 "ViTMAE folder"))  # fmt: skip
@@ -371,19 +382,15 @@ def load_pretrained(
     known.update({k: v for k, v in dict(num_heads=num_heads, decoder_num_heads=decoder_num_heads).items() if v})
     source = str(weights_path if hf is not None else path)
     config = infer_config(state, source, **known)
-    for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+    for width, heads in _WIDTH_AND_HEADS:
         if not isinstance(config[heads], int) or config[heads] < 1 or config[width] % config[heads]:
             raise UserError(f"{source}: {heads} {config[heads]!r} does not divide {width} {config[width]}")
-    with torch.device("meta"):  # every size comes from the tensors: compare shapes before allocating
-        expected = {k: tuple(v.shape) for k, v in MaskedAutoencoder(**config).state_dict().items()}
-    check_tensor_set(expected, describe_tensors(state), source)
+    # every size comes from the tensors: compare shapes before allocating
+    check_tensor_set(_expected_shapes(config), describe_tensors(state), source)
     check_finite(state, source)
     model = MaskedAutoencoder(**config)
     model.load_state_dict(state, strict=True)
-    if img_size is not None and img_size != model.img_size:
-        if img_size % model.patch_size:
-            raise UserError(f"img_size {img_size} is not divisible by the checkpoint's patch_size {model.patch_size}")
-        model.set_grid(img_size // model.patch_size)
+    _set_img_size(model, img_size)
     return model
 
 
