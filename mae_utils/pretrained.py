@@ -28,7 +28,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -74,19 +74,30 @@ def _set_img_size(model: MaskedAutoencoder, img_size: int | None) -> None:
     if img_size is None or img_size == model.img_size:
         return
     if img_size % model.patch_size:
-        patch = model.patch_size
-        raise UserError(f"img_size {img_size} is not divisible by the checkpoint's patch_size {patch}")
+        raise UserError(
+            f"img_size {img_size} is not divisible by the checkpoint's "
+            f"patch_size {model.patch_size}"
+        )
     model.set_grid(img_size // model.patch_size)
 
 
-def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tuple[int, ...]]], source: str) -> None:
-    """Refuse a ``mae_config`` that does not describe exactly the tensors stored beside it.
+def _is_number(value: Any, kind: type) -> bool:
+    """``value`` is an int (an int or a float where ``kind`` is float), and not a bool."""
+    allowed = (int, float) if kind is float else int
+    return isinstance(value, allowed) and not isinstance(value, bool)
 
-    Checked before any model is built, so an edited config (say ``embed_dim 16384, depth 64``) fails
-    here instead of allocating hundreds of GB: known keys only, the right types, and every size
-    equal to what the tensors' shapes imply.
-    """
-    params = inspect.signature(MaskedAutoencoder.__init__).parameters
+
+def _kind_of(default: Any) -> type:
+    """The type a constructor argument takes, read off its default: bool, float or int."""
+    if isinstance(default, bool):
+        return bool
+    return float if isinstance(default, float) else int
+
+
+def _check_config_values(
+    config: dict[str, Any], params: Mapping[str, inspect.Parameter], source: str
+) -> None:
+    """Refuse unknown keys, model options the model rejects, and values of the wrong type."""
     unknown = sorted(set(config) - set(params) - {"self"})
     if unknown:
         raise UserError(f"{source}: mae_config has unknown key(s) {', '.join(unknown)}")
@@ -99,17 +110,18 @@ def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tup
     for key, value in config.items():
         if key in options:
             continue
-        want = params[key].default
-        kind = bool if isinstance(want, bool) else (float if isinstance(want, float) else int)
-        ok = isinstance(value, bool) if kind is bool else (
-            isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool))
-        if not ok or (kind is not bool and not value > 0):
-            raise UserError(f"{source}: mae_config {key} must be a positive {kind.__name__}; got {value!r}")
-    needed = ("cls_token", "mask_token", "pos_embed", "patch_embed.proj.weight")
-    missing = [k for k in needed if k not in tensors]
-    if missing:
-        raise UserError(f"{source}: missing tensor(s) {', '.join(missing)}")
-    cfg = {name: p.default for name, p in params.items() if name != "self"} | config
+        kind = _kind_of(params[key].default)
+        valid = isinstance(value, bool) if kind is bool else (_is_number(value, kind) and value > 0)
+        if not valid:
+            raise UserError(
+                f"{source}: mae_config {key} must be a positive {kind.__name__}; got {value!r}"
+            )
+
+
+def _check_config_sizes(
+    cfg: dict[str, Any], tensors: dict[str, tuple[str, tuple[int, ...]]], source: str
+) -> None:
+    """Every size in ``cfg`` (the full constructor arguments) equal to what the tensors imply."""
     _, in_chans, patch, _ = tensors["patch_embed.proj.weight"][1]
     implied = {
         "embed_dim": tensors["cls_token"][1][-1],
@@ -121,15 +133,39 @@ def check_model_config(config: dict[str, Any], tensors: dict[str, tuple[str, tup
     }
     for key, value in implied.items():
         if cfg[key] != value:
-            raise UserError(f"{source}: mae_config {key} is {cfg[key]} but the stored tensors imply {value}")
+            raise UserError(
+                f"{source}: mae_config {key} is {cfg[key]} but the stored tensors imply {value}"
+            )
     for width, heads in _WIDTH_AND_HEADS:
         if cfg[width] % cfg[heads]:
-            raise UserError(f"{source}: mae_config {heads} {cfg[heads]} does not divide {width} {cfg[width]}")
+            raise UserError(
+                f"{source}: mae_config {heads} {cfg[heads]} does not divide {width} {cfg[width]}"
+            )
     grid = cfg["img_size"] // cfg["patch_size"]
-    if cfg["img_size"] % cfg["patch_size"] or grid * grid + 1 != tensors["pos_embed"][1][1]:
+    pos_embed = list(tensors["pos_embed"][1])
+    if cfg["img_size"] % cfg["patch_size"] or grid * grid + 1 != pos_embed[1]:
         raise UserError(
-            f"{source}: mae_config img_size {cfg['img_size']} does not match pos_embed {list(tensors['pos_embed'][1])}"
+            f"{source}: mae_config img_size {cfg['img_size']} does not match pos_embed {pos_embed}"
         )
+
+
+def check_model_config(
+    config: dict[str, Any], tensors: dict[str, tuple[str, tuple[int, ...]]], source: str
+) -> None:
+    """Refuse a ``mae_config`` that does not describe exactly the tensors stored beside it.
+
+    Checked before any model is built, so an edited config (say ``embed_dim 16384, depth 64``) fails
+    here instead of allocating hundreds of GB: known keys only, the right types, and every size
+    equal to what the tensors' shapes imply.
+    """
+    params = inspect.signature(MaskedAutoencoder.__init__).parameters
+    _check_config_values(config, params, source)
+    needed = ("cls_token", "mask_token", "pos_embed", "patch_embed.proj.weight")
+    missing = [k for k in needed if k not in tensors]
+    if missing:
+        raise UserError(f"{source}: missing tensor(s) {', '.join(missing)}")
+    defaults = {name: p.default for name, p in params.items() if name != "self"}
+    _check_config_sizes(defaults | config, tensors, source)
     # sizes are now bounded by the file: build the shapes, allocate nothing
     check_tensor_set(_expected_shapes(config), tensors, source)
 
