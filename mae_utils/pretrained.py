@@ -181,7 +181,9 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
-def load_model_from_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
+def load_model_from_run(
+    run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"
+):
     """``(model, TrainConfig)`` of a training run; ``which`` is 'best' or 'last'."""
     if which not in ("best", "last"):
         raise UserError(f"which must be 'best' or 'last'; got {which!r}")
@@ -196,12 +198,16 @@ def load_model_from_run(run_dir: str | Path, which: str = "best", device: str | 
 
 
 def _heads(table: dict[int, int], width: int, name: str, source: str) -> int:
+    """The head count of a standard ``width``; any other width asks for ``name=`` to be passed."""
     if width not in table:
+        standard = ", ".join(map(str, sorted(table)))
+        example = f"load_pretrained(path, {name}={max(1, width // 64)})"
         raise UserError(
-            f"{source}: width {width} is not a standard one ({', '.join(map(str, sorted(table)))}), so its "
-            f"attention head count is unknown; pass {name}= (e.g. load_pretrained(path, {name}={max(1, width // 64)}))"
+            f"{source}: width {width} is not a standard one ({standard}), so its "
+            f"attention head count is unknown; pass {name}= (e.g. {example})"
         )
     return table[width]
+
 
 _HF_TOP_LEVEL = [
     (r"^vit\.embeddings\.cls_token$", "cls_token"),
@@ -239,7 +245,9 @@ def hf_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         else:
             renamed[new] = value
     if unknown:
-        raise UserError(f"unrecognised Hugging Face ViTMAE keys: {unknown[:5]} ({len(unknown)} in all)")
+        raise UserError(
+            f"unrecognised Hugging Face ViTMAE keys: {unknown[:5]} ({len(unknown)} in all)"
+        )
     out: dict[str, torch.Tensor] = {}
     for key, value in renamed.items():
         match = re.match(r"^(.*attn\.)([qkv])\.(weight|bias)$", key)
@@ -264,7 +272,8 @@ def _rename_hf_key(key: str) -> str | None:
             rest = key[match.end() :]
             for in_pattern, in_repl in _HF_IN_LAYER:
                 if re.match(in_pattern, rest):
-                    return re.sub(pattern, repl, key[: match.end()]) + re.sub(in_pattern, in_repl, rest, count=1)
+                    block = re.sub(pattern, repl, key[: match.end()])
+                    return block + re.sub(in_pattern, in_repl, rest, count=1)
             return None
     return None
 
@@ -275,26 +284,34 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "checkpoint", **k
     Head counts are not stored in the tensors: they come from ``known``, else from the table of
     standard widths; an unknown width raises a :class:`UserError` asking for them.
     """
-    required = ["cls_token", "pos_embed", "patch_embed.proj.weight", "mask_token", "decoder_pred.weight"]
+    required = [
+        "cls_token", "pos_embed", "patch_embed.proj.weight", "mask_token", "decoder_pred.weight"
+    ]
     missing = [k for k in required if k not in state]
     if missing:
-        hint = " (an encoder-only release? the decoder is needed to reconstruct)" if "mask_token" in missing else ""
+        hint = ""
+        if "mask_token" in missing:
+            hint = " (an encoder-only release? the decoder is needed to reconstruct)"
         raise UserError(f"checkpoint lacks {missing}{hint}")
     embed_dim, decoder_dim = state["cls_token"].shape[-1], state["mask_token"].shape[-1]
     _, in_chans, patch_size, _ = state["patch_embed.proj.weight"].shape
     grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
+    fc1 = state.get("blocks.0.mlp.fc1.weight")
+    num_heads = known.get("num_heads") or _heads(_HEADS_BY_WIDTH, embed_dim, "num_heads", source)
+    decoder_num_heads = known.get("decoder_num_heads") or _heads(
+        _DECODER_HEADS_BY_WIDTH, decoder_dim, "decoder_num_heads", source
+    )
     config = dict(
         img_size=grid * patch_size,
         patch_size=patch_size,
         in_chans=in_chans,
         embed_dim=embed_dim,
         depth=_count_blocks(state, "blocks"),
-        num_heads=known.get("num_heads") or _heads(_HEADS_BY_WIDTH, embed_dim, "num_heads", source),
+        num_heads=num_heads,
         decoder_embed_dim=decoder_dim,
         decoder_depth=_count_blocks(state, "decoder_blocks"),
-        decoder_num_heads=known.get("decoder_num_heads")
-        or _heads(_DECODER_HEADS_BY_WIDTH, decoder_dim, "decoder_num_heads", source),
-        mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim if "blocks.0.mlp.fc1.weight" in state else 4.0,
+        decoder_num_heads=decoder_num_heads,
+        mlp_ratio=fc1.shape[0] / embed_dim if fc1 is not None else 4.0,
     )
     config.update({k: v for k, v in known.items() if v is not None})
     return config
@@ -334,8 +351,10 @@ def _official_state(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} does not hold a state dict of tensors")
     if any(k.startswith(("vit.", "decoder.decoder")) for k in state):
-        raise UserError(f"{path} holds Hugging Face ViTMAE weights but there is no config.json beside it; "
-                        f"put the model's config.json in {path.parent}")  # fmt: skip
+        raise UserError(
+            f"{path} holds Hugging Face ViTMAE weights but there is no config.json beside it; "
+            f"put the model's config.json in {path.parent}"
+        )
     return state
 
 
@@ -343,18 +362,22 @@ def _hf_known(hf_config: dict, config_path: Path, norm_pix_loss: bool) -> dict:
     """The constructor arguments a Hugging Face ``config.json`` gives, checked for type and sign."""
     def positive(key: str, kind: type) -> Any:
         value = hf_config.get(key)
-        ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
-        if value is not None and not (ok and math.isfinite(value) and value > 0):
+        if value is None:
+            return None
+        if not (_is_number(value, kind) and math.isfinite(value) and value > 0):
             what = "a positive number" if kind is float else "a positive integer"
             raise UserError(f"{config_path}: {key} must be {what}; got {value!r}")
-        return None if value is None else kind(value)
+        return kind(value)
 
     norm = hf_config.get("norm_pix_loss", norm_pix_loss)
     if not isinstance(norm, bool):
         raise UserError(f"{config_path}: norm_pix_loss must be true or false; got {norm!r}")
-    known = dict(num_heads=positive("num_attention_heads", int),
-                 decoder_num_heads=positive("decoder_num_attention_heads", int),
-                 layer_norm_eps=positive("layer_norm_eps", float), norm_pix_loss=norm)  # fmt: skip
+    known = dict(
+        num_heads=positive("num_attention_heads", int),
+        decoder_num_heads=positive("decoder_num_attention_heads", int),
+        layer_norm_eps=positive("layer_norm_eps", float),
+        norm_pix_loss=norm,
+    )
     return {k: v for k, v in known.items() if v is not None}
 
 
@@ -367,8 +390,52 @@ def _load_own_file(path: Path, img_size: int | None, norm_pix_loss: bool) -> Mas
     state = ckpt.load_weights_file(path)
     check_finite(state, str(path))
     model.load_state_dict(state, strict=True)
-    model.norm_pix_loss = model.config["norm_pix_loss"] = bool(config.get("norm_pix_loss", norm_pix_loss))
+    norm = bool(config.get("norm_pix_loss", norm_pix_loss))  # the file's own choice comes first
+    model.norm_pix_loss = model.config["norm_pix_loss"] = norm
     _set_img_size(model, img_size)
+    return model
+
+
+def _read_hf_config(config_path: Path) -> dict[str, Any]:
+    """A Hugging Face ``config.json``, refused unless it describes a ViTMAE this model can be."""
+    try:
+        hf_config = json.loads(config_path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{config_path} is not valid JSON ({exc})") from None
+    if not isinstance(hf_config, dict):
+        raise UserError(f"{config_path} must hold a JSON object")
+    model_type = hf_config.get("model_type")
+    if model_type not in (None, "vit_mae"):
+        raise UserError(f"{config_path} describes a {model_type!r} model, not ViTMAE")
+    if hf_config.get("hidden_act", "gelu") != "gelu":
+        activation = hf_config["hidden_act"]
+        raise UserError(f"{config_path}: hidden_act {activation!r} is not supported (gelu only)")
+    return hf_config
+
+
+def _no_config_error(folder: Path) -> UserError:
+    """Why a folder without ``config.json`` cannot be loaded, naming the weights file it holds."""
+    held = [n for n in _HF_WEIGHT_FILES if (folder / n).is_file()]
+    why = "not a Hugging Face ViTMAE folder"
+    if held:
+        why = f"it holds {held[0]}; put the model's config.json beside it"
+    return UserError(f"{folder} is a folder without config.json: {why}")
+
+
+def _build_checked(
+    state: dict[str, torch.Tensor], config: dict[str, Any], source: str
+) -> MaskedAutoencoder:
+    """The model ``config`` describes, holding ``state``, once every size and value is checked."""
+    for width, heads in _WIDTH_AND_HEADS:
+        if not isinstance(config[heads], int) or config[heads] < 1 or config[width] % config[heads]:
+            raise UserError(
+                f"{source}: {heads} {config[heads]!r} does not divide {width} {config[width]}"
+            )
+    # every size comes from the tensors: compare shapes before allocating
+    check_tensor_set(_expected_shapes(config), describe_tensors(state), source)
+    check_finite(state, source)
+    model = MaskedAutoencoder(**config)
+    model.load_state_dict(state, strict=True)
     return model
 
 
@@ -393,44 +460,28 @@ def load_pretrained(
     hf = _hf_files(path)
     if hf is not None:
         config_path, weights_path = hf
-        try:
-            hf_config = json.loads(config_path.read_text())
-        except ValueError as exc:
-            raise UserError(f"{config_path} is not valid JSON ({exc})") from None
-        if not isinstance(hf_config, dict):
-            raise UserError(f"{config_path} must hold a JSON object")
-        if hf_config.get("model_type") not in (None, "vit_mae"):
-            raise UserError(f"{config_path} describes a {hf_config.get('model_type')!r} model, not ViTMAE")
-        if hf_config.get("hidden_act", "gelu") != "gelu":
-            raise UserError(f"{config_path}: hidden_act {hf_config['hidden_act']!r} is not supported (gelu only)")
+        hf_config = _read_hf_config(config_path)
         state = hf_to_official(_read_weights(weights_path))
         known = _hf_known(hf_config, config_path, norm_pix_loss)
+        source = str(weights_path)
     else:
         if path.is_dir():
-            has = [n for n in _HF_WEIGHT_FILES if (path / n).is_file()]
-            raise UserError(f"{path} is a folder without config.json: " + (
-                f"it holds {has[0]}; put the model's config.json beside it" if has else "not a Hugging Face "
-                "ViTMAE folder"))  # fmt: skip
+            raise _no_config_error(path)
         if path.suffix == ".safetensors" and "mae_config" in ckpt.read_header_metadata(path):
-            return _load_own_file(path, img_size, norm_pix_loss)  # a maskAE checkpoint's weights file
+            return _load_own_file(path, img_size, norm_pix_loss)  # a maskAE weights file
         state = _official_state(path)
         known = dict(norm_pix_loss=norm_pix_loss)
-    known.update({k: v for k, v in dict(num_heads=num_heads, decoder_num_heads=decoder_num_heads).items() if v})
-    source = str(weights_path if hf is not None else path)
-    config = infer_config(state, source, **known)
-    for width, heads in _WIDTH_AND_HEADS:
-        if not isinstance(config[heads], int) or config[heads] < 1 or config[width] % config[heads]:
-            raise UserError(f"{source}: {heads} {config[heads]!r} does not divide {width} {config[width]}")
-    # every size comes from the tensors: compare shapes before allocating
-    check_tensor_set(_expected_shapes(config), describe_tensors(state), source)
-    check_finite(state, source)
-    model = MaskedAutoencoder(**config)
-    model.load_state_dict(state, strict=True)
+        source = str(path)
+    told = dict(num_heads=num_heads, decoder_num_heads=decoder_num_heads)
+    known.update({k: v for k, v in told.items() if v})
+    model = _build_checked(state, infer_config(state, source, **known), source)
     _set_img_size(model, img_size)
     return model
 
 
-def init_source(path: str | Path, log: Callable[[str], None] | None = None) -> tuple[Path, Path | None]:
+def init_source(
+    path: str | Path, log: Callable[[str], None] | None = None
+) -> tuple[Path, Path | None]:
     """(the path, the checkpoint folder to load or None) for ``init_from``.
 
     A run without ``best`` uses ``last``, and says so through ``log``.
@@ -447,7 +498,9 @@ def init_source(path: str | Path, log: Callable[[str], None] | None = None) -> t
             if which == "last" and log is not None:
                 log(f"note: init_from {path}: no best checkpoint there; using checkpoints/last")
             return path, found
-        raise UserError(f"init_from {path}: the run has no finished checkpoint in checkpoints/best or last")
+        raise UserError(
+            f"init_from {path}: the run has no finished checkpoint in checkpoints/best or last"
+        )
     if (path / ckpt.MODEL_FILE).is_file() and not (path / "config.json").is_file():
         return path, path
     return path, None
@@ -465,8 +518,12 @@ def init_record(path: str | Path) -> dict[str, Any]:
     else:
         hf = _hf_files(path)
         weights = hf[1] if hf is not None else path
-    return {"path": str(path.resolve()), "checkpoint": None if ckpt_dir is None else str(ckpt_dir.resolve()),
-            "weights": str(weights.resolve()), "sha256": file_sha256(weights)}  # fmt: skip
+    return {
+        "path": str(path.resolve()),
+        "checkpoint": None if ckpt_dir is None else str(ckpt_dir.resolve()),
+        "weights": str(weights.resolve()),
+        "sha256": file_sha256(weights),
+    }
 
 
 def load_for_inference(
@@ -482,9 +539,13 @@ def load_for_inference(
 
 
 def load_init_weights(
-    path: str | Path, img_size: int, *, norm_pix_loss: bool = False, log: Callable[[str], None] | None = None
+    path: str | Path,
+    img_size: int,
+    *,
+    norm_pix_loss: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> MaskedAutoencoder:
-    """The weights a run starts from (``TrainConfig.init_from``), as a model for ``img_size`` images.
+    """The model a run starts from (``TrainConfig.init_from``), sized for ``img_size`` images.
 
     ``path`` is a training run folder (its ``checkpoints/best``, else ``last``, said through
     ``log``), one checkpoint folder (``model.safetensors`` with its ``mae_config``), an official
@@ -496,7 +557,10 @@ def load_init_weights(
     if ckpt_dir is not None:
         model = load_model(ckpt_dir).train()
         if img_size % model.patch_size:
-            raise UserError(f"image_size {img_size} is not divisible by the weights' patch_size {model.patch_size}")
+            raise UserError(
+                f"image_size {img_size} is not divisible by the weights' "
+                f"patch_size {model.patch_size}"
+            )
         if img_size != model.img_size:
             model.set_grid(img_size // model.patch_size)
     else:
