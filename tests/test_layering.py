@@ -178,3 +178,18 @@ def test_source_style(tmp_path):
         "mae_utils/packed.py:1 fmt: skip (simplify the code instead)",
         f"mae_utils/packed.py:2 {LINE_LIMIT + 6} characters",  # y = '...': 6 more than the a's
     ]
+
+
+def test_public_functions_in_tools_take_at_most_eight_parameters():
+    """A command's library call takes a settings object, not a wall of keywords."""
+    wide = []
+    for path in sorted((PACKAGE / "tools").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
+                continue
+            a = node.args
+            params = [*a.posonlyargs, *a.args, *a.kwonlyargs] + [p for p in (a.vararg, a.kwarg) if p]
+            count = len([p for p in params if p.arg not in ("self", "cls")])
+            if count > 8:
+                wide.append(f"tools/{path.name}:{node.lineno} {node.name} takes {count}")
+    assert not wide, "public functions over 8 parameters:\n" + "\n".join(wide)
