@@ -14,6 +14,7 @@ rate the paper's recipe gives, nobody typing one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -114,16 +115,27 @@ def _expected_peak_lr(flags: dict[str, str], world: int) -> float:
     return _recipe(flags, "base_lr") * _recipe(flags, "batch_size") * world / 256
 
 
-def _prepare_paths(flags: dict[str, str], world: int = 1) -> None:
+def _folders(argv: list[str]) -> list[str]:
+    """Every folder a command names for photos or a run: each of ``--data-dir A B ...`` (it takes
+    several), papermill's ``-p data_dir A``, ``--run R``."""
+    named: list[str] = []
+    for i, token in enumerate(argv):
+        if token == "--data-dir":
+            named += itertools.takewhile(lambda value: not value.startswith("-"), argv[i + 1 :])
+    flags = _flags(argv)
+    named += [flags[key] for key in ("data_dir", "run") if key in flags and flags[key] not in named]
+    return [folder for folder in named if not folder.startswith("none")]
+
+
+def _prepare_paths(argv: list[str], world: int = 1) -> None:
     """What the command names must exist for its checks: photo folders (with enough files that the
     batch of every process fits the training split), a run to resume, weights."""
-    for key in ("data_dir", "run"):
-        if key in flags and not flags[key].startswith("none"):
-            folder = Path(flags[key])
-            first = write_faces(folder, n=10, size=24)[0]
-            needed = math.ceil(_recipe(flags, "batch_size") * world / 0.8) + 2  # 80% train (the default split)
-            for i in range(10, needed):  # the dry run counts files, it decodes none
-                (folder / f"copy_{i}.png").write_bytes(first.read_bytes())
+    flags = _flags(argv)
+    for folder in map(Path, _folders(argv)):
+        first = write_faces(folder, n=10, size=24)[0]
+        needed = math.ceil(_recipe(flags, "batch_size") * world / 0.8) + 2  # 80% train (the default split)
+        for i in range(10, needed):  # the dry run counts files, it decodes none
+            (folder / f"copy_{i}.png").write_bytes(first.read_bytes())
     if "resume" in flags:
         run = Path(flags["resume"])
         run.mkdir(parents=True, exist_ok=True)
@@ -183,7 +195,7 @@ def test_the_documentation_writes_the_commands_this_test_checks():
 def test_documented_command_parses_and_builds_its_model(where, kind, argv, world, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     flags = _flags(argv)
-    _prepare_paths(flags, world)
+    _prepare_paths(argv, world)
     if kind == "cli" and (argv[0] != "train" or "--help" in argv):
         # evaluate, reconstruct, synth, --help: the real parser takes the command as written
         parser, _ = cli.build_parser()
@@ -222,7 +234,7 @@ def test_gpu_commands_train_one_model_at_the_papers_rate_without_typing_one(tmp_
     for where, kind, argv, world in gpu:
         flags = _flags(argv)
         assert "base_lr" not in flags, where
-        _prepare_paths(flags, world)
+        _prepare_paths(argv, world)
         report = _train_report(kind, argv, world, monkeypatch, capsys)
         assert f"parameters: {BASE_256:,} " in report and "images: 256 px, 16x16 patches of 16 px" in report, where
         assert _peak_lr(report) <= 1e-3, where
