@@ -32,8 +32,10 @@ def _quiet(_msg: str) -> None:
 def folders(tmp_path_factory) -> dict[str, Path]:
     """Three folders of tiny faces, of different sizes and with clashing file names."""
     root = tmp_path_factory.mktemp("folders")
-    return {"utk": write_faces(root / "utk", 12, seed=1), "lfw": write_faces(root / "lfw", 8, seed=2),
-            "yale": write_faces(root / "yale", 10, seed=3)}
+    sizes = {"utk": (12, 1), "lfw": (8, 2), "yale": (10, 3)}
+    for name, (n, seed) in sizes.items():
+        write_faces(root / name, n, seed=seed)
+    return {name: root / name for name in sizes}
 
 
 def _split(data_dir, tmp_path: Path, name: str):
@@ -171,7 +173,9 @@ def test_resuming_with_other_folders_is_refused(folders, tmp_path):
 
 
 def test_folders_with_the_same_name_are_told_apart(tmp_path):
-    a, b = write_faces(tmp_path / "a" / "faces", 6, seed=1), write_faces(tmp_path / "b" / "faces", 6, seed=2)
+    a, b = tmp_path / "a" / "faces", tmp_path / "b" / "faces"
+    write_faces(a, 6, seed=1)
+    write_faces(b, 6, seed=2)
     splits = _split([str(a), str(b)], tmp_path, "same")
     assert list(splits.folders) == ["faces", "faces-2"]
 
@@ -179,7 +183,8 @@ def test_folders_with_the_same_name_are_told_apart(tmp_path):
 def test_naming_folders_wrongly_is_one_error_naming_the_folder(folders, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    inner = write_faces(folders["utk"].parent / "outer" / "inner", 4)
+    inner = folders["utk"].parent / "outer" / "inner"
+    write_faces(inner, 4)
     utk, lfw = str(folders["utk"]), str(folders["lfw"])
     cases = {
         "twice": ([utk, lfw, utk + "/"], f"data_dir: {utk} is given twice"),
