@@ -174,20 +174,39 @@ def _model_sets(key: str, model: MaskedAutoencoder, data: ProbeData, settings: P
     return sets
 
 
-def _pixel_sets(data: ProbeData, widths: dict[str, int]) -> dict[str, dict[str, Any]]:
-    """PCA pixels at each width in ``widths`` ({kind: width}); the PCA is fitted in the probe."""
+def _pca_rows(train: np.ndarray, test: np.ndarray, width: int, seed: int):
+    """``train`` and ``test`` pixel rows reduced by a PCA fitted on ``train``: at most ``width``
+    components, and no more than the faces allow (rank n - 1 once centred)."""
+    from sklearn.decomposition import PCA  # local: scikit-learn is heavy (~1.5 s)
+
+    width = min(width, train.shape[0] - 1, train.shape[1])
+    # "auto": randomized for a narrow PCA, an exact SVD when the width nears the rank (faster there)
+    pca = PCA(n_components=width, svd_solver="auto", random_state=seed).fit(train)
+    return pca.transform(train).astype(np.float32), pca.transform(test).astype(np.float32)
+
+
+def _pixel_sets(data: ProbeData, widths: dict[str, int], seed: int) -> dict[str, dict[str, Any]]:
+    """PCA pixels at each width in ``widths`` ({kind: width}). Each PCA is fitted once, on the
+    training faces (it never sees a label), and its rows serve every target's probe."""
     started = time.perf_counter()
     train, test = pixels(data.train_set, data.train_pos), pixels(data.test_set, data.test_pos)
     seconds = time.perf_counter() - started
-    return {kind: {"name": "PCA of pixels", "train": train, "test": test, "pca": width,
-                   "standardize": False, "seconds": seconds} for kind, width in widths.items()}
+    sets = {}
+    for kind, width in widths.items():
+        started = time.perf_counter()
+        reduced = _pca_rows(train, test, width, seed)
+        sets[kind] = {"name": "PCA of pixels", "train": reduced[0], "test": reduced[1],
+                      "pca": reduced[0].shape[1], "standardize": False,
+                      "seconds": seconds + time.perf_counter() - started}
+    return sets
 
 
 def feature_sets(model: MaskedAutoencoder, data: ProbeData, settings: ProbeSettings,
                  second: MaskedAutoencoder | None = None) -> dict[str, dict[str, Any]]:
     """Every feature kind of the table for the training, test (and validation) faces:
-    ``{kind: {"name", "train", "test"[, "val"], "pca" (the PCA width, pixels only), "seconds"}}``
-    (pixels also ``"standardize": False``, see the module docstring).
+    ``{kind: {"name", "train", "test"[, "val"], "pca", "seconds"}}``. Pixels come already reduced
+    by their PCA (``"pca"``: its width; ``None`` for the encoder's rows) and with
+    ``"standardize": False`` (see the module docstring); :func:`pixels` gives the raw ones.
 
     Kinds: ``mae_<readout>`` for each readout of ``settings.readouts`` (``mae_block1`` ..),
     ``random_mean``, ``second_mean`` / ``second_cls``, ``pixels`` (PCA at the encoder's width) and
@@ -203,7 +222,7 @@ def feature_sets(model: MaskedAutoencoder, data: ProbeData, settings: ProbeSetti
         widths = {"pixels": width}
         if "mae_grid" in sets:
             widths["pixels_grid"] = sets["mae_grid"]["train"].shape[1]
-        sets.update(_pixel_sets(data, widths))
+        sets.update(_pixel_sets(data, widths, settings.seed))
     return sets
 
 
@@ -236,7 +255,7 @@ def probe_features(sets: dict[str, dict[str, Any]], data: ProbeData, target: str
     for kind, s in sets.items():
         chooses = "val" in s and kind.startswith("mae_block")
         val = (s["val"], data.y_val[target]) if chooses else None
-        row = fit_probe((s["train"], y_train), (s["test"], y_test), task, pca_width=s["pca"],
+        row = fit_probe((s["train"], y_train), (s["test"], y_test), task,
                         standardize=s.get("standardize", True), seed=settings.seed,
                         cv=settings.cv, val=val)
         rows.append({"kind": kind, "name": s["name"], **row, "fit_seconds": row["seconds"],
