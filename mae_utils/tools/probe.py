@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from ..util.errors import UserError
 from ..util.fileio import atomic_write_text
@@ -114,7 +115,9 @@ def fit_probe(
     model = _model(task, y_train, pca_width, standardize, seed, cv)
     dtype = np.float32 if pca_width else np.float64  # pixels stay float32: 300 MB at 6,000 faces
     out: dict[str, Any] = {}
-    with warnings.catch_warnings():
+    # one BLAS thread: these small fits ran many times slower with two threads than with one on a
+    # two-core machine (threads waiting on each other), and never faster
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore")  # lbfgs convergence notes and sklearn deprecations
         model.fit(np.asarray(x_train, dtype), y_fit)
         out.update(prediction_score(task, y_test, model.predict(np.asarray(x_test, dtype))))
