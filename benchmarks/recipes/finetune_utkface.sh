@@ -23,9 +23,9 @@ for target in $TARGETS; do
     for mode in mae scratch; do
       name="$OUT/${target}_$1_$mode"
       [ -f "$name/results.json" ] && continue
-      extra=""; [ "$mode" = scratch ] && extra="--from-scratch"
+      scratch_flag=""; [ "$mode" = scratch ] && scratch_flag="--from-scratch"
       "$PY" -m mae_utils finetune --run "$RUN" --target "$target" --label-regex "$PATTERN" \
-        --train-fraction "$1" --epochs "$2" --base-lr 0.01 --device cpu $extra --out-dir "$name" --overwrite
+        --train-fraction "$1" --epochs "$2" --base-lr 0.01 --device cpu ${scratch_flag:-} --out-dir "$name" --overwrite
     done
   done
 done
