@@ -165,7 +165,10 @@ def test_presets_mean_what_they_say_and_old_runs_keep_their_model():
     assert TrainConfig(preset="base", depth=6).architecture() == {**PRESETS["base"], "depth": 6}
     old = TrainConfig(preset="tiny", embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=96, decoder_depth=2,
                       decoder_num_heads=3)  # fmt: skip
-    assert same_settings(old, TrainConfig()) and not same_settings(old, TrainConfig(depth=3))
+    # the old run trained the 14 epochs that were then the default; the cpu preset now trains 28
+    then = TrainConfig(epochs=14)
+    assert same_settings(old, then) and not same_settings(old, TrainConfig(epochs=14, depth=3))
+    assert not same_settings(old, TrainConfig())
     assert count(old) == count(TrainConfig()) == 1_087_712
     assert count(TrainConfig(preset="base", image_size=256, patch_size=16)) == 111_984_640
 
@@ -174,7 +177,7 @@ def test_presets_mean_what_they_say_and_old_runs_keep_their_model():
 def test_the_default_recipe_is_the_measured_cpu_one_and_base_brings_the_papers():
     cpu = TrainConfig()
     assert (cpu.image_size, cpu.patch_size, cpu.batch_size, cpu.base_lr, cpu.warmup_frac, cpu.weight_decay,
-            cpu.epochs) == (64, 8, 16, 3.2e-2, 0.1, 0.05, 14)  # fmt: skip
+            cpu.epochs) == (64, 8, 16, 3.2e-2, 0.1, 0.05, 28)  # fmt: skip
     base = TrainConfig(preset="base").validate()
     assert (base.image_size, base.patch_size, base.batch_size, base.base_lr, base.warmup_frac, base.weight_decay,
             base.epochs) == (256, 16, 64, 1.5e-4, 0.05, 0.05, 400)  # fmt: skip
