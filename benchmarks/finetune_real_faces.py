@@ -2,7 +2,7 @@
 
     python benchmarks/finetune_real_faces.py runs/finetune_utk --out benchmarks/label_efficiency.png
 
-Reads the fine-tune folders that ``benchmarks/recipes/finetune_utkface.sh`` writes
+Reads the fine-tune folders that ``benchmarks/recipes/finetune_labels.sh`` writes
 (``OUT_DIR/TARGET_FRACTION_{mae,scratch}/results.json``), prints a markdown table (score with its 95%
 interval, the difference, wall times, chance) and draws test accuracy (or mean absolute error)
 against the share of training labels, one panel per target. ``--frozen PROBE.json`` (written by

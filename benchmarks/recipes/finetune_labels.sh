@@ -4,7 +4,7 @@
 # network from scratch with the same epochs. Each run is a folder OUT_DIR/TARGET_FRACTION_{mae,scratch}
 # (an existing results.json is kept, so the script resumes a stopped sweep); then
 # `python benchmarks/finetune_real_faces.py OUT_DIR` prints the table and draws the figure.
-#   usage: benchmarks/recipes/finetune_utkface.sh RUN OUT_DIR [TARGET ...]   (default: gender age)
+#   usage: benchmarks/recipes/finetune_labels.sh RUN OUT_DIR [TARGET ...]   (default: gender age)
 # RUN is a run trained on UTKFace (e.g. by cpu_quick.sh): its own split keeps its test faces unseen.
 # Results and the settings behind them: benchmarks/finetune_real_faces.md.
 set -euo pipefail
