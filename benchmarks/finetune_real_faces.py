@@ -17,12 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-MODES = {"mae": "fine-tuned from the MAE", "scratch": "from scratch"}
+from mae_utils.tools.label_efficiency import MODES, result_point  # noqa: E402
+from mae_utils.viz import label_efficiency_figure  # noqa: E402
 
 
 def read_runs(folder: Path) -> dict[tuple[str, float, str], dict]:
@@ -74,36 +72,18 @@ def _frozen_rows(probe: dict, target: str) -> dict[str, dict]:
 
 
 def figure(runs: dict, out: Path, probe: dict | None, frozen_share: float) -> None:
-    targets = sorted({t for t, _, _ in runs})
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.4), squeeze=False)
-    for ax, target in zip(axes[0], targets):
-        acc = None
-        for mode, label in MODES.items():
-            points = sorted((f, r) for (t, f, m), r in runs.items() if t == target and m == mode)
-            if not points:
-                continue
-            acc = points[0][1]["metric"] == "accuracy"
-            scale = 100 if acc else 1
-            xs = [f * 100 for f, _ in points]
-            ys = [r["rows"][0]["score"] * scale for _, r in points]
-            lo = [(r["rows"][0]["score"] - r["rows"][0]["low"]) * scale for _, r in points]
-            hi = [(r["rows"][0]["high"] - r["rows"][0]["score"]) * scale for _, r in points]
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
+    """The label-efficiency figure (:func:`mae_utils.viz.label_efficiency_figure`), with the probe's
+    best frozen readout and PCA pixels of its width as reference lines."""
+    points = [result_point(record, fraction, mode) for (_, fraction, mode), record in runs.items()]
+    references = []
+    for target in {t for t, _, _ in runs}:
         if probe is not None and target in probe.get("rows", {}):
-            for (label, row), style in zip(_frozen_rows(probe, target).items(), ("--", ":")):
+            for label, row in _frozen_rows(probe, target).items():
                 if row is not None:
-                    value = row["score"] * (100 if acc else 1)
-                    ax.plot([frozen_share * 100], [value], "s", color="grey")
-                    ax.axhline(value, linestyle=style, color="grey", linewidth=1,
-                               label=f"{label} ({row['width']} wide, {frozen_share:.0%} labels)")
-        ax.set_xscale("log")
-        ax.set_xlabel("share of training labels (%)")
-        ax.set_ylabel("test accuracy (%)" if acc else "test mean absolute error")
-        ax.set_title(target)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+                    references.append({"target": target, "score": row["score"], "share": frozen_share,
+                                       "label": f"{label} ({row['width']} wide, {frozen_share:.0%} labels)"})
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    label_efficiency_figure(points, references).savefig(out, dpi=110)
 
 
 def main() -> None:

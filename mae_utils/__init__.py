@@ -15,7 +15,8 @@ The top level is the algorithm that ``maskAE.ipynb`` teaches; read it in this or
 
 Four floors, each importing only its own and the ones below: ``util/`` (run machinery that knows
 no model: run folders, checkpoint files, file IO, progress bars, device set-up, errors), this
-teaching core, ``tools/`` (what you do with a trained model: evaluate, reconstruct, refine, probe)
+teaching core, ``tools/`` (what you do with a trained model: evaluate, reconstruct, refine, probe,
+fine-tune)
 and ``app/`` (the command line and the notebooks' helpers).
 """
 

@@ -19,6 +19,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+from matplotlib.ticker import NullLocator
 
 from .util.errors import UserError
 from .metrics import patch_mask_to_pixel_mask
@@ -535,4 +536,48 @@ def attention_figure(
         fig.suptitle(title, fontsize=10)
     top = 1 - 0.35 / fig.get_figheight() if title else 1  # room for the title above the panels
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, top))
+    return fig
+
+
+def label_efficiency_figure(points: Sequence[dict[str, Any]],
+                            references: Sequence[dict[str, Any]] = ()) -> Figure:
+    """Test score against the share of training labels, one panel per target and one curve per
+    ``label`` (e.g. fine-tuned from the MAE, from scratch), each point with its 95% interval;
+    chance as a dotted line. ``points``: dicts of target, share, label, metric ("accuracy" or an
+    error), score, low, high and chance (what
+    :func:`mae_utils.tools.label_efficiency.label_efficiency` returns). ``references``: dicts of
+    target, label, score (and share, if it was fitted on one), drawn as dashed lines, e.g. a frozen
+    readout."""
+    if not points:
+        raise UserError("no fine-tune results to draw")
+    targets = list(dict.fromkeys(p["target"] for p in points))
+    fig = new_figure(4.2 * len(targets), 3.4)
+    axes = fig.subplots(1, len(targets), squeeze=False)[0]
+    for ax, target in zip(axes, targets):
+        mine = [p for p in points if p["target"] == target]
+        percent = mine[0]["metric"] == "accuracy"
+        scale = 100.0 if percent else 1.0
+        for label in dict.fromkeys(p["label"] for p in mine):
+            curve = sorted((p for p in mine if p["label"] == label), key=lambda p: p["share"])
+            xs = [100 * p["share"] for p in curve]
+            ys = np.array([p["score"] for p in curve]) * scale
+            errors = np.array([[p["score"] - p["low"], p["high"] - p["score"]] for p in curve]).T
+            ax.errorbar(xs, ys, yerr=errors * scale, marker="o", capsize=3, label=label)
+        ax.axhline(mine[0]["chance"] * scale, linestyle=":", color="black", linewidth=1,
+                   label="chance")
+        for ref, style in zip((r for r in references if r["target"] == target),
+                              ("--", "-.", (0, (5, 5)))):
+            ax.axhline(ref["score"] * scale, linestyle=style, color="grey", linewidth=1,
+                       label=ref["label"])
+            if ref.get("share"):
+                ax.plot([100 * ref["share"]], [ref["score"] * scale], "s", color="grey")
+        ax.set_xscale("log")
+        shares = sorted({100 * p["share"] for p in mine})
+        ax.set_xticks(shares, [f"{s:g}" for s in shares])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("share of training labels (%)")
+        ax.set_ylabel("test accuracy (%)" if percent else f"test {mine[0]['metric']}")
+        ax.set_title(target)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     return fig

@@ -1,0 +1,97 @@
+"""Label efficiency: the run's encoder fine-tuned against the same network from scratch, at several
+shares of the training labels (the MAE paper's transfer claim, He et al. 2021, sec. 4-5, as one call).
+
+For each share, :func:`~mae_utils.tools.finetune.finetune` runs twice with the same settings and the
+same steps: from the run's encoder and ``from_scratch``. The budget is given in passes over *all*
+the training labels, so a share ``f`` of them gets ``passes / f`` epochs: fewer labels, more passes,
+about as many steps at every share (the gap measures pre-training, not a shorter schedule). Each
+fine-tune is its own run folder, ``OUT_ROOT/TARGET_SHARE_{mae,scratch}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..util.errors import UserError
+from .finetune import RESULTS_FILE, FinetuneConfig, finetune
+
+#: A fine-tune's mode and the label of its curve.
+MODES = {"mae": "fine-tuned from the MAE", "scratch": "from scratch"}
+
+
+def epochs_for_share(passes: float, share: float) -> int:
+    """Epochs that give a ``share`` of the labels about ``passes`` passes' worth of all of them."""
+    if not 0 < share <= 1:
+        raise UserError(f"a share of the training labels must be in (0, 1]; got {share}")
+    if passes <= 0:
+        raise UserError(f"passes must be positive; got {passes}")
+    return max(1, math.ceil(round(passes / share, 6)))
+
+
+def label_efficiency(settings: FinetuneConfig, shares: Sequence[float], passes: float,
+                     out_root: str | Path, *, overwrite: bool = False,
+                     log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Fine-tune from the MAE and from scratch at each share of the labels (``settings`` gives the
+    run, target and recipe; its ``train_fraction``, ``epochs``, ``from_scratch`` and ``out_dir``
+    are set here). One point per fine-tune: target, share, mode, label, epochs, labels, metric,
+    the test score with its 95% interval, chance and the wall time (what
+    :func:`mae_utils.viz.label_efficiency_figure` draws)."""
+    if not shares:
+        raise UserError("give at least one share of the training labels")
+    points = []
+    for share in shares:
+        epochs = epochs_for_share(passes, share)
+        for mode, label in MODES.items():
+            one = dataclasses.replace(settings, train_fraction=float(share), epochs=epochs,
+                                      from_scratch=mode == "scratch",
+                                      out_dir=str(Path(out_root) / f"{settings.target}_{share:g}_{mode}"))
+            result = finetune(one, overwrite=overwrite, log=log)
+            record = json.loads((result.run_dir / RESULTS_FILE).read_text())
+            points.append(result_point(record, share, mode))
+    return points
+
+
+def result_point(record: dict[str, Any], share: float, mode: str) -> dict[str, Any]:
+    """One fine-tune's ``results.json`` (its test score, then chance) as a curve's point."""
+    network, chance = record["rows"][0], record["rows"][1]
+    return {"target": record["target"], "share": share, "mode": mode, "label": MODES[mode],
+            "epochs": record["epochs"], "labels": record["train_faces"],
+            "metric": "accuracy" if record["task"] == "classify" else "mean absolute error",
+            "score": network["score"], "low": network["low"], "high": network["high"],
+            "chance": chance["score"], "seconds": record["seconds"]}
+
+
+def points_table(points: list[dict[str, Any]]) -> str:
+    """The points as a plain-text table: per target and share, each mode's test score with its 95%
+    interval, the difference (from the MAE minus from scratch) and the wall times."""
+    def show(value: float, percent: bool) -> str:
+        return f"{100 * value:.1f}%" if percent else f"{value:.3g}"
+
+    header = ["target", "labels", "epochs", *MODES.values(), "difference", "wall time"]
+    rows = [header]
+    for target in dict.fromkeys(p["target"] for p in points):
+        for share in sorted({p["share"] for p in points if p["target"] == target}):
+            pair = {p["mode"]: p for p in points if p["target"] == target and p["share"] == share}
+            first = next(iter(pair.values()))
+            percent = first["metric"] == "accuracy"
+            cells = [f"{show(pair[m]['score'], percent)} [{show(pair[m]['low'], percent)}, "
+                     f"{show(pair[m]['high'], percent)}]" if m in pair else "-" for m in MODES]
+            diff = "-"
+            if len(pair) == len(MODES):
+                gap = pair["mae"]["score"] - pair["scratch"]["score"]
+                diff = f"{100 * gap:+.1f} points" if percent else f"{gap:+.3g}"
+            walls = " / ".join(f"{pair[m]['seconds']:.0f} s" for m in MODES if m in pair)
+            rows.append([target, f"{first['labels']} ({share:.0%})", str(first["epochs"]), *cells,
+                         diff, walls])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    metric = {p["target"]: p["metric"] for p in points}
+    notes = [f"{t}: test {m} ({'higher' if m == 'accuracy' else 'lower'} is better), chance "
+             f"{show(next(p['chance'] for p in points if p['target'] == t), m == 'accuracy')}"
+             for t, m in metric.items()]
+    return "\n".join(lines + [""] + notes)
