@@ -4,14 +4,14 @@
 # network from scratch with the same epochs. Each run is a folder OUT_DIR/TARGET_FRACTION_{mae,scratch}
 # (an existing results.json is kept, so the script resumes a stopped sweep); then
 # `python benchmarks/finetune_real_faces.py OUT_DIR` prints the table and draws the figure.
-#   usage: benchmarks/recipes/finetune_labels.sh RUN OUT_DIR [TARGET ...]   (default: gender age)
+#   usage: benchmarks/recipes/finetune_labels.sh RUN OUT_DIR [TARGET ...]   (default: gender age race)
 # RUN is a run trained on UTKFace (e.g. by cpu_quick.sh): its own split keeps its test faces unseen.
 # Results and the settings behind them: benchmarks/finetune_real_faces.md.
 set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: $0 RUN OUT_DIR [TARGET ...]" >&2; exit 2; fi
 RUN=$1 OUT=$2
 shift 2
-TARGETS=${*:-gender age}
+TARGETS=${*:-gender age race}
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -25,7 +25,7 @@ for target in $TARGETS; do
       [ -f "$name/results.json" ] && continue
       scratch_flag=""; [ "$mode" = scratch ] && scratch_flag="--from-scratch"
       "$PY" -m mae_utils finetune --run "$RUN" --target "$target" --label-regex "$PATTERN" \
-        --train-fraction "$1" --epochs "$2" --base-lr 0.01 --device cpu ${scratch_flag:-} --out-dir "$name" --overwrite
+        --train-fraction "$1" --epochs "$2" --device cpu ${scratch_flag:-} --out-dir "$name" --overwrite
     done
   done
 done
