@@ -1,5 +1,6 @@
 """Label efficiency: the run's encoder fine-tuned against the same network from scratch, at several
-shares of the training labels (the MAE paper's transfer claim, He et al. 2021, sec. 4-5, as one call).
+shares of the training labels (the MAE paper's transfer claim, He et al. 2021, sec. 4-5, in one
+call).
 
 For each share, :func:`~mae_utils.tools.finetune.finetune` runs twice with the same settings and the
 same steps: from the run's encoder and ``from_scratch``. The budget is given in passes over *all*
@@ -46,9 +47,9 @@ def label_efficiency(settings: FinetuneConfig, shares: Sequence[float], passes: 
     for share in shares:
         epochs = epochs_for_share(passes, share)
         for mode, label in MODES.items():
+            folder = Path(out_root) / f"{settings.target}_{share:g}_{mode}"
             one = dataclasses.replace(settings, train_fraction=float(share), epochs=epochs,
-                                      from_scratch=mode == "scratch",
-                                      out_dir=str(Path(out_root) / f"{settings.target}_{share:g}_{mode}"))
+                                      from_scratch=mode == "scratch", out_dir=str(folder))
             result = finetune(one, overwrite=overwrite, log=log)
             record = json.loads((result.run_dir / RESULTS_FILE).read_text())
             points.append(result_point(record, share, mode))
