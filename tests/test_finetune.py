@@ -249,3 +249,22 @@ def test_a_stop_keeps_the_saved_epochs_and_names_resume(synthetic_run, tmp_path,
     assert code == 130 and "stopped (SIGTERM)" in err and "--resume" in err
     assert len(_lines(out)) == 1 and not (out / "results.json").exists()
     assert (out / "checkpoints" / "last" / ckpt.MODEL_FILE).is_file()
+
+
+def test_augmentation_is_off_by_default_and_the_runs_when_asked(synthetic_run, tmp_path) -> None:
+    """Off: training faces come as stored; --augment: the run's crops and flips, drawn per face."""
+    source = config_module.load_run_config(synthetic_run)
+    assert FinetuneConfig().augment is False
+    for augment in (False, True):
+        out = tmp_path / f"ft_{augment}"
+        out.mkdir()
+        data = ft.finetune_data(_settings(synthetic_run, out, augment=augment), source, out,
+                                lambda _m: None)
+        train = data.items["train"]
+        train.epoch = 0
+        params = [train[i][2] for i in range(len(train))]
+        if augment:
+            assert train.augment is not None and any(p for p in params)
+        else:
+            assert train.augment is None and not any(p for p in params)
+        assert data.items["val"].augment is None  # never on the faces that are scored

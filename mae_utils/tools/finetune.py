@@ -11,8 +11,10 @@ are few. This module is that experiment on faces, with its honest control:
 * **the recipe**: AdamW with layer-wise learning-rate decay (the paper's fine-tuning, after BEiT:
   block ``i`` learns at ``layer_decay ** (depth + 1 - (i + 1))`` of the rate, the patch embedding
   and class token at ``layer_decay ** (depth + 1)``, the head at the full rate), the One-Cycle plan
-  of :mod:`mae_utils.optim`, and the run's own augmentation (crops, flips) drawn per image as
-  training draws it;
+  of :mod:`mae_utils.optim`; ``augment`` adds the run's own augmentation (crops, flips) drawn
+  per image as training draws it. It is off by default: made for reconstruction, its zoomed-out
+  crops put another training face in the frame, and on real faces it cost accuracy (UTKFace gender
+  and age, Yale identity: ``benchmarks/finetune_real_faces.md``);
 * ``from_scratch``: the same network and budget from random (seeded) weights, which loads no
   pre-trained weight: the control that tells what pre-training gave;
 * ``train_fraction``: a seeded, stratified share of the training labels (class shares kept; a
@@ -117,7 +119,8 @@ class FinetuneConfig:
     layer_decay: float = _f(0.75, "layer-wise learning-rate decay, in (0, 1]")
     weight_decay: float = _f(0.05, "AdamW weight decay")
     warmup_frac: float = _f(0.1, "share of the steps spent warming the learning rate up")
-    augment: bool = _f(True, "the run's training augmentation (crops, flips) on the faces")
+    augment: bool = _f(False, "the run's training augmentation (crops, flips) on the faces; off: "
+                              "its zoomed-out crops cost accuracy on real faces")
     val_frac: float = _f(0.1, "share held out for validation when --data-dir is split here")
     test_frac: float = _f(0.2, "share held out for the test when --data-dir is split here")
     seed: int = _f(0, "seed of the split, the label share, the head and the batch order")
@@ -723,8 +726,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`FinetuneConfig` field, plus --resume and --overwrite."""
     parser.description = (
         "Fine-tune a run's encoder (whole faces, no masking) with a small head on a labelled "
-        "target: AdamW with layer-wise learning-rate decay on a One-Cycle plan, the run's "
-        "augmentation; --from-scratch trains the same network from random weights (the control). "
+        "target: AdamW with layer-wise learning-rate decay on a One-Cycle plan (--augment adds "
+        "the run's augmentation); --from-scratch trains the same network from random weights (the control). "
         "Prints the test accuracy or mean absolute error with a 95% interval."
     )
     for f in fields(FinetuneConfig):
