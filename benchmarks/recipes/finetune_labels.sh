@@ -6,6 +6,7 @@
 # `python benchmarks/finetune_real_faces.py OUT_DIR` prints the table and draws the figure.
 #   usage: benchmarks/recipes/finetune_labels.sh RUN OUT_DIR [TARGET ...]   (default: gender age race)
 # RUN is a run trained on UTKFace (e.g. by cpu_quick.sh): its own split keeps its test faces unseen.
+# EXTRA adds flags to every fine-tune (EXTRA=--augment: the run's augmentation, the earlier table).
 # Results and the settings behind them: benchmarks/finetune_real_faces.md.
 set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: $0 RUN OUT_DIR [TARGET ...]" >&2; exit 2; fi
@@ -25,7 +26,7 @@ for target in $TARGETS; do
       [ -f "$name/results.json" ] && continue
       scratch_flag=""; [ "$mode" = scratch ] && scratch_flag="--from-scratch"
       "$PY" -m mae_utils finetune --run "$RUN" --target "$target" --label-regex "$PATTERN" \
-        --train-fraction "$1" --epochs "$2" --device cpu ${scratch_flag:-} --out-dir "$name" --overwrite
+        --train-fraction "$1" --epochs "$2" --device cpu ${scratch_flag:-} ${EXTRA:-} --out-dir "$name" --overwrite
     done
   done
 done
