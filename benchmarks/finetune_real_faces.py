@@ -28,7 +28,7 @@ def read_runs(folder: Path) -> dict[tuple[str, float, str], dict]:
     runs = {}
     for path in sorted(folder.glob("*_*_*/results.json")):
         target, fraction, mode = path.parent.name.rsplit("_", 2)
-        if mode in MODES:
+        if mode in MODES and fraction.replace(".", "", 1).isdigit():  # other folders are not ours
             runs[(target, float(fraction), mode)] = json.loads(path.read_text())
     if not runs:
         sys.exit(f"error: no fine-tune results (NAME/results.json) in {folder}")

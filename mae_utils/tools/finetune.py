@@ -727,8 +727,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Fine-tune a run's encoder (whole faces, no masking) with a small head on a labelled "
         "target: AdamW with layer-wise learning-rate decay on a One-Cycle plan (--augment adds "
-        "the run's augmentation); --from-scratch trains the same network from random weights (the control). "
-        "Prints the test accuracy or mean absolute error with a 95% interval."
+        "the run's augmentation); --from-scratch trains the same network from random weights "
+        "(the control). Prints the test accuracy or mean absolute error with a 95% interval."
     )
     for f in fields(FinetuneConfig):
         base, _ = annotation_type(f.type)
