@@ -383,6 +383,12 @@ def prediction_score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[
     return {"score": mae, "low": mae - half, "high": mae + half}
 
 
+def score_text(value: float, task: str) -> str:
+    """A :func:`prediction_score` value as the tables print it: accuracy in percent, an error to
+    three significant digits."""
+    return f"{100 * value:.1f}%" if task == "classify" else f"{value:.3g}"
+
+
 def summarize(results: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """``{metric: per-image values}`` -> ``{metric: {"mean", "ci95", "n"}}`` for tables and JSON."""
     out: dict[str, dict[str, float]] = {}

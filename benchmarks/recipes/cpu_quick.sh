@@ -9,7 +9,7 @@
 #   usage: benchmarks/recipes/cpu_quick.sh DATA_DIR[:DATA_DIR...] OUT_DIR [OTHER_DIR ...]
 # Measured results and the ablation behind the settings: benchmarks/cpu_recipe.md.
 set -euo pipefail
-if [ $# -lt 2 ]; then echo "usage: $0 DATA_DIR OUT_DIR [OTHER_DIR ...]" >&2; exit 2; fi
+if [ $# -lt 2 ]; then echo "usage: $0 DATA_DIR[:DATA_DIR...] OUT_DIR [OTHER_DIR ...]" >&2; exit 2; fi
 DATA_DIR=$1 OUT_DIR=$2
 shift 2
 IFS=: read -r -a TRAIN_DIRS <<< "$DATA_DIR"  # "A:B" -> (A B)

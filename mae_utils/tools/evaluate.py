@@ -53,6 +53,7 @@ from ..util.loaders import mix_seed
 from ..util.progress import tqdm
 from ..util.rundir import is_run_folder
 from ..util.runtime import resolve_device
+from ..util.text_table import aligned_table
 from ..baselines import BASELINES
 from ..config import DEVICES, check_run_dir, load_run_config
 from ..data import FaceFolder
@@ -557,13 +558,7 @@ def _table_rows(result: Evaluation) -> list[str]:
     rows = [["method", *(c[1] for c in COLUMNS)]]
     for method, stats in result.summary.items():
         rows.append([method, *(_fmt(stats[key], d) for key, _, d in COLUMNS)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-        lines.append("  ".join(cells))
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
+    return aligned_table(rows)
 
 
 def _margin_lines(result: Evaluation) -> list[str]:

@@ -61,9 +61,10 @@ from ..util.loop import Task
 from ..util.progress import tqdm
 from ..util.rundir import RunFolder, new_run_id, read_run_id, stamp_split
 from ..util.runtime import resolve_device
+from ..util.text_table import aligned_table
 from ..config import (DEVICES, TrainConfig, annotation_type, check_fracs, check_run_dir,
                       load_run_config)
-from ..metrics import prediction_score
+from ..metrics import prediction_score, score_text
 from ..model import MaskedAutoencoder
 from ..optim import make_adamw, one_cycle_plan, param_groups
 from ..pretrained import load_model_from_run
@@ -647,20 +648,14 @@ def _chance(data: FinetuneData) -> dict[str, Any]:
 def format_results(result_rows: list[dict[str, Any]], target: str, task: str, n_train: int) -> str:
     """The test scores as a small plain-text table, with their 95% intervals."""
     metric = "accuracy" if task == "classify" else "mean abs. error"
-    show = (lambda v: f"{100 * v:.1f}%") if task == "classify" else (lambda v: f"{v:.3g}")
     table = [["", metric, "95% interval"]]
-    table += [[r["name"], show(r["score"]), f"[{show(r['low'])}, {show(r['high'])}]"]
+    table += [[r["name"], score_text(r["score"], task),
+               f"[{score_text(r['low'], task)}, {score_text(r['high'], task)}]"]
               for r in result_rows]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
     lines = [f"target {target!r}: {metric} on {result_rows[0]['n']} test faces "
              f"({'higher' if task == 'classify' else 'lower'} is better), fine-tuned on "
              f"{n_train} labelled faces"]
-    for j, row in enumerate(table):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines + aligned_table(table))
 
 
 def _finish(job: _Job, seconds: float) -> FinetuneResult:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..util.errors import UserError
+from ..util.text_table import aligned_table
+from ..metrics import score_text
 from .finetune import RESULTS_FILE, FinetuneConfig, finetune
 
 #: A fine-tune's mode and the label of its curve.
@@ -69,30 +71,28 @@ def result_point(record: dict[str, Any], share: float, mode: str) -> dict[str, A
 def points_table(points: list[dict[str, Any]]) -> str:
     """The points as a plain-text table: per target and share, each mode's test score with its 95%
     interval, the difference (from the MAE minus from scratch) and the wall times."""
-    def show(value: float, percent: bool) -> str:
-        return f"{100 * value:.1f}%" if percent else f"{value:.3g}"
-
-    header = ["target", "labels", "epochs", *MODES.values(), "difference", "wall time"]
-    rows = [header]
+    rows = [["target", "labels", "epochs", *MODES.values(), "difference", "wall time"]]
     for target in dict.fromkeys(p["target"] for p in points):
         for share in sorted({p["share"] for p in points if p["target"] == target}):
             pair = {p["mode"]: p for p in points if p["target"] == target and p["share"] == share}
             first = next(iter(pair.values()))
-            percent = first["metric"] == "accuracy"
-            cells = [f"{show(pair[m]['score'], percent)} [{show(pair[m]['low'], percent)}, "
-                     f"{show(pair[m]['high'], percent)}]" if m in pair else "-" for m in MODES]
+            task = _task(first)
+            cells = [f"{score_text(pair[m]['score'], task)} [{score_text(pair[m]['low'], task)}, "
+                     f"{score_text(pair[m]['high'], task)}]" if m in pair else "-" for m in MODES]
             diff = "-"
             if len(pair) == len(MODES):
                 gap = pair["mae"]["score"] - pair["scratch"]["score"]
-                diff = f"{100 * gap:+.1f} points" if percent else f"{gap:+.3g}"
+                diff = f"{100 * gap:+.1f} points" if task == "classify" else f"{gap:+.3g}"
             walls = " / ".join(f"{pair[m]['seconds']:.0f} s" for m in MODES if m in pair)
             rows.append([target, f"{first['labels']} ({share:.0%})", str(first["epochs"]), *cells,
                          diff, walls])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    metric = {p["target"]: p["metric"] for p in points}
-    notes = [f"{t}: test {m} ({'higher' if m == 'accuracy' else 'lower'} is better), chance "
-             f"{show(next(p['chance'] for p in points if p['target'] == t), m == 'accuracy')}"
-             for t, m in metric.items()]
-    return "\n".join(lines + [""] + notes)
+    firsts = {t: next(p for p in points if p["target"] == t)
+              for t in dict.fromkeys(p["target"] for p in points)}
+    notes = [f"{t}: test {p['metric']} ({'higher' if _task(p) == 'classify' else 'lower'} is "
+             f"better), chance {score_text(p['chance'], _task(p))}" for t, p in firsts.items()]
+    return "\n".join(aligned_table(rows) + [""] + notes)
+
+
+def _task(point: dict[str, Any]) -> str:
+    """The fine-tune's task, from the point's metric."""
+    return "classify" if point["metric"] == "accuracy" else "regress"

@@ -43,8 +43,9 @@ from threadpoolctl import threadpool_limits
 from ..util.errors import UserError
 from ..util.fileio import atomic_write_text
 from ..util.runtime import resolve_device
+from ..util.text_table import aligned_table
 from ..config import check_run_dir
-from ..metrics import prediction_score
+from ..metrics import prediction_score, score_text
 from ..model import MaskedAutoencoder
 from ..pretrained import load_model_from_run
 from .probe_data import ProbeData, load_probe_data
@@ -278,24 +279,15 @@ def format_table(rows: list[dict[str, Any]], target: str, task: str, n_train: in
     """A plain-text table of one target's probes: score, 95% interval, width, wall time."""
     metric = "accuracy" if task == "classify" else "mean abs. error"
     better = "higher is better" if task == "classify" else "lower is better"
-
-    def fmt(v: float) -> str:
-        return f"{100 * v:.1f}%" if task == "classify" else f"{v:.3g}"
-
     table = [["features", "width", metric, "95% interval", "time"]]
     for r in rows:
-        interval = f"[{fmt(r['low'])}, {fmt(r['high'])}]"
+        interval = f"[{score_text(r['low'], task)}, {score_text(r['high'], task)}]"
         seconds = f"{r['seconds']:.1f} s" if r["seconds"] else "-"
-        table.append([r["name"], str(r["width"] or "-"), fmt(r["score"]), interval, seconds])
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        table.append([r["name"], str(r["width"] or "-"), score_text(r["score"], task), interval,
+                      seconds])
     lines = [f"target {target!r}: {metric} on {n_test} test faces ({better}); linear probes "
              f"fitted on {n_train} training faces"]
-    for j, row in enumerate(table):
-        cells = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-        lines.append("  ".join(cells))
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines + aligned_table(table))
 
 
 # ---------------------------------------------------------------------- the library entry point
